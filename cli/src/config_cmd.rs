@@ -1,0 +1,107 @@
+//! `tidemark config check|show|list`: validate the file and show what tidemark will do with it.
+
+use std::path::Path;
+
+use clap::Subcommand;
+use tidemark::config::{Config, Connection, Environment};
+
+use crate::Failure;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ConfigCommand {
+    /// Validate the file and print a summary. Errors name the file, line and column.
+    ///
+    /// Example: `tidemark config check --config tidemark.yaml`
+    Check,
+    /// Print the configuration as tidemark resolved it (defaults filled in, secrets masked).
+    Show,
+    /// List the pipelines and their tables.
+    List,
+}
+
+pub(crate) fn run(command: &ConfigCommand, path: &Path, json: bool) -> Result<(), Failure> {
+    let environment: Environment = std::env::vars().collect();
+    let config = Config::from_file(path, &environment).map_err(Failure::config)?;
+    match command {
+        ConfigCommand::Check => {
+            if json {
+                print_json(&serde_json::json!({
+                    "valid": true,
+                    "file": path.display().to_string(),
+                    "connections": config.connections.len(),
+                    "pipelines": config.pipelines.iter().map(|(name, p)| {
+                        serde_json::json!({"name": name, "tables": p.tables.len()})
+                    }).collect::<Vec<_>>(),
+                }));
+            } else {
+                println!("{}: valid", path.display());
+                for (name, connection) in &config.connections {
+                    println!("  connection {name}: {}", describe_connection(connection));
+                }
+                for (name, pipeline) in &config.pipelines {
+                    println!(
+                        "  pipeline {name}: {} → {} via s3://{}/{}, {} table(s), {} at a time",
+                        pipeline.source,
+                        pipeline.target,
+                        pipeline.s3.bucket,
+                        pipeline.s3.prefix,
+                        pipeline.tables.len(),
+                        pipeline.table_concurrency
+                    );
+                }
+            }
+        }
+        ConfigCommand::Show => {
+            if json {
+                print_json(&serde_json::to_value(&config).map_err(Failure::config)?);
+            } else {
+                print!("{}", serde_yaml_string(&config)?);
+            }
+        }
+        ConfigCommand::List => {
+            if json {
+                print_json(&serde_json::json!(config
+                    .pipelines
+                    .iter()
+                    .map(|(name, p)| serde_json::json!({
+                        "pipeline": name,
+                        "tables": p.tables.keys().collect::<Vec<_>>(),
+                    }))
+                    .collect::<Vec<_>>()));
+            } else {
+                for (name, pipeline) in &config.pipelines {
+                    for (table, table_config) in &pipeline.tables {
+                        println!(
+                            "{name}\t{table}\t{}\t{}",
+                            table_config.cdc_strategy,
+                            table_config.load_mode()
+                        );
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn describe_connection(connection: &Connection) -> String {
+    match connection {
+        Connection::Mysql(c) => format!("mysql {}:{} as {}", c.host, c.port, c.user),
+        Connection::Postgres(c) => format!(
+            "postgres {}:{}/{} schema {}",
+            c.host, c.port, c.database, c.schema
+        ),
+        Connection::Redshift(c) => format!(
+            "redshift ({:?}) database {} schema {}",
+            c.access, c.database, c.schema
+        ),
+    }
+}
+
+fn serde_yaml_string(config: &Config) -> Result<String, Failure> {
+    tidemark::config::to_yaml(config).map_err(Failure::config)
+}
+
+fn print_json(value: &serde_json::Value) {
+    println!("{value:#}");
+}

@@ -1,0 +1,173 @@
+//! The library's one error type and its stable names.
+//!
+//! Every fallible function in `tidemark` returns [`Result`]. [`Error::kind`] narrows an error to the
+//! small, documented set of names that Step Functions `Retry`/`Catch` match on and that the CLI maps
+//! to exit codes. Messages are lowercase, put values in backticks, and never carry a secret.
+
+use std::fmt;
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The stable failure classes, as sent to Step Functions in a Lambda error's `errorType`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// A transient fault (connection lost, throttling, write conflict): the same step may succeed if retried.
+    Retryable,
+    /// A fault that will recur until someone changes the input, the config or the data.
+    NonRetryable,
+    /// Another live run holds the table's lease.
+    LeaseHeld,
+    /// The source schema changed in a way the target cannot follow on its own.
+    SchemaDrift,
+    /// A compare-and-swap write lost a race to another writer.
+    ConcurrentUpdate,
+}
+
+impl ErrorKind {
+    /// The name used as the Lambda `errorType` and in the state machine's `ErrorEquals`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorKind::Retryable => "Retryable",
+            ErrorKind::NonRetryable => "NonRetryable",
+            ErrorKind::LeaseHeld => "LeaseHeld",
+            ErrorKind::SchemaDrift => "SchemaDrift",
+            ErrorKind::ConcurrentUpdate => "ConcurrentUpdate",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Everything that can go wrong in tidemark.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configuration file is malformed or inconsistent. `location` is `file:line:column` when known.
+    #[error("{location}: {message}")]
+    Config { location: String, message: String },
+
+    /// A table, column or other name cannot be used safely.
+    #[error("invalid name {name}: {reason}")]
+    InvalidName { name: String, reason: String },
+
+    /// The source schema cannot be represented in the target.
+    #[error("{0}")]
+    Schema(String),
+
+    /// The source schema changed incompatibly with an existing target table.
+    #[error("schema drift in `{table}`: {details}")]
+    SchemaDrift { table: String, details: String },
+
+    /// A secret could not be resolved. The message names the secret's id, never its value.
+    #[error("secret `{id}`: {reason}")]
+    Secret { id: String, reason: String },
+
+    /// The MySQL source failed.
+    #[error("mysql: {context}: {source}")]
+    Mysql {
+        context: String,
+        #[source]
+        source: mysql_async::Error,
+    },
+
+    /// A PostgreSQL-protocol target failed.
+    #[error("postgres: {context}: {source}")]
+    Postgres {
+        context: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+
+    /// An S3 call failed.
+    #[error("s3: {context}: {message}")]
+    S3 {
+        context: String,
+        message: String,
+        retryable: bool,
+    },
+
+    /// Reading or writing a local file failed.
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// A configuration error at a known place.
+    pub fn config(location: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Config {
+            location: location.into(),
+            message: message.into(),
+        }
+    }
+
+    /// A name that cannot be used safely.
+    pub fn invalid_name(name: &str, reason: impl Into<String>) -> Self {
+        Error::InvalidName {
+            name: format!("`{}`", name.escape_debug()),
+            reason: reason.into(),
+        }
+    }
+
+    /// A MySQL failure with what tidemark was doing.
+    pub fn mysql(context: impl Into<String>, source: mysql_async::Error) -> Self {
+        Error::Mysql {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// A PostgreSQL failure with what tidemark was doing.
+    pub fn postgres(context: impl Into<String>, source: tokio_postgres::Error) -> Self {
+        Error::Postgres {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// The stable class of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Config { .. }
+            | Error::InvalidName { .. }
+            | Error::Schema(_)
+            | Error::Secret { .. }
+            | Error::Io { .. } => ErrorKind::NonRetryable,
+            Error::SchemaDrift { .. } => ErrorKind::SchemaDrift,
+            Error::Mysql { source, .. } => match source {
+                mysql_async::Error::Io(_) | mysql_async::Error::Driver(_) => ErrorKind::Retryable,
+                mysql_async::Error::Server(server) if is_transient_mysql_code(server.code) => {
+                    ErrorKind::Retryable
+                }
+                _ => ErrorKind::NonRetryable,
+            },
+            Error::Postgres { source, .. } => {
+                if source.is_closed() || source.as_db_error().is_none() {
+                    ErrorKind::Retryable
+                } else {
+                    ErrorKind::NonRetryable
+                }
+            }
+            Error::S3 { retryable, .. } => {
+                if *retryable {
+                    ErrorKind::Retryable
+                } else {
+                    ErrorKind::NonRetryable
+                }
+            }
+        }
+    }
+}
+
+/// MySQL server errors that a retry can cure: lock wait timeout, deadlock, too many connections,
+/// server shutdown in progress, query interrupted.
+fn is_transient_mysql_code(code: u16) -> bool {
+    matches!(code, 1205 | 1213 | 1040 | 1053 | 1317)
+}

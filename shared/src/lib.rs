@@ -1,0 +1,12 @@
+//! tidemark keeps Amazon Redshift (or PostgreSQL) in step with MySQL: MySQL rows → Parquet on S3 →
+//! `COPY` into the warehouse, with per-table watermarks in S3. This crate holds all the logic and
+//! every adapter; the Lambda functions and the CLI only wire and dispatch.
+
+pub mod config;
+pub mod error;
+pub mod naming;
+pub mod schema;
+pub mod secret;
+pub mod storage;
+
+pub use error::{Error, ErrorKind, Result};

@@ -36,7 +36,7 @@ pub enum Connection {
     /// A PostgreSQL warehouse.
     Postgres(PostgresConnection),
     /// An Amazon Redshift warehouse (provisioned or serverless).
-    Redshift(RedshiftConnection),
+    Redshift(Box<RedshiftConnection>),
 }
 
 impl Connection {

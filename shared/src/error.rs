@@ -62,6 +62,30 @@ pub enum Error {
     #[error("schema drift in `{table}`: {details}")]
     SchemaDrift { table: String, details: String },
 
+    /// A stored object that tidemark wrote cannot be read back.
+    #[error("`{uri}` cannot be read: {reason}; {fix}")]
+    Corrupt {
+        uri: String,
+        reason: String,
+        fix: String,
+    },
+
+    /// Another live run holds the table's lease.
+    #[error("`{table}` is locked by run `{owner}` until {expires_at}; wait for it, or if that run is dead, `tidemark watermark unlock -t {table}`")]
+    LeaseHeld {
+        table: String,
+        owner: String,
+        expires_at: String,
+    },
+
+    /// A compare-and-swap write kept losing to other writers.
+    #[error("`{uri}` was changed by someone else {attempts} times while tidemark was updating it; retry the command")]
+    ConcurrentUpdate { uri: String, attempts: u32 },
+
+    /// A request (Lambda payload, CLI arguments) that cannot be carried out as given.
+    #[error("{0}")]
+    InvalidRequest(String),
+
     /// A secret could not be resolved. The message names the secret's id, never its value.
     #[error("secret `{id}`: {reason}")]
     Secret { id: String, reason: String },
@@ -139,7 +163,11 @@ impl Error {
             | Error::InvalidName { .. }
             | Error::Schema(_)
             | Error::Secret { .. }
+            | Error::Corrupt { .. }
+            | Error::InvalidRequest(_)
             | Error::Io { .. } => ErrorKind::NonRetryable,
+            Error::LeaseHeld { .. } => ErrorKind::LeaseHeld,
+            Error::ConcurrentUpdate { .. } => ErrorKind::ConcurrentUpdate,
             Error::SchemaDrift { .. } => ErrorKind::SchemaDrift,
             Error::Mysql { source, .. } => match source {
                 mysql_async::Error::Io(_) | mysql_async::Error::Driver(_) => ErrorKind::Retryable,

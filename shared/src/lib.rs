@@ -4,9 +4,11 @@
 
 pub mod config;
 pub mod error;
+pub mod manifest;
 pub mod naming;
 pub mod schema;
 pub mod secret;
 pub mod storage;
+pub mod watermark;
 
 pub use error::{Error, ErrorKind, Result};

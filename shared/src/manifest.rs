@@ -1,0 +1,134 @@
+//! The records that say which files a run produced: chunk manifests (written by extract) and run
+//! manifests (written once by commit). The loader loads exactly the files a committed run
+//! manifest names — never a prefix listing — so these types are the contract between the stages.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{CdcStrategy, LoadMode};
+use crate::error::{Error, Result};
+use crate::naming::RunId;
+
+/// Version of the manifest format written by this code.
+pub const MANIFEST_FORMAT_VERSION: u32 = 1;
+
+/// A position in a table's change order: the cursor column's value and the key's values, kept as
+/// exact source text (timestamps as `YYYY-MM-DD HH:MM:SS.ffffff`, integers in decimal).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cursor {
+    /// The timestamp cursor column's value, if the strategy has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<String>,
+    /// The key columns' values (or the id column's, for `id_only`), in key order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key: Vec<String>,
+}
+
+impl Cursor {
+    /// True when the cursor names no position (the start of the table).
+    pub fn is_start(&self) -> bool {
+        self.timestamp.is_none() && self.key.is_empty()
+    }
+}
+
+/// The upper bound of a run, fixed at begin from the source so that the run always ends.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ceiling {
+    /// `NOW(6) - lag` on the source, for timestamp cursors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<String>,
+    /// `MAX(id)` on the source, for id cursors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}
+
+/// One Parquet file of a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataFile {
+    /// S3 key (in the pipeline's bucket).
+    pub key: String,
+    /// Exact object size; Redshift COPY of Parquet requires it in the COPY manifest.
+    pub bytes: u64,
+    /// Rows in the file.
+    pub rows: u64,
+    /// Cursor of the file's first row.
+    pub min_cursor: Cursor,
+    /// Cursor of the file's last row.
+    pub max_cursor: Cursor,
+}
+
+/// What one fully extracted chunk wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChunkManifest {
+    /// Format version.
+    pub version: u32,
+    /// Pipeline name.
+    pub pipeline: String,
+    /// Source table, `db.table`.
+    pub table: String,
+    /// The run.
+    pub run_id: RunId,
+    /// Chunk number within the run.
+    pub chunk: u32,
+    /// Files in write order.
+    pub files: Vec<DataFile>,
+    /// Rows in all files.
+    pub rows: u64,
+    /// Zero dates (`0000-00-00`) written as NULL.
+    pub zero_dates_nulled: u64,
+    /// The schema every file was written with.
+    pub schema_fingerprint: String,
+}
+
+/// A committed run: the only thing the loader reads to know what to load.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunManifest {
+    /// Format version.
+    pub version: u32,
+    /// Pipeline name.
+    pub pipeline: String,
+    /// Source table, `db.table`.
+    pub table: String,
+    /// Target table name.
+    pub target: String,
+    /// The run.
+    pub run_id: RunId,
+    /// How rows were selected.
+    pub strategy: CdcStrategy,
+    /// How the rows meet the target.
+    pub load_mode: LoadMode,
+    /// Where the run started reading (after lookback).
+    pub start_cursor: Cursor,
+    /// The run's upper bound.
+    pub ceiling: Ceiling,
+    /// Cursor of the last row read, if any row was read.
+    pub max_cursor: Option<Cursor>,
+    /// Every file, by chunk then sequence.
+    pub files: Vec<DataFile>,
+    /// Rows in all files.
+    pub rows: u64,
+    /// Bytes in all files.
+    pub bytes: u64,
+    /// Zero dates written as NULL.
+    pub zero_dates_nulled: u64,
+    /// The schema the files were written with.
+    pub schema_fingerprint: String,
+    /// Target column names in file order (COPY maps Parquet columns by position).
+    pub columns: Vec<String>,
+    /// When the run was committed.
+    pub committed_at: DateTime<Utc>,
+}
+
+/// Parses a manifest object, naming it in the error.
+pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], uri: &str) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|err| Error::Corrupt {
+        uri: uri.to_owned(),
+        reason: format!("not a valid tidemark manifest ({err})"),
+        fix: "it was changed by hand or by another version of tidemark; restore it from S3 versioning or re-run the sync".to_owned(),
+    })
+}

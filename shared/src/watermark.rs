@@ -1,0 +1,1015 @@
+//! The per-table state in S3: the watermark record, its compare-and-swap store with history, the
+//! lease, and the state transitions of a run and of an operator's edits.
+//!
+//! Every write is conditional (`If-Match` the ETag read, `If-None-Match: *` to create) and keeps
+//! the previous version under the history prefix first. A lost race re-reads and re-applies the
+//! edit, so an edit's checks (is the lease free? was this run committed already?) always run on
+//! the latest state. Counts move only by run id: committing or loading a run twice changes nothing.
+
+use std::cmp::Ordering;
+
+use bytes::Bytes;
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::manifest::{Ceiling, Cursor, RunManifest};
+use crate::naming::{RunId, StorageLayout, TableId};
+use crate::storage::{Bucket, PutOutcome};
+
+/// Version of the watermark format written by this code.
+pub const WATERMARK_FORMAT_VERSION: u32 = 1;
+
+/// How many times a conditional write is re-tried against fresh state before giving up.
+const CAS_ATTEMPTS: u32 = 8;
+
+/// The state of one (pipeline, source table, target).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Watermark {
+    /// Format version.
+    pub version: u32,
+    /// Pipeline name.
+    pub pipeline: String,
+    /// Source table, `db.table`.
+    pub table: String,
+    /// Target table name.
+    pub target: String,
+    /// Where extraction stands.
+    pub extract: ExtractState,
+    /// Where loading stands.
+    pub load: LoadState,
+    /// Runs extracted and committed but not yet loaded, oldest first.
+    pub pending_runs: Vec<PendingRun>,
+    /// Rows counted by run id, never per batch.
+    pub totals: Totals,
+    /// The run that may change this table now, if any.
+    pub lease: Option<Lease>,
+    /// The last operator edit.
+    pub manual: Option<ManualEdit>,
+    /// When this version was written.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Status of a stage.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StageStatus {
+    /// Never ran, or reset.
+    #[default]
+    Idle,
+    /// A run is in this stage.
+    Running,
+    /// The last run finished this stage.
+    Succeeded,
+    /// The last run failed in this stage.
+    Failed,
+}
+
+/// Extraction state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtractState {
+    /// The position up to which rows have been extracted and committed.
+    pub cursor: Cursor,
+    /// Status of the last run's extraction.
+    pub status: StageStatus,
+    /// The last run that began.
+    pub last_run_id: Option<RunId>,
+    /// The last run whose extraction was committed.
+    pub last_committed_run_id: Option<RunId>,
+    /// When the last run began.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When the last run's extraction was committed or failed.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// The last extraction error.
+    pub error: Option<String>,
+}
+
+/// Load state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadState {
+    /// Status of the last load.
+    pub status: StageStatus,
+    /// The last run loaded into the target.
+    pub last_loaded_run_id: Option<RunId>,
+    /// When the last load started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When the last load finished or failed.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// The last load error.
+    pub error: Option<String>,
+}
+
+/// A committed run waiting to be loaded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PendingRun {
+    /// The run.
+    pub run_id: RunId,
+    /// Its run manifest's key.
+    pub manifest_key: String,
+    /// Rows in its files.
+    pub rows: u64,
+    /// Bytes in its files.
+    pub bytes: u64,
+    /// Number of files.
+    pub files: u64,
+    /// When it was committed.
+    pub committed_at: DateTime<Utc>,
+}
+
+/// Counts, each moved once per run id.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Totals {
+    /// Rows in committed runs.
+    pub rows_extracted: u64,
+    /// Rows the target's loads reported.
+    pub rows_loaded: u64,
+    /// Committed runs.
+    pub runs_committed: u64,
+    /// Loaded runs.
+    pub runs_loaded: u64,
+}
+
+/// Who may change the table now, and until when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lease {
+    /// The run holding it.
+    pub owner: RunId,
+    /// When it was taken.
+    pub acquired_at: DateTime<Utc>,
+    /// When it lapses by itself.
+    pub expires_at: DateTime<Utc>,
+    /// For a local run: the host and process holding it.
+    #[serde(default)]
+    pub local: Option<LocalOwner>,
+}
+
+/// A local process holding a lease.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalOwner {
+    /// Host name.
+    pub host: String,
+    /// Process id.
+    pub pid: u32,
+}
+
+/// An operator's edit, kept for the record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManualEdit {
+    /// Who (user name, or the Lambda's caller).
+    pub by: String,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Which action.
+    pub action: String,
+    /// What changed.
+    pub detail: String,
+}
+
+impl Watermark {
+    /// The state of a table never synced.
+    pub fn new(pipeline: &str, table: &TableId, target: &str, now: DateTime<Utc>) -> Self {
+        Watermark {
+            version: WATERMARK_FORMAT_VERSION,
+            pipeline: pipeline.to_owned(),
+            table: table.to_string(),
+            target: target.to_owned(),
+            extract: ExtractState::default(),
+            load: LoadState::default(),
+            pending_runs: Vec::new(),
+            totals: Totals::default(),
+            lease: None,
+            manual: None,
+            updated_at: now,
+        }
+    }
+
+    /// Takes the lease for `run_id`, or fails with `LeaseHeld` while another live run holds it.
+    /// An expired lease is taken over; so is a lease of a local process on this host that is gone.
+    pub fn take_lease(
+        &mut self,
+        run_id: &RunId,
+        now: DateTime<Utc>,
+        ttl: std::time::Duration,
+        local: Option<LocalOwner>,
+        process_is_alive: impl Fn(u32) -> bool,
+    ) -> Result<()> {
+        if let Some(held) = &self.lease {
+            let expired = held.expires_at <= now;
+            let owner_process_gone = match (&held.local, &local) {
+                (Some(holder), Some(me)) => holder.host == me.host && !process_is_alive(holder.pid),
+                _ => false,
+            };
+            if held.owner != *run_id && !expired && !owner_process_gone {
+                return Err(Error::LeaseHeld {
+                    table: self.table.clone(),
+                    owner: held.owner.to_string(),
+                    expires_at: held.expires_at.to_rfc3339(),
+                });
+            }
+        }
+        let ttl = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::hours(6));
+        self.lease = Some(Lease {
+            owner: run_id.clone(),
+            acquired_at: now,
+            expires_at: now + ttl,
+            local,
+        });
+        Ok(())
+    }
+
+    /// Releases the lease if `run_id` holds it (a lease taken over by another run is left alone).
+    pub fn release_lease(&mut self, run_id: &RunId) {
+        if self
+            .lease
+            .as_ref()
+            .is_some_and(|lease| lease.owner == *run_id)
+        {
+            self.lease = None;
+        }
+    }
+
+    /// Fails unless `run_id` holds the lease: a run whose lease was taken over must stop.
+    pub fn require_lease(&self, run_id: &RunId) -> Result<()> {
+        match &self.lease {
+            Some(lease) if lease.owner == *run_id => Ok(()),
+            Some(lease) => Err(Error::LeaseHeld {
+                table: self.table.clone(),
+                owner: lease.owner.to_string(),
+                expires_at: lease.expires_at.to_rfc3339(),
+            }),
+            None => Err(Error::InvalidRequest(format!(
+                "run `{run_id}` does not hold the lease of `{}` (it expired or was unlocked); start a new sync",
+                self.table
+            ))),
+        }
+    }
+
+    /// Records that `run_id` began extracting.
+    pub fn mark_extract_started(&mut self, run_id: &RunId, now: DateTime<Utc>) {
+        self.extract.status = StageStatus::Running;
+        self.extract.last_run_id = Some(run_id.clone());
+        self.extract.started_at = Some(now);
+        self.extract.finished_at = None;
+        self.extract.error = None;
+    }
+
+    /// Whether `run_id` has been committed already (pending or older than the last commit).
+    pub fn is_committed(&self, run_id: &RunId) -> bool {
+        self.pending_runs.iter().any(|run| run.run_id == *run_id)
+            || self
+                .extract
+                .last_committed_run_id
+                .as_ref()
+                .is_some_and(|last| run_id <= last)
+    }
+
+    /// Applies a committed run: advances the cursor (never backwards, never past the ceiling),
+    /// queues the run for loading and counts its rows — once per run id.
+    pub fn apply_commit(
+        &mut self,
+        manifest: &RunManifest,
+        manifest_key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        if self.is_committed(&manifest.run_id) {
+            return Ok(false);
+        }
+        if let Some(max) = &manifest.max_cursor {
+            if !within_ceiling(max, &manifest.ceiling) {
+                return Err(Error::InvalidRequest(format!(
+                    "run `{}` read past its ceiling ({max:?} > {:?}); nothing was committed",
+                    manifest.run_id, manifest.ceiling
+                )));
+            }
+            if compare_cursors(max, &self.extract.cursor) == Ordering::Greater {
+                self.extract.cursor = max.clone();
+            }
+        }
+        if manifest.rows > 0 {
+            self.pending_runs.push(PendingRun {
+                run_id: manifest.run_id.clone(),
+                manifest_key: manifest_key.to_owned(),
+                rows: manifest.rows,
+                bytes: manifest.bytes,
+                files: manifest.files.len() as u64,
+                committed_at: now,
+            });
+        }
+        self.totals.rows_extracted += manifest.rows;
+        self.totals.runs_committed += 1;
+        self.extract.status = StageStatus::Succeeded;
+        self.extract.last_committed_run_id = Some(manifest.run_id.clone());
+        self.extract.finished_at = Some(now);
+        self.extract.error = None;
+        Ok(true)
+    }
+
+    /// Applies a finished load of `loaded` runs: they leave `pending_runs` and their rows are
+    /// counted, each run once.
+    pub fn apply_load(&mut self, loaded: &[LoadedRun], now: DateTime<Utc>) {
+        for run in loaded {
+            let already = self
+                .load
+                .last_loaded_run_id
+                .as_ref()
+                .is_some_and(|last| run.run_id <= *last);
+            self.pending_runs
+                .retain(|pending| pending.run_id != run.run_id);
+            if already {
+                continue;
+            }
+            self.totals.rows_loaded += run.rows_loaded;
+            self.totals.runs_loaded += 1;
+            self.load.last_loaded_run_id = Some(run.run_id.clone());
+        }
+        self.load.status = StageStatus::Succeeded;
+        self.load.finished_at = Some(now);
+        self.load.error = None;
+    }
+
+    /// Records a failure of `stage`; the cursor does not move.
+    pub fn apply_failure(&mut self, stage: Stage, error: &str, now: DateTime<Utc>) {
+        let state = match stage {
+            Stage::Extract => (
+                &mut self.extract.status,
+                &mut self.extract.error,
+                &mut self.extract.finished_at,
+            ),
+            Stage::Load => (
+                &mut self.load.status,
+                &mut self.load.error,
+                &mut self.load.finished_at,
+            ),
+        };
+        *state.0 = StageStatus::Failed;
+        *state.1 = Some(error.to_owned());
+        *state.2 = Some(now);
+    }
+}
+
+/// How `set_count` changes a total.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CountMode {
+    /// The total becomes the given number.
+    Absolute,
+    /// The given number (may be negative) is added to the total.
+    Additive,
+}
+
+/// Which total `set_count` changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CountField {
+    /// `totals.rows_extracted`.
+    RowsExtracted,
+    /// `totals.rows_loaded`.
+    RowsLoaded,
+}
+
+impl Watermark {
+    fn record_manual(&mut self, action: &str, detail: String, now: DateTime<Utc>) {
+        self.manual = Some(ManualEdit {
+            by: operator_name(),
+            at: now,
+            action: action.to_owned(),
+            detail,
+        });
+    }
+
+    /// Moves the cursor by hand. A field not given is kept, not cleared. The timestamp is
+    /// validated and normalized to microseconds; the id must be an integer.
+    pub fn set_cursor(
+        &mut self,
+        timestamp: Option<&str>,
+        id: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<String> {
+        if timestamp.is_none() && id.is_none() {
+            return Err(Error::InvalidRequest(
+                "give a timestamp, an id, or both".to_owned(),
+            ));
+        }
+        let before = self.extract.cursor.clone();
+        if let Some(timestamp) = timestamp {
+            self.extract.cursor.timestamp = Some(normalize_timestamp(timestamp)?);
+        }
+        if let Some(id) = id {
+            let parsed: i128 = id
+                .trim()
+                .parse()
+                .map_err(|_| Error::InvalidRequest(format!("`{id}` is not an integer id")))?;
+            self.extract.cursor.key = vec![parsed.to_string()];
+        }
+        let detail = format!("cursor {before:?} -> {:?}", self.extract.cursor);
+        self.record_manual("set", detail.clone(), now);
+        Ok(detail)
+    }
+
+    /// Moves the cursor back to the start. Pending runs stay (they are still loaded first)
+    /// unless `drop_pending`. Returns what the next sync will do.
+    pub fn reset(&mut self, drop_pending: bool, now: DateTime<Utc>) -> String {
+        let dropped = if drop_pending {
+            std::mem::take(&mut self.pending_runs).len()
+        } else {
+            0
+        };
+        self.extract.cursor = Cursor::default();
+        self.extract.status = StageStatus::Idle;
+        self.extract.error = None;
+        let kept = self.pending_runs.len();
+        let detail = format!(
+            "cursor reset to the start; the next sync re-reads the whole table{}{}",
+            if kept > 0 {
+                format!(", after loading the {kept} pending run(s) first")
+            } else {
+                String::new()
+            },
+            if dropped > 0 {
+                format!("; {dropped} pending run(s) dropped and will never be loaded (their files stay in S3 until s3clean)")
+            } else {
+                String::new()
+            }
+        );
+        self.record_manual("reset", detail.clone(), now);
+        detail
+    }
+
+    /// Releases the lease whoever holds it.
+    pub fn unlock(&mut self, now: DateTime<Utc>) -> String {
+        let detail = match self.lease.take() {
+            Some(lease) => format!(
+                "released the lease of run `{}` (taken {}, expiring {})",
+                lease.owner, lease.acquired_at, lease.expires_at
+            ),
+            None => "no lease was held".to_owned(),
+        };
+        self.record_manual("unlock", detail.clone(), now);
+        detail
+    }
+
+    /// Corrects a total by hand.
+    pub fn set_count(
+        &mut self,
+        field: CountField,
+        mode: CountMode,
+        value: i64,
+        now: DateTime<Utc>,
+    ) -> Result<String> {
+        let total = match field {
+            CountField::RowsExtracted => &mut self.totals.rows_extracted,
+            CountField::RowsLoaded => &mut self.totals.rows_loaded,
+        };
+        let before = *total;
+        let after = match mode {
+            CountMode::Absolute => u64::try_from(value).ok(),
+            CountMode::Additive => before.checked_add_signed(value),
+        }
+        .ok_or_else(|| {
+            Error::InvalidRequest(format!(
+                "a count cannot become negative ({before} with {mode:?} {value})"
+            ))
+        })?;
+        *total = after;
+        let detail = format!("{field:?} {before} -> {after} ({mode:?} {value})");
+        self.record_manual("set_count", detail.clone(), now);
+        Ok(detail)
+    }
+}
+
+/// A run the target reports as loaded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadedRun {
+    /// The run.
+    pub run_id: RunId,
+    /// Rows the load inserted for it (from the load ledger).
+    pub rows_loaded: u64,
+}
+
+/// The two stages that can fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// Begin, plan, extract or commit.
+    Extract,
+    /// Load or commit_load.
+    Load,
+}
+
+/// Normalizes a timestamp written `YYYY-MM-DD HH:MM:SS[.ffffff]` to exactly six fraction digits.
+pub fn normalize_timestamp(text: &str) -> Result<String> {
+    let trimmed = text.trim();
+    NaiveDateTime::parse_from_str(trimmed, "%Y-%m-%d %H:%M:%S%.f")
+        .ok()
+        .filter(|_| {
+            trimmed.len() == 19 || (trimmed.len() > 20 && trimmed.len() <= 26 && trimmed.as_bytes()[19] == b'.')
+        })
+        .map(|parsed| parsed.format("%Y-%m-%d %H:%M:%S%.6f").to_string())
+        .ok_or_else(|| {
+            Error::InvalidRequest(format!(
+                "`{text}` is not a timestamp: write `YYYY-MM-DD HH:MM:SS` or `YYYY-MM-DD HH:MM:SS.ffffff` (UTC for TIMESTAMP columns, as stored for DATETIME)"
+            ))
+        })
+}
+
+/// Orders two cursors: by timestamp, then by key values (integers numerically).
+pub fn compare_cursors(a: &Cursor, b: &Cursor) -> Ordering {
+    a.timestamp.cmp(&b.timestamp).then_with(|| {
+        for (x, y) in a.key.iter().zip(&b.key) {
+            let order = compare_values(x, y);
+            if order != Ordering::Equal {
+                return order;
+            }
+        }
+        a.key.len().cmp(&b.key.len())
+    })
+}
+
+fn compare_values(a: &str, b: &str) -> Ordering {
+    match (a.parse::<i128>(), b.parse::<i128>()) {
+        (Ok(x), Ok(y)) => x.cmp(&y),
+        _ => a.cmp(b),
+    }
+}
+
+fn within_ceiling(cursor: &Cursor, ceiling: &Ceiling) -> bool {
+    let timestamp_ok = match (&cursor.timestamp, &ceiling.timestamp) {
+        (Some(value), Some(limit)) => value <= limit,
+        _ => true,
+    };
+    let id_ok = match (cursor.key.first(), &ceiling.id, &cursor.timestamp) {
+        (Some(value), Some(limit), None) => compare_values(value, limit) != Ordering::Greater,
+        _ => true,
+    };
+    timestamp_ok && id_ok
+}
+
+/// A watermark as read, with the ETag a write must match.
+#[derive(Debug, Clone)]
+pub struct Versioned {
+    /// The record.
+    pub record: Watermark,
+    /// Its ETag.
+    pub etag: String,
+}
+
+/// One kept earlier version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// The version's name, for `restore`.
+    pub version: String,
+    /// Its size.
+    pub bytes: u64,
+    /// When it was replaced, seconds since the epoch.
+    pub replaced_at_epoch_seconds: i64,
+}
+
+/// Reads and writes watermarks of one pipeline's bucket.
+#[derive(Debug, Clone)]
+pub struct WatermarkStore {
+    bucket: Bucket,
+    layout: StorageLayout,
+    history_keep: usize,
+}
+
+impl WatermarkStore {
+    /// A store under `layout` in `bucket` that keeps `history_keep` earlier versions per table.
+    pub fn new(bucket: Bucket, layout: StorageLayout, history_keep: usize) -> Self {
+        WatermarkStore {
+            bucket,
+            layout,
+            history_keep,
+        }
+    }
+
+    /// The bucket.
+    pub fn bucket(&self) -> &Bucket {
+        &self.bucket
+    }
+
+    /// The key layout.
+    pub fn layout(&self) -> &StorageLayout {
+        &self.layout
+    }
+
+    /// The table's watermark, or `None` before its first run.
+    pub async fn read(&self, pipeline: &str, table: &TableId) -> Result<Option<Versioned>> {
+        let key = self.layout.watermark_key(pipeline, table);
+        match self.bucket.get(&key).await? {
+            None => Ok(None),
+            Some(object) => Ok(Some(Versioned {
+                record: parse_watermark(&object.body, &self.bucket.uri(&key), table)?,
+                etag: object.etag,
+            })),
+        }
+    }
+
+    /// Applies `edit` to the latest state and writes it by compare-and-swap, keeping the previous
+    /// version in history. On a lost race the edit runs again on the new state. `tag` names the
+    /// writer in the history key (a run id, or `manual`).
+    pub async fn update<T>(
+        &self,
+        pipeline: &str,
+        table: &TableId,
+        target: &str,
+        tag: &RunId,
+        now: DateTime<Utc>,
+        mut edit: impl FnMut(&mut Watermark) -> Result<T>,
+    ) -> Result<(Watermark, T)> {
+        let key = self.layout.watermark_key(pipeline, table);
+        let uri = self.bucket.uri(&key);
+        for _ in 0..CAS_ATTEMPTS {
+            let current = self.bucket.get(&key).await?;
+            let mut record = match &current {
+                Some(object) => parse_watermark(&object.body, &uri, table)?,
+                None => Watermark::new(pipeline, table, target, now),
+            };
+            let outcome = edit(&mut record)?;
+            record.updated_at = now;
+            let body = Bytes::from(serde_json::to_vec_pretty(&record).map_err(|err| {
+                Error::InvalidRequest(format!("cannot encode the watermark: {err}"))
+            })?);
+            let written = match &current {
+                Some(previous) => {
+                    self.keep_in_history(pipeline, table, tag, now, previous.body.clone())
+                        .await?;
+                    self.bucket.put_if_match(&key, body, &previous.etag).await?
+                }
+                None => self.bucket.put_if_absent(&key, body).await?,
+            };
+            if let PutOutcome::Written(_) = written {
+                self.prune_history(pipeline, table).await?;
+                return Ok((record, outcome));
+            }
+        }
+        Err(Error::ConcurrentUpdate {
+            uri,
+            attempts: CAS_ATTEMPTS,
+        })
+    }
+
+    async fn keep_in_history(
+        &self,
+        pipeline: &str,
+        table: &TableId,
+        tag: &RunId,
+        now: DateTime<Utc>,
+        previous: Bytes,
+    ) -> Result<()> {
+        let stamp = now.format("%Y%m%dT%H%M%S%6fZ").to_string();
+        let key = self
+            .layout
+            .watermark_history_key(pipeline, table, &stamp, tag);
+        self.bucket.put(&key, previous).await?;
+        Ok(())
+    }
+
+    async fn prune_history(&self, pipeline: &str, table: &TableId) -> Result<()> {
+        let kept = self
+            .bucket
+            .list(&self.layout.watermark_history_prefix(pipeline, table))
+            .await?;
+        if kept.len() > self.history_keep {
+            let excess = kept.len() - self.history_keep;
+            let oldest: Vec<String> = kept.into_iter().take(excess).map(|o| o.key).collect();
+            self.bucket.delete_many(&oldest).await?;
+        }
+        Ok(())
+    }
+
+    /// The kept earlier versions, oldest first.
+    pub async fn history(&self, pipeline: &str, table: &TableId) -> Result<Vec<HistoryEntry>> {
+        let prefix = self.layout.watermark_history_prefix(pipeline, table);
+        Ok(self
+            .bucket
+            .list(&prefix)
+            .await?
+            .into_iter()
+            .map(|object| HistoryEntry {
+                version: object
+                    .key
+                    .strip_prefix(&prefix)
+                    .unwrap_or(&object.key)
+                    .trim_end_matches(".json")
+                    .to_owned(),
+                bytes: object.size,
+                replaced_at_epoch_seconds: object.last_modified_epoch_seconds,
+            })
+            .collect())
+    }
+
+    /// Puts a kept version back as the current watermark (a compare-and-swap write itself; the
+    /// current version, even a corrupt one, is kept in history first).
+    pub async fn restore(
+        &self,
+        pipeline: &str,
+        table: &TableId,
+        version: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Watermark> {
+        let history_prefix = self.layout.watermark_history_prefix(pipeline, table);
+        let valid_version = !version.is_empty()
+            && version
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !valid_version {
+            return Err(Error::InvalidRequest(format!(
+                "`{version}` is not a version name; `tidemark watermark history -t {table}` lists them"
+            )));
+        }
+        let history_key = format!("{history_prefix}{version}.json");
+        let Some(saved) = self.bucket.get(&history_key).await? else {
+            return Err(Error::InvalidRequest(format!(
+                "no saved version `{version}` of `{table}`; `tidemark watermark history -t {table}` lists them"
+            )));
+        };
+        let restored = parse_watermark(&saved.body, &self.bucket.uri(&history_key), table)?;
+        let key = self.layout.watermark_key(pipeline, table);
+        let manual =
+            RunId::parse("restore").map_err(|err| Error::InvalidRequest(err.to_string()))?;
+        for _ in 0..CAS_ATTEMPTS {
+            let current = self.bucket.get(&key).await?;
+            let mut record = restored.clone();
+            record.updated_at = now;
+            record.manual = Some(ManualEdit {
+                by: operator_name(),
+                at: now,
+                action: "restore".to_owned(),
+                detail: format!("restored version `{version}`"),
+            });
+            let body = Bytes::from(serde_json::to_vec_pretty(&record).map_err(|err| {
+                Error::InvalidRequest(format!("cannot encode the watermark: {err}"))
+            })?);
+            let written = match current {
+                Some(previous) => {
+                    self.keep_in_history(pipeline, table, &manual, now, previous.body)
+                        .await?;
+                    self.bucket.put_if_match(&key, body, &previous.etag).await?
+                }
+                None => self.bucket.put_if_absent(&key, body).await?,
+            };
+            if let PutOutcome::Written(_) = written {
+                return Ok(record);
+            }
+        }
+        Err(Error::ConcurrentUpdate {
+            uri: self.bucket.uri(&key),
+            attempts: CAS_ATTEMPTS,
+        })
+    }
+
+    /// Every watermark of a pipeline, by table.
+    pub async fn list(&self, pipeline: &str) -> Result<Vec<Watermark>> {
+        let prefix = self.layout.pipeline_watermarks_prefix(pipeline);
+        let mut records = Vec::new();
+        for object in self.bucket.list(&prefix).await? {
+            let Some(rest) = object.key.strip_prefix(&prefix) else {
+                continue;
+            };
+            let Some((database, file)) = rest.split_once('/') else {
+                continue;
+            };
+            let Some(table_name) = file.strip_suffix(".json").filter(|t| !t.contains('/')) else {
+                continue;
+            };
+            let table = TableId::parse(&format!("{database}.{table_name}"))?;
+            if let Some(versioned) = self.read(pipeline, &table).await? {
+                records.push(versioned.record);
+            }
+        }
+        Ok(records)
+    }
+}
+
+/// Who is editing, for the record: `$USER`, else `unknown`.
+pub fn operator_name() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("AWS_LAMBDA_FUNCTION_NAME"))
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
+
+fn parse_watermark(body: &[u8], uri: &str, table: &TableId) -> Result<Watermark> {
+    let record: Watermark = serde_json::from_slice(body).map_err(|err| Error::Corrupt {
+        uri: uri.to_owned(),
+        reason: format!("it is not a valid watermark ({err})"),
+        fix: format!(
+            "`tidemark watermark history -t {table}` lists the saved versions and `tidemark watermark restore -t {table} --version V` puts one back"
+        ),
+    })?;
+    if record.version != WATERMARK_FORMAT_VERSION {
+        return Err(Error::Corrupt {
+            uri: uri.to_owned(),
+            reason: format!(
+                "it has format version {} but this tidemark reads version {WATERMARK_FORMAT_VERSION}",
+                record.version
+            ),
+            fix: "use the tidemark version that wrote it, or restore an earlier version".to_owned(),
+        });
+    }
+    Ok(record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text).unwrap().to_utc()
+    }
+
+    fn run(n: u64) -> RunId {
+        RunId::new(
+            at("2026-11-27T00:00:00Z") + chrono::Duration::seconds(n as i64),
+            n,
+        )
+    }
+
+    fn table() -> TableId {
+        TableId::parse("shop.orders").unwrap()
+    }
+
+    fn manifest(run_id: RunId, rows: u64, max_ts: &str, ceiling: &str) -> RunManifest {
+        RunManifest {
+            version: 1,
+            pipeline: "p".into(),
+            table: "shop.orders".into(),
+            target: "orders".into(),
+            run_id,
+            strategy: crate::config::CdcStrategy::Hybrid,
+            load_mode: crate::config::LoadMode::Merge,
+            start_cursor: Cursor::default(),
+            ceiling: Ceiling {
+                timestamp: Some(ceiling.into()),
+                id: None,
+            },
+            max_cursor: Some(Cursor {
+                timestamp: Some(max_ts.into()),
+                key: vec!["7".into()],
+            }),
+            files: vec![],
+            rows,
+            bytes: 10,
+            zero_dates_nulled: 0,
+            schema_fingerprint: "f".into(),
+            columns: vec!["id".into()],
+            committed_at: at("2026-11-27T01:00:00Z"),
+        }
+    }
+
+    #[test]
+    fn committing_a_run_twice_counts_it_once() {
+        let now = at("2026-11-27T01:00:00Z");
+        let mut w = Watermark::new("p", &table(), "orders", now);
+        let m = manifest(
+            run(1),
+            5,
+            "2026-11-26 00:00:00.000001",
+            "2026-11-27 00:00:00.000000",
+        );
+        assert!(w.apply_commit(&m, "k", now).unwrap());
+        assert!(!w.apply_commit(&m, "k", now).unwrap());
+        assert_eq!(w.totals.rows_extracted, 5);
+        assert_eq!(w.pending_runs.len(), 1);
+        assert_eq!(
+            w.extract.cursor.timestamp.as_deref(),
+            Some("2026-11-26 00:00:00.000001")
+        );
+    }
+
+    #[test]
+    fn the_cursor_never_moves_backwards_or_past_the_ceiling() {
+        let now = at("2026-11-27T01:00:00Z");
+        let mut w = Watermark::new("p", &table(), "orders", now);
+        w.apply_commit(
+            &manifest(
+                run(1),
+                1,
+                "2026-11-26 10:00:00.000000",
+                "2026-11-27 00:00:00.000000",
+            ),
+            "k",
+            now,
+        )
+        .unwrap();
+        w.apply_commit(
+            &manifest(
+                run(2),
+                1,
+                "2026-11-26 09:00:00.000000",
+                "2026-11-27 00:00:00.000000",
+            ),
+            "k",
+            now,
+        )
+        .unwrap();
+        assert_eq!(
+            w.extract.cursor.timestamp.as_deref(),
+            Some("2026-11-26 10:00:00.000000")
+        );
+        let beyond = manifest(
+            run(3),
+            1,
+            "2026-11-28 00:00:00.000000",
+            "2026-11-27 00:00:00.000000",
+        );
+        assert!(w.apply_commit(&beyond, "k", now).is_err());
+    }
+
+    #[test]
+    fn loading_counts_each_run_once_and_clears_pending() {
+        let now = at("2026-11-27T01:00:00Z");
+        let mut w = Watermark::new("p", &table(), "orders", now);
+        w.apply_commit(
+            &manifest(
+                run(1),
+                3,
+                "2026-11-26 00:00:00.000000",
+                "2026-11-27 00:00:00.000000",
+            ),
+            "k",
+            now,
+        )
+        .unwrap();
+        let loaded = [LoadedRun {
+            run_id: run(1),
+            rows_loaded: 3,
+        }];
+        w.apply_load(&loaded, now);
+        w.apply_load(&loaded, now);
+        assert_eq!(w.totals.rows_loaded, 3);
+        assert_eq!(w.totals.runs_loaded, 1);
+        assert!(w.pending_runs.is_empty());
+    }
+
+    #[test]
+    fn a_live_lease_blocks_and_an_expired_or_orphaned_one_does_not() {
+        let now = at("2026-11-27T01:00:00Z");
+        let ttl = std::time::Duration::from_secs(3600);
+        let mut w = Watermark::new("p", &table(), "orders", now);
+        let here = |pid| {
+            Some(LocalOwner {
+                host: "h".into(),
+                pid,
+            })
+        };
+        w.take_lease(&run(1), now, ttl, here(10), |_| true).unwrap();
+        let err = w
+            .take_lease(&run(2), now, ttl, here(11), |_| true)
+            .unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::LeaseHeld);
+        assert!(err.to_string().contains(run(1).as_str()), "{err}");
+        // The holder's process is gone on this host: take over.
+        w.take_lease(&run(2), now, ttl, here(11), |pid| pid != 11 && pid != 10)
+            .unwrap();
+        // Expired: take over from anywhere.
+        let later = now + chrono::Duration::hours(2);
+        w.take_lease(&run(3), later, ttl, None, |_| true).unwrap();
+        w.release_lease(&run(2));
+        assert_eq!(w.lease.as_ref().unwrap().owner, run(3));
+        w.release_lease(&run(3));
+        assert!(w.lease.is_none());
+    }
+
+    #[test]
+    fn timestamps_are_validated_and_normalized() {
+        assert_eq!(
+            normalize_timestamp("2026-01-02 03:04:05").unwrap(),
+            "2026-01-02 03:04:05.000000"
+        );
+        assert_eq!(
+            normalize_timestamp("2026-01-02 03:04:05.5").unwrap(),
+            "2026-01-02 03:04:05.500000"
+        );
+        for bad in [
+            "2026-01-02",
+            "yesterday",
+            "2026-13-01 00:00:00",
+            "2026-01-02T03:04:05",
+            "2026-01-02 03:04:05.1234567",
+        ] {
+            assert!(normalize_timestamp(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cursors_order_keys_numerically() {
+        let c = |ts: &str, id: &str| Cursor {
+            timestamp: Some(ts.into()),
+            key: vec![id.into()],
+        };
+        assert_eq!(compare_cursors(&c("a", "9"), &c("a", "10")), Ordering::Less);
+        assert_eq!(
+            compare_cursors(&c("b", "1"), &c("a", "10")),
+            Ordering::Greater
+        );
+    }
+}

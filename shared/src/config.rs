@@ -242,6 +242,13 @@ pub struct Pipeline {
     /// How many chunks of one table extract at once. Default 4.
     #[serde(default = "default_chunk_concurrency")]
     pub chunk_concurrency: u32,
+    /// How long a run's lease on a table lasts before another run may take it over. Must be
+    /// longer than the state machine's timeout. Default `6h`.
+    #[serde(default = "default_lease_ttl")]
+    pub lease_ttl: HumanDuration,
+    /// How many earlier versions of each watermark are kept for `restore`. Default 50.
+    #[serde(default = "default_watermark_history")]
+    pub watermark_history: usize,
     /// EventBridge schedule expression for the deployed state machine, e.g. `rate(1 hour)`.
     #[serde(default)]
     pub schedule: Option<String>,
@@ -541,6 +548,12 @@ fn default_chunk_rows() -> u64 {
 }
 fn default_lag() -> HumanDuration {
     HumanDuration(Duration::from_secs(5))
+}
+fn default_lease_ttl() -> HumanDuration {
+    HumanDuration(Duration::from_secs(6 * 3600))
+}
+fn default_watermark_history() -> usize {
+    50
 }
 fn default_chunk_concurrency() -> u32 {
     4
@@ -902,6 +915,18 @@ impl Config {
         }
         if pipeline.table_concurrency == 0 {
             problems.add(&at("table_concurrency"), "must be at least 1");
+        }
+        if pipeline.watermark_history == 0 {
+            problems.add(
+                &at("watermark_history"),
+                "keep at least 1 version, so that a mistake can be undone",
+            );
+        }
+        if pipeline.lease_ttl.0 < Duration::from_secs(60) {
+            problems.add(
+                &at("lease_ttl"),
+                "must be at least `1m`, and longer than the state machine's timeout",
+            );
         }
         if pipeline.chunk_concurrency == 0 {
             problems.add(&at("chunk_concurrency"), "must be at least 1");

@@ -4,10 +4,14 @@
 
 pub mod config;
 pub mod error;
+pub mod lambda;
 pub mod manifest;
 pub mod naming;
+pub mod run;
 pub mod schema;
 pub mod secret;
+pub mod source;
+pub mod steps;
 pub mod storage;
 pub mod watermark;
 

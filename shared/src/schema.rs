@@ -71,11 +71,13 @@ const INTEGER_TYPES: &[&str] = &[
 /// How a table's columns are mapped; built by the config module from the table's config.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SchemaOptions {
-    /// `tinyint(1)` → BOOLEAN (the MySQL `BOOL` convention). `false` keeps it an integer (SMALLINT).
+    /// `tinyint(1)` → BOOLEAN (the MySQL `BOOL` convention). `false` keeps it an integer
+    /// (SMALLINT).
     pub tinyint1_as_boolean: bool,
     /// What a JSON column becomes in Redshift.
     pub json_in_redshift: JsonTarget,
-    /// Extract only these source columns (`None` = all). Names match case-insensitively, as in MySQL.
+    /// Extract only these source columns (`None` = all). Names match case-insensitively, as in
+    /// MySQL.
     pub include: Option<Vec<String>>,
     /// Leave these source columns out.
     pub exclude: Vec<String>,
@@ -129,7 +131,8 @@ pub enum TextSource {
     Json,
     /// A spatial type forced to text: WKT (`ST_AsText`).
     Spatial,
-    /// Any other type forced to text: MySQL's `CAST(… AS CHAR)` (binary types: `HEX`, bits: the number).
+    /// Any other type forced to text: MySQL's `CAST(… AS CHAR)` (binary types: `HEX`, bits: the
+    /// number).
     Other,
 }
 
@@ -518,7 +521,8 @@ pub enum Drift {
 ///
 /// Lossy or surprising, on purpose:
 /// - `tinyint(1)` → BOOLEAN follows MySQL's `BOOL` convention: any nonzero value is true, so a
-///   `tinyint(1)` that stores 2 or -1 loses the number. Such tables set `tinyint1_as_boolean: false`.
+///   `tinyint(1)` that stores 2 or -1 loses the number. Such tables set
+///   `tinyint1_as_boolean: false`.
 /// - Every integer lands in the narrowest SIGNED type that holds its whole range (warehouses have
 ///   no unsigned types), so unsigned columns widen one step; `bigint unsigned` and `bit(64)` need
 ///   DECIMAL(20,0).
@@ -554,7 +558,7 @@ pub fn map_column_type(
     }
 
     let ty = match data_type.as_str() {
-        "tinyint" if options.tinyint1_as_boolean && type_arguments(&column_type) == [1] => {
+        "tinyint" if options.tinyint1_as_boolean && is_tinyint1(&column_type) => {
             ColumnType::Boolean {
                 source: BooleanSource::TinyInt,
             }
@@ -582,8 +586,9 @@ pub fn map_column_type(
                         table,
                         column,
                         &format!(
-                            "its precision {precision} is more than the {MAX_DECIMAL_PRECISION} digits \
-                             Arrow Decimal128 and Redshift DECIMAL hold"
+                            "its precision {precision} is more than the \
+                             {MAX_DECIMAL_PRECISION} digits Arrow Decimal128 and Redshift DECIMAL \
+                             hold"
                         ),
                     ))
                 }
@@ -691,8 +696,9 @@ fn unsupported(table: &TableId, column: &SourceColumn, why: &str) -> Error {
     let name = &column.name;
     Error::Schema(format!(
         "column `{name}` of `{table}` has type `{}`, which tidemark cannot load: {why}; in the \
-         table's config, load it as text with `columns: {{ overrides: {{ {name}: {{ as: text }} }} }}` \
-         or leave it out with `columns: {{ exclude: [{name}] }}`",
+         table's config, load it as text with \
+         `columns: {{ overrides: {{ {name}: {{ as: text }} }} }}` or leave it out with \
+         `columns: {{ exclude: [{name}] }}`",
         column.column_type
     ))
 }
@@ -710,6 +716,11 @@ fn type_arguments(column_type: &str) -> Vec<u64> {
         .map(|part| part.trim().parse::<u64>())
         .collect::<std::result::Result<Vec<_>, _>>()
         .unwrap_or_default()
+}
+
+/// `tinyint(1)`, signed or unsigned: MySQL's BOOL.
+fn is_tinyint1(column_type: &str) -> bool {
+    base_type(column_type) == "tinyint" && type_arguments(&column_type.to_ascii_lowercase()) == [1]
 }
 
 /// `int(10) unsigned zerofill` → `int`.
@@ -894,8 +905,9 @@ impl TableSchema {
         for key in &primary_key {
             let Some(column) = selected.iter().find(|c| same_column(&c.name, key)) else {
                 return Err(Error::Schema(format!(
-                    "primary key column `{key}` of `{table}` is left out by `columns` include/exclude: \
-                     tidemark pages and merges by the primary key, so it must be extracted"
+                    "primary key column `{key}` of `{table}` is left out by `columns` \
+                     include/exclude: tidemark pages and merges by the primary key, so it must \
+                     be extracted"
                 )));
             };
             primary_key_names.push(column.name.clone());
@@ -1183,35 +1195,27 @@ impl TableSchema {
 
     fn fit(&self, column: &Column, target: &TargetColumn, warehouse: Warehouse) -> Fit {
         let family = TargetFamily::of(target);
+        if let Some(digits) = integer_digits(&column.ty) {
+            return match family {
+                TargetFamily::Integer { digits: held } if held >= digits => Fit::Holds,
+                TargetFamily::Numeric { precision, scale }
+                    if numeric_holds(precision, scale, i64::from(digits), 0) =>
+                {
+                    Fit::Holds
+                }
+                TargetFamily::Boolean if is_tinyint1(&column.column_type) => Fit::Incompatible {
+                    extra_hint: "; if the target was loaded with booleans, set \
+                                 `tinyint1_as_boolean: true` for this table",
+                },
+                _ => Fit::incompatible(),
+            };
+        }
         match (&column.ty, family) {
             (ColumnType::Boolean { .. }, TargetFamily::Boolean) => Fit::Holds,
             (ColumnType::Boolean { .. }, TargetFamily::Integer { .. }) => Fit::Incompatible {
                 extra_hint: "; if the target was loaded with integers, set \
                              `tinyint1_as_boolean: false` for this table",
             },
-            (ColumnType::Int16 | ColumnType::Int32 | ColumnType::Int64, TargetFamily::Boolean)
-                if column
-                    .column_type
-                    .to_ascii_lowercase()
-                    .starts_with("tinyint(1)") =>
-            {
-                Fit::Incompatible {
-                    extra_hint: "; if the target was loaded with booleans, set \
-                                 `tinyint1_as_boolean: true` for this table",
-                }
-            }
-            (ty, family) if integer_digits(ty).is_some() => {
-                let digits = integer_digits(ty).unwrap_or(u8::MAX);
-                match family {
-                    TargetFamily::Integer { digits: held } if held >= digits => Fit::Holds,
-                    TargetFamily::Numeric { precision, scale }
-                        if numeric_holds(precision, scale, i64::from(digits), 0) =>
-                    {
-                        Fit::Holds
-                    }
-                    _ => Fit::incompatible(),
-                }
-            }
             (
                 ColumnType::Decimal { precision, scale },
                 TargetFamily::Numeric {
@@ -2573,7 +2577,10 @@ mod tests {
         assert_eq!(drifts.len(), 7, "{drifts:#?}");
         assert!(
             matches!(&drifts[0], Drift::Incompatible { column, target_type, source_type, hint }
-            if column == "id" && target_type == "integer" && source_type == "bigint(20)" && hint.contains("BIGINT"))
+                if column == "id"
+                    && target_type == "integer"
+                    && source_type == "bigint(20)"
+                    && hint.contains("BIGINT"))
         );
         assert_eq!(
             drifts[1],

@@ -4,15 +4,18 @@
 //! Addresses come from the environment that `eval "$(scripts/stack env)"` exports
 //! (`TIDEMARK_MYSQL_URL`, `TIDEMARK_PG_URL`, `AWS_ENDPOINT_URL`), with this machine's defaults
 //! when unset. Every database and schema the harness creates is named `tidemark_test_<unix
-//! seconds>_<random>`; each test drops its own with `cleanup()`, and any such name older than an
-//! hour (a test that panicked before cleaning up) is dropped the next time the harness starts.
+//! seconds>_<random>`. `TestMysql::run` / `TestPostgres::run` drop theirs after the test, also
+//! when it fails or panics; any such name older than an hour (left by a killed test run) is
+//! dropped the next time the harness starts.
 
 pub mod s3;
 
+use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
+use futures::FutureExt;
 use mysql_async::prelude::Queryable;
 use tidemark::naming::{self, TableId};
 
@@ -95,6 +98,18 @@ impl TestMysql {
         Ok(TestMysql { opts, database })
     }
 
+    /// Runs `test` against a fresh database and drops the database afterwards, also when the
+    /// test fails or panics.
+    pub async fn run<F>(test: F) -> anyhow::Result<()>
+    where
+        F: AsyncFnOnce(&TestMysql) -> anyhow::Result<()>,
+    {
+        let mysql = TestMysql::fresh().await?;
+        let outcome = AssertUnwindSafe(test(&mysql)).catch_unwind().await;
+        let cleaned = mysql.cleanup().await;
+        finish(outcome, cleaned)
+    }
+
     /// The database's name.
     pub fn database(&self) -> &str {
         &self.database
@@ -174,6 +189,18 @@ impl TestPostgres {
         Ok(TestPostgres { client, schema })
     }
 
+    /// Runs `test` against a fresh schema and drops the schema afterwards, also when the test
+    /// fails or panics.
+    pub async fn run<F>(test: F) -> anyhow::Result<()>
+    where
+        F: AsyncFnOnce(&TestPostgres) -> anyhow::Result<()>,
+    {
+        let pg = TestPostgres::fresh().await?;
+        let outcome = AssertUnwindSafe(test(&pg)).catch_unwind().await;
+        let cleaned = pg.cleanup().await;
+        finish(outcome, cleaned)
+    }
+
     /// The schema's name.
     pub fn schema(&self) -> &str {
         &self.schema
@@ -193,6 +220,18 @@ impl TestPostgres {
             ))
             .await?;
         Ok(())
+    }
+}
+
+/// A test's outcome after its cleanup: the test's panic or error wins over a cleanup error.
+fn finish(
+    outcome: std::thread::Result<anyhow::Result<()>>,
+    cleaned: anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    match outcome {
+        Err(panic) => std::panic::resume_unwind(panic),
+        Ok(Err(error)) => Err(error),
+        Ok(Ok(())) => cleaned.context("cleaning up after the test"),
     }
 }
 
@@ -292,7 +331,8 @@ pub mod type_zoo {
          '9999-12-31', '9999-12-31 23:59:59', '9999-12-31 23:59:59.999999',
          '2038-01-19 03:14:07.999999', '838:59:59', '838:59:59.999999',
          'àéîõüÿçñøß', REPEAT('😀', 10), REPEAT('😀', 255), REPEAT('😀', 63),
-         REPEAT('é😀', 10000), REPEAT('x', 70000), CONCAT('line 1\nline 2\ttab \\\\ \"quoted\" ', REPEAT('😀', 1000)),
+         REPEAT('é😀', 10000), REPEAT('x', 70000),
+         CONCAT('line 1\nline 2\ttab \\\\ \"quoted\" ', REPEAT('😀', 1000)),
          'large', 'red,green,blue', '{\"k\": [1, 2.5, \"é😀\", null], \"nested\": {\"a\": true}}',
          x'FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF', x'00FF7F80', x'DEADBEEF', x'00', x'0102', x'FF',
          'UPPER 😀', '9999-12-31 23:59:59.999999'),

@@ -1,0 +1,63 @@
+//! The Lambda edge shared by the four functions: JSON tracing, services built once from the
+//! environment, and errors narrowed to the documented `errorType` names Step Functions matches.
+
+use lambda_runtime::Diagnostic;
+
+use crate::config::{Config, Environment};
+use crate::error::{Error, Result};
+use crate::steps::Services;
+use crate::storage::{self, Bucket};
+
+/// Where the configuration is, when `TIDEMARK_CONFIG` is not set: bundled beside the binary.
+const DEFAULT_CONFIG: &str = "tidemark.yaml";
+
+/// JSON logs, one object per line, as CloudWatch expects; level from `RUST_LOG` (default info).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_current_span(false)
+        .without_time()
+        .init();
+}
+
+/// Loads the configuration from a local path or an `s3://bucket/key` URI.
+pub async fn load_config(location: &str, env: &Environment) -> Result<Config> {
+    match location.strip_prefix("s3://") {
+        Some(rest) => {
+            let (bucket, key) = rest.split_once('/').ok_or_else(|| {
+                Error::config(location, "an S3 config location is `s3://bucket/key`")
+            })?;
+            let bucket = Bucket::new(storage::client_from_env().await, bucket);
+            let object = bucket.get(key).await?.ok_or_else(|| {
+                Error::config(location, "no such object; upload the configuration there")
+            })?;
+            let text = String::from_utf8(object.body.to_vec())
+                .map_err(|_| Error::config(location, "the configuration is not UTF-8 text"))?;
+            Config::from_yaml(&text, location, env)
+        }
+        None => Config::from_file(std::path::Path::new(location), env),
+    }
+}
+
+/// Services for a Lambda function: config from `TIDEMARK_CONFIG` (path or `s3://` URI).
+pub async fn services_from_env() -> Result<Services> {
+    let env: Environment = std::env::vars().collect();
+    let location = env
+        .get("TIDEMARK_CONFIG")
+        .cloned()
+        .unwrap_or_else(|| DEFAULT_CONFIG.to_owned());
+    let config = load_config(&location, &env).await?;
+    Ok(Services::from_env(config, None).await)
+}
+
+/// The Lambda error for `err`: `errorType` is one of the documented kinds.
+pub fn diagnostic(err: Error) -> Diagnostic {
+    tracing::error!(error_type = err.kind().name(), error = %err, "step failed");
+    Diagnostic {
+        error_type: err.kind().name().to_owned(),
+        error_message: err.to_string(),
+    }
+}

@@ -1,0 +1,81 @@
+//! The run context: what `begin` fixes for one run of one table and every later step receives
+//! unchanged through the state machine. Small by design (Step Functions payloads are capped at
+//! 256 KB): file lists live in S3 manifests, never here.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{CdcStrategy, Config, LoadMode, Pipeline, TableConfig};
+use crate::error::{Error, Result};
+use crate::manifest::{Ceiling, Cursor};
+use crate::naming::{RunId, StorageLayout, TableId};
+
+/// Which stages a sync runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncMode {
+    /// Extract, commit, load.
+    #[default]
+    Full,
+    /// Extract and commit only; the runs stay pending.
+    BackupOnly,
+    /// Load the pending runs only.
+    RedshiftOnly,
+}
+
+/// Everything fixed at `begin` for one run of one table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunContext {
+    /// Pipeline name.
+    pub pipeline: String,
+    /// Source table, `db.table`.
+    pub table: String,
+    /// Target table name.
+    pub target: String,
+    /// This run.
+    pub run_id: RunId,
+    /// Which stages run.
+    pub mode: SyncMode,
+    /// How rows are selected.
+    pub strategy: CdcStrategy,
+    /// How rows meet the target.
+    pub load_mode: LoadMode,
+    /// Rows strictly after this position are read (the watermark, moved back by `lookback`).
+    pub start_cursor: Cursor,
+    /// Rows at or below this bound are read; fixed from the source at begin.
+    pub ceiling: Ceiling,
+    /// Fingerprint of the source schema at begin; extraction fails if the table changes mid-run.
+    pub schema_fingerprint: String,
+    /// Target column names in file order, fixed at begin (COPY maps Parquet columns by position).
+    pub columns: Vec<String>,
+    /// Key columns (source names) that identify a row in the target, fixed at begin.
+    pub key_columns: Vec<String>,
+    /// Run-wide cap on extracted rows (`--limit`).
+    #[serde(default)]
+    pub limit: Option<u64>,
+    /// When this run's lease lapses.
+    pub lease_expires_at: DateTime<Utc>,
+}
+
+impl RunContext {
+    /// The source table id.
+    pub fn table_id(&self) -> Result<TableId> {
+        TableId::parse(&self.table)
+    }
+
+    /// The pipeline, table config and storage layout this run belongs to.
+    pub fn resolve<'c>(
+        &self,
+        config: &'c Config,
+    ) -> Result<(&'c Pipeline, &'c TableConfig, StorageLayout)> {
+        let pipeline = config.pipeline(&self.pipeline)?;
+        let table = pipeline.tables.get(&self.table).ok_or_else(|| {
+            Error::InvalidRequest(format!(
+                "table `{}` is not in pipeline `{}` of the configuration",
+                self.table, self.pipeline
+            ))
+        })?;
+        Ok((pipeline, table, StorageLayout::new(&pipeline.s3.prefix)))
+    }
+}

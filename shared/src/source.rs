@@ -1,0 +1,154 @@
+//! The MySQL source: connecting (UTC session, utf8mb4, TLS when configured) and the questions
+//! a run asks the source before it reads — the ceiling and the rows a cursor can never see.
+//!
+//! Values are always bound parameters; identifiers always go through `naming::quote_mysql`.
+
+use std::time::Duration;
+
+use mysql_async::prelude::Queryable;
+
+use crate::config::{CdcStrategy, MysqlConnection, TableConfig, TlsMode};
+use crate::error::{Error, Result};
+use crate::manifest::Ceiling;
+use crate::naming::{quote_mysql, TableId};
+use crate::secret::{expose, SecretResolver};
+
+/// Statements every source session runs first: UTC for TIMESTAMP values, 4-byte UTF-8.
+const SESSION_INIT: [&str; 2] = ["SET time_zone = '+00:00'", "SET NAMES utf8mb4"];
+
+/// Opens a connection pool to `connection`, resolving its password secret if it has one.
+pub async fn connect(
+    connection: &MysqlConnection,
+    secrets: Option<&SecretResolver>,
+) -> Result<mysql_async::Pool> {
+    let password = match (&connection.password, &connection.password_secret) {
+        (Some(password), _) => Some(expose(password).to_owned()),
+        (None, Some(id)) => {
+            let resolver = secrets.ok_or_else(|| Error::Secret {
+                id: id.clone(),
+                reason: "no Secrets Manager client is configured here".to_owned(),
+            })?;
+            Some(expose(&resolver.password(id).await?).to_owned())
+        }
+        (None, None) => None,
+    };
+    let mut options = mysql_async::OptsBuilder::default()
+        .ip_or_hostname(connection.host.clone())
+        .tcp_port(connection.port)
+        .user(Some(connection.user.clone()))
+        .pass(password.filter(|p| !p.is_empty()))
+        .init(SESSION_INIT.to_vec())
+        .tcp_keepalive(Some(Duration::from_secs(30)))
+        .prefer_socket(false);
+    if connection.tls == TlsMode::Required {
+        options = options.ssl_opts(Some(mysql_async::SslOpts::default()));
+    }
+    let pool = mysql_async::Pool::new(options);
+    // Fail here, with the address, rather than at the first query.
+    let timeout = connection.connect_timeout.0;
+    let address = format!("{}:{}", connection.host, connection.port);
+    match tokio::time::timeout(timeout, pool.get_conn()).await {
+        Ok(Ok(conn)) => drop(conn),
+        Ok(Err(err)) => return Err(Error::mysql(format!("connecting to {address}"), err)),
+        Err(_) => {
+            return Err(Error::Mysql {
+                context: format!("connecting to {address}"),
+                source: mysql_async::Error::Io(mysql_async::IoError::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no answer within {}s", timeout.as_secs()),
+                ))),
+            })
+        }
+    }
+    Ok(pool)
+}
+
+/// Fixes the run's upper bound from the source's own clock or state, so the run always ends even
+/// under continuous writes: `NOW(6) - lag` for timestamp cursors, `MAX(id)` for id cursors.
+pub async fn ceiling(
+    conn: &mut mysql_async::Conn,
+    table: &TableId,
+    config: &TableConfig,
+    id_column: Option<&str>,
+) -> Result<Ceiling> {
+    let lag_micros = u64::try_from(config.lag.0.as_micros()).unwrap_or(u64::MAX);
+    match config.cdc_strategy {
+        CdcStrategy::Hybrid | CdcStrategy::TimestampOnly | CdcStrategy::CustomSql => {
+            let now: Option<String> = conn
+                .exec_first(
+                    "SELECT DATE_FORMAT(NOW(6) - INTERVAL ? MICROSECOND, '%Y-%m-%d %H:%i:%s.%f')",
+                    (lag_micros,),
+                )
+                .await
+                .map_err(|err| Error::mysql("reading the source clock", err))?;
+            Ok(Ceiling {
+                timestamp: now,
+                id: None,
+            })
+        }
+        CdcStrategy::IdOnly => {
+            let column = id_column.ok_or_else(|| {
+                Error::InvalidRequest(format!(
+                    "`{table}` uses `id_only` but has no id column: set `cursor_column` or give the table a one-column primary key"
+                ))
+            })?;
+            let sql = format!(
+                "SELECT CAST(MAX({}) AS CHAR) FROM {}",
+                quote_mysql(column),
+                table.mysql_quoted()
+            );
+            let max: Option<Option<String>> = conn
+                .query_first(sql)
+                .await
+                .map_err(|err| Error::mysql(format!("reading MAX of `{table}`"), err))?;
+            Ok(Ceiling {
+                timestamp: None,
+                id: max.flatten(),
+            })
+        }
+        CdcStrategy::FullSync => Ok(Ceiling::default()),
+    }
+}
+
+/// How many rows have NULL in the cursor column: such rows can never be picked up by that cursor.
+pub async fn null_cursor_rows(
+    conn: &mut mysql_async::Conn,
+    table: &TableId,
+    cursor_column: &str,
+) -> Result<u64> {
+    let sql = format!(
+        "SELECT COUNT(*) FROM {} WHERE {} IS NULL",
+        table.mysql_quoted(),
+        quote_mysql(cursor_column)
+    );
+    let count: Option<u64> = conn
+        .query_first(sql)
+        .await
+        .map_err(|err| Error::mysql(format!("counting NULL cursors of `{table}`"), err))?;
+    Ok(count.unwrap_or(0))
+}
+
+/// Rows of the table at or below `cursor` (for `validate_counts`), or all rows at the start.
+pub async fn count_rows_up_to(
+    conn: &mut mysql_async::Conn,
+    table: &TableId,
+    cursor_column: Option<&str>,
+    cursor_value: Option<&str>,
+) -> Result<u64> {
+    let count: Option<u64> = match (cursor_column, cursor_value) {
+        (Some(column), Some(value)) => {
+            let sql = format!(
+                "SELECT COUNT(*) FROM {} WHERE {} <= ?",
+                table.mysql_quoted(),
+                quote_mysql(column)
+            );
+            conn.exec_first(sql, (value,)).await
+        }
+        _ => {
+            let sql = format!("SELECT COUNT(*) FROM {}", table.mysql_quoted());
+            conn.query_first(sql).await
+        }
+    }
+    .map_err(|err| Error::mysql(format!("counting rows of `{table}`"), err))?;
+    Ok(count.unwrap_or(0))
+}

@@ -1,0 +1,105 @@
+//! The steps the state machine and the CLI call, with their payload types, and the clients they
+//! share. A Lambda's `main` builds [`Services`] once and hands each payload to a step here.
+
+pub mod watermark;
+
+use std::collections::HashMap;
+
+use tokio::sync::Mutex;
+
+use crate::config::{Config, Connection, Pipeline};
+use crate::error::{Error, Result};
+use crate::naming::StorageLayout;
+use crate::secret::SecretResolver;
+use crate::storage::{self, Bucket};
+use crate::watermark::{LocalOwner, WatermarkStore};
+
+/// Clients built once per process and shared by every step.
+#[derive(Debug)]
+pub struct Services {
+    /// The parsed configuration.
+    pub config: Config,
+    s3: aws_sdk_s3::Client,
+    secrets: SecretResolver,
+    local_owner: Option<LocalOwner>,
+    sources: Mutex<HashMap<String, mysql_async::Pool>>,
+}
+
+impl Services {
+    /// Services with clients from the standard AWS environment (`AWS_ENDPOINT_URL` included).
+    /// `local_owner` identifies a local process (CLI) so its leases can be taken over once it is gone.
+    pub async fn from_env(config: Config, local_owner: Option<LocalOwner>) -> Self {
+        let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        Services {
+            config,
+            s3: storage::client_from_config(&shared),
+            secrets: SecretResolver::new(aws_sdk_secretsmanager::Client::new(&shared)),
+            local_owner,
+            sources: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The S3 client.
+    pub fn s3(&self) -> &aws_sdk_s3::Client {
+        &self.s3
+    }
+
+    /// The secret resolver.
+    pub fn secrets(&self) -> &SecretResolver {
+        &self.secrets
+    }
+
+    /// This process, when it is a local run.
+    pub fn local_owner(&self) -> Option<&LocalOwner> {
+        self.local_owner.as_ref()
+    }
+
+    /// The pipeline's bucket.
+    pub fn bucket(&self, pipeline: &Pipeline) -> Bucket {
+        Bucket::new(self.s3.clone(), &pipeline.s3.bucket)
+    }
+
+    /// The pipeline's watermark store.
+    pub fn watermarks(&self, pipeline: &Pipeline) -> WatermarkStore {
+        WatermarkStore::new(
+            self.bucket(pipeline),
+            StorageLayout::new(&pipeline.s3.prefix),
+            pipeline.watermark_history,
+        )
+    }
+
+    /// A connection pool to the pipeline's source, opened once per process.
+    pub async fn source(&self, pipeline: &Pipeline) -> Result<mysql_async::Pool> {
+        let mut pools = self.sources.lock().await;
+        if let Some(pool) = pools.get(&pipeline.source) {
+            return Ok(pool.clone());
+        }
+        let Some(Connection::Mysql(connection)) = self.config.connections.get(&pipeline.source)
+        else {
+            return Err(Error::InvalidRequest(format!(
+                "source `{}` is not a mysql connection",
+                pipeline.source
+            )));
+        };
+        let pool = crate::source::connect(connection, Some(&self.secrets)).await?;
+        pools.insert(pipeline.source.clone(), pool.clone());
+        Ok(pool)
+    }
+}
+
+/// This process as a lease owner: host name and process id.
+pub fn this_process() -> LocalOwner {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "localhost".to_owned());
+    LocalOwner {
+        host,
+        pid: std::process::id(),
+    }
+}
+
+/// Whether a process with `pid` runs on this host.
+pub fn process_is_alive(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}

@@ -1,0 +1,802 @@
+//! The watermark steps: `begin`, `commit`, `commit_load`, `fail` of a run, and the operator's
+//! actions (`get`, `list`, `set`, `reset`, `history`, `restore`, `unlock`, `set_count`).
+//! Each takes a payload type and returns one; the Lambda `tidemark-watermark` and the CLI both
+//! call these, so their behaviour cannot differ.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{CdcStrategy, LoadMode, TableConfig};
+use crate::error::{Error, Result};
+use crate::manifest::{
+    self, ChunkManifest, Cursor, DataFile, RunManifest, MANIFEST_FORMAT_VERSION,
+};
+use crate::naming::{self, RunId, TableId};
+use crate::run::{RunContext, SyncMode};
+use crate::schema;
+use crate::storage::PutOutcome;
+use crate::watermark::{
+    compare_cursors, CountField, CountMode, HistoryEntry, LoadedRun, Stage, Watermark,
+};
+
+use super::{process_is_alive, Services};
+
+/// Every request the watermark function answers, chosen by `action`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum WatermarkRequest {
+    /// Start a run: take the lease, fix the ceiling.
+    Begin(BeginRequest),
+    /// Commit an extracted run.
+    Commit(CommitRequest),
+    /// Record loaded runs and release the lease.
+    CommitLoad(CommitLoadRequest),
+    /// Record a failure and release the lease.
+    Fail(FailRequest),
+    /// Show a table's watermark.
+    Get(GetRequest),
+    /// Every table of a pipeline, one line each.
+    List(ListRequest),
+    /// Move the cursor by hand.
+    Set(SetRequest),
+    /// Back to the start.
+    Reset(ResetRequest),
+    /// The kept earlier versions.
+    History(TableRequest),
+    /// Put a kept version back.
+    Restore(RestoreRequest),
+    /// Release a stuck lease.
+    Unlock(TableRequest),
+    /// Correct a total.
+    SetCount(SetCountRequest),
+}
+
+/// Names a table of a pipeline. `pipeline` defaults to the one that holds the table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableRequest {
+    /// Pipeline name; default: the only pipeline that holds `table`.
+    #[serde(default)]
+    pub pipeline: Option<String>,
+    /// Source table, `db.table`.
+    pub table: String,
+}
+
+/// `begin`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BeginRequest {
+    /// Pipeline name.
+    pub pipeline: String,
+    /// Source table, `db.table`.
+    pub table: String,
+    /// Which stages run. Default `full`.
+    #[serde(default)]
+    pub mode: SyncMode,
+    /// Run-wide row cap.
+    #[serde(default)]
+    pub limit: Option<u64>,
+}
+
+/// `commit`: the run and the chunk manifests its extraction wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommitRequest {
+    /// The run.
+    pub run: RunContext,
+    /// S3 keys of the chunk manifests, one per chunk.
+    pub chunk_manifest_keys: Vec<String>,
+}
+
+/// What `commit` did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommitResult {
+    /// The run.
+    pub run_id: RunId,
+    /// Its manifest's key.
+    pub manifest_key: String,
+    /// Rows extracted.
+    pub rows: u64,
+    /// Files written.
+    pub files: u64,
+    /// Bytes written.
+    pub bytes: u64,
+    /// Runs now waiting to be loaded, this one included.
+    pub pending_runs: u64,
+    /// False when this run had been committed before (a retry): nothing changed.
+    pub newly_committed: bool,
+}
+
+/// `commit_load`: what the load step reported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommitLoadRequest {
+    /// The run holding the lease.
+    pub run: RunContext,
+    /// Runs loaded, with rows from the target's ledger.
+    pub loaded: Vec<LoadedRun>,
+}
+
+/// `fail`: a caught error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailRequest {
+    /// Pipeline name.
+    pub pipeline: String,
+    /// Source table.
+    pub table: String,
+    /// The failed run, if `begin` got far enough to name one.
+    #[serde(default)]
+    pub run_id: Option<RunId>,
+    /// Which stage failed.
+    pub stage: Stage,
+    /// The Step Functions error object (`{"Error": …, "Cause": …}`) or any text.
+    pub error: serde_json::Value,
+}
+
+/// `get`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GetRequest {
+    /// Pipeline name; default: the pipeline that holds `table`.
+    #[serde(default)]
+    pub pipeline: Option<String>,
+    /// Source table.
+    pub table: String,
+    /// Also list the files of pending runs.
+    #[serde(default)]
+    pub show_files: bool,
+}
+
+/// `list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListRequest {
+    /// Pipeline name; default: every pipeline.
+    #[serde(default)]
+    pub pipeline: Option<String>,
+}
+
+/// `set`: fields not given are kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetRequest {
+    /// Pipeline name; default: the pipeline that holds `table`.
+    #[serde(default)]
+    pub pipeline: Option<String>,
+    /// Source table.
+    pub table: String,
+    /// `YYYY-MM-DD HH:MM:SS[.ffffff]`.
+    #[serde(default)]
+    pub timestamp: Option<String>,
+    /// Integer id.
+    #[serde(default)]
+    pub id: Option<String>,
+}
+
+/// `reset`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResetRequest {
+    /// Pipeline name; default: the pipeline that holds `table`.
+    #[serde(default)]
+    pub pipeline: Option<String>,
+    /// Source table.
+    pub table: String,
+    /// Also forget the pending runs (they will never be loaded).
+    #[serde(default)]
+    pub drop_pending: bool,
+}
+
+/// `restore`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreRequest {
+    /// Pipeline name; default: the pipeline that holds `table`.
+    #[serde(default)]
+    pub pipeline: Option<String>,
+    /// Source table.
+    pub table: String,
+    /// A version name from `history`.
+    pub version: String,
+}
+
+/// `set_count`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetCountRequest {
+    /// Pipeline name; default: the pipeline that holds `table`.
+    #[serde(default)]
+    pub pipeline: Option<String>,
+    /// Source table.
+    pub table: String,
+    /// Which total. Default `rows_loaded`.
+    #[serde(default = "default_count_field")]
+    pub field: CountField,
+    /// `absolute` or `additive`.
+    pub mode: CountMode,
+    /// The number (may be negative with `additive`).
+    pub count: i64,
+}
+
+fn default_count_field() -> CountField {
+    CountField::RowsLoaded
+}
+
+/// What an operator edit did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EditResult {
+    /// What changed, in words.
+    pub message: String,
+    /// The watermark after the edit.
+    pub watermark: Watermark,
+}
+
+/// `get`'s answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GetResult {
+    /// The watermark, or `None` before the first run.
+    pub watermark: Option<Watermark>,
+    /// With `show_files`: each pending run's files.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_files: Vec<RunFiles>,
+}
+
+/// The files of one run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunFiles {
+    /// The run.
+    pub run_id: RunId,
+    /// Its files.
+    pub files: Vec<DataFile>,
+}
+
+/// One line of `list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListEntry {
+    /// Pipeline.
+    pub pipeline: String,
+    /// Source table.
+    pub table: String,
+    /// The cursor.
+    pub cursor: Cursor,
+    /// Seconds between now and the cursor's timestamp, when it has one.
+    pub lag_seconds: Option<i64>,
+    /// Extraction status.
+    pub extract_status: crate::watermark::StageStatus,
+    /// Load status.
+    pub load_status: crate::watermark::StageStatus,
+    /// Runs waiting to be loaded.
+    pub pending_runs: usize,
+    /// Whether a lease is held.
+    pub locked: bool,
+}
+
+/// Resolves `pipeline` (or the unique pipeline holding `table`) and the table's config.
+pub fn locate_table<'c>(
+    services: &'c Services,
+    pipeline: Option<&str>,
+    table: &str,
+) -> Result<(
+    String,
+    &'c crate::config::Pipeline,
+    &'c TableConfig,
+    TableId,
+)> {
+    let table_id = TableId::parse(table)?;
+    let name = match pipeline {
+        Some(name) => name.to_owned(),
+        None => {
+            let holders: Vec<&String> = services
+                .config
+                .pipelines
+                .iter()
+                .filter(|(_, p)| p.tables.contains_key(table))
+                .map(|(name, _)| name)
+                .collect();
+            match holders.as_slice() {
+                [one] => (*one).clone(),
+                [] => {
+                    return Err(Error::InvalidRequest(format!(
+                        "table `{table}` is in no pipeline of the configuration; `tidemark config list` shows the tables"
+                    )))
+                }
+                many => {
+                    return Err(Error::InvalidRequest(format!(
+                        "table `{table}` is in several pipelines ({}); name one with `-p`",
+                        many.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                    )))
+                }
+            }
+        }
+    };
+    let pipeline = services.config.pipeline(&name)?;
+    let table_config = pipeline.tables.get(table).ok_or_else(|| {
+        Error::InvalidRequest(format!("table `{table}` is not in pipeline `{name}`"))
+    })?;
+    Ok((name, pipeline, table_config, table_id))
+}
+
+fn target_name(table_config: &TableConfig, table: &TableId) -> Result<String> {
+    naming::target_identifier(table_config.target_name.as_deref().unwrap_or(table.table()))
+}
+
+/// A new run id: the time now and 48 random bits.
+pub fn new_run_id(now: DateTime<Utc>) -> RunId {
+    let random = uuid::Uuid::new_v4().as_u128() as u64;
+    RunId::new(now, random)
+}
+
+/// `begin`: takes the lease, checks the source schema, fixes the ceiling, returns the run context.
+pub async fn begin(services: &Services, request: &BeginRequest) -> Result<RunContext> {
+    let (pipeline_name, pipeline, table_config, table) =
+        locate_table(services, Some(&request.pipeline), &request.table)?;
+    let target = target_name(table_config, &table)?;
+    let store = services.watermarks(pipeline);
+    let now = Utc::now();
+    let run_id = new_run_id(now);
+    let local = services.local_owner().cloned();
+    let (watermark, ()) = store
+        .update(&pipeline_name, &table, &target, &run_id, now, |w| {
+            w.take_lease(
+                &run_id,
+                now,
+                pipeline.lease_ttl.0,
+                local.clone(),
+                process_is_alive,
+            )?;
+            if request.mode != SyncMode::RedshiftOnly {
+                w.mark_extract_started(&run_id, now);
+            }
+            Ok(())
+        })
+        .await?;
+    let lease_expires_at = watermark
+        .lease
+        .as_ref()
+        .map(|lease| lease.expires_at)
+        .unwrap_or(now);
+    let prepared = prepare_run(services, pipeline, table_config, &table, request.mode).await;
+    let (ceiling, fingerprint, columns, key_columns) = match prepared {
+        Ok(prepared) => prepared,
+        Err(err) => {
+            let message = err.to_string();
+            store
+                .update(&pipeline_name, &table, &target, &run_id, Utc::now(), |w| {
+                    w.apply_failure(Stage::Extract, &message, Utc::now());
+                    w.release_lease(&run_id);
+                    Ok(())
+                })
+                .await?;
+            return Err(err);
+        }
+    };
+    Ok(RunContext {
+        pipeline: pipeline_name,
+        table: table.to_string(),
+        target,
+        run_id,
+        mode: request.mode,
+        strategy: table_config.cdc_strategy,
+        load_mode: table_config.load_mode(),
+        start_cursor: start_cursor(&watermark.extract.cursor, table_config)?,
+        ceiling,
+        schema_fingerprint: fingerprint,
+        columns,
+        key_columns,
+        limit: request.limit,
+        lease_expires_at,
+    })
+}
+
+type PreparedRun = (manifest::Ceiling, String, Vec<String>, Vec<String>);
+
+async fn prepare_run(
+    services: &Services,
+    pipeline: &crate::config::Pipeline,
+    table_config: &TableConfig,
+    table: &TableId,
+    mode: SyncMode,
+) -> Result<PreparedRun> {
+    let pool = services.source(pipeline).await?;
+    let mut conn = pool
+        .get_conn()
+        .await
+        .map_err(|err| Error::mysql("connecting to the source", err))?;
+    let schema = schema::discover(&mut conn, table, &table_config.schema_options()).await?;
+    let key_columns = match &table_config.key_columns {
+        Some(keys) => keys.clone(),
+        None => schema.primary_key.clone(),
+    };
+    for key in &key_columns {
+        if schema.column(key).is_none() {
+            return Err(Error::InvalidRequest(format!(
+                "key column `{key}` of `{table}` is not an extracted column; check `key_columns` and `columns`"
+            )));
+        }
+    }
+    if key_columns.is_empty() && table_config.load_mode() == LoadMode::Merge {
+        return Err(Error::InvalidRequest(format!(
+            "`{table}` has no primary key, so `load: merge` cannot match rows; set `key_columns`, or use `load: append`"
+        )));
+    }
+    let id_column = match table_config.cdc_strategy {
+        CdcStrategy::IdOnly => table_config
+            .cursor_column
+            .clone()
+            .or_else(|| (key_columns.len() == 1).then(|| key_columns[0].clone())),
+        _ => None,
+    };
+    let ceiling = if mode == SyncMode::RedshiftOnly {
+        manifest::Ceiling::default()
+    } else {
+        crate::source::ceiling(&mut conn, table, table_config, id_column.as_deref()).await?
+    };
+    let columns = schema
+        .target_column_names()
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    Ok((ceiling, schema.fingerprint(), columns, key_columns))
+}
+
+/// Where a run starts reading: the watermark's cursor, moved back by `lookback` (which restarts
+/// the key tie-break, so every row of the overlap window is read again).
+fn start_cursor(cursor: &Cursor, table_config: &TableConfig) -> Result<Cursor> {
+    let lookback = table_config.lookback.0;
+    match &cursor.timestamp {
+        Some(timestamp) if !lookback.is_zero() => {
+            let parsed = chrono::NaiveDateTime::parse_from_str(timestamp, "%Y-%m-%d %H:%M:%S%.f")
+                .map_err(|_| {
+                    Error::InvalidRequest(format!(
+                        "the watermark's cursor `{timestamp}` is not a timestamp; fix it with `tidemark watermark set`"
+                    ))
+                })?;
+            let back = chrono::Duration::from_std(lookback).unwrap_or(chrono::Duration::zero());
+            Ok(Cursor {
+                timestamp: Some((parsed - back).format("%Y-%m-%d %H:%M:%S%.6f").to_string()),
+                key: Vec::new(),
+            })
+        }
+        _ => Ok(cursor.clone()),
+    }
+}
+
+/// `commit`: writes the run manifest from the chunk manifests, advances the cursor, queues the
+/// run for loading. Committing a run again is a no-op that answers the same.
+pub async fn commit(services: &Services, request: &CommitRequest) -> Result<CommitResult> {
+    let run = &request.run;
+    let (pipeline, _, layout) = run.resolve(&services.config)?;
+    let table = run.table_id()?;
+    let bucket = services.bucket(pipeline);
+    let store = services.watermarks(pipeline);
+    let mut chunks = Vec::with_capacity(request.chunk_manifest_keys.len());
+    for key in &request.chunk_manifest_keys {
+        let object = bucket.get(key).await?.ok_or_else(|| {
+            Error::InvalidRequest(format!(
+                "chunk manifest {} does not exist; the extraction did not finish",
+                bucket.uri(key)
+            ))
+        })?;
+        let chunk: ChunkManifest = manifest::parse_json(&object.body, &bucket.uri(key))?;
+        if chunk.run_id != run.run_id || chunk.table != run.table {
+            return Err(Error::InvalidRequest(format!(
+                "chunk manifest {} belongs to run `{}` of `{}`, not to this run",
+                bucket.uri(key),
+                chunk.run_id,
+                chunk.table
+            )));
+        }
+        if chunk.schema_fingerprint != run.schema_fingerprint {
+            return Err(Error::InvalidRequest(format!(
+                "chunk {} was written with another schema than the run began with; re-run the sync",
+                chunk.chunk
+            )));
+        }
+        chunks.push(chunk);
+    }
+    chunks.sort_by_key(|chunk| chunk.chunk);
+    let files: Vec<DataFile> = chunks.iter().flat_map(|c| c.files.clone()).collect();
+    let max_cursor = files
+        .iter()
+        .map(|file| &file.max_cursor)
+        .max_by(|a, b| compare_cursors(a, b))
+        .cloned();
+    let manifest_key = layout.run_manifest_key(&run.pipeline, &table, &run.run_id);
+    let run_manifest = RunManifest {
+        version: MANIFEST_FORMAT_VERSION,
+        pipeline: run.pipeline.clone(),
+        table: run.table.clone(),
+        target: run.target.clone(),
+        run_id: run.run_id.clone(),
+        strategy: run.strategy,
+        load_mode: run.load_mode,
+        start_cursor: run.start_cursor.clone(),
+        ceiling: run.ceiling.clone(),
+        max_cursor,
+        rows: files.iter().map(|f| f.rows).sum(),
+        bytes: files.iter().map(|f| f.bytes).sum(),
+        zero_dates_nulled: chunks.iter().map(|c| c.zero_dates_nulled).sum(),
+        files,
+        schema_fingerprint: run.schema_fingerprint.clone(),
+        columns: run.columns.clone(),
+        committed_at: Utc::now(),
+    };
+    let body = serde_json::to_vec_pretty(&run_manifest)
+        .map_err(|err| Error::InvalidRequest(format!("cannot encode the run manifest: {err}")))?;
+    // Written once: a retried commit finds the manifest already there and keeps the first one.
+    let run_manifest = match bucket.put_if_absent(&manifest_key, body.into()).await? {
+        PutOutcome::Written(_) => run_manifest,
+        PutOutcome::PreconditionFailed => {
+            let existing = bucket.get(&manifest_key).await?.ok_or_else(|| {
+                Error::InvalidRequest(format!("{} vanished", bucket.uri(&manifest_key)))
+            })?;
+            manifest::parse_json(&existing.body, &bucket.uri(&manifest_key))?
+        }
+    };
+    let now = Utc::now();
+    let (watermark, newly_committed) = store
+        .update(&run.pipeline, &table, &run.target, &run.run_id, now, |w| {
+            w.require_lease(&run.run_id)?;
+            let newly = w.apply_commit(&run_manifest, &manifest_key, now)?;
+            if run.mode == SyncMode::BackupOnly {
+                w.release_lease(&run.run_id);
+            }
+            Ok(newly)
+        })
+        .await?;
+    Ok(CommitResult {
+        run_id: run.run_id.clone(),
+        manifest_key,
+        rows: run_manifest.rows,
+        files: run_manifest.files.len() as u64,
+        bytes: run_manifest.bytes,
+        pending_runs: watermark.pending_runs.len() as u64,
+        newly_committed,
+    })
+}
+
+/// `commit_load`: marks runs loaded, counts their rows once, releases the lease.
+pub async fn commit_load(services: &Services, request: &CommitLoadRequest) -> Result<Watermark> {
+    let run = &request.run;
+    let (pipeline, _, _) = run.resolve(&services.config)?;
+    let table = run.table_id()?;
+    let now = Utc::now();
+    let (watermark, ()) = services
+        .watermarks(pipeline)
+        .update(&run.pipeline, &table, &run.target, &run.run_id, now, |w| {
+            w.require_lease(&run.run_id)?;
+            w.apply_load(&request.loaded, now);
+            w.release_lease(&run.run_id);
+            Ok(())
+        })
+        .await?;
+    Ok(watermark)
+}
+
+/// `fail`: records the error on the stage and releases the run's lease; the cursor stays.
+pub async fn fail(services: &Services, request: &FailRequest) -> Result<Watermark> {
+    let (pipeline_name, pipeline, table_config, table) =
+        locate_table(services, Some(&request.pipeline), &request.table)?;
+    let target = target_name(table_config, &table)?;
+    let message = describe_error(&request.error);
+    let tag = match &request.run_id {
+        Some(run_id) => run_id.clone(),
+        None => RunId::parse("failed-begin").map_err(|e| Error::InvalidRequest(e.to_string()))?,
+    };
+    let now = Utc::now();
+    let (watermark, ()) = services
+        .watermarks(pipeline)
+        .update(&pipeline_name, &table, &target, &tag, now, |w| {
+            w.apply_failure(request.stage, &message, now);
+            if let Some(run_id) = &request.run_id {
+                w.release_lease(run_id);
+            }
+            Ok(())
+        })
+        .await?;
+    Ok(watermark)
+}
+
+/// Text of a Step Functions error object (`Error` and `Cause`), or of any JSON.
+fn describe_error(error: &serde_json::Value) -> String {
+    match error {
+        serde_json::Value::String(text) => text.clone(),
+        serde_json::Value::Object(map) => {
+            let kind = map.get("Error").and_then(|v| v.as_str()).unwrap_or("Error");
+            let cause = map
+                .get("Cause")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default();
+            // A Lambda error's Cause is itself JSON with `errorMessage`.
+            let message = serde_json::from_str::<serde_json::Value>(cause)
+                .ok()
+                .and_then(|c| {
+                    c.get("errorMessage")
+                        .and_then(|m| m.as_str())
+                        .map(str::to_owned)
+                })
+                .unwrap_or_else(|| cause.to_owned());
+            format!("{kind}: {message}")
+        }
+        other => other.to_string(),
+    }
+}
+
+/// `get`.
+pub async fn get(services: &Services, request: &GetRequest) -> Result<GetResult> {
+    let (pipeline_name, pipeline, _, table) =
+        locate_table(services, request.pipeline.as_deref(), &request.table)?;
+    let watermark = services
+        .watermarks(pipeline)
+        .read(&pipeline_name, &table)
+        .await?
+        .map(|v| v.record);
+    let mut pending_files = Vec::new();
+    if request.show_files {
+        let bucket = services.bucket(pipeline);
+        for run in watermark.iter().flat_map(|w| &w.pending_runs) {
+            let object = bucket.get(&run.manifest_key).await?.ok_or_else(|| {
+                Error::InvalidRequest(format!(
+                    "run manifest {} of pending run `{}` is missing",
+                    bucket.uri(&run.manifest_key),
+                    run.run_id
+                ))
+            })?;
+            let manifest: RunManifest =
+                manifest::parse_json(&object.body, &bucket.uri(&run.manifest_key))?;
+            pending_files.push(RunFiles {
+                run_id: run.run_id.clone(),
+                files: manifest.files,
+            });
+        }
+    }
+    Ok(GetResult {
+        watermark,
+        pending_files,
+    })
+}
+
+/// `list`.
+pub async fn list(services: &Services, request: &ListRequest) -> Result<Vec<ListEntry>> {
+    let now = Utc::now();
+    let mut entries = Vec::new();
+    for (name, pipeline) in &services.config.pipelines {
+        if request
+            .pipeline
+            .as_deref()
+            .is_some_and(|wanted| wanted != name)
+        {
+            continue;
+        }
+        let records = services.watermarks(pipeline).list(name).await?;
+        for table in pipeline.tables.keys() {
+            let record = records.iter().find(|r| r.table == *table);
+            let cursor = record.map(|r| r.extract.cursor.clone()).unwrap_or_default();
+            let lag_seconds = cursor.timestamp.as_deref().and_then(|ts| {
+                chrono::NaiveDateTime::parse_from_str(ts, "%Y-%m-%d %H:%M:%S%.f")
+                    .ok()
+                    .map(|at| (now.naive_utc() - at).num_seconds())
+            });
+            entries.push(ListEntry {
+                pipeline: name.clone(),
+                table: table.clone(),
+                cursor,
+                lag_seconds,
+                extract_status: record.map(|r| r.extract.status).unwrap_or_default(),
+                load_status: record.map(|r| r.load.status).unwrap_or_default(),
+                pending_runs: record.map(|r| r.pending_runs.len()).unwrap_or(0),
+                locked: record.is_some_and(|r| r.lease.is_some()),
+            });
+        }
+    }
+    Ok(entries)
+}
+
+async fn edit(
+    services: &Services,
+    pipeline: Option<&str>,
+    table: &str,
+    apply: impl FnMut(&mut Watermark) -> Result<String>,
+) -> Result<EditResult> {
+    let (pipeline_name, pipeline, table_config, table) = locate_table(services, pipeline, table)?;
+    let target = target_name(table_config, &table)?;
+    let tag = RunId::parse("manual").map_err(|e| Error::InvalidRequest(e.to_string()))?;
+    let (watermark, message) = services
+        .watermarks(pipeline)
+        .update(&pipeline_name, &table, &target, &tag, Utc::now(), apply)
+        .await?;
+    Ok(EditResult { message, watermark })
+}
+
+/// `set`.
+pub async fn set(services: &Services, request: &SetRequest) -> Result<EditResult> {
+    edit(services, request.pipeline.as_deref(), &request.table, |w| {
+        w.set_cursor(
+            request.timestamp.as_deref(),
+            request.id.as_deref(),
+            Utc::now(),
+        )
+    })
+    .await
+}
+
+/// `reset`.
+pub async fn reset(services: &Services, request: &ResetRequest) -> Result<EditResult> {
+    edit(services, request.pipeline.as_deref(), &request.table, |w| {
+        Ok(w.reset(request.drop_pending, Utc::now()))
+    })
+    .await
+}
+
+/// `unlock`.
+pub async fn unlock(services: &Services, request: &TableRequest) -> Result<EditResult> {
+    edit(services, request.pipeline.as_deref(), &request.table, |w| {
+        Ok(w.unlock(Utc::now()))
+    })
+    .await
+}
+
+/// `set_count`.
+pub async fn set_count(services: &Services, request: &SetCountRequest) -> Result<EditResult> {
+    edit(services, request.pipeline.as_deref(), &request.table, |w| {
+        w.set_count(request.field, request.mode, request.count, Utc::now())
+    })
+    .await
+}
+
+/// `history`.
+pub async fn history(services: &Services, request: &TableRequest) -> Result<Vec<HistoryEntry>> {
+    let (pipeline_name, pipeline, _, table) =
+        locate_table(services, request.pipeline.as_deref(), &request.table)?;
+    services
+        .watermarks(pipeline)
+        .history(&pipeline_name, &table)
+        .await
+}
+
+/// `restore`.
+pub async fn restore(services: &Services, request: &RestoreRequest) -> Result<Watermark> {
+    let (pipeline_name, pipeline, _, table) =
+        locate_table(services, request.pipeline.as_deref(), &request.table)?;
+    services
+        .watermarks(pipeline)
+        .restore(&pipeline_name, &table, &request.version, Utc::now())
+        .await
+}
+
+/// Runs any watermark request and returns its answer as JSON.
+pub async fn handle(services: &Services, request: &WatermarkRequest) -> Result<serde_json::Value> {
+    fn json<T: Serialize>(value: T) -> Result<serde_json::Value> {
+        serde_json::to_value(value)
+            .map_err(|err| Error::InvalidRequest(format!("cannot encode the answer: {err}")))
+    }
+    match request {
+        WatermarkRequest::Begin(r) => json(begin(services, r).await?),
+        WatermarkRequest::Commit(r) => json(commit(services, r).await?),
+        WatermarkRequest::CommitLoad(r) => json(commit_load(services, r).await?),
+        WatermarkRequest::Fail(r) => json(fail(services, r).await?),
+        WatermarkRequest::Get(r) => json(get(services, r).await?),
+        WatermarkRequest::List(r) => json(list(services, r).await?),
+        WatermarkRequest::Set(r) => json(set(services, r).await?),
+        WatermarkRequest::Reset(r) => json(reset(services, r).await?),
+        WatermarkRequest::History(r) => json(history(services, r).await?),
+        WatermarkRequest::Restore(r) => json(restore(services, r).await?),
+        WatermarkRequest::Unlock(r) => json(unlock(services, r).await?),
+        WatermarkRequest::SetCount(r) => json(set_count(services, r).await?),
+    }
+}
+
+/// Parses a payload into a request, with an error that lists what is accepted.
+pub fn parse_request(payload: serde_json::Value) -> Result<WatermarkRequest> {
+    serde_json::from_value(payload).map_err(|err| {
+        Error::InvalidRequest(format!(
+            "invalid watermark payload: {err}; actions are begin, commit, commit_load, fail, get, list, set, reset, history, restore, unlock, set_count (README: Lambda payloads)"
+        ))
+    })
+}

@@ -373,3 +373,48 @@ mod tests {
         assert!(!is_stale("tidemark_test_notanumber_x", u64::MAX));
     }
 }
+
+impl TestMysql {
+    /// A tidemark configuration whose pipeline `p` reads this database into the local
+    /// PostgreSQL, through `bucket`. `tables` is the YAML of the pipeline's `tables:` block,
+    /// indented by eight spaces, with `{db}` standing for this database's name.
+    pub fn config(&self, bucket: &str, tables: &str) -> anyhow::Result<tidemark::config::Config> {
+        let pg = postgres_address()?;
+        let text = format!(
+            "connections:\n  src:\n    kind: mysql\n    host: \"{host}\"\n    port: {port}\n    user: \"{user}\"\n    password: \"{password}\"\n  wh:\n    kind: postgres\n    host: \"{pg_host}\"\n    port: {pg_port}\n    database: postgres\n    user: \"{pg_user}\"\n    schema: public\npipelines:\n  p:\n    source: src\n    target: wh\n    s3: {{ bucket: \"{bucket}\", prefix: tm }}\n    tables:\n{tables}",
+            host = self.opts.ip_or_hostname(),
+            port = self.opts.tcp_port(),
+            user = self.opts.user().unwrap_or("root"),
+            password = self.opts.pass().unwrap_or(""),
+            pg_host = pg.host,
+            pg_port = pg.port,
+            pg_user = pg.user,
+            tables = tables.replace("{db}", &self.database),
+        );
+        Ok(tidemark::config::Config::from_yaml(
+            &text,
+            "test.yaml",
+            &tidemark::config::Environment::new(),
+        )?)
+    }
+}
+
+/// The parts of `TIDEMARK_PG_URL` a config needs.
+struct PostgresAddress {
+    host: String,
+    port: u16,
+    user: String,
+}
+
+fn postgres_address() -> anyhow::Result<PostgresAddress> {
+    let config: tokio_postgres::Config = postgres_url().parse()?;
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
+        _ => "127.0.0.1".to_owned(),
+    };
+    Ok(PostgresAddress {
+        host,
+        port: config.get_ports().first().copied().unwrap_or(5432),
+        user: config.get_user().unwrap_or("postgres").to_owned(),
+    })
+}

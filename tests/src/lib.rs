@@ -359,21 +359,6 @@ pub mod type_zoo {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn harness_names_carry_their_age() {
-        let name = fresh_name();
-        assert!(name.starts_with(TEST_PREFIX) && name.len() <= 63, "{name}");
-        assert!(!is_stale(&name, unix_now()));
-        assert!(is_stale(&name, unix_now() + STALE_AFTER_SECS + 1));
-        assert!(!is_stale("tidemark_prod", u64::MAX));
-        assert!(!is_stale("tidemark_test_notanumber_x", u64::MAX));
-    }
-}
-
 impl TestMysql {
     /// A tidemark configuration whose pipeline `p` reads this database into the local
     /// PostgreSQL, through `bucket`. `tables` is the YAML of the pipeline's `tables:` block,
@@ -417,4 +402,19 @@ fn postgres_address() -> anyhow::Result<PostgresAddress> {
         port: config.get_ports().first().copied().unwrap_or(5432),
         user: config.get_user().unwrap_or("postgres").to_owned(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn harness_names_carry_their_age() {
+        let name = fresh_name();
+        assert!(name.starts_with(TEST_PREFIX) && name.len() <= 63, "{name}");
+        assert!(!is_stale(&name, unix_now()));
+        assert!(is_stale(&name, unix_now() + STALE_AFTER_SECS + 1));
+        assert!(!is_stale("tidemark_prod", u64::MAX));
+        assert!(!is_stale("tidemark_test_notanumber_x", u64::MAX));
+    }
 }

@@ -1230,6 +1230,15 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_shows_the_example_config() {
+        let readme = include_str!("../../README.md");
+        assert!(
+            readme.contains(&format!("```yaml\n{EXAMPLE}```")),
+            "README.md must embed examples/tidemark.yaml verbatim"
+        );
+    }
+
+    #[test]
     fn variables_are_substituted_and_secrets_never_print() {
         let config = parse(EXAMPLE).unwrap();
         let Connection::Mysql(shop) = &config.connections["shop"] else {

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{CdcStrategy, LoadMode};
 use crate::error::{Error, Result};
 use crate::naming::RunId;
+use crate::schema::TableSchema;
 
 /// Version of the manifest format written by this code.
 pub const MANIFEST_FORMAT_VERSION: u32 = 1;
@@ -118,8 +119,9 @@ pub struct RunManifest {
     pub zero_dates_nulled: u64,
     /// The schema the files were written with.
     pub schema_fingerprint: String,
-    /// Target column names in file order (COPY maps Parquet columns by position).
-    pub columns: Vec<String>,
+    /// The source schema the files were written with: column order and types for the target's
+    /// DDL and for COPY, which maps Parquet columns by position.
+    pub schema: TableSchema,
     /// When the run was committed.
     pub committed_at: DateTime<Utc>,
 }

@@ -237,6 +237,31 @@ impl StorageLayout {
         )
     }
 
+    /// What an unfinished chunk has written so far, as of the continuation whose next file is
+    /// `next_seq`: one object per continuation, never overwritten by a later one, so a retried
+    /// invocation reads exactly the progress its input names.
+    pub fn chunk_progress_key(
+        &self,
+        pipeline: &str,
+        table: &TableId,
+        run_id: &RunId,
+        chunk: u32,
+        next_seq: u32,
+    ) -> String {
+        format!(
+            "{}{run_id}/progress/chunk-{chunk:05}-{next_seq:05}.json",
+            self.table_runs_prefix(pipeline, table)
+        )
+    }
+
+    /// The source schema a run began with, written by `begin` and embedded in the run manifest.
+    pub fn run_schema_key(&self, pipeline: &str, table: &TableId, run_id: &RunId) -> String {
+        format!(
+            "{}{run_id}/schema.json",
+            self.table_runs_prefix(pipeline, table)
+        )
+    }
+
     /// The Redshift COPY manifest of a run.
     pub fn copy_manifest_key(&self, pipeline: &str, table: &TableId, run_id: &RunId) -> String {
         self.key(format!(

@@ -47,8 +47,6 @@ pub struct RunContext {
     pub ceiling: Ceiling,
     /// Fingerprint of the source schema at begin; extraction fails if the table changes mid-run.
     pub schema_fingerprint: String,
-    /// Target column names in file order, fixed at begin (COPY maps Parquet columns by position).
-    pub columns: Vec<String>,
     /// Key columns (source names) that identify a row in the target, fixed at begin.
     pub key_columns: Vec<String>,
     /// Run-wide cap on extracted rows (`--limit`).

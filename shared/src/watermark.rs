@@ -837,6 +837,22 @@ mod tests {
         TableId::parse("shop.orders").unwrap()
     }
 
+    fn one_column_schema() -> crate::schema::TableSchema {
+        let id = crate::schema::SourceColumn {
+            name: "id".into(),
+            data_type: "bigint".into(),
+            column_type: "bigint(20)".into(),
+            ..Default::default()
+        };
+        crate::schema::TableSchema::from_source_columns(
+            &TableId::parse("shop.orders").unwrap(),
+            vec![id],
+            vec!["id".into()],
+            &Default::default(),
+        )
+        .unwrap()
+    }
+
     fn manifest(run_id: RunId, rows: u64, max_ts: &str, ceiling: &str) -> RunManifest {
         RunManifest {
             version: 1,
@@ -860,7 +876,7 @@ mod tests {
             bytes: 10,
             zero_dates_nulled: 0,
             schema_fingerprint: "f".into(),
-            columns: vec!["id".into()],
+            schema: one_column_schema(),
             committed_at: at("2026-11-27T01:00:00Z"),
         }
     }

@@ -35,6 +35,22 @@ fn begin(w: &mut Watermark, run_id: &RunId, at: DateTime<Utc>) -> tidemark::Resu
     Ok(())
 }
 
+fn one_column_schema() -> tidemark::schema::TableSchema {
+    let id = tidemark::schema::SourceColumn {
+        name: "id".into(),
+        data_type: "bigint".into(),
+        column_type: "bigint(20)".into(),
+        ..Default::default()
+    };
+    tidemark::schema::TableSchema::from_source_columns(
+        &TableId::parse("shop.orders").unwrap(),
+        vec![id],
+        vec!["id".into()],
+        &Default::default(),
+    )
+    .unwrap()
+}
+
 fn manifest(run_id: &RunId, rows: u64) -> RunManifest {
     RunManifest {
         version: 1,
@@ -58,7 +74,7 @@ fn manifest(run_id: &RunId, rows: u64) -> RunManifest {
         bytes: 1,
         zero_dates_nulled: 0,
         schema_fingerprint: "f".into(),
-        columns: vec!["id".into()],
+        schema: one_column_schema(),
         committed_at: Utc::now(),
     }
 }

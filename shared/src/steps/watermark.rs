@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::manifest::{
     self, ChunkManifest, Cursor, DataFile, RunManifest, MANIFEST_FORMAT_VERSION,
 };
-use crate::naming::{self, RunId, TableId};
+use crate::naming::{self, RunId, StorageLayout, TableId};
 use crate::run::{RunContext, SyncMode};
 use crate::schema;
 use crate::storage::PutOutcome;
@@ -361,8 +361,17 @@ pub async fn begin(services: &Services, request: &BeginRequest) -> Result<RunCon
         .as_ref()
         .map(|lease| lease.expires_at)
         .unwrap_or(now);
-    let prepared = prepare_run(services, pipeline, table_config, &table, request.mode).await;
-    let (ceiling, fingerprint, columns, key_columns) = match prepared {
+    let prepared = prepare_run(
+        services,
+        &pipeline_name,
+        pipeline,
+        table_config,
+        &table,
+        request.mode,
+        &run_id,
+    )
+    .await;
+    let (ceiling, fingerprint, key_columns) = match prepared {
         Ok(prepared) => prepared,
         Err(err) => {
             let message = err.to_string();
@@ -387,21 +396,22 @@ pub async fn begin(services: &Services, request: &BeginRequest) -> Result<RunCon
         start_cursor: start_cursor(&watermark.extract.cursor, table_config)?,
         ceiling,
         schema_fingerprint: fingerprint,
-        columns,
         key_columns,
         limit: request.limit,
         lease_expires_at,
     })
 }
 
-type PreparedRun = (manifest::Ceiling, String, Vec<String>, Vec<String>);
+type PreparedRun = (manifest::Ceiling, String, Vec<String>);
 
 async fn prepare_run(
     services: &Services,
+    pipeline_name: &str,
     pipeline: &crate::config::Pipeline,
     table_config: &TableConfig,
     table: &TableId,
     mode: SyncMode,
+    run_id: &RunId,
 ) -> Result<PreparedRun> {
     let pool = services.source(pipeline).await?;
     let mut conn = pool
@@ -437,12 +447,16 @@ async fn prepare_run(
     } else {
         crate::source::ceiling(&mut conn, table, table_config, id_column.as_deref()).await?
     };
-    let columns = schema
-        .target_column_names()
-        .into_iter()
-        .map(str::to_owned)
-        .collect();
-    Ok((ceiling, schema.fingerprint(), columns, key_columns))
+    // The schema travels in S3, not in the payload: commit embeds it in the run manifest.
+    let layout = StorageLayout::new(&pipeline.s3.prefix);
+    let schema_key = layout.run_schema_key(pipeline_name, table, run_id);
+    let body = serde_json::to_vec_pretty(&schema)
+        .map_err(|err| Error::InvalidRequest(format!("cannot encode the schema: {err}")))?;
+    services
+        .bucket(pipeline)
+        .put(&schema_key, body.into())
+        .await?;
+    Ok((ceiling, schema.fingerprint(), key_columns))
 }
 
 /// Where a run starts reading: the watermark's cursor, moved back by `lookback` (which restarts
@@ -501,6 +515,16 @@ pub async fn commit(services: &Services, request: &CommitRequest) -> Result<Comm
         chunks.push(chunk);
     }
     chunks.sort_by_key(|chunk| chunk.chunk);
+    let schema_key = layout.run_schema_key(&run.pipeline, &table, &run.run_id);
+    let schema_object = bucket.get(&schema_key).await?.ok_or_else(|| {
+        Error::InvalidRequest(format!(
+            "{} is missing: `begin` of run `{}` did not finish; start a new sync",
+            bucket.uri(&schema_key),
+            run.run_id
+        ))
+    })?;
+    let schema: schema::TableSchema =
+        manifest::parse_json(&schema_object.body, &bucket.uri(&schema_key))?;
     let files: Vec<DataFile> = chunks.iter().flat_map(|c| c.files.clone()).collect();
     let max_cursor = files
         .iter()
@@ -524,7 +548,7 @@ pub async fn commit(services: &Services, request: &CommitRequest) -> Result<Comm
         zero_dates_nulled: chunks.iter().map(|c| c.zero_dates_nulled).sum(),
         files,
         schema_fingerprint: run.schema_fingerprint.clone(),
-        columns: run.columns.clone(),
+        schema,
         committed_at: Utc::now(),
     };
     let body = serde_json::to_vec_pretty(&run_manifest)

@@ -1207,7 +1207,7 @@ mod tests {
     pub(crate) const EXAMPLE: &str = include_str!("../../examples/tidemark.yaml");
 
     fn env() -> Environment {
-        Environment::from([("MYSQL_PASSWORD".to_owned(), "s3cr3t-value".to_owned())])
+        Environment::from([("TIDEMARK_MYSQL_PASSWORD".to_owned(), "s3cr3t-value".to_owned())])
     }
 
     fn parse(text: &str) -> Result<Config> {
@@ -1265,7 +1265,7 @@ mod tests {
 
     #[test]
     fn an_unset_variable_is_located() {
-        let text = EXAMPLE.replace("${MYSQL_PASSWORD:-}", "${NOT_SET_ANYWHERE}");
+        let text = EXAMPLE.replace("${TIDEMARK_MYSQL_PASSWORD:-}", "${NOT_SET_ANYWHERE}");
         let err = error_of(&text);
         let line = text
             .lines()

@@ -1207,7 +1207,10 @@ mod tests {
     pub(crate) const EXAMPLE: &str = include_str!("../../examples/tidemark.yaml");
 
     fn env() -> Environment {
-        Environment::from([("TIDEMARK_MYSQL_PASSWORD".to_owned(), "s3cr3t-value".to_owned())])
+        Environment::from([(
+            "TIDEMARK_MYSQL_PASSWORD".to_owned(),
+            "s3cr3t-value".to_owned(),
+        )])
     }
 
     fn parse(text: &str) -> Result<Config> {

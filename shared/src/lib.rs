@@ -4,9 +4,11 @@
 
 pub mod config;
 pub mod error;
+pub mod extract;
 pub mod lambda;
 pub mod manifest;
 pub mod naming;
+pub mod parquet_sink;
 pub mod run;
 pub mod schema;
 pub mod secret;

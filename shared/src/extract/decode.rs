@@ -1,0 +1,734 @@
+//! Binary-protocol MySQL values → Arrow arrays, one column type at a time, and the exact text of
+//! cursor values.
+//!
+//! Follows the type table of [`crate::schema::map_column_type`] and nothing else: every decision
+//! here is "how does the value MySQL sends for this `ColumnType` become that Arrow value". Exact
+//! on purpose: decimals are parsed from MySQL's own digits (never through a float), timestamps
+//! keep their microseconds, unsigned 64-bit values keep every digit. Zero dates (and dates MySQL
+//! stores with a zero or impossible month or day) have no Arrow value: they become NULL and are
+//! counted, never silently.
+
+use std::sync::Arc;
+
+use arrow_array::builder::{
+    BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder, Float32Builder,
+    Float64Builder, Int16Builder, Int32Builder, Int64Builder, StringBuilder,
+    TimestampMicrosecondBuilder,
+};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::SchemaRef;
+use mysql_async::Value;
+
+use crate::error::{Error, Result};
+use crate::manifest::Cursor;
+use crate::schema::{Column, ColumnType, TableSchema};
+
+/// A MySQL DATE/DATETIME/TIMESTAMP as the binary protocol sends it:
+/// (year, month, day, hour, minute, second, microsecond). Orders like the value.
+pub(crate) type DateTimeParts = (u16, u8, u8, u8, u8, u8, u32);
+
+const MICROS_PER_DAY: i64 = 86_400_000_000;
+
+/// `YYYY-MM-DD HH:MM:SS.ffffff`: the cursor text of a timestamp.
+pub(crate) fn timestamp_text(parts: DateTimeParts) -> String {
+    let (y, mo, d, h, mi, s, us) = parts;
+    format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}.{us:06}")
+}
+
+/// Parses `YYYY-MM-DD HH:MM:SS[.f…]` (up to six fraction digits) or `YYYY-MM-DD`.
+pub(crate) fn parse_timestamp_text(text: &str) -> Result<DateTimeParts> {
+    let invalid = || {
+        Error::InvalidRequest(format!(
+            "`{text}` is not a cursor timestamp: expected `YYYY-MM-DD HH:MM:SS.ffffff`"
+        ))
+    };
+    let number = |part: &str| -> Result<u32> {
+        if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(invalid());
+        }
+        part.parse().map_err(|_| invalid())
+    };
+    let (date, time) = text.trim().split_once(' ').unwrap_or((text.trim(), ""));
+    let mut date_parts = date.split('-');
+    let (Some(y), Some(mo), Some(d), None) = (
+        date_parts.next(),
+        date_parts.next(),
+        date_parts.next(),
+        date_parts.next(),
+    ) else {
+        return Err(invalid());
+    };
+    if y.len() != 4 || mo.len() != 2 || d.len() != 2 {
+        return Err(invalid());
+    }
+    let (mut h, mut mi, mut s, mut us) = (0, 0, 0, 0);
+    if !time.is_empty() {
+        let (clock, fraction) = time.split_once('.').unwrap_or((time, ""));
+        let mut clock_parts = clock.split(':');
+        let (Some(hh), Some(mm), Some(ss), None) = (
+            clock_parts.next(),
+            clock_parts.next(),
+            clock_parts.next(),
+            clock_parts.next(),
+        ) else {
+            return Err(invalid());
+        };
+        if hh.len() != 2 || mm.len() != 2 || ss.len() != 2 || fraction.len() > 6 {
+            return Err(invalid());
+        }
+        (h, mi, s) = (number(hh)?, number(mm)?, number(ss)?);
+        if !fraction.is_empty() {
+            us = number(fraction)? * 10u32.pow(6 - fraction.len() as u32);
+        }
+        if h > 23 || mi > 59 || s > 59 {
+            return Err(invalid());
+        }
+    }
+    let narrow = |v: u32| u8::try_from(v).map_err(|_| invalid());
+    Ok((
+        u16::try_from(number(y)?).map_err(|_| invalid())?,
+        narrow(number(mo)?)?,
+        narrow(number(d)?)?,
+        narrow(h)?,
+        narrow(mi)?,
+        narrow(s)?,
+        us,
+    ))
+}
+
+/// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's `days_from_civil`), or
+/// `None` for a zero or impossible date.
+pub(crate) fn epoch_days(year: u16, month: u8, day: u8) -> Option<i32> {
+    if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
+        return None;
+    }
+    let (month, day) = (i64::from(month), i64::from(day));
+    let y = i64::from(year) - i64::from(month <= 2);
+    let era = y.div_euclid(400);
+    let year_of_era = y - era * 400;
+    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    i32::try_from(era * 146_097 + day_of_era - 719_468).ok()
+}
+
+fn days_in_month(year: u16, month: u8) -> u8 {
+    match month {
+        4 | 6 | 9 | 11 => 30,
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        _ => 31,
+    }
+}
+
+/// Microseconds since the epoch, or `None` for a zero or impossible date.
+pub(crate) fn epoch_micros(parts: DateTimeParts) -> Option<i64> {
+    let (y, mo, d, h, mi, s, us) = parts;
+    if h > 23 || mi > 59 || s > 59 || us > 999_999 {
+        return None;
+    }
+    let days = i64::from(epoch_days(y, mo, d)?);
+    let seconds = (i64::from(h) * 60 + i64::from(mi)) * 60 + i64::from(s);
+    Some(days * MICROS_PER_DAY + seconds * 1_000_000 + i64::from(us))
+}
+
+/// Parses MySQL's decimal text (`-123.4500`) into the unscaled integer of `Decimal128(_, scale)`.
+/// Fails rather than round when the text has more fraction digits than `scale`.
+pub(crate) fn parse_decimal(text: &[u8], scale: i8) -> std::result::Result<i128, String> {
+    let shown = || String::from_utf8_lossy(text).into_owned();
+    let (negative, digits) = match text.first() {
+        Some(b'-') => (true, &text[1..]),
+        Some(b'+') => (false, &text[1..]),
+        _ => (false, text),
+    };
+    let (whole, fraction) = match digits.iter().position(|&b| b == b'.') {
+        Some(dot) => (&digits[..dot], &digits[dot + 1..]),
+        None => (digits, &[][..]),
+    };
+    let scale = usize::try_from(scale).map_err(|_| format!("negative scale for `{}`", shown()))?;
+    if whole.is_empty() && fraction.is_empty() || fraction.len() > scale {
+        return Err(format!("`{}` is not a decimal of scale {scale}", shown()));
+    }
+    let mut value: i128 = 0;
+    let padding = scale - fraction.len();
+    for &b in whole.iter().chain(fraction) {
+        if !b.is_ascii_digit() {
+            return Err(format!("`{}` is not a decimal", shown()));
+        }
+        value = value
+            .checked_mul(10)
+            .and_then(|v| v.checked_add(i128::from(b - b'0')))
+            .ok_or_else(|| format!("`{}` does not fit 38 digits", shown()))?;
+    }
+    for _ in 0..padding {
+        value = value
+            .checked_mul(10)
+            .ok_or_else(|| format!("`{}` does not fit 38 digits", shown()))?;
+    }
+    Ok(if negative { -value } else { value })
+}
+
+/// An unsigned big-endian number (how the binary protocol sends BIT(n)).
+fn bits_value(bytes: &[u8]) -> std::result::Result<u64, String> {
+    if bytes.len() > 8 {
+        return Err(format!("a BIT value of {} bytes", bytes.len()));
+    }
+    Ok(bytes.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b)))
+}
+
+/// MySQL's text form of a TIME value: `[-]HH:MM:SS[.ffffff]`, hours beyond 24 allowed.
+fn time_text(
+    negative: bool,
+    days: u32,
+    hours: u8,
+    minutes: u8,
+    seconds: u8,
+    micros: u32,
+    decimals: usize,
+) -> String {
+    let hours = u64::from(days) * 24 + u64::from(hours);
+    let sign = if negative { "-" } else { "" };
+    let mut text = format!("{sign}{hours:02}:{minutes:02}:{seconds:02}");
+    if decimals > 0 {
+        let fraction = format!("{micros:06}");
+        text.push('.');
+        text.push_str(&fraction[..decimals.min(6)]);
+    }
+    text
+}
+
+/// The fraction digits a `time(n)` / `datetime(n)` column type declares.
+fn declared_fraction_digits(column_type: &str) -> usize {
+    column_type
+        .split_once('(')
+        .and_then(|(_, rest)| rest.split_once(')'))
+        .and_then(|(inside, _)| inside.trim().parse::<usize>().ok())
+        .unwrap_or(0)
+}
+
+/// One cursor value of a key column, comparable the way the key orders for integer keys.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum KeyValue {
+    /// Every integer-valued key (ints, unsigned, bits).
+    Int(i128),
+    /// Every other key, as its exact cursor text.
+    Text(String),
+}
+
+impl KeyValue {
+    fn text(&self) -> String {
+        match self {
+            KeyValue::Int(v) => v.to_string(),
+            KeyValue::Text(t) => t.clone(),
+        }
+    }
+}
+
+/// Where a row sits in cursor order: its timestamp cursor value and key values.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub(crate) struct RowPosition {
+    pub ts: Option<DateTimeParts>,
+    pub key: Vec<KeyValue>,
+}
+
+impl RowPosition {
+    /// The manifest form: exact text.
+    pub fn to_cursor(&self) -> Cursor {
+        Cursor {
+            timestamp: self.ts.map(timestamp_text),
+            key: self.key.iter().map(KeyValue::text).collect(),
+        }
+    }
+}
+
+/// A row's timestamp cursor value.
+pub(crate) fn cursor_timestamp(column: &Column, value: Option<&Value>) -> Result<DateTimeParts> {
+    match value {
+        Some(Value::Date(y, mo, d, h, mi, s, us)) => Ok((*y, *mo, *d, *h, *mi, *s, *us)),
+        Some(Value::NULL) | None => Err(Error::InvalidRequest(format!(
+            "cursor column `{}` returned NULL: such rows cannot be paged by it",
+            column.name
+        ))),
+        Some(other) => Err(Error::Schema(format!(
+            "cursor column `{}` must be DATETIME, TIMESTAMP or DATE, but MySQL sent {other:?}",
+            column.name
+        ))),
+    }
+}
+
+/// A row's key cursor value.
+pub(crate) fn cursor_key(column: &Column, value: Option<&Value>) -> Result<KeyValue> {
+    let bad = |what: String| Error::Schema(format!("key column `{}`: {what}", column.name));
+    Ok(match value {
+        Some(Value::Int(v)) => KeyValue::Int(i128::from(*v)),
+        Some(Value::UInt(v)) => KeyValue::Int(i128::from(*v)),
+        Some(Value::Bytes(bytes)) => match &column.ty {
+            ColumnType::Bits { .. } | ColumnType::Boolean { .. } => {
+                KeyValue::Int(i128::from(bits_value(bytes).map_err(bad)?))
+            }
+            ColumnType::Binary { .. } => KeyValue::Text(hex(bytes)),
+            _ => KeyValue::Text(
+                String::from_utf8(bytes.clone())
+                    .map_err(|_| bad("a value that is not UTF-8".to_owned()))?,
+            ),
+        },
+        Some(Value::Date(y, mo, d, h, mi, s, us)) => match column.ty {
+            ColumnType::Date => KeyValue::Text(format!("{y:04}-{mo:02}-{d:02}")),
+            _ => KeyValue::Text(timestamp_text((*y, *mo, *d, *h, *mi, *s, *us))),
+        },
+        Some(Value::Double(v)) => KeyValue::Text(v.to_string()),
+        Some(Value::Float(v)) => KeyValue::Text(v.to_string()),
+        Some(Value::Time(..)) => return Err(bad("TIME keys are not supported".to_owned())),
+        Some(Value::NULL) | None => {
+            return Err(bad(
+                "a row has NULL in it; rows are paged and merged by the key, so it cannot be NULL"
+                    .to_owned(),
+            ))
+        }
+    })
+}
+
+/// Lowercase-free hex (uppercase, as MySQL's `HEX()` prints).
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    out
+}
+
+/// Parses hex text back into bytes.
+pub(crate) fn unhex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+enum Builder {
+    Boolean(BooleanBuilder),
+    Int16(Int16Builder),
+    Int32(Int32Builder),
+    Int64(Int64Builder),
+    Decimal(Decimal128Builder),
+    Float32(Float32Builder),
+    Float64(Float64Builder),
+    Date(Date32Builder),
+    Timestamp(TimestampMicrosecondBuilder),
+    Utf8(StringBuilder),
+    Binary(BinaryBuilder),
+}
+
+struct ColumnDecoder {
+    name: String,
+    ty: ColumnType,
+    nullable: bool,
+    fraction_digits: usize,
+    builder: Builder,
+}
+
+/// Builds one RecordBatch at a time from rows, in the schema's column order.
+pub(crate) struct BatchBuilder {
+    schema: SchemaRef,
+    columns: Vec<ColumnDecoder>,
+    rows: usize,
+    value_bytes: usize,
+    zero_dates: u64,
+}
+
+impl BatchBuilder {
+    /// Builders for every column of `schema`, each with room for `capacity` rows.
+    pub fn new(schema: &TableSchema, capacity: usize) -> Result<Self> {
+        let mut columns = Vec::with_capacity(schema.columns.len());
+        for column in &schema.columns {
+            columns.push(ColumnDecoder {
+                name: column.name.clone(),
+                ty: column.ty.clone(),
+                nullable: column.nullable,
+                fraction_digits: declared_fraction_digits(&column.column_type),
+                builder: new_builder(&column.ty, capacity)?,
+            });
+        }
+        Ok(BatchBuilder {
+            schema: schema.arrow_schema(),
+            columns,
+            rows: 0,
+            value_bytes: 0,
+            zero_dates: 0,
+        })
+    }
+
+    /// Rows appended since the last [`BatchBuilder::finish`].
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Bytes of variable-length values appended since the last finish.
+    pub fn value_bytes(&self) -> usize {
+        self.value_bytes
+    }
+
+    /// Appends one row; `values[i]` is the value of schema column `i`.
+    pub fn append(&mut self, values: Vec<Option<Value>>) -> Result<()> {
+        if values.len() != self.columns.len() {
+            return Err(Error::Schema(format!(
+                "the query returned {} columns, the schema has {}",
+                values.len(),
+                self.columns.len()
+            )));
+        }
+        for (decoder, value) in self.columns.iter_mut().zip(values) {
+            let outcome = decoder.append(value.unwrap_or(Value::NULL));
+            match outcome {
+                Ok(Appended::Value(bytes)) => self.value_bytes += bytes,
+                Ok(Appended::ZeroDate) => self.zero_dates += 1,
+                Err(reason) => {
+                    return Err(Error::Schema(format!(
+                        "column `{}`: {reason}",
+                        decoder.name
+                    )))
+                }
+            }
+        }
+        self.rows += 1;
+        Ok(())
+    }
+
+    /// The batch of every row appended since the last finish, and how many zero dates became
+    /// NULL in it. The builders are ready for the next batch.
+    pub fn finish(&mut self) -> Result<(RecordBatch, u64)> {
+        let arrays: Vec<ArrayRef> = self
+            .columns
+            .iter_mut()
+            .map(|c| c.builder.finish())
+            .collect();
+        let batch = RecordBatch::try_new(Arc::clone(&self.schema), arrays)
+            .map_err(|err| Error::Schema(format!("building a record batch: {err}")))?;
+        let zero_dates = std::mem::take(&mut self.zero_dates);
+        self.rows = 0;
+        self.value_bytes = 0;
+        Ok((batch, zero_dates))
+    }
+}
+
+fn new_builder(ty: &ColumnType, capacity: usize) -> Result<Builder> {
+    let decimal = |precision: u8, scale: i8| {
+        Decimal128Builder::with_capacity(capacity)
+            .with_precision_and_scale(precision, scale)
+            .map(Builder::Decimal)
+            .map_err(|err| Error::Schema(format!("decimal({precision}, {scale}): {err}")))
+    };
+    Ok(match ty {
+        ColumnType::Boolean { .. } => Builder::Boolean(BooleanBuilder::with_capacity(capacity)),
+        ColumnType::Int16 => Builder::Int16(Int16Builder::with_capacity(capacity)),
+        ColumnType::Int32 => Builder::Int32(Int32Builder::with_capacity(capacity)),
+        ColumnType::Int64 => Builder::Int64(Int64Builder::with_capacity(capacity)),
+        ColumnType::Bits { width } if *width < 64 => {
+            Builder::Int64(Int64Builder::with_capacity(capacity))
+        }
+        ColumnType::Bits { .. } => decimal(20, 0)?,
+        ColumnType::Decimal { precision, scale } => decimal(*precision, *scale)?,
+        ColumnType::Float32 => Builder::Float32(Float32Builder::with_capacity(capacity)),
+        ColumnType::Float64 => Builder::Float64(Float64Builder::with_capacity(capacity)),
+        ColumnType::Date => Builder::Date(Date32Builder::with_capacity(capacity)),
+        ColumnType::Timestamp => {
+            Builder::Timestamp(TimestampMicrosecondBuilder::with_capacity(capacity))
+        }
+        ColumnType::TimestampTz => Builder::Timestamp(
+            TimestampMicrosecondBuilder::with_capacity(capacity).with_timezone("UTC"),
+        ),
+        ColumnType::Text { .. } | ColumnType::Json => {
+            Builder::Utf8(StringBuilder::with_capacity(capacity, capacity * 16))
+        }
+        ColumnType::Binary { .. } => {
+            Builder::Binary(BinaryBuilder::with_capacity(capacity, capacity * 16))
+        }
+    })
+}
+
+impl Builder {
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            Builder::Boolean(b) => Arc::new(b.finish()),
+            Builder::Int16(b) => Arc::new(b.finish()),
+            Builder::Int32(b) => Arc::new(b.finish()),
+            Builder::Int64(b) => Arc::new(b.finish()),
+            Builder::Decimal(b) => Arc::new(b.finish()),
+            Builder::Float32(b) => Arc::new(b.finish()),
+            Builder::Float64(b) => Arc::new(b.finish()),
+            Builder::Date(b) => Arc::new(b.finish()),
+            Builder::Timestamp(b) => Arc::new(b.finish()),
+            Builder::Utf8(b) => Arc::new(b.finish()),
+            Builder::Binary(b) => Arc::new(b.finish()),
+        }
+    }
+
+    fn append_null(&mut self) {
+        match self {
+            Builder::Boolean(b) => b.append_null(),
+            Builder::Int16(b) => b.append_null(),
+            Builder::Int32(b) => b.append_null(),
+            Builder::Int64(b) => b.append_null(),
+            Builder::Decimal(b) => b.append_null(),
+            Builder::Float32(b) => b.append_null(),
+            Builder::Float64(b) => b.append_null(),
+            Builder::Date(b) => b.append_null(),
+            Builder::Timestamp(b) => b.append_null(),
+            Builder::Utf8(b) => b.append_null(),
+            Builder::Binary(b) => b.append_null(),
+        }
+    }
+}
+
+/// What appending one value did.
+enum Appended {
+    /// A value (or NULL); the variable-length bytes it added.
+    Value(usize),
+    /// A zero date, written as NULL.
+    ZeroDate,
+}
+
+fn integer(value: &Value) -> std::result::Result<i128, String> {
+    match value {
+        Value::Int(v) => Ok(i128::from(*v)),
+        Value::UInt(v) => Ok(i128::from(*v)),
+        other => Err(format!("expected an integer, MySQL sent {other:?}")),
+    }
+}
+
+fn narrow<T: TryFrom<i128>>(value: i128, type_name: &str) -> std::result::Result<T, String> {
+    T::try_from(value).map_err(|_| format!("{value} does not fit {type_name}"))
+}
+
+impl ColumnDecoder {
+    fn append(&mut self, value: Value) -> std::result::Result<Appended, String> {
+        if matches!(value, Value::NULL) {
+            if !self.nullable {
+                return Err(
+                    "NULL in a NOT NULL column: the table changed since the run began".to_owned(),
+                );
+            }
+            self.builder.append_null();
+            return Ok(Appended::Value(0));
+        }
+        let mut bytes = 0;
+        match (&mut self.builder, &self.ty) {
+            (Builder::Boolean(b), _) => b.append_value(match &value {
+                Value::Bytes(bits) => bits.iter().any(|&x| x != 0),
+                other => integer(other)? != 0,
+            }),
+            (Builder::Int16(b), _) => b.append_value(narrow(integer(&value)?, "Int16")?),
+            (Builder::Int32(b), _) => b.append_value(narrow(integer(&value)?, "Int32")?),
+            (Builder::Int64(b), _) => b.append_value(match &value {
+                Value::Bytes(bits) => narrow(i128::from(bits_value(bits)?), "Int64")?,
+                other => narrow(integer(other)?, "Int64")?,
+            }),
+            (Builder::Decimal(b), ty) => {
+                let scale = match ty {
+                    ColumnType::Decimal { scale, .. } => *scale,
+                    _ => 0,
+                };
+                let unscaled = match (&value, ty) {
+                    (Value::Bytes(bits), ColumnType::Bits { .. }) => i128::from(bits_value(bits)?),
+                    (Value::Bytes(text), _) => parse_decimal(text, scale)?,
+                    (other, _) => {
+                        let whole = integer(other)?;
+                        let factor = 10i128.pow(u32::try_from(scale).unwrap_or(0));
+                        whole
+                            .checked_mul(factor)
+                            .ok_or_else(|| format!("{whole} does not fit 38 digits"))?
+                    }
+                };
+                b.append_value(unscaled)
+            }
+            (Builder::Float32(b), _) => match value {
+                Value::Float(v) => b.append_value(v),
+                other => return Err(format!("expected a FLOAT, MySQL sent {other:?}")),
+            },
+            (Builder::Float64(b), _) => match value {
+                Value::Double(v) => b.append_value(v),
+                Value::Float(v) => b.append_value(f64::from(v)),
+                other => return Err(format!("expected a DOUBLE, MySQL sent {other:?}")),
+            },
+            (Builder::Date(b), _) => match value {
+                Value::Date(y, mo, d, ..) => match epoch_days(y, mo, d) {
+                    Some(days) => b.append_value(days),
+                    None => return self.zero_date(),
+                },
+                other => return Err(format!("expected a DATE, MySQL sent {other:?}")),
+            },
+            (Builder::Timestamp(b), _) => match value {
+                Value::Date(y, mo, d, h, mi, s, us) => {
+                    match epoch_micros((y, mo, d, h, mi, s, us)) {
+                        Some(micros) => b.append_value(micros),
+                        None => return self.zero_date(),
+                    }
+                }
+                other => return Err(format!("expected a DATETIME, MySQL sent {other:?}")),
+            },
+            (Builder::Utf8(b), _) => match value {
+                Value::Bytes(raw) => {
+                    bytes = raw.len();
+                    let text = std::str::from_utf8(&raw)
+                        .map_err(|_| "a value that is not valid UTF-8".to_owned())?;
+                    b.append_value(text);
+                }
+                Value::Time(negative, days, h, mi, s, us) => b.append_value(time_text(
+                    negative,
+                    days,
+                    h,
+                    mi,
+                    s,
+                    us,
+                    self.fraction_digits,
+                )),
+                Value::Date(y, mo, d, h, mi, s, us) => {
+                    let full = timestamp_text((y, mo, d, h, mi, s, us));
+                    let shown = match self.fraction_digits {
+                        0 if (h, mi, s) == (0, 0, 0) => full[..10].to_owned(),
+                        0 => full[..19].to_owned(),
+                        digits => full[..20 + digits.min(6)].to_owned(),
+                    };
+                    b.append_value(shown)
+                }
+                Value::Int(v) => b.append_value(v.to_string()),
+                Value::UInt(v) => b.append_value(v.to_string()),
+                Value::Float(v) => b.append_value(v.to_string()),
+                Value::Double(v) => b.append_value(v.to_string()),
+                Value::NULL => b.append_null(),
+            },
+            (Builder::Binary(b), _) => match value {
+                Value::Bytes(raw) => {
+                    bytes = raw.len();
+                    b.append_value(raw);
+                }
+                other => return Err(format!("expected bytes, MySQL sent {other:?}")),
+            },
+        }
+        Ok(Appended::Value(bytes))
+    }
+
+    fn zero_date(&mut self) -> std::result::Result<Appended, String> {
+        if !self.nullable {
+            return Err(
+                "a zero date (`0000-00-00`) in a primary key column has no Arrow value".to_owned(),
+            );
+        }
+        self.builder.append_null();
+        Ok(Appended::ZeroDate)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epoch_days_match_chrono_across_the_whole_range() {
+        let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap();
+        for (y, m, d) in [
+            (1970, 1, 1),
+            (1969, 12, 31),
+            (1000, 1, 1),
+            (9999, 12, 31),
+            (2000, 2, 29),
+            (1900, 2, 28),
+            (1, 1, 1),
+            (2024, 3, 1),
+        ] {
+            let expected = chrono::NaiveDate::from_ymd_opt(y, m, d)
+                .unwrap()
+                .signed_duration_since(epoch)
+                .num_days();
+            assert_eq!(
+                epoch_days(y as u16, m as u8, d as u8).map(i64::from),
+                Some(expected),
+                "{y}-{m}-{d}"
+            );
+        }
+        for (y, m, d) in [
+            (0, 0, 0),
+            (2024, 2, 0),
+            (2024, 0, 15),
+            (1900, 2, 29),
+            (2024, 4, 31),
+        ] {
+            assert_eq!(epoch_days(y, m, d), None, "{y}-{m}-{d}");
+        }
+    }
+
+    #[test]
+    fn micros_keep_every_digit() {
+        assert_eq!(epoch_micros((1970, 1, 1, 0, 0, 0, 1)), Some(1));
+        assert_eq!(
+            epoch_micros((9999, 12, 31, 23, 59, 59, 999_999)),
+            Some(253_402_300_799_999_999)
+        );
+        assert_eq!(epoch_micros((0, 0, 0, 0, 0, 0, 0)), None);
+    }
+
+    #[test]
+    fn decimals_parse_exactly_or_fail() {
+        assert_eq!(parse_decimal(b"-9999999999.99", 2), Ok(-999_999_999_999));
+        assert_eq!(parse_decimal(b"12.5", 3), Ok(12_500));
+        assert_eq!(parse_decimal(b"7", 2), Ok(700));
+        assert_eq!(
+            parse_decimal(b"9999999999999999999999999999.9999999999", 10),
+            Ok(99_999_999_999_999_999_999_999_999_999_999_999_999)
+        );
+        assert_eq!(
+            parse_decimal(b"18446744073709551615", 0),
+            Ok(18_446_744_073_709_551_615)
+        );
+        assert!(parse_decimal(b"1.234", 2).is_err(), "no silent rounding");
+        assert!(parse_decimal(b"1e5", 2).is_err());
+        assert!(parse_decimal(b"", 2).is_err());
+    }
+
+    #[test]
+    fn timestamps_round_trip_through_cursor_text() {
+        let parts = (2024, 2, 29, 23, 59, 58, 120);
+        let text = timestamp_text(parts);
+        assert_eq!(text, "2024-02-29 23:59:58.000120");
+        assert_eq!(parse_timestamp_text(&text).unwrap(), parts);
+        assert_eq!(
+            parse_timestamp_text("2024-01-02 03:04:05.5").unwrap(),
+            (2024, 1, 2, 3, 4, 5, 500_000)
+        );
+        assert_eq!(
+            parse_timestamp_text("2024-01-02").unwrap(),
+            (2024, 1, 2, 0, 0, 0, 0)
+        );
+        for bad in [
+            "2024-1-2 00:00:00",
+            "2024-01-02 24:00:00",
+            "x",
+            "2024-01-02 00:00:00.1234567",
+        ] {
+            assert!(parse_timestamp_text(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn time_text_matches_mysql() {
+        assert_eq!(time_text(true, 34, 22, 59, 59, 0, 0), "-838:59:59");
+        assert_eq!(time_text(false, 0, 0, 0, 0, 0, 0), "00:00:00");
+        assert_eq!(time_text(false, 0, 1, 2, 3, 450_000, 6), "01:02:03.450000");
+        assert_eq!(time_text(false, 0, 1, 2, 3, 450_000, 2), "01:02:03.45");
+    }
+
+    #[test]
+    fn hex_round_trips() {
+        assert_eq!(hex(&[0x00, 0xde, 0xad, 0xbe, 0xef]), "00DEADBEEF");
+        assert_eq!(
+            unhex("00DEADBEEF"),
+            Some(vec![0x00, 0xde, 0xad, 0xbe, 0xef])
+        );
+        assert_eq!(unhex("0"), None);
+        assert_eq!(unhex("zz"), None);
+    }
+}

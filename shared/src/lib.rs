@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod error;
+pub mod faults;
 pub mod lambda;
 pub mod local;
 pub mod manifest;

@@ -744,6 +744,7 @@ pub async fn commit(services: &Services, request: &CommitRequest) -> Result<Comm
             manifest::parse_json(&existing.body, &bucket.uri(&manifest_key))?
         }
     };
+    crate::faults::point("before_commit")?;
     let now = Utc::now();
     let (watermark, newly_committed) = store
         .update(&run.pipeline, &table, &run.target, &run.run_id, now, |w| {
@@ -755,6 +756,7 @@ pub async fn commit(services: &Services, request: &CommitRequest) -> Result<Comm
             Ok(newly)
         })
         .await?;
+    crate::faults::point("after_commit")?;
     Ok(CommitResult {
         run_id: run.run_id.clone(),
         manifest_key,
@@ -771,6 +773,7 @@ pub async fn commit_load(services: &Services, request: &CommitLoadRequest) -> Re
     let run = &request.run;
     let (pipeline, _, _) = run.resolve(&services.config)?;
     let table = run.table_id()?;
+    crate::faults::point("before_commit_load")?;
     let now = Utc::now();
     let (watermark, ()) = services
         .watermarks(pipeline)

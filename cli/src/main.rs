@@ -4,6 +4,7 @@
 //! error; 3 a required service could not be reached.
 
 mod config_cmd;
+mod s3clean_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,6 +37,9 @@ enum Command {
     /// Validate and inspect the configuration file.
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
+    /// S3 retention: list a table's files by run, delete what is loaded (never pending data).
+    #[command(subcommand, name = "s3clean")]
+    S3clean(s3clean_cmd::S3cleanCommand),
 }
 
 /// A command's failure, carrying the exit code it maps to.
@@ -59,6 +63,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match &cli.command {
         Command::Config(command) => config_cmd::run(command, &cli.config, cli.json),
+        Command::S3clean(command) => s3clean_cmd::run(command, &cli.config, cli.json),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -969,6 +969,97 @@ mod tests {
         assert_eq!(role(Area::Copy, copy, format!("{copy}{run}.json")), None);
     }
 
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text).unwrap().to_utc()
+    }
+
+    #[test]
+    fn the_lease_owner_and_pending_runs_are_never_planned() {
+        let now = at("2026-11-27T00:00:00Z");
+        let table = TableId::parse("shop.orders").unwrap();
+        let run = |n: i64| RunId::new(now - chrono::Duration::days(30 - n), n as u64);
+        let mut watermark = Watermark::new("p", &table, "orders", now);
+        watermark.load.last_loaded_run_id = Some(run(5));
+        watermark
+            .take_lease(&run(9), now, Duration::from_secs(3600), None, |_| true)
+            .unwrap();
+        watermark.pending_runs.push(crate::watermark::PendingRun {
+            run_id: run(6),
+            manifest_key: "k".into(),
+            rows: 1,
+            bytes: 10,
+            files: 1,
+            committed_at: now,
+        });
+        let objects = |run_id: &RunId, manifest: bool| {
+            let mut keys = vec![(
+                format!("d/{run_id}/part-00000-00000.parquet"),
+                ObjectRole::Data,
+            )];
+            if manifest {
+                keys.push((format!("r/{run_id}.json"), ObjectRole::RunManifest));
+            }
+            keys.into_iter()
+                .map(|(key, role)| TableObject {
+                    key,
+                    bytes: 10,
+                    last_modified: Some(now - chrono::Duration::days(20)),
+                    role,
+                })
+                .collect::<Vec<_>>()
+        };
+        let entry = |n: i64, manifest: bool| {
+            run_entry(run(n), objects(&run(n), manifest), Some(&watermark), now)
+        };
+        let runs = vec![
+            entry(4, true),
+            entry(6, true),
+            entry(8, true),
+            entry(9, false),
+            entry(7, false),
+        ];
+        let statuses: Vec<RunStatus> = runs.iter().map(|r| r.status).collect();
+        assert_eq!(
+            statuses,
+            [
+                RunStatus::Loaded,
+                RunStatus::Pending,
+                RunStatus::Abandoned,
+                RunStatus::InProgress,
+                RunStatus::Orphaned
+            ]
+        );
+        let listing = Listing {
+            pipeline: "p".into(),
+            table: table.to_string(),
+            bucket: "b".into(),
+            prefixes: vec![],
+            runs,
+            unrecognized: vec![],
+            by_status: BTreeMap::new(),
+            total: Tally::default(),
+        };
+        let plan = plan_clean(
+            &listing,
+            &CleanOptions {
+                orphans: true,
+                ..CleanOptions::new(now)
+            },
+        );
+        let deleted: Vec<RunStatus> = plan
+            .runs
+            .iter()
+            .filter(|r| !r.delete.is_empty())
+            .map(|r| r.status)
+            .collect();
+        assert_eq!(
+            deleted,
+            [RunStatus::Loaded, RunStatus::Abandoned, RunStatus::Orphaned]
+        );
+        // The run manifest is planned after the data files of its run.
+        assert_eq!(plan.runs[0].delete[1].role, ObjectRole::RunManifest);
+    }
+
     #[test]
     fn ages_read_in_their_largest_unit() {
         assert_eq!(describe_age(Duration::from_secs(40)), "40s");

@@ -5,6 +5,7 @@
 
 mod config_cmd;
 mod output;
+mod s3clean_cmd;
 mod watermark_cmd;
 
 use std::path::{Path, PathBuf};
@@ -65,6 +66,9 @@ enum Command {
     /// Check and correct a table's row counts.
     #[command(subcommand, name = "watermark-count")]
     WatermarkCount(watermark_cmd::CountCommand),
+    /// S3 retention: list a table's files by run, delete what is loaded (never pending data).
+    #[command(subcommand, name = "s3clean")]
+    S3clean(s3clean_cmd::S3cleanCommand),
 }
 
 /// A command's failure, carrying the exit code it maps to.
@@ -143,6 +147,7 @@ async fn main() -> ExitCode {
         Command::WatermarkCount(command) => {
             watermark_cmd::run_count(command, &cli.config, cli.json).await
         }
+        Command::S3clean(command) => s3clean_cmd::run(command, &cli.config, cli.json).await,
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

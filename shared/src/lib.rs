@@ -2,6 +2,7 @@
 //! `COPY` into the warehouse, with per-table watermarks in S3. This crate holds all the logic and
 //! every adapter; the Lambda functions and the CLI only wire and dispatch.
 
+pub mod clean;
 pub mod config;
 pub mod error;
 pub mod faults;

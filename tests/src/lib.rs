@@ -9,6 +9,7 @@
 //! dropped the next time the harness starts.
 
 pub mod s3;
+pub mod stored_runs;
 
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;

@@ -5,6 +5,7 @@
 pub mod config;
 pub mod error;
 pub mod lambda;
+pub mod load;
 pub mod manifest;
 pub mod naming;
 pub mod run;

@@ -29,6 +29,9 @@ const RANK_COLUMN: &str = "_tidemark_rank";
 pub const VERIFY_MARKER: &str = "tidemark: rows staged differ from the run manifests";
 /// The Data API refuses a statement of 100 KB or more.
 pub const MAX_STATEMENT_BYTES: usize = 100_000;
+/// Runs one wire-protocol load takes at most: keeps every statement far below
+/// [`MAX_STATEMENT_BYTES`] (each run adds about 150 bytes to the statements that list the runs).
+pub const MAX_RUNS_PER_WIRE_LOAD: usize = 200;
 /// The Data API runs at most 40 statements in one BatchExecuteStatement.
 pub const MAX_BATCH_STATEMENTS: usize = 40;
 

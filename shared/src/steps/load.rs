@@ -12,12 +12,13 @@
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Connection, LoadMode, RedshiftAccess, RedshiftConnection};
+use crate::config::{Connection, RedshiftAccess, RedshiftConnection};
 use crate::error::{Error, ErrorKind, Result};
 use crate::load::data_api::{self, DataApi, StatementState};
 use crate::load::{self, sql, wire, CommittedRun, Dialect, LoadPlan, PlanTarget};
 use crate::naming::{self, RunId};
 use crate::run::RunContext;
+use crate::schema::RedshiftTableOptions;
 use crate::secret::{expose, SecretString};
 use crate::watermark::LoadedRun;
 
@@ -157,7 +158,7 @@ pub async fn submit(services: &Services, request: &SubmitRequest) -> Result<Load
     let redshift_options = table_config.redshift_options();
     match connection {
         Connection::Postgres(postgres) => {
-            let Some(plan) = plan_for(&postgres.schema, "", usize::MAX)? else {
+            let Some(plan) = plan_for(&postgres.schema, "", sql::MAX_RUNS_PER_WIRE_LOAD)? else {
                 return Ok(nothing_pending(run));
             };
             let password = password(
@@ -175,7 +176,7 @@ pub async fn submit(services: &Services, request: &SubmitRequest) -> Result<Load
         Connection::Redshift(redshift) => {
             let max_runs = match redshift.access {
                 RedshiftAccess::DataApi => sql::max_runs_per_batch(),
-                RedshiftAccess::Direct | RedshiftAccess::Tunnel => usize::MAX,
+                RedshiftAccess::Direct | RedshiftAccess::Tunnel => sql::MAX_RUNS_PER_WIRE_LOAD,
             };
             let Some(plan) = plan_for(&redshift.schema, &redshift.iam_role, max_runs)? else {
                 return Ok(nothing_pending(run));
@@ -183,7 +184,15 @@ pub async fn submit(services: &Services, request: &SubmitRequest) -> Result<Load
             load::write_copy_manifests(&bucket, &layout, &plan).await?;
             match redshift.access {
                 RedshiftAccess::DataApi => {
-                    submit_data_api(services, redshift, request, &plan, &committed).await
+                    submit_data_api(
+                        services,
+                        redshift,
+                        request,
+                        &plan,
+                        &committed,
+                        &redshift_options,
+                    )
+                    .await
                 }
                 RedshiftAccess::Direct => {
                     let password = password(
@@ -218,13 +227,11 @@ async fn submit_data_api(
     request: &SubmitRequest,
     plan: &LoadPlan,
     committed: &[CommittedRun],
+    redshift_options: &RedshiftTableOptions,
 ) -> Result<LoadSubmission> {
     let run = &request.run;
     let api = DataApi::new(services.redshift_data().clone(), redshift.clone());
-    let (pipeline, table_config, _) = run.resolve(&services.config)?;
-    let _ = pipeline;
-    api.prepare_target(plan, &table_config.redshift_options())
-        .await?;
+    api.prepare_target(plan, redshift_options).await?;
     let script = sql::load_script(Dialect::Redshift, plan)?;
     let runs: Vec<RunId> = plan.runs.iter().map(|r| r.run_id.clone()).collect();
     let token = data_api::client_token(
@@ -272,7 +279,7 @@ fn finished(
     let loaded: Vec<LoadedRun> = rows.iter().map(load::LedgerRow::loaded).collect();
     let inserted: u64 = rows.iter().map(|r| r.rows_inserted).sum();
     let deleted: u64 = rows.iter().map(|r| r.rows_deleted).sum();
-    tracing::info!(table = %run.table, target = %run.target, runs = loaded.len(), rows_inserted = inserted, rows_deleted = deleted, mode = %mode_name(plan.mode), "load committed");
+    tracing::info!(table = %run.table, target = %run.target, runs = loaded.len(), rows_inserted = inserted, rows_deleted = deleted, mode = %plan.mode, "load committed");
     LoadSubmission {
         runs: plan.runs.iter().map(|r| r.run_id.clone()).collect(),
         statement_id: None,
@@ -280,10 +287,6 @@ fn finished(
         loaded,
         remaining_runs: (committed.len() - plan.runs.len()) as u64,
     }
-}
-
-fn mode_name(mode: LoadMode) -> String {
-    mode.to_string()
 }
 
 async fn password(

@@ -7,6 +7,7 @@ pub mod config;
 pub mod error;
 pub mod faults;
 pub mod lambda;
+pub mod load;
 pub mod local;
 pub mod manifest;
 pub mod naming;

@@ -19,6 +19,7 @@ const FUNCTIONS: [&str; 3] = [
 struct Script {
     calls: Mutex<Vec<(String, String, Value)>>,
     failing_table: Option<&'static str>,
+    failing_load: bool,
 }
 
 impl Script {
@@ -26,6 +27,7 @@ impl Script {
         Script {
             calls: Mutex::new(Vec::new()),
             failing_table,
+            failing_load: false,
         }
     }
 
@@ -91,6 +93,9 @@ impl Invoker for Script {
                 }
                 ("LoadFunctionArn", "submit") => {
                     json!({"runs": [run["run_id"]], "statement_id": "s1", "state": "submitted"})
+                }
+                ("LoadFunctionArn", "status") if self.failing_load => {
+                    json!({"state": "failed", "loaded": [], "error": "serialization conflict 1023", "error_type": "Retryable", "remaining_runs": 0})
                 }
                 ("LoadFunctionArn", "status") => {
                     let state = if status_calls % 2 == 0 {
@@ -233,4 +238,42 @@ async fn a_failed_table_is_recorded_and_fails_the_execution_while_others_finish(
         .unwrap();
     assert_eq!(fail.2["run_id"], Value::Null);
     assert_eq!(fail.2["error"]["Error"], "LeaseHeld");
+}
+
+#[tokio::test]
+async fn a_failed_load_batch_is_recorded_on_the_load_stage() {
+    let mut script = Script::new(None);
+    script.failing_load = true;
+    let outcome = execute(
+        json!({"pipeline": "default", "tables": ["shop.a"]}),
+        &script,
+    )
+    .await;
+    let Outcome::Failed(failure) = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert!(
+        failure
+            .cause
+            .contains("Retryable: serialization conflict 1023"),
+        "{}",
+        failure.cause
+    );
+    let actions = script.actions("shop.a");
+    assert_eq!(
+        actions.last().map(String::as_str),
+        Some("fail"),
+        "{actions:?}"
+    );
+    assert!(!actions.iter().any(|a| a == "commit_load"));
+    let fail = script
+        .calls
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(_, a, _)| a == "fail")
+        .cloned()
+        .unwrap();
+    assert_eq!(fail.2["stage"], "load");
+    assert_eq!(fail.2["run_id"], "run-shop-a");
 }

@@ -6,6 +6,7 @@ pub mod config;
 pub mod error;
 pub mod lambda;
 pub mod manifest;
+pub mod metrics;
 pub mod naming;
 pub mod run;
 pub mod schema;

@@ -10,6 +10,7 @@ pub mod lambda;
 pub mod load;
 pub mod local;
 pub mod manifest;
+pub mod metrics;
 pub mod naming;
 pub mod run;
 pub mod schema;

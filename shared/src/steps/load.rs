@@ -112,6 +112,7 @@ pub struct LoadStatus {
 
 /// `submit`: the schema step, then the load of the table's pending runs (see the module doc).
 pub async fn submit(services: &Services, request: &SubmitRequest) -> Result<LoadSubmission> {
+    let started = std::time::Instant::now();
     let run = &request.run;
     let (pipeline, table_config, layout) = run.resolve(&services.config)?;
     let table = run.table_id()?;
@@ -171,7 +172,7 @@ pub async fn submit(services: &Services, request: &SubmitRequest) -> Result<Load
             let mut client = wire::connect(&config, postgres.statement_timeout.0).await?;
             wire::prepare_target(&client, Dialect::Postgres, &plan, &redshift_options).await?;
             let rows = wire::load(&mut client, Dialect::Postgres, &plan, &bucket).await?;
-            Ok(finished(run, &plan, &committed, &rows))
+            Ok(finished(run, &plan, &committed, &rows, started.elapsed()))
         }
         Connection::Redshift(redshift) => {
             let max_runs = match redshift.access {
@@ -206,7 +207,7 @@ pub async fn submit(services: &Services, request: &SubmitRequest) -> Result<Load
                     wire::prepare_target(&client, Dialect::Redshift, &plan, &redshift_options)
                         .await?;
                     let rows = wire::load(&mut client, Dialect::Redshift, &plan, &bucket).await?;
-                    Ok(finished(run, &plan, &committed, &rows))
+                    Ok(finished(run, &plan, &committed, &rows, started.elapsed()))
                 }
                 RedshiftAccess::Tunnel => Err(Error::config(
                     "connections",
@@ -275,11 +276,22 @@ fn finished(
     plan: &LoadPlan,
     committed: &[CommittedRun],
     rows: &[load::LedgerRow],
+    elapsed: std::time::Duration,
 ) -> LoadSubmission {
     let loaded: Vec<LoadedRun> = rows.iter().map(load::LedgerRow::loaded).collect();
     let inserted: u64 = rows.iter().map(|r| r.rows_inserted).sum();
     let deleted: u64 = rows.iter().map(|r| r.rows_deleted).sum();
     tracing::info!(table = %run.table, target = %run.target, runs = loaded.len(), rows_inserted = inserted, rows_deleted = deleted, mode = %plan.mode, "load committed");
+    if let Ok(table) = run.table_id() {
+        crate::metrics::load_finished(
+            &run.pipeline,
+            &table,
+            loaded.len() as u64,
+            inserted,
+            elapsed,
+        )
+        .emit();
+    }
     LoadSubmission {
         runs: plan.runs.iter().map(|r| r.run_id.clone()).collect(),
         statement_id: None,

@@ -756,6 +756,17 @@ pub async fn commit(services: &Services, request: &CommitRequest) -> Result<Comm
             Ok(newly)
         })
         .await?;
+    if newly_committed {
+        crate::metrics::run_committed(
+            &run.pipeline,
+            &table,
+            &run.run_id,
+            run_manifest.rows,
+            run_manifest.bytes,
+            run_manifest.files.len() as u64,
+        )
+        .emit();
+    }
     crate::faults::point("after_commit")?;
     Ok(CommitResult {
         run_id: run.run_id.clone(),
@@ -784,6 +795,9 @@ pub async fn commit_load(services: &Services, request: &CommitLoadRequest) -> Re
             Ok(())
         })
         .await?;
+    if let Some(lag) = cursor_lag(&watermark.extract.cursor, now) {
+        crate::metrics::freshness(&run.pipeline, &table, lag).emit();
+    }
     Ok(watermark)
 }
 
@@ -793,6 +807,12 @@ pub async fn fail(services: &Services, request: &FailRequest) -> Result<Watermar
         locate_table(services, Some(&request.pipeline), &request.table)?;
     let target = target_name(table_config, &table)?;
     let message = describe_error(&request.error);
+    let error_type = request
+        .error
+        .get("Error")
+        .and_then(|e| e.as_str())
+        .unwrap_or("NonRetryable");
+    crate::metrics::run_failed(&pipeline_name, &table, request.run_id.as_ref(), error_type).emit();
     let tag = match &request.run_id {
         Some(run_id) => run_id.clone(),
         None => RunId::parse("failed-begin").map_err(|e| Error::InvalidRequest(e.to_string()))?,
@@ -886,11 +906,7 @@ pub async fn list(services: &Services, request: &ListRequest) -> Result<Vec<List
         for table in pipeline.tables.keys() {
             let record = records.iter().find(|r| r.table == *table);
             let cursor = record.map(|r| r.extract.cursor.clone()).unwrap_or_default();
-            let lag_seconds = cursor.timestamp.as_deref().and_then(|ts| {
-                chrono::NaiveDateTime::parse_from_str(ts, "%Y-%m-%d %H:%M:%S%.f")
-                    .ok()
-                    .map(|at| (now.naive_utc() - at).num_seconds())
-            });
+            let lag_seconds = cursor_lag(&cursor, now).map(|lag| lag.as_secs() as i64);
             entries.push(ListEntry {
                 pipeline: name.clone(),
                 table: table.clone(),
@@ -1009,4 +1025,12 @@ pub fn parse_request(payload: serde_json::Value) -> Result<WatermarkRequest> {
             "invalid watermark payload: {err}; actions are prepare, summarize, begin, commit, commit_load, fail, get, list, set, reset, history, restore, unlock, set_count (README: Lambda payloads)"
         ))
     })
+}
+
+/// How far the cursor's timestamp is behind `now`, for the freshness metric.
+fn cursor_lag(cursor: &Cursor, now: DateTime<Utc>) -> Option<std::time::Duration> {
+    let at =
+        chrono::NaiveDateTime::parse_from_str(cursor.timestamp.as_deref()?, "%Y-%m-%d %H:%M:%S%.f")
+            .ok()?;
+    (now.naive_utc() - at).to_std().ok()
 }

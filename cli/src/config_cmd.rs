@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use clap::Subcommand;
-use tidemark::config::{Config, Connection, Environment};
+use tidemark::config::{Config, Connection};
 
 use crate::Failure;
 
@@ -20,8 +20,7 @@ pub(crate) enum ConfigCommand {
 }
 
 pub(crate) fn run(command: &ConfigCommand, path: &Path, json: bool) -> Result<(), Failure> {
-    let environment: Environment = std::env::vars().collect();
-    let config = Config::from_file(path, &environment).map_err(Failure::config)?;
+    let config = crate::load_config(path)?;
     match command {
         ConfigCommand::Check => {
             if json {
@@ -102,6 +101,4 @@ fn serde_yaml_string(config: &Config) -> Result<String, Failure> {
     tidemark::config::to_yaml(config).map_err(Failure::config)
 }
 
-fn print_json(value: &serde_json::Value) {
-    println!("{value:#}");
-}
+use crate::output::print_json;

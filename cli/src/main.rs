@@ -4,11 +4,17 @@
 //! error; 3 a required service could not be reached.
 
 mod config_cmd;
+mod output;
+mod s3clean_cmd;
+mod watermark_cmd;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
+use tidemark::config::{Config, Environment};
+use tidemark::steps::{this_process, Services};
+use tidemark::ErrorKind;
 
 /// Keeps Redshift (or PostgreSQL) in step with MySQL, incrementally and exactly once.
 #[derive(Debug, Parser)]
@@ -27,8 +33,26 @@ struct Cli {
     #[arg(long, global = true)]
     json: bool,
 
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+
+    /// More log detail (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+
+    /// Only errors in the log.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -36,6 +60,15 @@ enum Command {
     /// Validate and inspect the configuration file.
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
+    /// Read and edit a table's watermark.
+    #[command(subcommand)]
+    Watermark(watermark_cmd::WatermarkCommand),
+    /// Check and correct a table's row counts.
+    #[command(subcommand, name = "watermark-count")]
+    WatermarkCount(watermark_cmd::CountCommand),
+    /// S3 retention: list a table's files by run, delete what is loaded (never pending data).
+    #[command(subcommand, name = "s3clean")]
+    S3clean(s3clean_cmd::S3cleanCommand),
 }
 
 /// A command's failure, carrying the exit code it maps to.
@@ -55,14 +88,76 @@ impl Failure {
     }
 }
 
-fn main() -> ExitCode {
+impl From<tidemark::Error> for Failure {
+    /// Bad input or config → 2; a service that cannot be reached → 3; anything else → 1.
+    fn from(err: tidemark::Error) -> Self {
+        let code = match &err {
+            tidemark::Error::Config { .. }
+            | tidemark::Error::InvalidRequest(_)
+            | tidemark::Error::InvalidName { .. } => 2,
+            _ if err.kind() == ErrorKind::Retryable => 3,
+            _ => 1,
+        };
+        Failure {
+            code,
+            error: err.into(),
+        }
+    }
+}
+
+/// Loads the configuration named on the command line.
+pub(crate) fn load_config(path: &Path) -> Result<Config, Failure> {
+    let environment: Environment = std::env::vars().collect();
+    Config::from_file(path, &environment).map_err(Failure::from)
+}
+
+/// Services for a local command: clients from the standard AWS environment; leases record this
+/// process so a later local run can take them over once it is gone.
+pub(crate) async fn services(path: &Path) -> Result<Services, Failure> {
+    Ok(Services::from_env(load_config(path)?, Some(this_process())).await)
+}
+
+fn init_logging(cli: &Cli) {
+    let level = match (cli.quiet, cli.verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("tidemark={level},{level}"))
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging(&cli);
     let outcome = match &cli.command {
         Command::Config(command) => config_cmd::run(command, &cli.config, cli.json),
+        Command::Watermark(command) => watermark_cmd::run(command, &cli.config, cli.json).await,
+        Command::WatermarkCount(command) => {
+            watermark_cmd::run_count(command, &cli.config, cli.json).await
+        }
+        Command::S3clean(command) => s3clean_cmd::run(command, &cli.config, cli.json).await,
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
+            if cli.json {
+                output::print_json(&serde_json::json!({
+                    "error": format!("{:#}", failure.error),
+                    "exit_code": failure.code,
+                }));
+            }
             eprintln!("error: {:#}", failure.error);
             ExitCode::from(failure.code)
         }

@@ -114,6 +114,15 @@ pub enum Error {
         retryable: bool,
     },
 
+    /// A Redshift Data API call or statement failed. `retryable` is decided where the error is
+    /// understood (see `load::data_api::classify_statement_error`).
+    #[error("redshift data api: {context}: {message}")]
+    DataApi {
+        context: String,
+        message: String,
+        retryable: bool,
+    },
+
     /// Reading or writing a local file failed.
     #[error("{context}: {source}")]
     Io {
@@ -176,14 +185,15 @@ impl Error {
                 }
                 _ => ErrorKind::NonRetryable,
             },
-            Error::Postgres { source, .. } => {
-                if source.is_closed() || source.as_db_error().is_none() {
+            Error::Postgres { source, .. } => match source.as_db_error() {
+                None => ErrorKind::Retryable,
+                Some(_) if source.is_closed() => ErrorKind::Retryable,
+                Some(db) if is_transient_postgres(db.code().code(), db.message()) => {
                     ErrorKind::Retryable
-                } else {
-                    ErrorKind::NonRetryable
                 }
-            }
-            Error::S3 { retryable, .. } => {
+                Some(_) => ErrorKind::NonRetryable,
+            },
+            Error::S3 { retryable, .. } | Error::DataApi { retryable, .. } => {
                 if *retryable {
                     ErrorKind::Retryable
                 } else {
@@ -192,6 +202,16 @@ impl Error {
             }
         }
     }
+}
+
+/// PostgreSQL (and Redshift wire-protocol) errors that a retry can cure: serialization failure,
+/// deadlock, connection exceptions, insufficient resources, administrator shutdown, and Redshift's
+/// serializable isolation violation (error 1023, reported with a generic SQLSTATE).
+fn is_transient_postgres(code: &str, message: &str) -> bool {
+    matches!(code, "40001" | "40P01" | "57P01" | "57P02" | "57P03")
+        || code.starts_with("08")
+        || code.starts_with("53")
+        || message.contains("Serializable isolation violation")
 }
 
 /// MySQL server errors that a retry can cure: lock wait timeout, deadlock, too many connections,

@@ -2,11 +2,16 @@
 //! `COPY` into the warehouse, with per-table watermarks in S3. This crate holds all the logic and
 //! every adapter; the Lambda functions and the CLI only wire and dispatch.
 
+pub mod clean;
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod faults;
 pub mod lambda;
+pub mod load;
+pub mod local;
 pub mod manifest;
+pub mod metrics;
 pub mod naming;
 pub mod parquet_sink;
 pub mod run;

@@ -262,12 +262,20 @@ impl StorageLayout {
         )
     }
 
-    /// The Redshift COPY manifest of a run.
-    pub fn copy_manifest_key(&self, pipeline: &str, table: &TableId, run_id: &RunId) -> String {
+    /// `{prefix}/copy/{pipeline}/{db}/{table}/` — the table's Redshift COPY manifests.
+    pub fn table_copy_prefix(&self, pipeline: &str, table: &TableId) -> String {
         self.key(format!(
-            "copy/{pipeline}/{}/{}/{run_id}.manifest",
+            "copy/{pipeline}/{}/{}/",
             table.database, table.table
         ))
+    }
+
+    /// The Redshift COPY manifest of a run.
+    pub fn copy_manifest_key(&self, pipeline: &str, table: &TableId, run_id: &RunId) -> String {
+        format!(
+            "{}{run_id}.manifest",
+            self.table_copy_prefix(pipeline, table)
+        )
     }
 
     /// `{prefix}/watermarks/{pipeline}/` — every watermark of a pipeline.

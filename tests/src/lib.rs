@@ -8,7 +8,9 @@
 //! when it fails or panics; any such name older than an hour (left by a killed test run) is
 //! dropped the next time the harness starts.
 
+pub mod runs;
 pub mod s3;
+pub mod stored_runs;
 
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
@@ -364,8 +366,17 @@ impl TestMysql {
     /// PostgreSQL, through `bucket`. `tables` is the YAML of the pipeline's `tables:` block,
     /// indented by eight spaces, with `{db}` standing for this database's name.
     pub fn config(&self, bucket: &str, tables: &str) -> anyhow::Result<tidemark::config::Config> {
+        Ok(tidemark::config::Config::from_yaml(
+            &self.config_yaml(bucket, tables)?,
+            "test.yaml",
+            &tidemark::config::Environment::new(),
+        )?)
+    }
+
+    /// The text of [`TestMysql::config`], for tests that hand a file to the CLI.
+    pub fn config_yaml(&self, bucket: &str, tables: &str) -> anyhow::Result<String> {
         let pg = postgres_address()?;
-        let text = format!(
+        Ok(format!(
             "connections:\n  src:\n    kind: mysql\n    host: \"{host}\"\n    port: {port}\n    user: \"{user}\"\n    password: \"{password}\"\n  wh:\n    kind: postgres\n    host: \"{pg_host}\"\n    port: {pg_port}\n    database: postgres\n    user: \"{pg_user}\"\n    schema: public\npipelines:\n  p:\n    source: src\n    target: wh\n    s3: {{ bucket: \"{bucket}\", prefix: tm }}\n    tables:\n{tables}",
             host = self.opts.ip_or_hostname(),
             port = self.opts.tcp_port(),
@@ -375,12 +386,7 @@ impl TestMysql {
             pg_port = pg.port,
             pg_user = pg.user,
             tables = tables.replace("{db}", &self.database),
-        );
-        Ok(tidemark::config::Config::from_yaml(
-            &text,
-            "test.yaml",
-            &tidemark::config::Environment::new(),
-        )?)
+        ))
     }
 }
 

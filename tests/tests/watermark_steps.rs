@@ -15,7 +15,9 @@ use tidemark::ErrorKind;
 use tidemark_tests::s3::TestBucket;
 use tidemark_tests::TestMysql;
 
-const ACTIONS: [&str; 12] = [
+const ACTIONS: [&str; 14] = [
+    "prepare",
+    "summarize",
     "begin",
     "commit",
     "commit_load",
@@ -70,7 +72,10 @@ fn bad_payloads_are_refused_with_what_is_accepted() {
         assert_eq!(err.kind(), ErrorKind::NonRetryable);
         let text = err.to_string();
         assert!(text.contains(expected), "{text}");
-        assert!(text.contains("actions are begin"), "{text}");
+        assert!(
+            text.contains("actions are prepare, summarize, begin"),
+            "{text}"
+        );
     }
 }
 
@@ -181,6 +186,31 @@ async fn the_handler_answers_every_action() {
             restored.extract.cursor.timestamp.as_deref(),
             Some("2026-11-01 00:00:00.000000")
         );
+
+        let plan = handle(
+            &services,
+            &parse_request(json!({"action": "prepare", "input": {"pipeline": "p"}}))?,
+        )
+        .await?;
+        assert_eq!(plan["tables"], json!([table]));
+        assert_eq!(plan["table_concurrency"], 1);
+        let stranger = handle(
+            &services,
+            &parse_request(
+                json!({"action": "prepare", "input": {"pipeline": "p", "tables": ["other.t"]}}),
+            )?,
+        )
+        .await;
+        assert!(stranger
+            .unwrap_err()
+            .to_string()
+            .contains("not in pipeline `p`"));
+        let extra =
+            parse_request(json!({"action": "prepare", "input": {"pipeline": "p", "table": "x"}}));
+        assert!(extra
+            .unwrap_err()
+            .to_string()
+            .contains("unknown field `table`"));
 
         let missing = handle(&services, &payload("get", "nope.orders", None))
             .await

@@ -1,6 +1,7 @@
 //! The steps the state machine and the CLI call, with their payload types, and the clients they
 //! share. A Lambda's `main` builds [`Services`] once and hands each payload to a step here.
 
+pub mod load;
 pub mod watermark;
 
 use std::collections::HashMap;
@@ -21,6 +22,7 @@ pub struct Services {
     pub config: Config,
     s3: aws_sdk_s3::Client,
     secrets: SecretResolver,
+    redshift_data: aws_sdk_redshiftdata::Client,
     local_owner: Option<LocalOwner>,
     sources: Mutex<HashMap<String, mysql_async::Pool>>,
 }
@@ -34,6 +36,7 @@ impl Services {
             config,
             s3: storage::client_from_config(&shared),
             secrets: SecretResolver::new(aws_sdk_secretsmanager::Client::new(&shared)),
+            redshift_data: aws_sdk_redshiftdata::Client::new(&shared),
             local_owner,
             sources: Mutex::new(HashMap::new()),
         }
@@ -47,6 +50,11 @@ impl Services {
     /// The secret resolver.
     pub fn secrets(&self) -> &SecretResolver {
         &self.secrets
+    }
+
+    /// The Redshift Data API client.
+    pub fn redshift_data(&self) -> &aws_sdk_redshiftdata::Client {
+        &self.redshift_data
     }
 
     /// This process, when it is a local run.

@@ -25,6 +25,10 @@ use super::{process_is_alive, Services};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum WatermarkRequest {
+    /// Check a sync's input and expand it into the tables to run (first state of the machine).
+    Prepare(PrepareRequest),
+    /// Summarize the per-table results of a sync (last state of the machine).
+    Summarize(SummarizeRequest),
     /// Start a run: take the lease, fix the ceiling.
     Begin(BeginRequest),
     /// Commit an extracted run.
@@ -49,6 +53,183 @@ pub enum WatermarkRequest {
     Unlock(TableRequest),
     /// Correct a total.
     SetCount(SetCountRequest),
+}
+
+/// `prepare`: the execution input, as given by a schedule, the console or the CLI.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrepareRequest {
+    /// `{"pipeline": …, "tables": […] (optional), "mode": … (optional), "limit": … (optional)}`.
+    pub input: SyncInput,
+}
+
+/// The state machine's input.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncInput {
+    /// Pipeline name.
+    pub pipeline: String,
+    /// Tables to sync (`db.table`); absent or null: every table of the pipeline.
+    #[serde(default)]
+    pub tables: Option<Vec<String>>,
+    /// `full` (default), `backup_only` or `redshift_only`.
+    #[serde(default)]
+    pub mode: SyncMode,
+    /// Run-wide cap on extracted rows per table.
+    #[serde(default)]
+    pub limit: Option<u64>,
+}
+
+/// `prepare`'s answer: the Map's items and limits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncPlan {
+    /// Pipeline name.
+    pub pipeline: String,
+    /// Tables to sync, in configuration order.
+    pub tables: Vec<String>,
+    /// Which stages run.
+    pub mode: SyncMode,
+    /// Row cap per table.
+    pub limit: Option<u64>,
+    /// Tables at once.
+    pub table_concurrency: u32,
+    /// Chunks of one table at once.
+    pub chunk_concurrency: u32,
+}
+
+/// One table's outcome, as the state machine reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableOutcome {
+    /// Source table.
+    pub table: String,
+    /// `succeeded` or `failed`.
+    pub status: String,
+    /// The run, when `begin` got that far.
+    #[serde(default)]
+    pub run_id: Option<RunId>,
+    /// Rows extracted by this run.
+    #[serde(default)]
+    pub rows_extracted: u64,
+    /// Files written.
+    #[serde(default)]
+    pub files: u64,
+    /// Bytes written.
+    #[serde(default)]
+    pub bytes: u64,
+    /// Runs loaded, with rows.
+    #[serde(default)]
+    pub loaded: Vec<LoadedRun>,
+    /// The caught error (`{"Error": …, "Cause": …}`), when failed.
+    #[serde(default)]
+    pub error: Option<serde_json::Value>,
+}
+
+/// `summarize`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SummarizeRequest {
+    /// Pipeline name.
+    pub pipeline: String,
+    /// Per-table outcomes from the Map.
+    pub results: Vec<TableOutcome>,
+}
+
+/// `summarize`'s answer and the execution's output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncSummary {
+    /// Pipeline name.
+    pub pipeline: String,
+    /// Tables that succeeded.
+    pub succeeded: u64,
+    /// Tables that failed.
+    pub failed: u64,
+    /// One line per failed table, or `all N tables synced`.
+    pub message: String,
+    /// Every table's outcome.
+    pub tables: Vec<TableOutcome>,
+}
+
+/// `prepare`: checks the input against the configuration and lists the tables to run.
+pub fn prepare(services: &Services, request: &PrepareRequest) -> Result<SyncPlan> {
+    let input = &request.input;
+    let pipeline = services.config.pipeline(&input.pipeline)?;
+    let tables = match &input.tables {
+        None => pipeline.tables.keys().cloned().collect(),
+        Some(tables) if tables.is_empty() => {
+            return Err(Error::InvalidRequest(
+                "`tables` is empty; leave it out to sync every table of the pipeline".to_owned(),
+            ))
+        }
+        Some(tables) => {
+            for table in tables {
+                TableId::parse(table)?;
+                if !pipeline.tables.contains_key(table) {
+                    return Err(Error::InvalidRequest(format!(
+                        "table `{table}` is not in pipeline `{}`; its tables are: {}",
+                        input.pipeline,
+                        pipeline
+                            .tables
+                            .keys()
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )));
+                }
+            }
+            tables.clone()
+        }
+    };
+    if input.limit == Some(0) {
+        return Err(Error::InvalidRequest(
+            "`limit` must be at least 1".to_owned(),
+        ));
+    }
+    Ok(SyncPlan {
+        pipeline: input.pipeline.clone(),
+        tables,
+        mode: input.mode,
+        limit: input.limit,
+        table_concurrency: pipeline.table_concurrency,
+        chunk_concurrency: pipeline.chunk_concurrency,
+    })
+}
+
+/// `summarize`: counts outcomes and words the failures (the execution fails if any table did).
+pub fn summarize(request: &SummarizeRequest) -> SyncSummary {
+    let failed: Vec<&TableOutcome> = request
+        .results
+        .iter()
+        .filter(|outcome| outcome.status != "succeeded")
+        .collect();
+    let message = if failed.is_empty() {
+        format!("all {} tables synced", request.results.len())
+    } else {
+        failed
+            .iter()
+            .map(|outcome| {
+                format!(
+                    "{} failed: {}",
+                    outcome.table,
+                    outcome
+                        .error
+                        .as_ref()
+                        .map(describe_error)
+                        .unwrap_or_else(|| "unknown error".to_owned())
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    SyncSummary {
+        pipeline: request.pipeline.clone(),
+        succeeded: (request.results.len() - failed.len()) as u64,
+        failed: failed.len() as u64,
+        message,
+        tables: request.results.clone(),
+    }
 }
 
 /// Names a table of a pipeline. `pipeline` defaults to the one that holds the table.
@@ -563,6 +744,7 @@ pub async fn commit(services: &Services, request: &CommitRequest) -> Result<Comm
             manifest::parse_json(&existing.body, &bucket.uri(&manifest_key))?
         }
     };
+    crate::faults::point("before_commit")?;
     let now = Utc::now();
     let (watermark, newly_committed) = store
         .update(&run.pipeline, &table, &run.target, &run.run_id, now, |w| {
@@ -574,6 +756,18 @@ pub async fn commit(services: &Services, request: &CommitRequest) -> Result<Comm
             Ok(newly)
         })
         .await?;
+    if newly_committed {
+        crate::metrics::run_committed(
+            &run.pipeline,
+            &table,
+            &run.run_id,
+            run_manifest.rows,
+            run_manifest.bytes,
+            run_manifest.files.len() as u64,
+        )
+        .emit();
+    }
+    crate::faults::point("after_commit")?;
     Ok(CommitResult {
         run_id: run.run_id.clone(),
         manifest_key,
@@ -590,6 +784,7 @@ pub async fn commit_load(services: &Services, request: &CommitLoadRequest) -> Re
     let run = &request.run;
     let (pipeline, _, _) = run.resolve(&services.config)?;
     let table = run.table_id()?;
+    crate::faults::point("before_commit_load")?;
     let now = Utc::now();
     let (watermark, ()) = services
         .watermarks(pipeline)
@@ -600,6 +795,9 @@ pub async fn commit_load(services: &Services, request: &CommitLoadRequest) -> Re
             Ok(())
         })
         .await?;
+    if let Some(lag) = cursor_lag(&watermark.extract.cursor, now) {
+        crate::metrics::freshness(&run.pipeline, &table, lag).emit();
+    }
     Ok(watermark)
 }
 
@@ -609,6 +807,12 @@ pub async fn fail(services: &Services, request: &FailRequest) -> Result<Watermar
         locate_table(services, Some(&request.pipeline), &request.table)?;
     let target = target_name(table_config, &table)?;
     let message = describe_error(&request.error);
+    let error_type = request
+        .error
+        .get("Error")
+        .and_then(|e| e.as_str())
+        .unwrap_or("NonRetryable");
+    crate::metrics::run_failed(&pipeline_name, &table, request.run_id.as_ref(), error_type).emit();
     let tag = match &request.run_id {
         Some(run_id) => run_id.clone(),
         None => RunId::parse("failed-begin").map_err(|e| Error::InvalidRequest(e.to_string()))?,
@@ -702,11 +906,7 @@ pub async fn list(services: &Services, request: &ListRequest) -> Result<Vec<List
         for table in pipeline.tables.keys() {
             let record = records.iter().find(|r| r.table == *table);
             let cursor = record.map(|r| r.extract.cursor.clone()).unwrap_or_default();
-            let lag_seconds = cursor.timestamp.as_deref().and_then(|ts| {
-                chrono::NaiveDateTime::parse_from_str(ts, "%Y-%m-%d %H:%M:%S%.f")
-                    .ok()
-                    .map(|at| (now.naive_utc() - at).num_seconds())
-            });
+            let lag_seconds = cursor_lag(&cursor, now).map(|lag| lag.as_secs() as i64);
             entries.push(ListEntry {
                 pipeline: name.clone(),
                 table: table.clone(),
@@ -801,6 +1001,8 @@ pub async fn handle(services: &Services, request: &WatermarkRequest) -> Result<s
             .map_err(|err| Error::InvalidRequest(format!("cannot encode the answer: {err}")))
     }
     match request {
+        WatermarkRequest::Prepare(r) => json(prepare(services, r)?),
+        WatermarkRequest::Summarize(r) => json(summarize(r)),
         WatermarkRequest::Begin(r) => json(begin(services, r).await?),
         WatermarkRequest::Commit(r) => json(commit(services, r).await?),
         WatermarkRequest::CommitLoad(r) => json(commit_load(services, r).await?),
@@ -820,7 +1022,15 @@ pub async fn handle(services: &Services, request: &WatermarkRequest) -> Result<s
 pub fn parse_request(payload: serde_json::Value) -> Result<WatermarkRequest> {
     serde_json::from_value(payload).map_err(|err| {
         Error::InvalidRequest(format!(
-            "invalid watermark payload: {err}; actions are begin, commit, commit_load, fail, get, list, set, reset, history, restore, unlock, set_count (README: Lambda payloads)"
+            "invalid watermark payload: {err}; actions are prepare, summarize, begin, commit, commit_load, fail, get, list, set, reset, history, restore, unlock, set_count (README: Lambda payloads)"
         ))
     })
+}
+
+/// How far the cursor's timestamp is behind `now`, for the freshness metric.
+fn cursor_lag(cursor: &Cursor, now: DateTime<Utc>) -> Option<std::time::Duration> {
+    let at =
+        chrono::NaiveDateTime::parse_from_str(cursor.timestamp.as_deref()?, "%Y-%m-%d %H:%M:%S%.f")
+            .ok()?;
+    (now.naive_utc() - at).to_std().ok()
 }

@@ -1,0 +1,394 @@
+//! `tidemark watermark …` and `tidemark watermark-count …`: the operator's view and edits of a
+//! table's state, through the same library steps the watermark Lambda runs.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
+
+use clap::{Args, Subcommand, ValueEnum};
+use tidemark::steps::watermark::{
+    self as steps, GetRequest, ListRequest, ResetRequest, RestoreRequest, SetCountRequest,
+    SetRequest, TableRequest,
+};
+use tidemark::watermark::{CountField, CountMode, Watermark};
+
+use crate::output::emit;
+use crate::Failure;
+
+/// Names the table (and optionally its pipeline).
+#[derive(Debug, Args)]
+pub(crate) struct TableArgs {
+    /// Source table, `database.table`.
+    #[arg(short = 't', long = "table")]
+    table: String,
+    /// Pipeline; default: the one pipeline that holds the table.
+    #[arg(short = 'p', long = "pipeline")]
+    pipeline: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum WatermarkCommand {
+    /// Show a table's watermark: cursor, statuses, pending runs, totals, lease.
+    ///
+    /// Example: `tidemark watermark get -t shop.orders --show-files`
+    Get {
+        #[command(flatten)]
+        table: TableArgs,
+        /// Also list the files of pending runs.
+        #[arg(long)]
+        show_files: bool,
+    },
+    /// Move the cursor by hand; a field not given is kept.
+    ///
+    /// Example: `tidemark watermark set -t shop.orders --timestamp '2026-11-01 00:00:00'`
+    Set {
+        #[command(flatten)]
+        table: TableArgs,
+        /// `YYYY-MM-DD HH:MM:SS[.ffffff]` (UTC for TIMESTAMP columns, as stored for DATETIME).
+        #[arg(long)]
+        timestamp: Option<String>,
+        /// Integer id.
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// Move the cursor back to the start; the next sync re-reads the whole table.
+    ///
+    /// Example: `tidemark watermark reset -t shop.orders --yes`
+    Reset {
+        #[command(flatten)]
+        table: TableArgs,
+        /// Also forget the pending runs (they will never be loaded).
+        #[arg(long)]
+        drop_pending: bool,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Every table of a pipeline, one line each, with its lag.
+    List {
+        /// Pipeline; default: every pipeline.
+        #[arg(short = 'p', long = "pipeline")]
+        pipeline: Option<String>,
+    },
+    /// The kept earlier versions of a table's watermark, oldest first.
+    History {
+        #[command(flatten)]
+        table: TableArgs,
+    },
+    /// Put a kept version back (see `history`).
+    Restore {
+        #[command(flatten)]
+        table: TableArgs,
+        /// A version name from `history`.
+        #[arg(long)]
+        version: String,
+    },
+    /// Release a stuck lease, whoever holds it.
+    Unlock {
+        #[command(flatten)]
+        table: TableArgs,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum ModeArg {
+    Absolute,
+    Additive,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum FieldArg {
+    RowsLoaded,
+    RowsExtracted,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum CountCommand {
+    /// Correct a total by hand (recorded as a manual edit).
+    ///
+    /// Example: `tidemark watermark-count set-count -t shop.orders --count 1200 --mode absolute`
+    SetCount {
+        #[command(flatten)]
+        table: TableArgs,
+        /// The number (may be negative with `additive`).
+        #[arg(long, allow_hyphen_values = true)]
+        count: i64,
+        /// `absolute` sets the total; `additive` adds to it.
+        #[arg(long, value_enum)]
+        mode: ModeArg,
+        /// Which total.
+        #[arg(long, value_enum, default_value_t = FieldArg::RowsLoaded)]
+        field: FieldArg,
+    },
+}
+
+fn confirm(question: &str, yes: bool) -> Result<(), Failure> {
+    if yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(Failure::config(anyhow::anyhow!(
+            "{question}: refusing without a terminal to confirm; pass `--yes`"
+        )));
+    }
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush().ok();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer).ok();
+    if matches!(answer.trim(), "y" | "Y" | "yes") {
+        Ok(())
+    } else {
+        Err(Failure::config(anyhow::anyhow!(
+            "not confirmed; nothing changed"
+        )))
+    }
+}
+
+fn describe(w: &Watermark) -> Vec<String> {
+    let mut lines = vec![
+        format!(
+            "table        {} → {} (pipeline {})",
+            w.table, w.target, w.pipeline
+        ),
+        format!(
+            "cursor       timestamp {} key {}",
+            w.extract.cursor.timestamp.as_deref().unwrap_or("-"),
+            if w.extract.cursor.key.is_empty() {
+                "-".to_owned()
+            } else {
+                w.extract.cursor.key.join(",")
+            }
+        ),
+        format!(
+            "extract      {:?}{}",
+            w.extract.status,
+            w.extract
+                .error
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
+        ),
+        format!(
+            "load         {:?}{}",
+            w.load.status,
+            w.load
+                .error
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
+        ),
+        format!(
+            "totals       {} rows extracted in {} runs, {} rows loaded in {} runs",
+            w.totals.rows_extracted,
+            w.totals.runs_committed,
+            w.totals.rows_loaded,
+            w.totals.runs_loaded
+        ),
+        format!("pending      {} run(s)", w.pending_runs.len()),
+    ];
+    for run in &w.pending_runs {
+        lines.push(format!(
+            "  {}  {} rows, {} files, {} bytes",
+            run.run_id, run.rows, run.files, run.bytes
+        ));
+    }
+    lines.push(match &w.lease {
+        Some(lease) => format!(
+            "lease        held by {} until {}",
+            lease.owner, lease.expires_at
+        ),
+        None => "lease        free".to_owned(),
+    });
+    if let Some(manual) = &w.manual {
+        lines.push(format!(
+            "last edit    {} by {} at {}: {}",
+            manual.action, manual.by, manual.at, manual.detail
+        ));
+    }
+    lines
+}
+
+pub(crate) async fn run(
+    command: &WatermarkCommand,
+    config: &Path,
+    json: bool,
+) -> Result<(), Failure> {
+    let services = crate::services(config).await?;
+    match command {
+        WatermarkCommand::Get { table, show_files } => {
+            let answer = steps::get(
+                &services,
+                &GetRequest {
+                    pipeline: table.pipeline.clone(),
+                    table: table.table.clone(),
+                    show_files: *show_files,
+                },
+            )
+            .await?;
+            emit(json, &answer, || {
+                let mut lines = match &answer.watermark {
+                    Some(w) => describe(w),
+                    None => vec![format!("{}: never synced (no watermark yet)", table.table)],
+                };
+                for run in &answer.pending_files {
+                    lines.push(format!("files of pending run {}:", run.run_id));
+                    for file in &run.files {
+                        lines.push(format!(
+                            "  {}  {} rows  {} bytes",
+                            file.key, file.rows, file.bytes
+                        ));
+                    }
+                }
+                lines
+            });
+        }
+        WatermarkCommand::Set {
+            table,
+            timestamp,
+            id,
+        } => {
+            let answer = steps::set(
+                &services,
+                &SetRequest {
+                    pipeline: table.pipeline.clone(),
+                    table: table.table.clone(),
+                    timestamp: timestamp.clone(),
+                    id: id.clone(),
+                },
+            )
+            .await?;
+            emit(json, &answer, || vec![answer.message.clone()]);
+        }
+        WatermarkCommand::Reset {
+            table,
+            drop_pending,
+            yes,
+        } => {
+            confirm(
+                &format!("reset the watermark of `{}` to the start", table.table),
+                *yes,
+            )?;
+            let answer = steps::reset(
+                &services,
+                &ResetRequest {
+                    pipeline: table.pipeline.clone(),
+                    table: table.table.clone(),
+                    drop_pending: *drop_pending,
+                },
+            )
+            .await?;
+            emit(json, &answer, || vec![answer.message.clone()]);
+        }
+        WatermarkCommand::List { pipeline } => {
+            let answer = steps::list(
+                &services,
+                &ListRequest {
+                    pipeline: pipeline.clone(),
+                },
+            )
+            .await?;
+            emit(json, &answer, || {
+                answer
+                    .iter()
+                    .map(|e| {
+                        format!(
+                            "{}\t{}\tcursor {}\tlag {}\textract {:?}\tload {:?}\tpending {}{}",
+                            e.pipeline,
+                            e.table,
+                            e.cursor.timestamp.as_deref().unwrap_or("-"),
+                            e.lag_seconds
+                                .map(|s| format!("{s}s"))
+                                .unwrap_or_else(|| "-".to_owned()),
+                            e.extract_status,
+                            e.load_status,
+                            e.pending_runs,
+                            if e.locked { "\tLOCKED" } else { "" }
+                        )
+                    })
+                    .collect()
+            });
+        }
+        WatermarkCommand::History { table } => {
+            let answer = steps::history(
+                &services,
+                &TableRequest {
+                    pipeline: table.pipeline.clone(),
+                    table: table.table.clone(),
+                },
+            )
+            .await?;
+            emit(json, &answer, || {
+                answer
+                    .iter()
+                    .map(|h| format!("{}\t{} bytes", h.version, h.bytes))
+                    .collect()
+            });
+        }
+        WatermarkCommand::Restore { table, version } => {
+            let answer = steps::restore(
+                &services,
+                &RestoreRequest {
+                    pipeline: table.pipeline.clone(),
+                    table: table.table.clone(),
+                    version: version.clone(),
+                },
+            )
+            .await?;
+            emit(json, &answer, || describe(&answer));
+        }
+        WatermarkCommand::Unlock { table, yes } => {
+            confirm(
+                &format!(
+                    "release the lease of `{}` (only if its run is dead)",
+                    table.table
+                ),
+                *yes,
+            )?;
+            let answer = steps::unlock(
+                &services,
+                &TableRequest {
+                    pipeline: table.pipeline.clone(),
+                    table: table.table.clone(),
+                },
+            )
+            .await?;
+            emit(json, &answer, || vec![answer.message.clone()]);
+        }
+    }
+    Ok(())
+}
+
+pub(crate) async fn run_count(
+    command: &CountCommand,
+    config: &Path,
+    json: bool,
+) -> Result<(), Failure> {
+    let services = crate::services(config).await?;
+    match command {
+        CountCommand::SetCount {
+            table,
+            count,
+            mode,
+            field,
+        } => {
+            let request = SetCountRequest {
+                pipeline: table.pipeline.clone(),
+                table: table.table.clone(),
+                field: match field {
+                    FieldArg::RowsLoaded => CountField::RowsLoaded,
+                    FieldArg::RowsExtracted => CountField::RowsExtracted,
+                },
+                mode: match mode {
+                    ModeArg::Absolute => CountMode::Absolute,
+                    ModeArg::Additive => CountMode::Additive,
+                },
+                count: *count,
+            };
+            let answer = steps::set_count(&services, &request).await?;
+            emit(json, &answer, || vec![answer.message.clone()]);
+        }
+    }
+    Ok(())
+}

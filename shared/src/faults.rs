@@ -1,0 +1,146 @@
+//! The fault-injection seam: named points between side effects where a test can make the
+//! process abort (no unwinding, no cleanup — like a killed Lambda) or a step fail.
+//!
+//! Off unless the process is started with `TIDEMARK_FAULTS` set, e.g.
+//! `TIDEMARK_FAULTS=after_part_upload=abort@2,before_commit=error`: the point's action fires on its
+//! Nth hit (default the first). Nothing else switches it on, so production never injects a fault
+//! by accident; the plan is read once per process and logged at WARN when present.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+use crate::error::{Error, Result};
+
+/// Every point the code checks, in the order a sync passes them.
+pub const POINTS: [&str; 9] = [
+    "after_part_upload",
+    "before_chunk_manifest",
+    "after_chunk_manifest",
+    "before_commit",
+    "after_commit",
+    "before_load_commit",
+    "after_load_commit",
+    "before_commit_load",
+    "during_cleanup_delete",
+];
+
+/// What a point does when it fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultAction {
+    /// `std::process::abort()`: the process dies on the spot.
+    Abort,
+    /// The step returns a retryable error.
+    Error,
+}
+
+#[derive(Debug)]
+struct Trigger {
+    action: FaultAction,
+    on_hit: u64,
+    hits: AtomicU64,
+}
+
+/// Parses a plan such as `after_commit=abort@2,before_load_commit=error`.
+fn parse_plan(text: &str) -> std::result::Result<BTreeMap<String, Trigger>, String> {
+    let mut plan = BTreeMap::new();
+    for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (point, rule) = entry
+            .split_once('=')
+            .ok_or_else(|| format!("`{entry}`: write `point=abort` or `point=error@N`"))?;
+        if !POINTS.contains(&point) {
+            return Err(format!(
+                "`{point}` is not a fault point; points are {}",
+                POINTS.join(", ")
+            ));
+        }
+        let (action, on_hit) = match rule.split_once('@') {
+            Some((action, n)) => (
+                action,
+                n.parse::<u64>()
+                    .map_err(|_| format!("`{entry}`: `@N` needs a number"))?,
+            ),
+            None => (rule, 1),
+        };
+        let action = match action {
+            "abort" => FaultAction::Abort,
+            "error" => FaultAction::Error,
+            other => return Err(format!("`{other}`: the action is `abort` or `error`")),
+        };
+        plan.insert(
+            point.to_owned(),
+            Trigger {
+                action,
+                on_hit: on_hit.max(1),
+                hits: AtomicU64::new(0),
+            },
+        );
+    }
+    Ok(plan)
+}
+
+fn plan() -> &'static BTreeMap<String, Trigger> {
+    static PLAN: OnceLock<BTreeMap<String, Trigger>> = OnceLock::new();
+    PLAN.get_or_init(|| match std::env::var("TIDEMARK_FAULTS") {
+        Err(_) => BTreeMap::new(),
+        Ok(text) => match parse_plan(&text) {
+            Ok(plan) => {
+                tracing::warn!(plan = %text, "fault injection is on (TIDEMARK_FAULTS)");
+                plan
+            }
+            Err(message) => {
+                tracing::error!(%message, "TIDEMARK_FAULTS is malformed; no fault will be injected");
+                BTreeMap::new()
+            }
+        },
+    })
+}
+
+/// Passes the named point: fires its fault if the plan says so, else does nothing.
+pub fn point(name: &'static str) -> Result<()> {
+    let Some(trigger) = plan().get(name) else {
+        return Ok(());
+    };
+    let hit = trigger.hits.fetch_add(1, Ordering::SeqCst) + 1;
+    if hit != trigger.on_hit {
+        return Ok(());
+    }
+    match trigger.action {
+        FaultAction::Abort => {
+            tracing::error!(point = name, hit, "injected fault: aborting the process");
+            std::process::abort()
+        }
+        FaultAction::Error => Err(Error::S3 {
+            context: format!("injected fault at `{name}` (hit {hit})"),
+            message: "TIDEMARK_FAULTS asked for an error here".to_owned(),
+            retryable: true,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plans_parse_and_reject_unknown_points() {
+        let plan = parse_plan("after_commit=abort@2, before_commit=error").unwrap();
+        assert_eq!(plan["after_commit"].action, FaultAction::Abort);
+        assert_eq!(plan["after_commit"].on_hit, 2);
+        assert_eq!(plan["before_commit"].on_hit, 1);
+        assert!(parse_plan("nowhere=abort")
+            .unwrap_err()
+            .contains("not a fault point"));
+        assert!(parse_plan("after_commit=explode").is_err());
+        assert!(parse_plan("after_commit").is_err());
+        assert!(parse_plan("after_commit=error@x").is_err());
+    }
+
+    #[test]
+    fn without_a_plan_no_point_fires() {
+        // The test process does not set TIDEMARK_FAULTS.
+        for name in POINTS {
+            assert!(point(name).is_ok());
+        }
+    }
+}

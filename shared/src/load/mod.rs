@@ -1,0 +1,227 @@
+//! Loading committed runs into the warehouse, exactly once.
+//!
+//! What is loaded is decided here and nowhere else: the table's pending runs, in the watermark's
+//! order, each read from its committed run manifest — never a prefix listing, never a time
+//! window. One load takes the longest prefix of pending runs written with the same schema (and,
+//! through the Data API, as many as one batch holds); the rest wait for the next load.
+//!
+//! - [`sql`] builds every statement, for both dialects.
+//! - [`wire`] runs them over the PostgreSQL protocol (PostgreSQL targets, Redshift `direct`),
+//!   streaming Parquet into PostgreSQL with [`pg_copy`].
+//! - [`data_api`] runs them through the Redshift Data API.
+//!
+//! This module never changes the watermark: `commit_load` does, with what the load reports.
+
+pub mod data_api;
+pub mod pg_copy;
+pub mod sql;
+pub mod wire;
+
+use chrono::{DateTime, Utc};
+
+use crate::config::{CdcStrategy, LoadMode, TableConfig};
+use crate::error::{Error, Result};
+use crate::manifest::{self, RunManifest};
+use crate::naming::{RunId, StorageLayout, TableId};
+use crate::run::RunContext;
+use crate::storage::Bucket;
+use crate::watermark::{LoadedRun, PendingRun};
+
+pub use sql::{Dialect, LoadPlan, PlannedRun};
+
+/// One run's row in the target's load ledger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerRow {
+    /// The run.
+    pub run_id: RunId,
+    /// Rows copied into staging.
+    pub rows_staged: u64,
+    /// Rows the load inserted into the target for this run.
+    pub rows_inserted: u64,
+    /// Target rows the load deleted for this run (replaced by key, or by `replace`).
+    pub rows_deleted: u64,
+}
+
+impl LedgerRow {
+    /// A ledger row from its columns as text.
+    pub fn parse(run_id: &str, staged: &str, inserted: &str, deleted: &str) -> Result<Self> {
+        let number = |text: &str, column: &str| {
+            text.trim().parse::<u64>().map_err(|_| {
+                Error::InvalidRequest(format!(
+                    "the load ledger's `{column}` for run `{run_id}` is `{text}`, not a count"
+                ))
+            })
+        };
+        Ok(LedgerRow {
+            run_id: RunId::parse(run_id.trim())?,
+            rows_staged: number(staged, "rows_staged")?,
+            rows_inserted: number(inserted, "rows_inserted")?,
+            rows_deleted: number(deleted, "rows_deleted")?,
+        })
+    }
+
+    /// What `commit_load` needs.
+    pub fn loaded(&self) -> LoadedRun {
+        LoadedRun {
+            run_id: self.run_id.clone(),
+            rows_loaded: self.rows_inserted,
+        }
+    }
+}
+
+/// A pending run with its committed manifest.
+#[derive(Debug, Clone)]
+pub struct CommittedRun {
+    /// The watermark's entry.
+    pub pending: PendingRun,
+    /// The manifest it names.
+    pub manifest: RunManifest,
+}
+
+/// Reads the manifest of every pending run, in the watermark's order. A missing or unreadable
+/// manifest fails the load: it never guesses the files from a listing.
+pub async fn committed_runs(bucket: &Bucket, pending: &[PendingRun]) -> Result<Vec<CommittedRun>> {
+    let mut runs = Vec::with_capacity(pending.len());
+    for run in pending {
+        let uri = bucket.uri(&run.manifest_key);
+        let object = bucket
+            .get(&run.manifest_key)
+            .await?
+            .ok_or_else(|| Error::Corrupt {
+                uri: uri.clone(),
+                reason: format!("the manifest of pending run `{}` is missing", run.run_id),
+                fix: "restore it from S3 versioning, or reset the table with `--drop-pending` and sync again".to_owned(),
+            })?;
+        let manifest: RunManifest = manifest::parse_json(&object.body, &uri)?;
+        if manifest.run_id != run.run_id {
+            return Err(Error::Corrupt {
+                uri,
+                reason: format!(
+                    "it describes run `{}`, but the watermark expects run `{}`",
+                    manifest.run_id, run.run_id
+                ),
+                fix:
+                    "restore the manifest, or reset the table with `--drop-pending` and sync again"
+                        .to_owned(),
+            });
+        }
+        runs.push(CommittedRun {
+            pending: run.clone(),
+            manifest,
+        });
+    }
+    Ok(runs)
+}
+
+/// Where the plan's target lives and what it may hold at most.
+#[derive(Debug, Clone)]
+pub struct PlanTarget<'a> {
+    /// The run that is loading (its context names the table, target and keys).
+    pub run: &'a RunContext,
+    /// The table's config (cursor column).
+    pub table_config: &'a TableConfig,
+    /// The warehouse schema.
+    pub schema: &'a str,
+    /// The pipeline's storage layout (COPY manifest keys).
+    pub layout: &'a StorageLayout,
+    /// The most runs one load may take.
+    pub max_runs: usize,
+    /// The IAM role for Redshift COPY (empty for PostgreSQL).
+    pub iam_role: &'a str,
+    /// The ledger's `loaded_at`.
+    pub now: DateTime<Utc>,
+}
+
+/// The plan for the longest prefix of `runs` written with one schema, at most `max_runs`;
+/// `None` when there is no run. `bucket` turns keys into `s3://` URIs.
+pub fn plan(
+    target: &PlanTarget<'_>,
+    runs: &[CommittedRun],
+    bucket: &Bucket,
+) -> Result<Option<LoadPlan>> {
+    let Some(first) = runs.first() else {
+        return Ok(None);
+    };
+    let run = target.run;
+    let table = TableId::parse(&run.table)?;
+    let fingerprint = &first.manifest.schema_fingerprint;
+    let taken: Vec<&CommittedRun> = runs
+        .iter()
+        .take(target.max_runs.max(1))
+        .take_while(|r| r.manifest.schema_fingerprint == *fingerprint)
+        .collect();
+    let table_schema = first.manifest.schema.clone();
+    let key_columns = run
+        .key_columns
+        .iter()
+        .map(|key| {
+            table_schema
+                .column(key)
+                .map(|c| c.target_name.clone())
+                .ok_or_else(|| {
+                    Error::InvalidRequest(format!(
+                        "key column `{key}` of `{}` is not a column of the run's files",
+                        run.table
+                    ))
+                })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let cursor_column = match target.table_config.cdc_strategy {
+        CdcStrategy::FullSync => None,
+        _ => target
+            .table_config
+            .cursor_column
+            .as_deref()
+            .and_then(|name| table_schema.column(name))
+            .map(|c| c.target_name.clone()),
+    };
+    let mode = first.manifest.load_mode;
+    if mode == LoadMode::Merge && key_columns.is_empty() {
+        return Err(Error::InvalidRequest(format!(
+            "`{}` has no key columns, so `load: merge` cannot match rows; set `key_columns`, or use `load: append`",
+            run.table
+        )));
+    }
+    let planned = taken
+        .iter()
+        .map(|r| PlannedRun {
+            run_id: r.manifest.run_id.clone(),
+            manifest_key: r.pending.manifest_key.clone(),
+            files: r.manifest.files.clone(),
+            rows: r.manifest.rows,
+            copy_manifest_uri: bucket.uri(&target.layout.copy_manifest_key(
+                &run.pipeline,
+                &table,
+                &r.manifest.run_id,
+            )),
+        })
+        .collect();
+    Ok(Some(LoadPlan {
+        pipeline: run.pipeline.clone(),
+        source_table: run.table.clone(),
+        schema: target.schema.to_owned(),
+        target: run.target.clone(),
+        mode,
+        table_schema,
+        key_columns,
+        cursor_column,
+        runs: planned,
+        iam_role: target.iam_role.to_owned(),
+        loaded_at: target.now,
+    }))
+}
+
+/// Writes each run's Redshift COPY manifest (exact byte sizes) next to the data, for COPY.
+pub async fn write_copy_manifests(
+    bucket: &Bucket,
+    layout: &StorageLayout,
+    plan: &LoadPlan,
+) -> Result<()> {
+    let table = TableId::parse(&plan.source_table)?;
+    for run in &plan.runs {
+        let key = layout.copy_manifest_key(&plan.pipeline, &table, &run.run_id);
+        let body = sql::copy_manifest(&run.files, |k| bucket.uri(k));
+        bucket.put(&key, body.into_bytes().into()).await?;
+    }
+    Ok(())
+}

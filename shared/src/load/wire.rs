@@ -1,0 +1,365 @@
+//! The load over the PostgreSQL wire protocol: PostgreSQL targets, and Redshift with
+//! `access: direct` (and, later, through an SSH tunnel). Every function here takes an already
+//! connected [`tokio_postgres::Client`], so a tunnel only has to provide the connection.
+//!
+//! The schema step runs each statement on its own (Redshift cannot alter a column inside a
+//! transaction block); the load script runs in ONE transaction that commits only after every
+//! count has been checked. Nothing here builds SQL: [`super::sql`] does.
+
+use std::time::Duration;
+
+use futures::{pin_mut, SinkExt};
+use tokio_postgres::{Client, SimpleQueryMessage};
+
+use crate::config::{PostgresConnection, RedshiftConnection, TlsMode};
+use crate::error::{Error, Result};
+use crate::naming::{self, RunId};
+use crate::schema::{drift_ddl, drift_error, RedshiftTableOptions, TargetColumn};
+use crate::storage::Bucket;
+
+use super::pg_copy;
+use super::sql::{self, Dialect, LoadPlan, Role};
+use super::LedgerRow;
+
+/// TCP keepalive idle time: a dead peer (or tunnel) is noticed within about a minute.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
+
+/// The connection settings for a PostgreSQL target; `password` already resolved.
+pub fn postgres_config(
+    connection: &PostgresConnection,
+    password: Option<&str>,
+) -> Result<tokio_postgres::Config> {
+    if connection.tls == TlsMode::Required {
+        return Err(Error::config(
+            "connections",
+            "`tls: required` is not supported for PostgreSQL targets yet; use `tls: disabled` on a private network",
+        ));
+    }
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(&connection.host)
+        .port(connection.port)
+        .dbname(&connection.database)
+        .user(&connection.user)
+        .connect_timeout(connection.connect_timeout.0)
+        .keepalives(true)
+        .keepalives_idle(KEEPALIVE_IDLE)
+        .application_name("tidemark-load");
+    if let Some(password) = password {
+        config.password(password);
+    }
+    Ok(config)
+}
+
+/// The connection settings for Redshift `access: direct`; `password` already resolved.
+pub fn redshift_config(
+    connection: &RedshiftConnection,
+    password: Option<&str>,
+) -> Result<tokio_postgres::Config> {
+    let host = connection.host.as_deref().ok_or_else(|| {
+        Error::config(
+            "connections",
+            "Redshift `access: direct` needs `host` (the cluster endpoint)",
+        )
+    })?;
+    let user = connection
+        .user
+        .as_deref()
+        .ok_or_else(|| Error::config("connections", "Redshift `access: direct` needs `user`"))?;
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(host)
+        .port(connection.port)
+        .dbname(&connection.database)
+        .user(user)
+        .connect_timeout(Duration::from_secs(30))
+        .keepalives(true)
+        .keepalives_idle(KEEPALIVE_IDLE);
+    if let Some(password) = password {
+        config.password(password);
+    }
+    Ok(config)
+}
+
+/// Connects without TLS, starts the connection task, and sets the statement timeout.
+pub async fn connect(
+    config: &tokio_postgres::Config,
+    statement_timeout: Duration,
+) -> Result<Client> {
+    let (client, connection) = config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .map_err(|err| Error::postgres("connecting to the warehouse", err))?;
+    tokio::spawn(async move {
+        if let Err(err) = connection.await {
+            tracing::warn!(error = %err, "warehouse connection ended");
+        }
+    });
+    set_statement_timeout(&client, statement_timeout).await?;
+    Ok(client)
+}
+
+/// `SET statement_timeout`, so that no statement (and no dead peer) can hang a load.
+pub async fn set_statement_timeout(client: &Client, timeout: Duration) -> Result<()> {
+    client
+        .batch_execute(&format!("SET statement_timeout TO {}", timeout.as_millis()))
+        .await
+        .map_err(|err| Error::postgres("setting the statement timeout", err))
+}
+
+/// The schema step: creates the target and the ledger if missing, then applies the automatic
+/// drift (added columns, widened VARCHARs) one statement at a time, outside any transaction.
+/// Incompatible drift fails with [`Error::SchemaDrift`]. Returns the DDL it ran.
+pub async fn prepare_target(
+    client: &Client,
+    dialect: Dialect,
+    plan: &LoadPlan,
+    redshift: &RedshiftTableOptions,
+) -> Result<Vec<String>> {
+    let create = sql::create_target(dialect, plan, redshift)?;
+    let ledger = sql::create_ledger(&plan.schema)?;
+    for statement in [&create, &ledger] {
+        client
+            .batch_execute(statement)
+            .await
+            .map_err(|err| Error::postgres(format!("creating `{}`", plan.target), err))?;
+    }
+    let existing = existing_columns(client, dialect, plan).await?;
+    let drifts = plan.table_schema.drift(&existing, dialect.warehouse());
+    let table = format!("{}.{}", plan.schema, plan.target);
+    if let Some(error) = drift_error(&table, &drifts) {
+        return Err(error);
+    }
+    let ddl = drift_ddl(&plan.schema, &plan.target, &drifts, dialect.warehouse())?;
+    for statement in &ddl {
+        tracing::info!(table = %table, ddl = %statement, "applying schema drift");
+        client
+            .batch_execute(statement)
+            .await
+            .map_err(|err| Error::postgres(format!("changing `{table}`"), err))?;
+    }
+    Ok(ddl)
+}
+
+async fn existing_columns(
+    client: &Client,
+    dialect: Dialect,
+    plan: &LoadPlan,
+) -> Result<Vec<TargetColumn>> {
+    let schema = naming::target_identifier(&plan.schema)?;
+    let table = naming::target_identifier(&plan.target)?;
+    let rows = client
+        .query(
+            &sql::existing_columns_query(dialect, false),
+            &[&schema, &table],
+        )
+        .await
+        .map_err(|err| Error::postgres(format!("reading the columns of `{table}`"), err))?;
+    Ok(rows
+        .iter()
+        .map(|row| TargetColumn {
+            name: row.get(0),
+            data_type: row.get(1),
+            character_maximum_length: row.get(2),
+            numeric_precision: row.get(3),
+            numeric_scale: row.get(4),
+        })
+        .collect())
+}
+
+/// The ledger rows of the plan's runs, as the ledger holds them now.
+pub async fn read_ledger(client: &Client, plan: &LoadPlan) -> Result<Vec<LedgerRow>> {
+    let messages = client
+        .simple_query(&sql::read_ledger(plan)?)
+        .await
+        .map_err(|err| Error::postgres("reading the load ledger", err))?;
+    ledger_rows(&messages)
+}
+
+fn ledger_rows(messages: &[SimpleQueryMessage]) -> Result<Vec<LedgerRow>> {
+    let mut rows = Vec::new();
+    for message in messages {
+        if let SimpleQueryMessage::Row(row) = message {
+            let text = |i: usize| row.get(i).unwrap_or_default().to_owned();
+            rows.push(LedgerRow::parse(&text(0), &text(1), &text(2), &text(3))?);
+        }
+    }
+    Ok(rows)
+}
+
+fn affected(messages: &[SimpleQueryMessage]) -> u64 {
+    messages
+        .iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::CommandComplete(n) => Some(*n),
+            _ => None,
+        })
+        .sum()
+}
+
+/// Loads the plan's runs in ONE transaction (see [`sql::load_script`]). Runs the ledger already
+/// has are skipped; when it has them all, nothing runs and the ledger's rows are returned.
+/// PostgreSQL reads each file from `bucket` and streams it with binary COPY; Redshift COPYs from
+/// the run's COPY manifest, which the caller has written. The transaction commits only when
+/// every run staged exactly its manifest's rows and the ledger's counts equal the statements'.
+pub async fn load(
+    client: &mut Client,
+    dialect: Dialect,
+    plan: &LoadPlan,
+    bucket: &Bucket,
+) -> Result<Vec<LedgerRow>> {
+    let before = read_ledger(client, plan).await?;
+    if plan
+        .runs
+        .iter()
+        .all(|run| before.iter().any(|row| row.run_id == run.run_id))
+    {
+        tracing::info!(table = %plan.target, runs = plan.runs.len(), "every run is in the ledger already; nothing to load");
+        return Ok(before);
+    }
+    let script = sql::load_script(dialect, plan)?;
+    let transaction = client
+        .transaction()
+        .await
+        .map_err(|err| Error::postgres("starting the load transaction", err))?;
+    let mut inserted = 0;
+    let mut deleted = 0;
+    let mut ledger = Vec::new();
+    for statement in &script.statements {
+        let context = |what: &str| format!("loading `{}`: {what}", plan.target);
+        match (statement.role, dialect) {
+            (Role::CopyRun { run }, Dialect::Postgres) => {
+                copy_run_files(&transaction, &statement.sql, plan, run, bucket).await?;
+            }
+            (role, _) => {
+                let messages = transaction
+                    .simple_query(&statement.sql)
+                    .await
+                    .map_err(|err| verification_error(plan, role, err, &context))?;
+                match role {
+                    Role::TagRun { run } => {
+                        let staged = affected(&messages);
+                        let planned = &plan.runs[run];
+                        if staged != planned.rows {
+                            return Err(rows_differ(plan, &planned.run_id, staged, planned.rows));
+                        }
+                    }
+                    Role::DeleteTarget => deleted = affected(&messages),
+                    Role::InsertTarget => inserted = affected(&messages),
+                    Role::ReadLedger => ledger = ledger_rows(&messages)?,
+                    _ => {}
+                }
+            }
+        }
+    }
+    let new: Vec<&LedgerRow> = ledger
+        .iter()
+        .filter(|row| !before.iter().any(|b| b.run_id == row.run_id))
+        .collect();
+    let ledger_inserted: u64 = new.iter().map(|r| r.rows_inserted).sum();
+    let ledger_deleted: u64 = new.iter().map(|r| r.rows_deleted).sum();
+    if ledger_inserted != inserted || ledger_deleted != deleted || ledger.len() != plan.runs.len() {
+        return Err(Error::Corrupt {
+            uri: format!("{}.{}", plan.schema, plan.target),
+            reason: format!(
+                "the load inserted {inserted} and deleted {deleted} rows but its ledger rows say {ledger_inserted} and {ledger_deleted} (for {} of {} runs); nothing was committed",
+                ledger.len(),
+                plan.runs.len()
+            ),
+            fix: "the target has rows that share a key; remove the duplicates, then load again".to_owned(),
+        });
+    }
+    transaction
+        .commit()
+        .await
+        .map_err(|err| Error::postgres(format!("committing the load of `{}`", plan.target), err))?;
+    Ok(ledger)
+}
+
+/// Streams every file of run `run` into staging with one binary COPY per file.
+async fn copy_run_files(
+    transaction: &tokio_postgres::Transaction<'_>,
+    copy_sql: &str,
+    plan: &LoadPlan,
+    run: usize,
+    bucket: &Bucket,
+) -> Result<()> {
+    let planned = &plan.runs[run];
+    for file in &planned.files {
+        let uri = bucket.uri(&file.key);
+        let object = bucket.get(&file.key).await?.ok_or_else(|| Error::Corrupt {
+            uri: uri.clone(),
+            reason: format!(
+                "the file is missing, but run `{}` names it in {}",
+                planned.run_id,
+                bucket.uri(&planned.manifest_key)
+            ),
+            fix: "restore the file, or reset the table with `--drop-pending` and sync again"
+                .to_owned(),
+        })?;
+        if object.body.len() as u64 != file.bytes {
+            return Err(Error::Corrupt {
+                uri,
+                reason: format!(
+                    "the file is {} bytes but run `{}`'s manifest says {}",
+                    object.body.len(),
+                    planned.run_id,
+                    file.bytes
+                ),
+                fix: "the file was replaced after the run committed; restore it, or reset the table with `--drop-pending` and sync again".to_owned(),
+            });
+        }
+        let batches = pg_copy::encode_file(object.body, &plan.table_schema, &uri)?;
+        let sink = transaction
+            .copy_in(copy_sql)
+            .await
+            .map_err(|err| Error::postgres(format!("copying {uri}"), err))?;
+        pin_mut!(sink);
+        let send_error = |err| Error::postgres(format!("copying {uri}"), err);
+        sink.send(pg_copy::header()).await.map_err(send_error)?;
+        for batch in batches {
+            let (bytes, _) = batch?;
+            sink.send(bytes).await.map_err(send_error)?;
+        }
+        sink.send(pg_copy::trailer()).await.map_err(send_error)?;
+        let copied = sink.as_mut().finish().await.map_err(send_error)?;
+        if copied != file.rows {
+            return Err(Error::Corrupt {
+                uri,
+                reason: format!(
+                    "the file holds {copied} rows but run `{}`'s manifest says {}",
+                    planned.run_id, file.rows
+                ),
+                fix: "the file was replaced after the run committed; restore it, or reset the table with `--drop-pending` and sync again".to_owned(),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn rows_differ(plan: &LoadPlan, run_id: &RunId, staged: u64, expected: u64) -> Error {
+    Error::Corrupt {
+        uri: format!("{}.{}", plan.schema, plan.target),
+        reason: format!(
+            "run `{run_id}` staged {staged} rows but its manifest says {expected}; nothing was committed"
+        ),
+        fix: "a file of the run was changed after it committed; restore it, or reset the table with `--drop-pending` and sync again".to_owned(),
+    }
+}
+
+/// A failed statement; the verification statement's own failure becomes the clear error it means.
+fn verification_error(
+    plan: &LoadPlan,
+    role: Role,
+    err: tokio_postgres::Error,
+    context: &dyn Fn(&str) -> String,
+) -> Error {
+    if role == Role::VerifyStaged && err.to_string().contains(sql::VERIFY_MARKER) {
+        return Error::Corrupt {
+            uri: format!("{}.{}", plan.schema, plan.target),
+            reason: format!("{}; nothing was committed", sql::VERIFY_MARKER),
+            fix: "a file of a run was changed after it committed; restore it, or reset the table with `--drop-pending` and sync again".to_owned(),
+        };
+    }
+    Error::postgres(context(&format!("{role:?}")), err)
+}

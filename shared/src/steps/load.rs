@@ -1,0 +1,397 @@
+//! The load steps: `submit` loads (or, through the Data API, starts loading) the table's pending
+//! runs; `status` says how that went and hands `loaded` on to watermark `commit_load`.
+//!
+//! PostgreSQL targets and Redshift `access: direct` load synchronously inside `submit`, which
+//! answers `finished` with the result, so `status` answers at once from the submission. Through
+//! the Data API, `submit` runs the schema step, sends ONE batch and answers `submitted` with its
+//! statement id; the state machine then polls `status` (Wait + Choice) until it is `finished` or
+//! `failed`. A failed batch is reported as data (`state: failed`, `error`, `error_type`), not as a
+//! Lambda error, because retrying `status` cannot help: the state machine submits again with
+//! `attempt` + 1 when `error_type` is `Retryable`.
+
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Connection, RedshiftAccess, RedshiftConnection};
+use crate::error::{Error, ErrorKind, Result};
+use crate::load::data_api::{self, DataApi, StatementState};
+use crate::load::{self, sql, wire, CommittedRun, Dialect, LoadPlan, PlanTarget};
+use crate::naming::{self, RunId};
+use crate::run::RunContext;
+use crate::schema::RedshiftTableOptions;
+use crate::secret::{expose, SecretString};
+use crate::watermark::LoadedRun;
+
+use super::Services;
+
+/// Every request the load function answers, chosen by `action`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum LoadRequest {
+    /// Load (or start loading) the table's pending runs.
+    Submit(SubmitRequest),
+    /// How a submitted load is doing.
+    Status(StatusRequest),
+}
+
+/// `submit`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitRequest {
+    /// The run holding the table's lease.
+    pub run: RunContext,
+    /// Which try this is after failed Data API batches (part of the batch's idempotency token).
+    /// Default 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub attempt: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// `status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusRequest {
+    /// The run holding the table's lease.
+    pub run: RunContext,
+    /// What `submit` answered.
+    pub submission: LoadSubmission,
+}
+
+/// Where a load is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadState {
+    /// Accepted by the warehouse, not started.
+    Submitted,
+    /// Running.
+    Running,
+    /// Committed; `loaded` says what.
+    Finished,
+    /// Nothing was committed; `error` says why.
+    Failed,
+}
+
+/// What `submit` answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadSubmission {
+    /// The runs this load takes, oldest first.
+    pub runs: Vec<RunId>,
+    /// The Data API statement id of the batch; `None` when the load ran synchronously.
+    pub statement_id: Option<String>,
+    /// `finished` when the load ran synchronously, else `submitted`.
+    pub state: LoadState,
+    /// With `finished`: the runs loaded, with rows from the target's ledger.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub loaded: Vec<LoadedRun>,
+    /// Pending runs left for a later load (another schema, or more than one batch holds).
+    #[serde(default)]
+    pub remaining_runs: u64,
+}
+
+/// What `status` answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadStatus {
+    /// Where the load is.
+    pub state: LoadState,
+    /// With `finished`: the runs loaded, with rows from the target's ledger — `commit_load`'s input.
+    pub loaded: Vec<LoadedRun>,
+    /// With `failed`: why.
+    pub error: Option<String>,
+    /// With `failed`: `Retryable` or `NonRetryable`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_type: Option<String>,
+    /// Pending runs left for a later load.
+    #[serde(default)]
+    pub remaining_runs: u64,
+}
+
+/// `submit`: the schema step, then the load of the table's pending runs (see the module doc).
+pub async fn submit(services: &Services, request: &SubmitRequest) -> Result<LoadSubmission> {
+    let started = std::time::Instant::now();
+    let run = &request.run;
+    let (pipeline, table_config, layout) = run.resolve(&services.config)?;
+    let table = run.table_id()?;
+    let bucket = services.bucket(pipeline);
+    let watermark = services
+        .watermarks(pipeline)
+        .read(&run.pipeline, &table)
+        .await?
+        .ok_or_else(|| {
+            Error::InvalidRequest(format!(
+                "`{}` has no watermark: `begin` did not run for run `{}`",
+                run.table, run.run_id
+            ))
+        })?
+        .record;
+    watermark.require_lease(&run.run_id)?;
+    let committed = load::committed_runs(&bucket, &watermark.pending_runs).await?;
+    let connection = services
+        .config
+        .connections
+        .get(&pipeline.target)
+        .ok_or_else(|| {
+            Error::InvalidRequest(format!(
+                "target `{}` is not a connection of the configuration",
+                pipeline.target
+            ))
+        })?;
+    let now = Utc::now();
+    let plan_for = |schema: &str, iam_role: &str, max_runs: usize| -> Result<Option<LoadPlan>> {
+        load::plan(
+            &PlanTarget {
+                run,
+                table_config,
+                schema,
+                layout: &layout,
+                max_runs,
+                iam_role,
+                now,
+            },
+            &committed,
+            &bucket,
+        )
+    };
+    let redshift_options = table_config.redshift_options();
+    match connection {
+        Connection::Postgres(postgres) => {
+            let Some(plan) = plan_for(&postgres.schema, "", sql::MAX_RUNS_PER_WIRE_LOAD)? else {
+                return Ok(nothing_pending(run));
+            };
+            let password = password(
+                services,
+                postgres.password.as_ref(),
+                postgres.password_secret.as_deref(),
+            )
+            .await?;
+            let config = wire::postgres_config(postgres, password.as_deref())?;
+            let mut client = wire::connect(&config, postgres.statement_timeout.0).await?;
+            wire::prepare_target(&client, Dialect::Postgres, &plan, &redshift_options).await?;
+            let rows = wire::load(&mut client, Dialect::Postgres, &plan, &bucket).await?;
+            Ok(finished(run, &plan, &committed, &rows, started.elapsed()))
+        }
+        Connection::Redshift(redshift) => {
+            let max_runs = match redshift.access {
+                RedshiftAccess::DataApi => sql::max_runs_per_batch(),
+                RedshiftAccess::Direct | RedshiftAccess::Tunnel => sql::MAX_RUNS_PER_WIRE_LOAD,
+            };
+            let Some(plan) = plan_for(&redshift.schema, &redshift.iam_role, max_runs)? else {
+                return Ok(nothing_pending(run));
+            };
+            load::write_copy_manifests(&bucket, &layout, &plan).await?;
+            match redshift.access {
+                RedshiftAccess::DataApi => {
+                    submit_data_api(
+                        services,
+                        redshift,
+                        request,
+                        &plan,
+                        &committed,
+                        &redshift_options,
+                    )
+                    .await
+                }
+                RedshiftAccess::Direct => {
+                    let password = password(
+                        services,
+                        redshift.password.as_ref(),
+                        redshift.secret_arn.as_deref(),
+                    )
+                    .await?;
+                    let config = wire::redshift_config(redshift, password.as_deref())?;
+                    let mut client = wire::connect(&config, redshift.statement_timeout.0).await?;
+                    wire::prepare_target(&client, Dialect::Redshift, &plan, &redshift_options)
+                        .await?;
+                    let rows = wire::load(&mut client, Dialect::Redshift, &plan, &bucket).await?;
+                    Ok(finished(run, &plan, &committed, &rows, started.elapsed()))
+                }
+                RedshiftAccess::Tunnel => Err(Error::config(
+                    "connections",
+                    "Redshift `access: tunnel` is not available in this version; use `direct` or `data_api`",
+                )),
+            }
+        }
+        Connection::Mysql(_) => Err(Error::InvalidRequest(format!(
+            "target `{}` is a mysql connection; a pipeline's target is postgres or redshift",
+            pipeline.target
+        ))),
+    }
+}
+
+async fn submit_data_api(
+    services: &Services,
+    redshift: &RedshiftConnection,
+    request: &SubmitRequest,
+    plan: &LoadPlan,
+    committed: &[CommittedRun],
+    redshift_options: &RedshiftTableOptions,
+) -> Result<LoadSubmission> {
+    let run = &request.run;
+    let api = DataApi::new(services.redshift_data().clone(), redshift.clone());
+    api.prepare_target(plan, redshift_options).await?;
+    let script = sql::load_script(Dialect::Redshift, plan)?;
+    let runs: Vec<RunId> = plan.runs.iter().map(|r| r.run_id.clone()).collect();
+    let token = data_api::client_token(
+        &run.pipeline,
+        &run.table,
+        &run.target,
+        &run.run_id,
+        &runs,
+        request.attempt,
+    );
+    let batch = data_api::batch_request(
+        redshift,
+        &script,
+        token,
+        format!("tidemark-load-{}", run.target),
+    )?;
+    let statement_id = api.submit(&batch).await?;
+    tracing::info!(table = %run.table, target = %run.target, runs = runs.len(), statement_id = %statement_id, "load batch submitted");
+    Ok(LoadSubmission {
+        runs,
+        statement_id: Some(statement_id),
+        state: LoadState::Submitted,
+        loaded: Vec::new(),
+        remaining_runs: (committed.len() - plan.runs.len()) as u64,
+    })
+}
+
+fn nothing_pending(run: &RunContext) -> LoadSubmission {
+    tracing::info!(table = %run.table, target = %run.target, "no pending run to load");
+    LoadSubmission {
+        runs: Vec::new(),
+        statement_id: None,
+        state: LoadState::Finished,
+        loaded: Vec::new(),
+        remaining_runs: 0,
+    }
+}
+
+fn finished(
+    run: &RunContext,
+    plan: &LoadPlan,
+    committed: &[CommittedRun],
+    rows: &[load::LedgerRow],
+    elapsed: std::time::Duration,
+) -> LoadSubmission {
+    let loaded: Vec<LoadedRun> = rows.iter().map(load::LedgerRow::loaded).collect();
+    let inserted: u64 = rows.iter().map(|r| r.rows_inserted).sum();
+    let deleted: u64 = rows.iter().map(|r| r.rows_deleted).sum();
+    tracing::info!(table = %run.table, target = %run.target, runs = loaded.len(), rows_inserted = inserted, rows_deleted = deleted, mode = %plan.mode, "load committed");
+    if let Ok(table) = run.table_id() {
+        crate::metrics::load_finished(
+            &run.pipeline,
+            &table,
+            loaded.len() as u64,
+            inserted,
+            elapsed,
+        )
+        .emit();
+    }
+    LoadSubmission {
+        runs: plan.runs.iter().map(|r| r.run_id.clone()).collect(),
+        statement_id: None,
+        state: LoadState::Finished,
+        loaded,
+        remaining_runs: (committed.len() - plan.runs.len()) as u64,
+    }
+}
+
+async fn password(
+    services: &Services,
+    inline: Option<&SecretString>,
+    secret_id: Option<&str>,
+) -> Result<Option<String>> {
+    match (inline, secret_id) {
+        (Some(password), _) => Ok(Some(expose(password).to_owned())),
+        (None, Some(id)) => Ok(Some(
+            expose(&services.secrets().password(id).await?).to_owned(),
+        )),
+        (None, None) => Ok(None),
+    }
+}
+
+/// `status`: answers a synchronous submission at once; asks the Data API about a batch.
+pub async fn status(services: &Services, request: &StatusRequest) -> Result<LoadStatus> {
+    let submission = &request.submission;
+    let answer = |state, loaded, error: Option<(String, ErrorKind)>| LoadStatus {
+        state,
+        loaded,
+        error_type: error.as_ref().map(|(_, kind)| kind.name().to_owned()),
+        error: error.map(|(message, _)| message),
+        remaining_runs: submission.remaining_runs,
+    };
+    let Some(statement_id) = &submission.statement_id else {
+        return Ok(answer(submission.state, submission.loaded.clone(), None));
+    };
+    let run = &request.run;
+    let (pipeline, _, _) = run.resolve(&services.config)?;
+    let Some(Connection::Redshift(redshift)) = services.config.connections.get(&pipeline.target)
+    else {
+        return Err(Error::InvalidRequest(format!(
+            "the submission names a Data API statement, but target `{}` is not a redshift connection",
+            pipeline.target
+        )));
+    };
+    let api = DataApi::new(services.redshift_data().clone(), (**redshift).clone());
+    let described = api.describe(statement_id).await?;
+    Ok(match described.state {
+        StatementState::Submitted => answer(LoadState::Submitted, Vec::new(), None),
+        StatementState::Running => answer(LoadState::Running, Vec::new(), None),
+        StatementState::Failed { message, kind } => {
+            tracing::warn!(table = %run.table, statement_id = %statement_id, error_type = kind.name(), error = %message, "load batch failed");
+            answer(LoadState::Failed, Vec::new(), Some((message, kind)))
+        }
+        StatementState::Finished => {
+            let rows = api.ledger_rows(&described.last_result_id).await?;
+            let missing: Vec<String> = submission
+                .runs
+                .iter()
+                .filter(|id| !rows.iter().any(|row| row.run_id == **id))
+                .map(|id| format!("`{id}`"))
+                .collect();
+            if !missing.is_empty() {
+                let message = format!(
+                    "the load batch finished but the ledger of `{}` has no row for run(s) {}",
+                    naming::quote_warehouse(&run.target),
+                    missing.join(", ")
+                );
+                return Ok(answer(
+                    LoadState::Failed,
+                    Vec::new(),
+                    Some((message, ErrorKind::NonRetryable)),
+                ));
+            }
+            answer(
+                LoadState::Finished,
+                rows.iter().map(load::LedgerRow::loaded).collect(),
+                None,
+            )
+        }
+    })
+}
+
+/// Runs any load request and returns its answer as JSON.
+pub async fn handle(services: &Services, request: &LoadRequest) -> Result<serde_json::Value> {
+    fn json<T: Serialize>(value: T) -> Result<serde_json::Value> {
+        serde_json::to_value(value)
+            .map_err(|err| Error::InvalidRequest(format!("cannot encode the answer: {err}")))
+    }
+    match request {
+        LoadRequest::Submit(r) => json(submit(services, r).await?),
+        LoadRequest::Status(r) => json(status(services, r).await?),
+    }
+}
+
+/// Parses a payload into a request, with an error that lists what is accepted.
+pub fn parse_request(payload: serde_json::Value) -> Result<LoadRequest> {
+    serde_json::from_value(payload).map_err(|err| {
+        Error::InvalidRequest(format!(
+            "invalid load payload: {err}; actions are submit, status (README: Lambda payloads)"
+        ))
+    })
+}

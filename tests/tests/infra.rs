@@ -1,0 +1,299 @@
+//! The SAM template agrees with the workspace and with the state machine definition: every
+//! function resource builds a binary that a `functions/*` crate declares (and every such binary is
+//! deployed), the state machine may invoke exactly the template's functions, and the
+//! DefinitionSubstitutions keys are exactly the ASL's `${Name}` placeholders.
+//!
+//! Offline: reads infra/template.yaml, statemachine/sync.asl.json and `cargo metadata --no-deps`.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_yaml::Value;
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ lives in the workspace root")
+        .to_path_buf()
+}
+
+/// infra/template.yaml; CloudFormation short tags (`!Ref`, `!GetAtt`, `!Sub`, `!If`…) come back
+/// as `Value::Tagged`.
+fn template() -> Value {
+    let path = workspace_root().join("infra/template.yaml");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// `(tag, value)` of a tagged node, the tag without its `!` (e.g. `GetAtt`).
+fn tagged(value: &Value) -> Option<(String, &Value)> {
+    match value {
+        Value::Tagged(t) => Some((
+            t.tag.to_string().trim_start_matches('!').to_owned(),
+            &t.value,
+        )),
+        _ => None,
+    }
+}
+
+fn resources(template: &Value) -> Vec<(String, &Value)> {
+    template["Resources"]
+        .as_mapping()
+        .expect("Resources is a mapping")
+        .iter()
+        .map(|(k, v)| (k.as_str().expect("logical ids are strings").to_owned(), v))
+        .collect()
+}
+
+/// Logical ids of the `AWS::Serverless::Function` resources.
+fn function_ids(template: &Value) -> BTreeSet<String> {
+    resources(template)
+        .into_iter()
+        .filter(|(_, r)| r["Type"] == "AWS::Serverless::Function")
+        .map(|(id, _)| id)
+        .collect()
+}
+
+/// A function's property, from the resource or else from `Globals.Function`.
+fn function_property<'a>(template: &'a Value, resource: &'a Value, name: &str) -> &'a Value {
+    match resource["Properties"].get(name) {
+        Some(value) => value,
+        None => &template["Globals"]["Function"][name],
+    }
+}
+
+/// `[[bin]]` names of the `functions/*` crates, from `cargo metadata` (what cargo will build).
+fn function_binaries() -> BTreeSet<String> {
+    let root = workspace_root();
+    let output = Command::new(env!("CARGO"))
+        .args([
+            "metadata",
+            "--no-deps",
+            "--format-version",
+            "1",
+            "--offline",
+        ])
+        .current_dir(&root)
+        .output()
+        .expect("cargo metadata runs");
+    assert!(
+        output.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("cargo metadata prints JSON");
+    let functions_dir = root.join("functions");
+    let mut binaries = BTreeSet::new();
+    for package in metadata["packages"].as_array().expect("packages") {
+        let manifest = PathBuf::from(package["manifest_path"].as_str().expect("manifest_path"));
+        if !manifest.starts_with(&functions_dir) {
+            continue;
+        }
+        for target in package["targets"].as_array().expect("targets") {
+            let kinds = target["kind"].as_array().expect("kind");
+            if kinds.iter().any(|k| k == "bin") {
+                binaries.insert(target["name"].as_str().expect("name").to_owned());
+            }
+        }
+    }
+    binaries
+}
+
+/// The `${Name}` placeholders of an ASL definition's text.
+fn placeholders(text: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        rest = &rest[start + 2..];
+        let Some(end) = rest.find('}') else { break };
+        let name = &rest[..end];
+        assert!(
+            !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "`${{{name}}}` is not a DefinitionSubstitutions placeholder"
+        );
+        names.insert(name.to_owned());
+        rest = &rest[end + 1..];
+    }
+    names
+}
+
+/// The logical id a `!GetAtt X.Arn` or `!Sub "${X.Arn}…"` refers to, with the rest of the Sub.
+fn arn_reference(value: &Value) -> Option<(String, String)> {
+    let (tag, inner) = tagged(value)?;
+    let text = inner.as_str()?;
+    match tag.as_str() {
+        "GetAtt" => Some((text.strip_suffix(".Arn")?.to_owned(), String::new())),
+        "Sub" => {
+            let rest = text.strip_prefix("${")?;
+            let (id, suffix) = rest.split_once(".Arn}")?;
+            Some((id.to_owned(), suffix.to_owned()))
+        }
+        _ => None,
+    }
+}
+
+#[test]
+fn cloudformation_short_tags_parse_as_tagged_values() {
+    let template = template();
+    let extract = &template["Resources"]["ExtractFunction"]["Properties"];
+    let (tag, value) = tagged(&extract["Role"]).expect("Role is `!GetAtt ExtractRole.Arn`");
+    assert_eq!(
+        (tag.as_str(), value.as_str()),
+        ("GetAtt", Some("ExtractRole.Arn"))
+    );
+    let (tag, _) = tagged(&extract["FunctionName"]).expect("FunctionName is a `!Sub`");
+    assert_eq!(tag, "Sub");
+    assert_eq!(template["Transform"], "AWS::Serverless-2016-10-31");
+}
+
+#[test]
+fn every_function_builds_a_binary_of_a_function_crate() {
+    let template = template();
+    let binaries = function_binaries();
+    assert!(
+        !binaries.is_empty(),
+        "no [[bin]] found under functions/: is cargo metadata reading the right workspace?"
+    );
+    let mut deployed = BTreeSet::new();
+    for (id, resource) in resources(&template) {
+        if resource["Type"] != "AWS::Serverless::Function" {
+            continue;
+        }
+        let metadata = &resource["Metadata"];
+        assert_eq!(
+            metadata["BuildMethod"], "rust-cargolambda",
+            "{id}: Metadata.BuildMethod"
+        );
+        let binary = metadata["BuildProperties"]["Binary"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{id}: Metadata.BuildProperties.Binary is missing"));
+        assert!(
+            binaries.contains(binary),
+            "{id}: BuildProperties.Binary `{binary}` is not a [[bin]] of a functions/* crate \
+             (those are: {binaries:?})"
+        );
+        assert!(
+            deployed.insert(binary.to_owned()),
+            "{id}: `{binary}` is deployed twice"
+        );
+        assert_eq!(
+            function_property(&template, resource, "CodeUri"),
+            "..",
+            "{id}: CodeUri is the workspace root, relative to infra/"
+        );
+        assert_eq!(
+            function_property(&template, resource, "Handler"),
+            "bootstrap",
+            "{id}"
+        );
+        assert_eq!(
+            function_property(&template, resource, "Runtime"),
+            "provided.al2023",
+            "{id}"
+        );
+    }
+    assert_eq!(
+        deployed, binaries,
+        "every functions/* binary is deployed by exactly one function resource"
+    );
+}
+
+#[test]
+fn the_state_machine_invokes_exactly_the_template_functions() {
+    let template = template();
+    let functions = function_ids(&template);
+    let statements = template["Resources"]["StateMachineRole"]["Properties"]["Policies"][0]
+        ["PolicyDocument"]["Statement"]
+        .as_sequence()
+        .expect("StateMachineRole has one inline policy with statements");
+    let invoke: Vec<&Value> = statements
+        .iter()
+        .filter(|s| s["Action"] == "lambda:InvokeFunction")
+        .collect();
+    assert_eq!(
+        invoke.len(),
+        1,
+        "one statement grants lambda:InvokeFunction"
+    );
+    let mut unqualified = BTreeSet::new();
+    let mut qualified = BTreeSet::new();
+    for resource in invoke[0]["Resource"].as_sequence().expect("a list of ARNs") {
+        let (id, suffix) = arn_reference(resource)
+            .unwrap_or_else(|| panic!("not a function ARN reference: {resource:?}"));
+        match suffix.as_str() {
+            "" => unqualified.insert(id),
+            ":*" => qualified.insert(id),
+            other => panic!("{id}: unexpected ARN suffix `{other}`"),
+        };
+    }
+    assert_eq!(unqualified, functions, "each function's ARN");
+    assert_eq!(
+        qualified, functions,
+        "each function's versions and aliases (`:*`)"
+    );
+}
+
+#[test]
+fn definition_substitutions_match_the_asl_placeholders() {
+    let template = template();
+    let machine = &template["Resources"]["SyncStateMachine"]["Properties"];
+    assert_eq!(machine["DefinitionUri"], "../statemachine/sync.asl.json");
+    let substitutions = machine["DefinitionSubstitutions"]
+        .as_mapping()
+        .expect("DefinitionSubstitutions is a mapping");
+    let functions = function_ids(&template);
+    let mut keys = BTreeSet::new();
+    for (key, value) in substitutions {
+        let key = key.as_str().expect("string keys").to_owned();
+        // `XFunctionArn` is `!GetAtt XFunction.Arn` of a function of this template.
+        if let Some(id) = key
+            .strip_suffix("Arn")
+            .filter(|id| id.ends_with("Function"))
+        {
+            assert!(functions.contains(id), "{key}: no function resource `{id}`");
+            assert_eq!(
+                arn_reference(value),
+                Some((id.to_owned(), String::new())),
+                "{key}"
+            );
+        }
+        keys.insert(key);
+    }
+
+    let asl = workspace_root().join("statemachine/sync.asl.json");
+    if !asl.exists() {
+        eprintln!(
+            "SKIPPED the ASL half: {} does not exist on this branch yet; the template's \
+             DefinitionSubstitutions keys are {keys:?}",
+            asl.display()
+        );
+        return;
+    }
+    let text = std::fs::read_to_string(&asl).unwrap_or_else(|e| panic!("{}: {e}", asl.display()));
+    let used = placeholders(&text);
+    let unknown: Vec<_> = used.difference(&keys).collect();
+    let unused: Vec<_> = keys.difference(&used).collect();
+    assert!(
+        unknown.is_empty(),
+        "the ASL uses placeholders the template does not substitute: {unknown:?}"
+    );
+    assert!(
+        unused.is_empty(),
+        "the template substitutes keys the ASL never uses: {unused:?}"
+    );
+}
+
+#[test]
+fn placeholders_are_found_and_jsonpath_is_not_mistaken_for_one() {
+    let text = r#"{"Resource": "${ExtractFunctionArn}", "InputPath": "$.x", "T": ${SyncTimeoutSeconds},
+                  "Ctx.$": "$$.Execution.Id", "F.$": "States.Format('{}', $.a)"}"#;
+    assert_eq!(
+        placeholders(text),
+        BTreeSet::from([
+            "ExtractFunctionArn".to_owned(),
+            "SyncTimeoutSeconds".to_owned()
+        ])
+    );
+}

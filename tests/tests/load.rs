@@ -1,0 +1,771 @@
+//! The load steps end to end against the local stack: runs begun and committed by the real
+//! watermark steps (Parquet written by the harness, as extraction writes it), loaded into a
+//! fresh PostgreSQL schema, with the target's rows compared to the expected rows every time.
+//! Also: the golden Redshift and PostgreSQL load SQL, and the load payloads.
+
+use mysql_async::prelude::Queryable;
+use serde_json::{json, Value};
+use tidemark::config::{Connection, LoadMode};
+use tidemark::load::sql::{self, Dialect, LoadPlan, PlannedRun, Role};
+use tidemark::manifest::DataFile;
+use tidemark::naming::{RunId, TableId};
+use tidemark::run::{RunContext, SyncMode};
+use tidemark::schema::{DistStyle, RedshiftTableOptions, SchemaOptions, SourceColumn, TableSchema};
+use tidemark::steps::load::{
+    parse_request, status, submit, LoadRequest, LoadState, LoadStatus, LoadSubmission,
+    StatusRequest, SubmitRequest,
+};
+use tidemark::steps::watermark::{
+    begin, commit_load, fail, BeginRequest, CommitLoadRequest, FailRequest,
+};
+use tidemark::steps::Services;
+use tidemark::watermark::{Stage, Watermark};
+use tidemark::ErrorKind;
+use tidemark_tests::runs::commit_rows;
+use tidemark_tests::s3::TestBucket;
+use tidemark_tests::{assert_golden, TestMysql, TestPostgres};
+
+const ORDERS: &str =
+    "CREATE TABLE orders (id BIGINT PRIMARY KEY, updated_at DATETIME(6) NOT NULL, \
+                      amount DECIMAL(12,2), note VARCHAR(50))";
+const ORDERS_CONFIG: &str =
+    "      \"{db}.orders\":\n        cursor_column: updated_at\n        lag: 0s\n";
+
+/// One test's world: a MariaDB database, a PostgreSQL schema as the target, a bucket.
+struct World<'a> {
+    mysql: &'a TestMysql,
+    pg: &'a TestPostgres,
+    services: Services,
+    bucket: TestBucket,
+    table: String,
+    target: String,
+}
+
+impl<'a> World<'a> {
+    async fn new(
+        mysql: &'a TestMysql,
+        pg: &'a TestPostgres,
+        create: &str,
+        name: &str,
+        tables_yaml: &str,
+    ) -> anyhow::Result<World<'a>> {
+        mysql.conn().await?.query_drop(create).await?;
+        let bucket = TestBucket::fresh().await?;
+        let mut config = mysql.config(bucket.bucket().name(), tables_yaml)?;
+        if let Some(Connection::Postgres(target)) = config.connections.get_mut("wh") {
+            target.schema = pg.schema().to_owned();
+        }
+        Ok(World {
+            mysql,
+            pg,
+            services: Services::from_env(config, None).await,
+            bucket,
+            table: mysql.table(name).to_string(),
+            target: name.to_owned(),
+        })
+    }
+
+    async fn begin(&self, mode: SyncMode) -> anyhow::Result<RunContext> {
+        Ok(begin(
+            &self.services,
+            &BeginRequest {
+                pipeline: "p".into(),
+                table: self.table.clone(),
+                mode,
+                limit: None,
+            },
+        )
+        .await?)
+    }
+
+    /// A committed run of `files`, left pending with the lease released.
+    async fn pending_run(&self, files: &[Vec<Vec<Value>>]) -> anyhow::Result<RunId> {
+        let run = self.begin(SyncMode::BackupOnly).await?;
+        commit_rows(&self.services, &run, files).await?;
+        Ok(run.run_id)
+    }
+
+    /// submit → status → commit_load, as the state machine runs them.
+    async fn load(&self, run: &RunContext) -> anyhow::Result<LoadStatus> {
+        let submission = submit(
+            &self.services,
+            &SubmitRequest {
+                run: run.clone(),
+                attempt: 0,
+            },
+        )
+        .await?;
+        let answer = status(
+            &self.services,
+            &StatusRequest {
+                run: run.clone(),
+                submission,
+            },
+        )
+        .await?;
+        assert_eq!(answer.state, LoadState::Finished, "{answer:?}");
+        commit_load(
+            &self.services,
+            &CommitLoadRequest {
+                run: run.clone(),
+                loaded: answer.loaded.clone(),
+            },
+        )
+        .await?;
+        Ok(answer)
+    }
+
+    /// A full sync of `files`: begin, commit, load.
+    async fn sync(&self, files: &[Vec<Vec<Value>>]) -> anyhow::Result<LoadStatus> {
+        let run = self.begin(SyncMode::Full).await?;
+        commit_rows(&self.services, &run, files).await?;
+        self.load(&run).await
+    }
+
+    /// Loads whatever is pending with a `redshift_only` run.
+    async fn load_pending(&self) -> anyhow::Result<LoadStatus> {
+        let run = self.begin(SyncMode::RedshiftOnly).await?;
+        self.load(&run).await
+    }
+
+    /// The target's rows as PostgreSQL prints them, ordered by every column.
+    async fn rows(&self) -> anyhow::Result<Vec<String>> {
+        let sql = format!(
+            "SELECT CAST(t AS text) FROM {} AS t ORDER BY 1",
+            tidemark::naming::quote_warehouse_qualified(self.pg.schema(), &self.target)
+        );
+        Ok(self
+            .pg
+            .client()
+            .query(&sql, &[])
+            .await?
+            .iter()
+            .map(|row| row.get(0))
+            .collect())
+    }
+
+    /// The ledger: `run_id files staged inserted deleted`, by run id.
+    async fn ledger(&self) -> anyhow::Result<Vec<String>> {
+        let sql = format!(
+            "SELECT run_id || ' ' || files || ' ' || rows_staged || ' ' || rows_inserted || ' ' || rows_deleted \
+             FROM {} WHERE target_table = $1 ORDER BY run_id",
+            tidemark::naming::quote_warehouse_qualified(self.pg.schema(), sql::LEDGER_TABLE)
+        );
+        Ok(self
+            .pg
+            .client()
+            .query(&sql, &[&self.target])
+            .await?
+            .iter()
+            .map(|row| row.get(0))
+            .collect())
+    }
+
+    async fn watermark(&self) -> anyhow::Result<Watermark> {
+        let pipeline = self.services.config.pipeline("p")?;
+        Ok(self
+            .services
+            .watermarks(pipeline)
+            .read("p", &TableId::parse(&self.table)?)
+            .await?
+            .expect("a watermark")
+            .record)
+    }
+
+    async fn finish(self) -> anyhow::Result<()> {
+        let _ = self.mysql;
+        self.bucket.remove().await
+    }
+}
+
+fn order(id: i64, at: &str, amount: &str, note: &str) -> Vec<Value> {
+    vec![json!(id), json!(at), json!(amount), json!(note)]
+}
+
+fn loaded(answer: &LoadStatus) -> Vec<(String, u64)> {
+    answer
+        .loaded
+        .iter()
+        .map(|r| (r.run_id.to_string(), r.rows_loaded))
+        .collect()
+}
+
+async fn in_world<F>(create: &'static str, name: &'static str, yaml: &'static str, test: F)
+where
+    F: AsyncFnOnce(&World<'_>) -> anyhow::Result<()>,
+{
+    TestMysql::run(async |mysql| {
+        TestPostgres::run(async |pg| {
+            let world = World::new(mysql, pg, create, name, yaml).await?;
+            let outcome = test(&world).await;
+            world.finish().await?;
+            outcome
+        })
+        .await
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn the_first_load_creates_the_table_and_records_the_ledger() {
+    in_world(ORDERS, "orders", ORDERS_CONFIG, async |w| {
+        let answer = w
+            .sync(&[
+                vec![
+                    order(1, "2024-01-01 00:00:00", "12.50", "first"),
+                    order(2, "2024-01-01 00:00:01.000001", "-0.01", "second"),
+                ],
+                vec![order(3, "2024-01-02 10:00:00", "99999999.99", "third")],
+            ])
+            .await?;
+        assert_eq!(
+            w.rows().await?,
+            [
+                "(1,\"2024-01-01 00:00:00\",12.50,first)",
+                "(2,\"2024-01-01 00:00:01.000001\",-0.01,second)",
+                "(3,\"2024-01-02 10:00:00\",99999999.99,third)",
+            ]
+        );
+        let run = answer.loaded[0].run_id.to_string();
+        assert_eq!(loaded(&answer), [(run.clone(), 3)]);
+        assert_eq!(w.ledger().await?, [format!("{run} 2 3 3 0")]);
+        let watermark = w.watermark().await?;
+        assert!(watermark.pending_runs.is_empty());
+        assert_eq!(watermark.totals.rows_loaded, 3);
+        assert!(watermark.lease.is_none());
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn merge_replaces_updated_rows_and_keeps_the_newest_of_two_pending_runs() {
+    in_world(ORDERS, "orders", ORDERS_CONFIG, async |w| {
+        w.sync(&[vec![
+            order(1, "2024-01-01 00:00:00", "1.00", "one"),
+            order(2, "2024-01-01 00:00:00", "2.00", "two"),
+            order(3, "2024-01-01 00:00:00", "3.00", "three"),
+        ]])
+        .await?;
+        let a = w
+            .pending_run(&[vec![
+                order(2, "2024-02-01 00:00:00", "2.10", "two, updated"),
+                order(4, "2024-02-01 00:00:00", "4.00", "four"),
+            ]])
+            .await?;
+        let b = w
+            .pending_run(&[vec![
+                order(2, "2024-03-01 00:00:00", "2.20", "two, newest"),
+                order(5, "2024-03-01 00:00:00", "5.00", "five"),
+            ]])
+            .await?;
+        let answer = w.load_pending().await?;
+        assert_eq!(
+            w.rows().await?,
+            [
+                "(1,\"2024-01-01 00:00:00\",1.00,one)",
+                "(2,\"2024-03-01 00:00:00\",2.20,\"two, newest\")",
+                "(3,\"2024-01-01 00:00:00\",3.00,three)",
+                "(4,\"2024-02-01 00:00:00\",4.00,four)",
+                "(5,\"2024-03-01 00:00:00\",5.00,five)",
+            ]
+        );
+        // Run A's update of key 2 lost to run B's: A inserted only key 4.
+        assert_eq!(loaded(&answer), [(a.to_string(), 1), (b.to_string(), 2)]);
+        let ledger = w.ledger().await?;
+        assert_eq!(
+            &ledger[1..],
+            [format!("{a} 1 2 1 0"), format!("{b} 1 2 2 1")]
+        );
+        assert_eq!(w.watermark().await?.totals.rows_loaded, 3 + 3);
+        Ok(())
+    })
+    .await;
+}
+
+const EVENTS: &str =
+    "CREATE TABLE events (id BIGINT NOT NULL, at DATETIME(6) NOT NULL, kind VARCHAR(20))";
+const EVENTS_CONFIG: &str =
+    "      \"{db}.events\":\n        cursor_column: at\n        lag: 0s\n        load: append\n";
+
+fn event(id: i64, at: &str, kind: &str) -> Vec<Value> {
+    vec![json!(id), json!(at), json!(kind)]
+}
+
+#[tokio::test]
+async fn append_inserts_every_row_of_every_run() {
+    in_world(EVENTS, "events", EVENTS_CONFIG, async |w| {
+        w.sync(&[vec![
+            event(1, "2024-01-01 00:00:00", "open"),
+            event(1, "2024-01-01 00:00:00", "open"),
+        ]])
+        .await?;
+        w.pending_run(&[vec![event(1, "2024-01-02 00:00:00", "close")]])
+            .await?;
+        w.pending_run(&[vec![event(2, "2024-01-03 00:00:00", "open")]])
+            .await?;
+        let answer = w.load_pending().await?;
+        assert_eq!(
+            answer
+                .loaded
+                .iter()
+                .map(|r| r.rows_loaded)
+                .collect::<Vec<_>>(),
+            [1, 1]
+        );
+        assert_eq!(
+            w.rows().await?,
+            [
+                "(1,\"2024-01-01 00:00:00\",open)",
+                "(1,\"2024-01-01 00:00:00\",open)",
+                "(1,\"2024-01-02 00:00:00\",close)",
+                "(2,\"2024-01-03 00:00:00\",open)",
+            ]
+        );
+        Ok(())
+    })
+    .await;
+}
+
+const FULL_CONFIG: &str =
+    "      \"{db}.orders\":\n        cdc_strategy: full_sync\n        lag: 0s\n";
+
+#[tokio::test]
+async fn replace_makes_the_target_exactly_the_latest_run() {
+    in_world(ORDERS, "orders", FULL_CONFIG, async |w| {
+        w.sync(&[vec![
+            order(1, "2024-01-01 00:00:00", "1.00", "one"),
+            order(2, "2024-01-01 00:00:00", "2.00", "two"),
+            order(3, "2024-01-01 00:00:00", "3.00", "three"),
+        ]])
+        .await?;
+        let older = w
+            .pending_run(&[vec![order(9, "2024-01-05 00:00:00", "9.00", "stale")]])
+            .await?;
+        let latest = w
+            .pending_run(&[vec![
+                order(2, "2024-01-06 00:00:00", "2.50", "two again"),
+                order(4, "2024-01-06 00:00:00", "4.00", "four"),
+            ]])
+            .await?;
+        let answer = w.load_pending().await?;
+        assert_eq!(
+            w.rows().await?,
+            [
+                "(2,\"2024-01-06 00:00:00\",2.50,\"two again\")",
+                "(4,\"2024-01-06 00:00:00\",4.00,four)",
+            ]
+        );
+        assert_eq!(
+            loaded(&answer),
+            [(older.to_string(), 0), (latest.to_string(), 2)]
+        );
+        let ledger = w.ledger().await?;
+        assert_eq!(
+            &ledger[1..],
+            [format!("{older} 1 1 0 0"), format!("{latest} 1 2 2 3")]
+        );
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_run_loaded_twice_changes_nothing() {
+    in_world(EVENTS, "events", EVENTS_CONFIG, async |w| {
+        // The same submit twice (a retried Lambda): the second is answered from the ledger.
+        let run = w.begin(SyncMode::Full).await?;
+        commit_rows(
+            &w.services,
+            &run,
+            &[vec![event(1, "2024-01-01 00:00:00", "open")]],
+        )
+        .await?;
+        let request = SubmitRequest {
+            run: run.clone(),
+            attempt: 0,
+        };
+        let first = submit(&w.services, &request).await?;
+        let rows = w.rows().await?;
+        let ledger = w.ledger().await?;
+        let second = submit(&w.services, &request).await?;
+        assert_eq!(first, second);
+        assert_eq!(w.rows().await?, rows);
+        assert_eq!(w.ledger().await?, ledger);
+
+        // A load that died before commit_load leaves its run pending; the next load takes it
+        // with a new run and must not append its rows again.
+        fail(
+            &w.services,
+            &FailRequest {
+                pipeline: "p".into(),
+                table: w.table.clone(),
+                run_id: Some(run.run_id.clone()),
+                stage: Stage::Load,
+                error: json!("lost before commit_load"),
+            },
+        )
+        .await?;
+        let next = w
+            .pending_run(&[vec![event(2, "2024-01-02 00:00:00", "close")]])
+            .await?;
+        let answer = w.load_pending().await?;
+        assert_eq!(
+            loaded(&answer),
+            [(run.run_id.to_string(), 1), (next.to_string(), 1)]
+        );
+        assert_eq!(
+            w.rows().await?,
+            [
+                "(1,\"2024-01-01 00:00:00\",open)",
+                "(2,\"2024-01-02 00:00:00\",close)",
+            ]
+        );
+        let watermark = w.watermark().await?;
+        assert!(watermark.pending_runs.is_empty());
+        assert_eq!(watermark.totals.rows_loaded, 2);
+        Ok(())
+    })
+    .await;
+}
+
+/// Loads a pending run whose files were tampered with by `damage`; the load must fail with
+/// `expected` in its message and leave target, ledger and watermark as they were.
+async fn failing_load(w: &World<'_>, damage: &str, expected: &str) -> anyhow::Result<()> {
+    w.sync(&[vec![order(1, "2024-01-01 00:00:00", "1.00", "one")]])
+        .await?;
+    let rows = w.rows().await?;
+    let ledger = w.ledger().await?;
+    let run = w.begin(SyncMode::Full).await?;
+    let committed = commit_rows(
+        &w.services,
+        &run,
+        &[
+            vec![order(1, "2024-02-01 00:00:00", "1.50", "one, updated")],
+            vec![order(2, "2024-02-01 00:00:00", "2.00", "two")],
+        ],
+    )
+    .await?;
+    let manifest: tidemark::manifest::RunManifest = serde_json::from_slice(
+        &w.bucket
+            .bucket()
+            .get(&committed.manifest_key)
+            .await?
+            .unwrap()
+            .body,
+    )?;
+    let victim = &manifest.files[1].key;
+    match damage {
+        "delete" => {
+            w.bucket
+                .bucket()
+                .delete_many(std::slice::from_ref(victim))
+                .await?;
+        }
+        _ => {
+            let mut body = w.bucket.bucket().get(victim).await?.unwrap().body.to_vec();
+            body.extend_from_slice(b"trailing bytes");
+            w.bucket.bucket().put(victim, body.into()).await?;
+        }
+    }
+    let err = submit(
+        &w.services,
+        &SubmitRequest {
+            run: run.clone(),
+            attempt: 0,
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NonRetryable, "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains(expected) && text.contains(victim.as_str()),
+        "{text}"
+    );
+    assert_eq!(w.rows().await?, rows, "the target is unchanged");
+    assert_eq!(w.ledger().await?, ledger, "the ledger is unchanged");
+    assert_eq!(
+        w.watermark().await?.pending_runs.len(),
+        1,
+        "the run stays pending"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_missing_file_fails_the_load_and_commits_nothing() {
+    in_world(ORDERS, "orders", ORDERS_CONFIG, async |w| {
+        failing_load(w, "delete", "missing").await
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_file_of_another_size_fails_the_load_and_commits_nothing() {
+    in_world(ORDERS, "orders", ORDERS_CONFIG, async |w| {
+        failing_load(w, "grow", "bytes but run").await
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_added_column_is_added_to_the_target() {
+    in_world(ORDERS, "orders", ORDERS_CONFIG, async |w| {
+        w.sync(&[vec![order(1, "2024-01-01 00:00:00", "1.00", "one")]])
+            .await?;
+        w.mysql
+            .conn()
+            .await?
+            .query_drop("ALTER TABLE orders ADD COLUMN channel VARCHAR(10) AFTER amount")
+            .await?;
+        w.sync(&[vec![vec![
+            json!(2),
+            json!("2024-02-01 00:00:00"),
+            json!("2.00"),
+            json!("web"),
+            json!("two"),
+        ]]])
+        .await?;
+        // The column is added at the end of the target; rows loaded before it have NULL there.
+        assert_eq!(
+            w.rows().await?,
+            [
+                "(1,\"2024-01-01 00:00:00\",1.00,one,)",
+                "(2,\"2024-02-01 00:00:00\",2.00,two,web)",
+            ]
+        );
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_incompatible_change_is_schema_drift() {
+    in_world(ORDERS, "orders", ORDERS_CONFIG, async |w| {
+        w.sync(&[vec![order(1, "2024-01-01 00:00:00", "1.00", "one")]])
+            .await?;
+        let rows = w.rows().await?;
+        w.mysql
+            .conn()
+            .await?
+            .query_drop("ALTER TABLE orders MODIFY amount VARCHAR(20)")
+            .await?;
+        let run = w.begin(SyncMode::Full).await?;
+        commit_rows(
+            &w.services,
+            &run,
+            &[vec![vec![
+                json!(2),
+                json!("2024-02-01 00:00:00"),
+                json!("about 2"),
+                json!("two"),
+            ]]],
+        )
+        .await?;
+        let err = submit(&w.services, &SubmitRequest { run, attempt: 0 })
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::SchemaDrift, "{err}");
+        assert!(err.to_string().contains("`amount`"), "{err}");
+        assert_eq!(w.rows().await?, rows);
+        Ok(())
+    })
+    .await;
+}
+
+const ZOO: &str = "CREATE TABLE zoo (
+    id INT NOT NULL PRIMARY KEY, flag TINYINT(1), si SMALLINT, i INT, bi BIGINT,
+    bu BIGINT UNSIGNED, dw DECIMAL(38,10), f FLOAT, d DOUBLE, b10 BIT(10), dt DATE,
+    dtm DATETIME(6), ts TIMESTAMP(6) NULL DEFAULT NULL, tm TIME(6), vc VARCHAR(20), js JSON,
+    vb VARBINARY(10), updated_at DATETIME(6) NOT NULL)";
+const ZOO_CONFIG: &str =
+    "      \"{db}.zoo\":\n        cursor_column: updated_at\n        lag: 0s\n";
+
+#[tokio::test]
+async fn every_type_loads_exactly() {
+    in_world(ZOO, "zoo", ZOO_CONFIG, async |w| {
+        let at = "2024-01-01 00:00:00";
+        w.sync(&[vec![
+            vec![
+                json!(1), json!(true), json!(-32768), json!(-2147483648_i64),
+                json!(i64::MIN), json!("18446744073709551615"),
+                json!("-9999999999999999999999999999.9999999999"), json!(1.5), json!(-2.25),
+                json!(1023), json!("0001-01-01"), json!("1000-01-01 00:00:00.000001"),
+                json!("2038-01-19 03:14:07.999999"), json!("-838:59:59.000000"),
+                json!("é😀 \"q\" \\ ,"), json!("{\"k\": [1, 2.5, null]}"), json!("hex:00ff7f80"),
+                json!(at),
+            ],
+            vec![
+                json!(2), json!(false), json!(32767), json!(2147483647), json!(i64::MAX),
+                json!("0"), json!("0.0000000001"), json!(0.0), json!(1e308), json!(0),
+                json!("9999-12-31"), json!("9999-12-31 23:59:59.999999"),
+                json!("1970-01-01 00:00:01"), json!("838:59:59.999999"), json!(""),
+                json!("[]"), json!("hex:"), json!(at),
+            ],
+            std::iter::once(json!(3))
+                .chain(std::iter::repeat_n(Value::Null, 16))
+                .chain(std::iter::once(json!(at)))
+                .collect(),
+        ]])
+        .await?;
+        let text = w.rows().await?;
+        assert_eq!(
+            text,
+            [
+                "(1,t,-32768,-2147483648,-9223372036854775808,18446744073709551615,-9999999999999999999999999999.9999999999,1.5,-2.25,1023,0001-01-01,\"1000-01-01 00:00:00.000001\",\"2038-01-19 03:14:07.999999+00\",-838:59:59.000000,\"é😀 \"\"q\"\" \\\\ ,\",\"{\"\"k\"\": [1, 2.5, null]}\",\"\\\\x00ff7f80\",\"2024-01-01 00:00:00\")",
+                "(2,f,32767,2147483647,9223372036854775807,0,0.0000000001,0,1e+308,0,9999-12-31,\"9999-12-31 23:59:59.999999\",\"1970-01-01 00:00:01+00\",838:59:59.999999,\"\",[],\"\\\\x\",\"2024-01-01 00:00:00\")",
+                "(3,,,,,,,,,,,,,,,,,\"2024-01-01 00:00:00\")",
+            ]
+        );
+        Ok(())
+    })
+    .await;
+}
+
+fn golden_plan(mode: LoadMode) -> anyhow::Result<LoadPlan> {
+    let table = TableId::parse("shop.orders")?;
+    let column = |name: &str, data_type: &str, column_type: &str, nullable: bool| SourceColumn {
+        name: name.into(),
+        data_type: data_type.into(),
+        column_type: column_type.into(),
+        nullable,
+        octet_length: None,
+        numeric_precision: None,
+        numeric_scale: None,
+        datetime_precision: None,
+        json_checked: false,
+    };
+    let mut note = column("Note", "varchar", "varchar(50)", true);
+    note.octet_length = Some(200);
+    let mut amount = column("amount", "decimal", "decimal(12,2)", true);
+    amount.numeric_precision = Some(12);
+    amount.numeric_scale = Some(2);
+    let mut updated = column("updated_at", "datetime", "datetime(6)", false);
+    updated.datetime_precision = Some(6);
+    let schema = TableSchema::from_source_columns(
+        &table,
+        vec![
+            column("id", "bigint", "bigint(20)", false),
+            updated,
+            amount,
+            note,
+            column("payload", "json", "json", true),
+        ],
+        vec!["id".into()],
+        &SchemaOptions::default(),
+    )?;
+    let run = |id: &str, files: usize, rows: u64| PlannedRun {
+        run_id: RunId::parse(id).unwrap(),
+        manifest_key: format!("tm/runs/p/shop/orders/{id}.json"),
+        files: (0..files)
+            .map(|seq| DataFile {
+                key: format!("tm/data/p/shop/orders/{id}/part-00000-{seq:05}.parquet"),
+                bytes: 1000,
+                rows: rows / files as u64,
+                min_cursor: Default::default(),
+                max_cursor: Default::default(),
+            })
+            .collect(),
+        rows,
+        copy_manifest_uri: format!("s3://tidemark-data/tm/copy/p/shop/orders/{id}.manifest"),
+    };
+    Ok(LoadPlan {
+        pipeline: "p".into(),
+        source_table: "shop.orders".into(),
+        schema: "analytics".into(),
+        target: "orders".into(),
+        mode,
+        key_columns: if mode == LoadMode::Append {
+            vec![]
+        } else {
+            vec!["id".into()]
+        },
+        cursor_column: (mode != LoadMode::Replace).then(|| "updated_at".into()),
+        table_schema: schema,
+        runs: vec![
+            run("20261127T041530123Z-0000000000ab", 2, 1200),
+            run("20261127T051530123Z-0000000000cd", 1, 7),
+        ],
+        iam_role: "arn:aws:iam::123456789012:role/tidemark-copy".into(),
+        loaded_at: chrono::DateTime::parse_from_rfc3339("2026-11-27T06:00:00.123456Z")?
+            .with_timezone(&chrono::Utc),
+    })
+}
+
+#[test]
+fn the_load_sql_matches_the_golden_files() -> anyhow::Result<()> {
+    let dist = RedshiftTableOptions {
+        diststyle: Some(DistStyle::Key),
+        distkey: Some("id".into()),
+        sortkey: vec!["updated_at".into()],
+    };
+    for (mode, name) in [
+        (LoadMode::Merge, "merge"),
+        (LoadMode::Append, "append"),
+        (LoadMode::Replace, "replace"),
+    ] {
+        let plan = golden_plan(mode)?;
+        for (dialect, dir) in [
+            (Dialect::Redshift, "redshift"),
+            (Dialect::Postgres, "postgres"),
+        ] {
+            let script = sql::load_script(dialect, &plan)?;
+            let expected = 10 + 2 * plan.runs.len() - usize::from(mode == LoadMode::Append);
+            assert_eq!(script.statements.len(), expected, "{name} {dir}");
+            assert_eq!(
+                script.statements.last().map(|s| s.role),
+                Some(Role::ReadLedger)
+            );
+            assert_golden(&format!("{dir}/load_{name}.sql"), &script.to_sql())?;
+        }
+    }
+    let plan = golden_plan(LoadMode::Merge)?;
+    let schema_step = [
+        sql::create_target(Dialect::Redshift, &plan, &dist)?,
+        sql::create_ledger(&plan.schema)?,
+    ];
+    assert_golden(
+        "redshift/load_schema.sql",
+        &schema_step.map(|s| format!("{s};\n")).join("\n"),
+    )?;
+    let manifest = sql::copy_manifest(&plan.runs[0].files, |k| format!("s3://tidemark-data/{k}"));
+    assert_golden("redshift/copy.manifest", &format!("{manifest}\n"))?;
+    Ok(())
+}
+
+#[test]
+fn the_load_payloads_round_trip() {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/load");
+    for name in ["submit", "status", "status_data_api"] {
+        let text = std::fs::read_to_string(dir.join(format!("{name}.json"))).unwrap();
+        let payload: Value = serde_json::from_str(&text).unwrap();
+        let request = parse_request(payload.clone()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(serde_json::to_value(&request).unwrap(), payload, "{name}");
+        if let LoadRequest::Status(status) = request {
+            assert!(!status.submission.runs.is_empty());
+        }
+    }
+    for name in ["submission", "load_status"] {
+        let text = std::fs::read_to_string(dir.join(format!("{name}.json"))).unwrap();
+        let payload: Value = serde_json::from_str(&text).unwrap();
+        let round = match name {
+            "submission" => serde_json::to_value(
+                serde_json::from_value::<LoadSubmission>(payload.clone()).unwrap(),
+            ),
+            _ => {
+                serde_json::to_value(serde_json::from_value::<LoadStatus>(payload.clone()).unwrap())
+            }
+        }
+        .unwrap();
+        assert_eq!(round, payload, "{name}");
+    }
+    let err = parse_request(json!({"action": "load"})).unwrap_err();
+    assert!(
+        err.to_string().contains("actions are submit, status"),
+        "{err}"
+    );
+    let err = parse_request(json!({"action": "submit", "run": {}, "colour": 1})).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NonRetryable);
+}

@@ -1,0 +1,279 @@
+//! statemachine/sync.asl.json executed by the local runner against scripted step functions:
+//! every path of the per-table flow (full, backup_only, redshift_only, chunk continuations,
+//! the load status loop, a failed table beside a healthy one) ends where it should.
+
+use std::sync::Mutex;
+
+use serde_json::{json, Value};
+use tidemark::local::{InvokeFuture, Invoker, Outcome, RunnerOptions, StateMachine, TaskFailure};
+use tidemark::steps::watermark::{parse_request, summarize, WatermarkRequest};
+
+const DEFINITION: &str = include_str!("../../statemachine/sync.asl.json");
+const FUNCTIONS: [&str; 3] = [
+    "ExtractFunctionArn",
+    "WatermarkFunctionArn",
+    "LoadFunctionArn",
+];
+
+/// Answers each action like the real functions would, and records every call.
+struct Script {
+    calls: Mutex<Vec<(String, String, Value)>>,
+    failing_table: Option<&'static str>,
+    failing_load: bool,
+}
+
+impl Script {
+    fn new(failing_table: Option<&'static str>) -> Self {
+        Script {
+            calls: Mutex::new(Vec::new()),
+            failing_table,
+            failing_load: false,
+        }
+    }
+
+    fn actions(&self, table: &str) -> Vec<String> {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, _, p)| p["table"] == table || p["run"]["table"] == table)
+            .map(|(_, action, _)| action.clone())
+            .collect()
+    }
+
+    fn count(&self, action: &str) -> usize {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, a, _)| a == action)
+            .count()
+    }
+}
+
+impl Invoker for Script {
+    fn invoke<'a>(&'a self, resource: &'a str, payload: Value) -> InvokeFuture<'a> {
+        Box::pin(async move {
+            let action = payload["action"].as_str().unwrap_or_default().to_owned();
+            let status_calls = self.count("status");
+            self.calls
+                .lock()
+                .unwrap()
+                .push((resource.to_owned(), action.clone(), payload.clone()));
+            let run = &payload["run"];
+            Ok(match (resource, action.as_str()) {
+                ("WatermarkFunctionArn", "prepare") => {
+                    let input = &payload["input"];
+                    json!({"pipeline": input["pipeline"], "tables": input.get("tables").cloned().unwrap_or(json!(["shop.a", "shop.b"])),
+                           "mode": input.get("mode").cloned().unwrap_or(json!("full")), "limit": null,
+                           "table_concurrency": 2, "chunk_concurrency": 2})
+                }
+                ("WatermarkFunctionArn", "begin") => {
+                    if Some(payload["table"].as_str().unwrap_or_default()) == self.failing_table {
+                        return Err(TaskFailure {
+                            error: "LeaseHeld".into(),
+                            cause: "{\"errorMessage\":\"locked by run r0\"}".into(),
+                        });
+                    }
+                    json!({"table": payload["table"], "run_id": format!("run-{}", payload["table"].as_str().unwrap_or_default().replace('.', "-")), "mode": payload["mode"]})
+                }
+                ("ExtractFunctionArn", "plan") => {
+                    json!({"chunks": [{"chunk": 0}, {"chunk": 1}], "null_cursor_rows": 0, "estimated_rows": 10})
+                }
+                ("ExtractFunctionArn", "extract") => {
+                    let chunk = payload["chunk"]["chunk"].as_u64().unwrap_or_default();
+                    if payload["continuation"].is_null() {
+                        json!({"chunk": chunk, "done": false, "continuation": {"next": 1}, "chunk_manifest_key": null, "rows": 5, "files": 1})
+                    } else {
+                        json!({"chunk": chunk, "done": true, "continuation": null, "chunk_manifest_key": format!("{}/chunk-{chunk}", run["table"].as_str().unwrap()), "rows": 5, "files": 1})
+                    }
+                }
+                ("WatermarkFunctionArn", "commit") => {
+                    json!({"rows": 20, "files": 4, "bytes": 400, "keys": payload["chunk_manifest_keys"]})
+                }
+                ("LoadFunctionArn", "submit") => {
+                    json!({"runs": [run["run_id"]], "statement_id": "s1", "state": "submitted"})
+                }
+                ("LoadFunctionArn", "status") if self.failing_load => {
+                    json!({"state": "failed", "loaded": [], "error": "serialization conflict 1023", "error_type": "Retryable", "remaining_runs": 0})
+                }
+                ("LoadFunctionArn", "status") => {
+                    let state = if status_calls % 2 == 0 {
+                        "running"
+                    } else {
+                        "finished"
+                    };
+                    json!({"state": state, "loaded": [{"run_id": run["run_id"], "rows_loaded": 20}], "error": null})
+                }
+                ("WatermarkFunctionArn", "commit_load") | ("WatermarkFunctionArn", "fail") => {
+                    json!({})
+                }
+                ("WatermarkFunctionArn", "summarize") => {
+                    let Ok(WatermarkRequest::Summarize(request)) = parse_request(payload.clone())
+                    else {
+                        return Err(TaskFailure {
+                            error: "NonRetryable".into(),
+                            cause: format!("bad summarize payload {payload}"),
+                        });
+                    };
+                    serde_json::to_value(summarize(&request)).unwrap()
+                }
+                other => {
+                    return Err(TaskFailure {
+                        error: "NonRetryable".into(),
+                        cause: format!("unexpected {other:?}"),
+                    })
+                }
+            })
+        })
+    }
+}
+
+async fn execute(input: Value, script: &Script) -> Outcome {
+    let machine = StateMachine::load(DEFINITION, &FUNCTIONS).unwrap();
+    let options = RunnerOptions {
+        wait_scale: 0.0,
+        retry_scale: 0.0,
+        execution_name: "test".into(),
+    };
+    machine.execute(input, script, &options).await
+}
+
+#[tokio::test]
+async fn a_full_sync_runs_every_stage_for_every_table() {
+    let script = Script::new(None);
+    let outcome = execute(json!({"pipeline": "default"}), &script).await;
+    let Outcome::Succeeded(output) = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(output["succeeded"], 2);
+    assert_eq!(output["tables"][0]["rows_extracted"], 20);
+    assert_eq!(output["tables"][1]["loaded"][0]["rows_loaded"], 20);
+    for table in ["shop.a", "shop.b"] {
+        let actions = script.actions(table);
+        assert_eq!(
+            actions.iter().filter(|a| *a == "extract").count(),
+            4,
+            "two chunks, each continued once: {actions:?}"
+        );
+        assert!(actions.iter().filter(|a| *a == "status").count() >= 1);
+        assert_eq!(actions.first().map(String::as_str), Some("begin"));
+        assert_eq!(actions.last().map(String::as_str), Some("commit_load"));
+    }
+    let commit = script
+        .calls
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(_, a, p)| a == "commit" && p["run"]["table"] == "shop.a")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        commit.2["chunk_manifest_keys"],
+        json!(["shop.a/chunk-0", "shop.a/chunk-1"])
+    );
+}
+
+#[tokio::test]
+async fn backup_only_stops_after_commit_and_redshift_only_only_loads() {
+    let script = Script::new(None);
+    let outcome = execute(
+        json!({"pipeline": "default", "tables": ["shop.a"], "mode": "backup_only"}),
+        &script,
+    )
+    .await;
+    assert!(matches!(outcome, Outcome::Succeeded(_)), "{outcome:?}");
+    assert_eq!(
+        script.actions("shop.a"),
+        ["begin", "plan", "extract", "extract", "extract", "extract", "commit"]
+    );
+
+    let script = Script::new(None);
+    let outcome = execute(
+        json!({"pipeline": "default", "tables": ["shop.a"], "mode": "redshift_only"}),
+        &script,
+    )
+    .await;
+    let Outcome::Succeeded(output) = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(output["tables"][0]["rows_extracted"], 0);
+    let actions = script.actions("shop.a");
+    assert!(
+        !actions
+            .iter()
+            .any(|a| a == "plan" || a == "extract" || a == "commit"),
+        "{actions:?}"
+    );
+    assert_eq!(actions.last().map(String::as_str), Some("commit_load"));
+}
+
+#[tokio::test]
+async fn a_failed_table_is_recorded_and_fails_the_execution_while_others_finish() {
+    let script = Script::new(Some("shop.a"));
+    let outcome = execute(json!({"pipeline": "default"}), &script).await;
+    let Outcome::Failed(failure) = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(failure.error, "TablesFailed");
+    assert!(
+        failure
+            .cause
+            .contains("shop.a failed: LeaseHeld: locked by run r0"),
+        "{}",
+        failure.cause
+    );
+    assert_eq!(script.actions("shop.a"), ["begin", "fail"]);
+    assert_eq!(
+        script.actions("shop.b").last().map(String::as_str),
+        Some("commit_load")
+    );
+    let fail = script
+        .calls
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(_, a, _)| a == "fail")
+        .cloned()
+        .unwrap();
+    assert_eq!(fail.2["run_id"], Value::Null);
+    assert_eq!(fail.2["error"]["Error"], "LeaseHeld");
+}
+
+#[tokio::test]
+async fn a_failed_load_batch_is_recorded_on_the_load_stage() {
+    let mut script = Script::new(None);
+    script.failing_load = true;
+    let outcome = execute(
+        json!({"pipeline": "default", "tables": ["shop.a"]}),
+        &script,
+    )
+    .await;
+    let Outcome::Failed(failure) = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert!(
+        failure
+            .cause
+            .contains("Retryable: serialization conflict 1023"),
+        "{}",
+        failure.cause
+    );
+    let actions = script.actions("shop.a");
+    assert_eq!(
+        actions.last().map(String::as_str),
+        Some("fail"),
+        "{actions:?}"
+    );
+    assert!(!actions.iter().any(|a| a == "commit_load"));
+    let fail = script
+        .calls
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(_, a, _)| a == "fail")
+        .cloned()
+        .unwrap();
+    assert_eq!(fail.2["stage"], "load");
+    assert_eq!(fail.2["run_id"], "run-shop-a");
+}

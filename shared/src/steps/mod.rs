@@ -1,7 +1,9 @@
 //! The steps the state machine and the CLI call, with their payload types, and the clients they
 //! share. A Lambda's `main` builds [`Services`] once and hands each payload to a step here.
 
+pub mod extract;
 pub mod load;
+pub mod local_sync;
 pub mod watermark;
 
 use std::collections::HashMap;

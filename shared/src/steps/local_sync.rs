@@ -1,0 +1,83 @@
+//! A sync run in process: `statemachine/sync.asl.json` executed by the local runner, with each
+//! Task resource bound to the same step the corresponding Lambda function runs.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::local::{InvokeFuture, Invoker, Outcome, RunnerOptions, StateMachine, TaskFailure};
+
+use super::{extract, load, watermark, Services};
+
+/// The orchestration definition, the same file the SAM template deploys.
+pub const DEFINITION: &str = include_str!("../../../statemachine/sync.asl.json");
+
+/// The `${Substitution}` names the definition's Task resources use, one per Lambda function.
+pub const FUNCTIONS: [&str; 3] = [
+    "ExtractFunctionArn",
+    "WatermarkFunctionArn",
+    "LoadFunctionArn",
+];
+
+/// Binds each function name to its library step.
+pub struct StepInvoker<'a> {
+    services: &'a Services,
+    extract_time_limit: Option<Duration>,
+}
+
+impl<'a> StepInvoker<'a> {
+    /// Steps run against `services`; each extraction stops after `extract_time_limit` (as a
+    /// Lambda would at its deadline) and continues in a following invocation.
+    pub fn new(services: &'a Services, extract_time_limit: Option<Duration>) -> Self {
+        StepInvoker {
+            services,
+            extract_time_limit,
+        }
+    }
+
+    async fn dispatch(&self, resource: &str, payload: Value) -> Result<Value> {
+        match resource {
+            "WatermarkFunctionArn" => {
+                watermark::handle(self.services, &watermark::parse_request(payload)?).await
+            }
+            "ExtractFunctionArn" => {
+                let request = extract::parse_request(payload)?;
+                extract::handle(self.services, &request, self.extract_time_limit).await
+            }
+            "LoadFunctionArn" => load::handle(self.services, &load::parse_request(payload)?).await,
+            other => Err(Error::InvalidRequest(format!(
+                "no step is bound to `{other}`"
+            ))),
+        }
+    }
+}
+
+impl Invoker for StepInvoker<'_> {
+    fn invoke<'b>(&'b self, resource: &'b str, payload: Value) -> InvokeFuture<'b> {
+        Box::pin(async move {
+            self.dispatch(resource, payload).await.map_err(|err| {
+                let error = err.kind().name().to_owned();
+                // The same shape as a Lambda error's Cause in Step Functions.
+                let cause = serde_json::json!({"errorType": error, "errorMessage": err.to_string()});
+                tracing::warn!(function = resource, error_type = %error, error = %err, "step failed");
+                TaskFailure {
+                    error,
+                    cause: cause.to_string(),
+                }
+            })
+        })
+    }
+}
+
+/// Runs one sync execution in process and returns how it ended.
+pub async fn run(
+    services: &Services,
+    input: Value,
+    options: &RunnerOptions,
+    extract_time_limit: Option<Duration>,
+) -> Result<Outcome> {
+    let machine = StateMachine::load(DEFINITION, &FUNCTIONS)?;
+    let invoker = StepInvoker::new(services, extract_time_limit);
+    Ok(machine.execute(input, &invoker, options).await)
+}

@@ -6,6 +6,7 @@
 mod config_cmd;
 mod output;
 mod s3clean_cmd;
+mod sync_cmd;
 mod watermark_cmd;
 
 use std::path::{Path, PathBuf};
@@ -57,6 +58,10 @@ enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Sync tables now: extract, commit and load, through the sync state machine.
+    ///
+    /// Example: `tidemark sync -t shop.orders` or `tidemark sync -p default --backup-only`
+    Sync(sync_cmd::SyncArgs),
     /// Validate and inspect the configuration file.
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
@@ -74,8 +79,8 @@ enum Command {
 /// A command's failure, carrying the exit code it maps to.
 #[derive(Debug)]
 pub(crate) struct Failure {
-    code: u8,
-    error: anyhow::Error,
+    pub(crate) code: u8,
+    pub(crate) error: anyhow::Error,
 }
 
 impl Failure {
@@ -142,6 +147,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli);
     let outcome = match &cli.command {
+        Command::Sync(args) => sync_cmd::run(args, &cli.config, cli.json).await,
         Command::Config(command) => config_cmd::run(command, &cli.config, cli.json),
         Command::Watermark(command) => watermark_cmd::run(command, &cli.config, cli.json).await,
         Command::WatermarkCount(command) => {

@@ -1082,6 +1082,11 @@ fn validate_table(path: &[&str; 4], table: &TableConfig, problems: &mut Problems
         ),
         _ => {}
     }
+    if let Some(sql) = &table.custom_sql {
+        if let Err(err) = crate::extract::validate_custom_sql(sql) {
+            problems.add(&at("custom_sql"), err.to_string());
+        }
+    }
     if table.custom_sql.is_some() && strategy != CdcStrategy::CustomSql {
         problems.add(
             &at("custom_sql"),
@@ -1342,6 +1347,28 @@ mod tests {
             "invalid value: integer `99999`",
         );
         assert_rejected_at_line("table_concurrency: 1", "table_concurrency: 0", "at least 1");
+    }
+
+    #[test]
+    fn custom_sql_must_be_one_select() {
+        let with_sql = |sql: &str| {
+            EXAMPLE.replacen(
+                "        cdc_strategy: hybrid         # hybrid | timestamp_only | id_only | full_sync | custom_sql\n",
+                &format!("        cdc_strategy: custom_sql\n        custom_sql: \"{sql}\"\n"),
+                1,
+            )
+        };
+        assert!(parse(&with_sql(
+            "SELECT * FROM shop.orders WHERE updated_at > :last_ts LIMIT :limit"
+        ))
+        .is_ok());
+        let err = error_of(&with_sql("DELETE FROM shop.orders; SELECT 1"));
+        let line = with_sql("x")
+            .lines()
+            .position(|l| l.contains("custom_sql: "))
+            .unwrap()
+            + 1;
+        assert!(err.starts_with(&format!("tidemark.yaml:{line}:")), "{err}");
     }
 
     #[test]

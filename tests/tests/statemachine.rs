@@ -277,3 +277,55 @@ async fn a_failed_load_batch_is_recorded_on_the_load_stage() {
     assert_eq!(fail.2["stage"], "load");
     assert_eq!(fail.2["run_id"], "run-shop-a");
 }
+
+/// Every `(function, action)` a Task of the definition sends.
+fn task_actions(states: &Value, found: &mut Vec<(String, String)>) {
+    for state in states.as_object().into_iter().flat_map(|s| s.values()) {
+        if state["Type"] == "Task" {
+            let resource = state["Resource"].as_str().unwrap_or_default();
+            let function = resource.trim_start_matches("${").trim_end_matches('}');
+            let action = state["Parameters"]["action"].as_str().unwrap_or_default();
+            found.push((function.to_owned(), action.to_owned()));
+        }
+        if let Some(processor) = state.get("ItemProcessor") {
+            task_actions(&processor["States"], found);
+        }
+    }
+}
+
+#[test]
+fn every_action_the_definition_sends_is_one_its_function_dispatches() {
+    let definition: Value = serde_json::from_str(DEFINITION).unwrap();
+    let mut actions = Vec::new();
+    task_actions(&definition["States"], &mut actions);
+    assert!(actions.len() >= 8, "{actions:?}");
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    for (function, action) in actions {
+        let (dir, file) = match function.as_str() {
+            "WatermarkFunctionArn" => ("watermark", format!("{action}.json")),
+            "ExtractFunctionArn" => ("extract", format!("{action}_request.json")),
+            "LoadFunctionArn" => ("load", format!("{action}.json")),
+            other => panic!("unknown function {other}"),
+        };
+        let path = fixtures.join(dir).join(&file);
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "{function} `{action}` has no golden fixture {}: {e}",
+                path.display()
+            )
+        });
+        let mut payload: Value = serde_json::from_str(&text).unwrap();
+        payload["action"] = json!(action);
+        let parsed = match function.as_str() {
+            "WatermarkFunctionArn" => {
+                tidemark::steps::watermark::parse_request(payload).map(|_| ())
+            }
+            "ExtractFunctionArn" => tidemark::steps::extract::parse_request(payload).map(|_| ()),
+            _ => tidemark::steps::load::parse_request(payload).map(|_| ()),
+        };
+        assert!(
+            parsed.is_ok(),
+            "{function} does not dispatch `{action}`: {parsed:?}"
+        );
+    }
+}

@@ -1,7 +1,10 @@
 //! The load steps end to end against the local stack: runs begun and committed by the real
 //! watermark steps (Parquet written by the harness, as extraction writes it), loaded into a
 //! fresh PostgreSQL schema, with the target's rows compared to the expected rows every time.
-//! Also: the golden Redshift and PostgreSQL load SQL, and the load payloads.
+//! Every scenario runs twice: against a `kind: postgres` target (wire protocol, binary COPY) and
+//! against a `kind: redshift, access: data_api` target served by the harness's Redshift Data API
+//! stand-in, which runs the Redshift SQL on the same PostgreSQL (modules `postgres::` and
+//! `redshift::`). Also: the golden Redshift and PostgreSQL load SQL, and the load payloads.
 
 use mysql_async::prelude::Queryable;
 use serde_json::{json, Value};
@@ -21,6 +24,7 @@ use tidemark::steps::watermark::{
 use tidemark::steps::Services;
 use tidemark::watermark::{Stage, Watermark};
 use tidemark::ErrorKind;
+use tidemark_tests::redshift_standin::{self, RedshiftStandin};
 use tidemark_tests::runs::commit_rows;
 use tidemark_tests::s3::TestBucket;
 use tidemark_tests::{assert_golden, TestMysql, TestPostgres};
@@ -31,6 +35,15 @@ const ORDERS: &str =
 const ORDERS_CONFIG: &str =
     "      \"{db}.orders\":\n        cursor_column: updated_at\n        lag: 0s\n";
 
+/// The warehouse a scenario loads into; both keep their tables in the test's PostgreSQL schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    /// `kind: postgres`.
+    Postgres,
+    /// `kind: redshift, access: data_api`, through the Data API stand-in.
+    Redshift,
+}
+
 /// One test's world: a MariaDB database, a PostgreSQL schema as the target, a bucket.
 struct World<'a> {
     mysql: &'a TestMysql,
@@ -39,10 +52,13 @@ struct World<'a> {
     bucket: TestBucket,
     table: String,
     target: String,
+    kind: Target,
+    _standin: Option<RedshiftStandin>,
 }
 
 impl<'a> World<'a> {
     async fn new(
+        kind: Target,
         mysql: &'a TestMysql,
         pg: &'a TestPostgres,
         create: &str,
@@ -52,16 +68,37 @@ impl<'a> World<'a> {
         mysql.conn().await?.query_drop(create).await?;
         let bucket = TestBucket::fresh().await?;
         let mut config = mysql.config(bucket.bucket().name(), tables_yaml)?;
-        if let Some(Connection::Postgres(target)) = config.connections.get_mut("wh") {
-            target.schema = pg.schema().to_owned();
+        let mut standin = None;
+        match kind {
+            Target::Postgres => {
+                if let Some(Connection::Postgres(target)) = config.connections.get_mut("wh") {
+                    target.schema = pg.schema().to_owned();
+                }
+            }
+            Target::Redshift => {
+                config.connections.insert(
+                    "wh".into(),
+                    Connection::Redshift(Box::new(redshift_standin::data_api_connection(
+                        pg.schema(),
+                    ))),
+                );
+                standin = Some(RedshiftStandin::start().await?);
+            }
+        }
+        let mut services = Services::from_env(config, None).await;
+        if let Some(standin) = &standin {
+            let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+            services = services.with_redshift_data(standin.client(&shared));
         }
         Ok(World {
             mysql,
             pg,
-            services: Services::from_env(config, None).await,
+            services,
             bucket,
             table: mysql.table(name).to_string(),
             target: name.to_owned(),
+            kind,
+            _standin: standin,
         })
     }
 
@@ -85,7 +122,46 @@ impl<'a> World<'a> {
         Ok(run.run_id)
     }
 
-    /// submit → status → commit_load, as the state machine runs them.
+    /// `status` until the load is finished or failed, as the state machine's Wait loop polls it.
+    async fn wait(
+        &self,
+        run: &RunContext,
+        submission: LoadSubmission,
+    ) -> anyhow::Result<LoadStatus> {
+        let request = StatusRequest {
+            run: run.clone(),
+            submission,
+        };
+        for _ in 0..600 {
+            let answer = status(&self.services, &request).await?;
+            if !matches!(answer.state, LoadState::Submitted | LoadState::Running) {
+                return Ok(answer);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        anyhow::bail!("the load of run `{}` did not end within 12 s", run.run_id)
+    }
+
+    /// A load that must fail: `submit`'s error, or the failed `status` of a Data API batch, as
+    /// (error type, message).
+    async fn failed_load(&self, run: &RunContext) -> anyhow::Result<(String, String)> {
+        let request = SubmitRequest {
+            run: run.clone(),
+            attempt: 0,
+        };
+        let submission = match submit(&self.services, &request).await {
+            Err(err) => return Ok((err.kind().name().to_owned(), err.to_string())),
+            Ok(submission) => submission,
+        };
+        let answer = self.wait(run, submission).await?;
+        assert_eq!(answer.state, LoadState::Failed, "{answer:?}");
+        Ok((
+            answer.error_type.unwrap_or_default(),
+            answer.error.unwrap_or_default(),
+        ))
+    }
+
+    /// submit → status (polled) → commit_load, as the state machine runs them.
     async fn load(&self, run: &RunContext) -> anyhow::Result<LoadStatus> {
         let submission = submit(
             &self.services,
@@ -95,14 +171,7 @@ impl<'a> World<'a> {
             },
         )
         .await?;
-        let answer = status(
-            &self.services,
-            &StatusRequest {
-                run: run.clone(),
-                submission,
-            },
-        )
-        .await?;
+        let answer = self.wait(run, submission).await?;
         assert_eq!(answer.state, LoadState::Finished, "{answer:?}");
         commit_load(
             &self.services,
@@ -190,13 +259,18 @@ fn loaded(answer: &LoadStatus) -> Vec<(String, u64)> {
         .collect()
 }
 
-async fn in_world<F>(create: &'static str, name: &'static str, yaml: &'static str, test: F)
-where
+async fn in_world<F>(
+    kind: Target,
+    create: &'static str,
+    name: &'static str,
+    yaml: &'static str,
+    test: F,
+) where
     F: AsyncFnOnce(&World<'_>) -> anyhow::Result<()>,
 {
     TestMysql::run(async |mysql| {
         TestPostgres::run(async |pg| {
-            let world = World::new(mysql, pg, create, name, yaml).await?;
+            let world = World::new(kind, mysql, pg, create, name, yaml).await?;
             let outcome = test(&world).await;
             world.finish().await?;
             outcome
@@ -207,9 +281,8 @@ where
     .unwrap();
 }
 
-#[tokio::test]
-async fn the_first_load_creates_the_table_and_records_the_ledger() {
-    in_world(ORDERS, "orders", ORDERS_CONFIG, async |w| {
+async fn the_first_load_creates_the_table_and_records_the_ledger(kind: Target) {
+    in_world(kind, ORDERS, "orders", ORDERS_CONFIG, async |w| {
         let answer = w
             .sync(&[
                 vec![
@@ -239,9 +312,8 @@ async fn the_first_load_creates_the_table_and_records_the_ledger() {
     .await;
 }
 
-#[tokio::test]
-async fn merge_replaces_updated_rows_and_keeps_the_newest_of_two_pending_runs() {
-    in_world(ORDERS, "orders", ORDERS_CONFIG, async |w| {
+async fn merge_replaces_updated_rows_and_keeps_the_newest_of_two_pending_runs(kind: Target) {
+    in_world(kind, ORDERS, "orders", ORDERS_CONFIG, async |w| {
         w.sync(&[vec![
             order(1, "2024-01-01 00:00:00", "1.00", "one"),
             order(2, "2024-01-01 00:00:00", "2.00", "two"),
@@ -293,9 +365,8 @@ fn event(id: i64, at: &str, kind: &str) -> Vec<Value> {
     vec![json!(id), json!(at), json!(kind)]
 }
 
-#[tokio::test]
-async fn append_inserts_every_row_of_every_run() {
-    in_world(EVENTS, "events", EVENTS_CONFIG, async |w| {
+async fn append_inserts_every_row_of_every_run(kind: Target) {
+    in_world(kind, EVENTS, "events", EVENTS_CONFIG, async |w| {
         w.sync(&[vec![
             event(1, "2024-01-01 00:00:00", "open"),
             event(1, "2024-01-01 00:00:00", "open"),
@@ -331,9 +402,8 @@ async fn append_inserts_every_row_of_every_run() {
 const FULL_CONFIG: &str =
     "      \"{db}.orders\":\n        cdc_strategy: full_sync\n        lag: 0s\n";
 
-#[tokio::test]
-async fn replace_makes_the_target_exactly_the_latest_run() {
-    in_world(ORDERS, "orders", FULL_CONFIG, async |w| {
+async fn replace_makes_the_target_exactly_the_latest_run(kind: Target) {
+    in_world(kind, ORDERS, "orders", FULL_CONFIG, async |w| {
         w.sync(&[vec![
             order(1, "2024-01-01 00:00:00", "1.00", "one"),
             order(2, "2024-01-01 00:00:00", "2.00", "two"),
@@ -371,10 +441,10 @@ async fn replace_makes_the_target_exactly_the_latest_run() {
     .await;
 }
 
-#[tokio::test]
-async fn a_run_loaded_twice_changes_nothing() {
-    in_world(EVENTS, "events", EVENTS_CONFIG, async |w| {
-        // The same submit twice (a retried Lambda): the second is answered from the ledger.
+async fn a_run_loaded_twice_changes_nothing(kind: Target) {
+    in_world(kind, EVENTS, "events", EVENTS_CONFIG, async |w| {
+        // The same submit twice (a retried Lambda): the second is answered from the ledger
+        // (wire protocol), or gets the first batch back by its ClientToken (Data API).
         let run = w.begin(SyncMode::Full).await?;
         commit_rows(
             &w.services,
@@ -387,10 +457,16 @@ async fn a_run_loaded_twice_changes_nothing() {
             attempt: 0,
         };
         let first = submit(&w.services, &request).await?;
+        assert_eq!(
+            w.wait(&run, first.clone()).await?.state,
+            LoadState::Finished
+        );
         let rows = w.rows().await?;
         let ledger = w.ledger().await?;
+        assert_eq!(rows.len(), 1);
         let second = submit(&w.services, &request).await?;
         assert_eq!(first, second);
+        assert_eq!(w.wait(&run, second).await?.state, LoadState::Finished);
         assert_eq!(w.rows().await?, rows);
         assert_eq!(w.ledger().await?, ledger);
 
@@ -431,8 +507,13 @@ async fn a_run_loaded_twice_changes_nothing() {
 }
 
 /// Loads a pending run whose files were tampered with by `damage`; the load must fail with
-/// `expected` in its message and leave target, ledger and watermark as they were.
-async fn failing_load(w: &World<'_>, damage: &str, expected: &str) -> anyhow::Result<()> {
+/// `expected` (PostgreSQL's check, or Redshift COPY's) in its message and leave target, ledger
+/// and watermark as they were.
+async fn failing_load(w: &World<'_>, damage: &str, expected: [&str; 2]) -> anyhow::Result<()> {
+    let expected = match w.kind {
+        Target::Postgres => expected[0],
+        Target::Redshift => expected[1],
+    };
     w.sync(&[vec![order(1, "2024-01-01 00:00:00", "1.00", "one")]])
         .await?;
     let rows = w.rows().await?;
@@ -469,17 +550,8 @@ async fn failing_load(w: &World<'_>, damage: &str, expected: &str) -> anyhow::Re
             w.bucket.bucket().put(victim, body.into()).await?;
         }
     }
-    let err = submit(
-        &w.services,
-        &SubmitRequest {
-            run: run.clone(),
-            attempt: 0,
-        },
-    )
-    .await
-    .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::NonRetryable, "{err}");
-    let text = err.to_string();
+    let (error_type, text) = w.failed_load(&run).await?;
+    assert_eq!(error_type, ErrorKind::NonRetryable.name(), "{text}");
     assert!(
         text.contains(expected) && text.contains(victim.as_str()),
         "{text}"
@@ -494,25 +566,27 @@ async fn failing_load(w: &World<'_>, damage: &str, expected: &str) -> anyhow::Re
     Ok(())
 }
 
-#[tokio::test]
-async fn a_missing_file_fails_the_load_and_commits_nothing() {
-    in_world(ORDERS, "orders", ORDERS_CONFIG, async |w| {
-        failing_load(w, "delete", "missing").await
+async fn a_missing_file_fails_the_load_and_commits_nothing(kind: Target) {
+    in_world(kind, ORDERS, "orders", ORDERS_CONFIG, async |w| {
+        failing_load(
+            w,
+            "delete",
+            ["missing", "mandatory but the file was not found"],
+        )
+        .await
     })
     .await;
 }
 
-#[tokio::test]
-async fn a_file_of_another_size_fails_the_load_and_commits_nothing() {
-    in_world(ORDERS, "orders", ORDERS_CONFIG, async |w| {
-        failing_load(w, "grow", "bytes but run").await
+async fn a_file_of_another_size_fails_the_load_and_commits_nothing(kind: Target) {
+    in_world(kind, ORDERS, "orders", ORDERS_CONFIG, async |w| {
+        failing_load(w, "grow", ["bytes but run", "invalid content length"]).await
     })
     .await;
 }
 
-#[tokio::test]
-async fn an_added_column_is_added_to_the_target() {
-    in_world(ORDERS, "orders", ORDERS_CONFIG, async |w| {
+async fn an_added_column_is_added_to_the_target(kind: Target) {
+    in_world(kind, ORDERS, "orders", ORDERS_CONFIG, async |w| {
         w.sync(&[vec![order(1, "2024-01-01 00:00:00", "1.00", "one")]])
             .await?;
         w.mysql
@@ -541,9 +615,8 @@ async fn an_added_column_is_added_to_the_target() {
     .await;
 }
 
-#[tokio::test]
-async fn an_incompatible_change_is_schema_drift() {
-    in_world(ORDERS, "orders", ORDERS_CONFIG, async |w| {
+async fn an_incompatible_change_is_schema_drift(kind: Target) {
+    in_world(kind, ORDERS, "orders", ORDERS_CONFIG, async |w| {
         w.sync(&[vec![order(1, "2024-01-01 00:00:00", "1.00", "one")]])
             .await?;
         let rows = w.rows().await?;
@@ -564,11 +637,9 @@ async fn an_incompatible_change_is_schema_drift() {
             ]]],
         )
         .await?;
-        let err = submit(&w.services, &SubmitRequest { run, attempt: 0 })
-            .await
-            .unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::SchemaDrift, "{err}");
-        assert!(err.to_string().contains("`amount`"), "{err}");
+        let (error_type, text) = w.failed_load(&run).await?;
+        assert_eq!(error_type, ErrorKind::SchemaDrift.name(), "{text}");
+        assert!(text.contains("`amount`"), "{text}");
         assert_eq!(w.rows().await?, rows);
         Ok(())
     })
@@ -583,9 +654,8 @@ const ZOO: &str = "CREATE TABLE zoo (
 const ZOO_CONFIG: &str =
     "      \"{db}.zoo\":\n        cursor_column: updated_at\n        lag: 0s\n";
 
-#[tokio::test]
-async fn every_type_loads_exactly() {
-    in_world(ZOO, "zoo", ZOO_CONFIG, async |w| {
+async fn every_type_loads_exactly(kind: Target) {
+    in_world(kind, ZOO, "zoo", ZOO_CONFIG, async |w| {
         let at = "2024-01-01 00:00:00";
         w.sync(&[vec![
             vec![
@@ -623,6 +693,37 @@ async fn every_type_loads_exactly() {
     })
     .await;
 }
+
+/// One `#[tokio::test]` per scenario and target: `postgres::<scenario>` and `redshift::<scenario>`.
+macro_rules! on_both_targets {
+    ($($scenario:ident),* $(,)?) => {
+        mod postgres {
+            $(#[tokio::test]
+            async fn $scenario() {
+                super::$scenario(super::Target::Postgres).await
+            })*
+        }
+        mod redshift {
+            $(#[tokio::test]
+            async fn $scenario() {
+                super::$scenario(super::Target::Redshift).await
+            })*
+        }
+    };
+}
+
+on_both_targets!(
+    the_first_load_creates_the_table_and_records_the_ledger,
+    merge_replaces_updated_rows_and_keeps_the_newest_of_two_pending_runs,
+    append_inserts_every_row_of_every_run,
+    replace_makes_the_target_exactly_the_latest_run,
+    a_run_loaded_twice_changes_nothing,
+    a_missing_file_fails_the_load_and_commits_nothing,
+    a_file_of_another_size_fails_the_load_and_commits_nothing,
+    an_added_column_is_added_to_the_target,
+    an_incompatible_change_is_schema_drift,
+    every_type_loads_exactly,
+);
 
 fn golden_plan(mode: LoadMode) -> anyhow::Result<LoadPlan> {
     let table = TableId::parse("shop.orders")?;

@@ -488,20 +488,9 @@ fn submit(state: &Arc<State>, input: &Value, batch: bool) -> Result<Value, ApiEr
         target: target.clone(),
         task: None,
     };
-    state
-        .statements
-        .lock()
-        .expect("the statement map is never poisoned")
-        .insert(id.clone(), record);
+    state.statements().insert(id.clone(), record);
     let task = tokio::spawn(run(state.clone(), id.clone(), sqls, batch));
-    if let Some(record) = state
-        .statements
-        .lock()
-        .expect("the statement map is never poisoned")
-        .get_mut(&id)
-    {
-        record.task = Some(task.abort_handle());
-    }
+    state.update(&id, |record| record.task = Some(task.abort_handle()));
     let mut answer = target;
     answer["Id"] = json!(id);
     answer["CreatedAt"] = json!(created_at);
@@ -509,13 +498,26 @@ fn submit(state: &Arc<State>, input: &Value, batch: bool) -> Result<Value, ApiEr
 }
 
 impl State {
-    fn update(&self, id: &str, change: impl FnOnce(&mut Record)) {
-        if let Some(record) = self
-            .statements
+    fn statements(&self) -> std::sync::MutexGuard<'_, HashMap<String, Record>> {
+        self.statements
             .lock()
             .expect("the statement map is never poisoned")
-            .get_mut(id)
-        {
+    }
+
+    /// Runs `action` on the statement a request's `Id` names.
+    fn with_statement<T>(
+        &self,
+        input: &Value,
+        action: impl FnOnce(&str, &mut Record) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        let id = statement_id(input)?;
+        let mut statements = self.statements();
+        let record = statements.get_mut(id).ok_or_else(|| not_found(id))?;
+        action(id, record)
+    }
+
+    fn update(&self, id: &str, change: impl FnOnce(&mut Record)) {
+        if let Some(record) = self.statements().get_mut(id) {
             change(record);
             record.updated_at = now();
         }
@@ -833,12 +835,10 @@ fn not_found(id: &str) -> ApiError {
 }
 
 fn describe(state: &State, input: &Value) -> Result<Value, ApiError> {
-    let id = statement_id(input)?;
-    let mut statements = state
-        .statements
-        .lock()
-        .expect("the statement map is never poisoned");
-    let record = statements.get_mut(id).ok_or_else(|| not_found(id))?;
+    state.with_statement(input, describe_record)
+}
+
+fn describe_record(id: &str, record: &mut Record) -> Result<Value, ApiError> {
     record.describes += 1;
     let visible = record.phase.visible(record.describes);
     let finished = visible == Phase::Finished;
@@ -897,10 +897,7 @@ fn result(state: &State, input: &Value) -> Result<Value, ApiError> {
         ),
         None => (id, 0),
     };
-    let statements = state
-        .statements
-        .lock()
-        .expect("the statement map is never poisoned");
+    let statements = state.statements();
     let record = statements.get(parent).ok_or_else(|| not_found(id))?;
     let no_result = || {
         ApiError::validation(
@@ -955,12 +952,10 @@ fn field(value: Option<&str>, ty: &Type) -> Value {
 }
 
 fn cancel(state: &State, input: &Value) -> Result<Value, ApiError> {
-    let id = statement_id(input)?;
-    let mut statements = state
-        .statements
-        .lock()
-        .expect("the statement map is never poisoned");
-    let record = statements.get_mut(id).ok_or_else(|| not_found(id))?;
+    state.with_statement(input, |_, record| cancel_record(record))
+}
+
+fn cancel_record(record: &mut Record) -> Result<Value, ApiError> {
     if record.phase.rank() == 2 {
         return Err(ApiError::validation(format!(
             "Could not cancel a query that is already in {} state.",

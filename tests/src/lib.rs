@@ -8,6 +8,7 @@
 //! when it fails or panics; any such name older than an hour (left by a killed test run) is
 //! dropped the next time the harness starts.
 
+pub mod bastion;
 pub mod redshift_standin;
 pub mod runs;
 pub mod s3;

@@ -118,6 +118,10 @@ pub struct PostgresConnection {
     /// Connect timeout. Default `10s`.
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: HumanDuration,
+    /// SSH bastion in front of the server: when given, every connection goes through it and
+    /// `host`/`port` are the server as the bastion sees it.
+    #[serde(default)]
+    pub tunnel: Option<TunnelConfig>,
 }
 
 /// Amazon Redshift.
@@ -175,7 +179,7 @@ pub struct RedshiftConnection {
     pub statement_timeout: HumanDuration,
 }
 
-/// An SSH bastion in front of Redshift.
+/// An SSH bastion in front of a warehouse (Redshift or PostgreSQL).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TunnelConfig {
@@ -470,7 +474,7 @@ impl fmt::Display for HumanDuration {
             ("m", 60_000),
             ("s", 1_000),
         ] {
-            if millis % size == 0 && millis > 0 {
+            if millis.is_multiple_of(size) && millis > 0 {
                 return write!(f, "{}{unit}", millis / size);
             }
         }
@@ -995,6 +999,9 @@ fn validate_connection(name: &str, connection: &Connection, problems: &mut Probl
                     "give `password` or `password_secret`, not both",
                 );
             }
+            if let Some(tunnel) = &postgres.tunnel {
+                validate_tunnel(name, tunnel, problems);
+            }
         }
         Connection::Redshift(redshift) => {
             let data_api_target =
@@ -1040,22 +1047,25 @@ fn validate_connection(name: &str, connection: &Connection, problems: &mut Probl
                 );
             }
             if let Some(tunnel) = &redshift.tunnel {
-                let keys = tunnel.private_key_secret.is_some() as u8
-                    + tunnel.private_key_file.is_some() as u8;
-                if keys != 1 {
-                    problems.add(
-                        &["connections", name, "tunnel"],
-                        "a tunnel needs exactly one of `private_key_secret` or `private_key_file`",
-                    );
-                }
-                if tunnel.verify_host_key && tunnel.host_key.is_none() {
-                    problems.add(
-                        &["connections", name, "tunnel"],
-                        "give the bastion's `host_key` (`ssh-keyscan HOST` prints it), or set `verify_host_key: false`",
-                    );
-                }
+                validate_tunnel(name, tunnel, problems);
             }
         }
+    }
+}
+
+fn validate_tunnel(name: &str, tunnel: &TunnelConfig, problems: &mut Problems<'_>) {
+    let keys = tunnel.private_key_secret.is_some() as u8 + tunnel.private_key_file.is_some() as u8;
+    if keys != 1 {
+        problems.add(
+            &["connections", name, "tunnel"],
+            "a tunnel needs exactly one of `private_key_secret` or `private_key_file`",
+        );
+    }
+    if tunnel.verify_host_key && tunnel.host_key.is_none() {
+        problems.add(
+            &["connections", name, "tunnel"],
+            "give the bastion's `host_key` (`ssh-keyscan HOST` prints it), or set `verify_host_key: false`",
+        );
     }
 }
 

@@ -121,6 +121,18 @@ pub enum Error {
         context: String,
         message: String,
         retryable: bool,
+        /// The API could not be reached or refused the credentials (not a SQL error): with a
+        /// `tunnel` block the load falls back to the SSH tunnel.
+        unreachable: bool,
+    },
+
+    /// The SSH tunnel to a warehouse could not be opened or broke. Host key and authentication
+    /// failures are not retryable; a lost or unreachable bastion is.
+    #[error("ssh tunnel through `{bastion}`: {message}")]
+    Tunnel {
+        bastion: String,
+        message: String,
+        retryable: bool,
     },
 
     /// Reading or writing a local file failed.
@@ -193,7 +205,9 @@ impl Error {
                 }
                 Some(_) => ErrorKind::NonRetryable,
             },
-            Error::S3 { retryable, .. } | Error::DataApi { retryable, .. } => {
+            Error::S3 { retryable, .. }
+            | Error::DataApi { retryable, .. }
+            | Error::Tunnel { retryable, .. } => {
                 if *retryable {
                     ErrorKind::Retryable
                 } else {

@@ -8,7 +8,9 @@
 //! when it fails or panics; any such name older than an hour (left by a killed test run) is
 //! dropped the next time the harness starts.
 
+pub mod bastion;
 pub mod compare;
+pub mod redshift_standin;
 pub mod runs;
 pub mod s3;
 pub mod stored_runs;

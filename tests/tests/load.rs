@@ -1,7 +1,18 @@
 //! The load steps end to end against the local stack: runs begun and committed by the real
 //! watermark steps (Parquet written by the harness, as extraction writes it), loaded into a
 //! fresh PostgreSQL schema, with the target's rows compared to the expected rows every time.
-//! Also: the golden Redshift and PostgreSQL load SQL, and the load payloads.
+//! Every scenario runs three times: against a `kind: postgres` target (wire protocol, binary
+//! COPY); against a `kind: redshift, access: data_api` target served by the harness's Redshift
+//! Data API stand-in, which runs the Redshift SQL on the same PostgreSQL; and against the same
+//! `kind: postgres` target through an SSH tunnel (a private sshd, the key in Secrets Manager)
+//! — modules `postgres::`, `redshift::` and `tunnel::`.
+//!
+//! Why the tunnel is tested with a PostgreSQL target: the server behind the bastion is
+//! PostgreSQL, which cannot run Redshift's SQL over the wire (COPY from S3, DISTKEY, SUPER).
+//! Redshift `access: tunnel` and the Data API's fallback use the very same transport
+//! (`tunnel::open` + `Tunnel::connect` + `wire::load`) with the Redshift dialect; only the SQL
+//! differs, and that is covered through the stand-in. Also: the golden Redshift and PostgreSQL
+//! load SQL, and the load payloads.
 
 use mysql_async::prelude::Queryable;
 use serde_json::{json, Value};
@@ -21,6 +32,8 @@ use tidemark::steps::watermark::{
 use tidemark::steps::Services;
 use tidemark::watermark::{Stage, Watermark};
 use tidemark::ErrorKind;
+use tidemark_tests::bastion::Bastion;
+use tidemark_tests::redshift_standin::{self, RedshiftStandin};
 use tidemark_tests::runs::commit_rows;
 use tidemark_tests::s3::TestBucket;
 use tidemark_tests::{assert_golden, TestMysql, TestPostgres};
@@ -31,6 +44,17 @@ const ORDERS: &str =
 const ORDERS_CONFIG: &str =
     "      \"{db}.orders\":\n        cursor_column: updated_at\n        lag: 0s\n";
 
+/// The warehouse a scenario loads into; both keep their tables in the test's PostgreSQL schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    /// `kind: postgres`.
+    Postgres,
+    /// `kind: redshift, access: data_api`, through the Data API stand-in.
+    Redshift,
+    /// `kind: postgres` through an SSH bastion.
+    Tunnel,
+}
+
 /// One test's world: a MariaDB database, a PostgreSQL schema as the target, a bucket.
 struct World<'a> {
     mysql: &'a TestMysql,
@@ -39,10 +63,14 @@ struct World<'a> {
     bucket: TestBucket,
     table: String,
     target: String,
+    kind: Target,
+    _standin: Option<RedshiftStandin>,
+    bastion: Option<Bastion>,
 }
 
 impl<'a> World<'a> {
     async fn new(
+        kind: Target,
         mysql: &'a TestMysql,
         pg: &'a TestPostgres,
         create: &str,
@@ -52,16 +80,49 @@ impl<'a> World<'a> {
         mysql.conn().await?.query_drop(create).await?;
         let bucket = TestBucket::fresh().await?;
         let mut config = mysql.config(bucket.bucket().name(), tables_yaml)?;
-        if let Some(Connection::Postgres(target)) = config.connections.get_mut("wh") {
-            target.schema = pg.schema().to_owned();
+        let mut standin = None;
+        let mut bastion = None;
+        match kind {
+            Target::Postgres | Target::Tunnel => {
+                let Some(Connection::Postgres(target)) = config.connections.get_mut("wh") else {
+                    anyhow::bail!("the harness config has no postgres target `wh`");
+                };
+                target.schema = pg.schema().to_owned();
+                if kind == Target::Tunnel {
+                    let started =
+                        Bastion::start(&format!("{}:{}", target.host, target.port)).await?;
+                    let mut tunnel = started.tunnel_config();
+                    tunnel.private_key_file = None;
+                    tunnel.private_key_secret = Some(store_secret(&started.private_key()?).await?);
+                    target.tunnel = Some(tunnel);
+                    bastion = Some(started);
+                }
+            }
+            Target::Redshift => {
+                config.connections.insert(
+                    "wh".into(),
+                    Connection::Redshift(Box::new(redshift_standin::data_api_connection(
+                        pg.schema(),
+                    ))),
+                );
+                standin = Some(RedshiftStandin::start().await?);
+            }
+        }
+        let mut services = Services::from_env(config, None).await;
+        if let Some(standin) = &standin {
+            let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+            services = services.with_redshift_data(standin.client(&shared));
         }
         Ok(World {
             mysql,
             pg,
-            services: Services::from_env(config, None).await,
+            services,
             bucket,
             table: mysql.table(name).to_string(),
             target: name.to_owned(),
+            kind,
+            _standin: standin,
+            bastion,
         })
     }
 
@@ -85,7 +146,84 @@ impl<'a> World<'a> {
         Ok(run.run_id)
     }
 
-    /// submit → status → commit_load, as the state machine runs them.
+    /// `status` until the load is finished or failed, as the state machine's Wait loop polls it.
+    async fn wait(
+        &self,
+        run: &RunContext,
+        submission: LoadSubmission,
+    ) -> anyhow::Result<LoadStatus> {
+        let request = StatusRequest {
+            run: run.clone(),
+            submission,
+        };
+        for _ in 0..600 {
+            let answer = status(&self.services, &request).await?;
+            if !matches!(answer.state, LoadState::Submitted | LoadState::Running) {
+                return Ok(answer);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        anyhow::bail!("the load of run `{}` did not end within 12 s", run.run_id)
+    }
+
+    /// A load that must fail: `submit`'s error, or the failed `status` of a Data API batch, as
+    /// (error type, message).
+    async fn failed_load(&self, run: &RunContext) -> anyhow::Result<(String, String)> {
+        let request = SubmitRequest {
+            run: run.clone(),
+            attempt: 0,
+        };
+        let submission = match submit(&self.services, &request).await {
+            Err(err) => return Ok((err.kind().name().to_owned(), err.to_string())),
+            Ok(submission) => submission,
+        };
+        let answer = self.wait(run, submission).await?;
+        assert_eq!(answer.state, LoadState::Failed, "{answer:?}");
+        Ok((
+            answer.error_type.unwrap_or_default(),
+            answer.error.unwrap_or_default(),
+        ))
+    }
+
+    /// A run of `row`, committed and submitted with `services` (this world's, with another
+    /// target configuration); the submit must fail, and its error is returned.
+    async fn failing_submit(
+        &self,
+        services: &Services,
+        row: Vec<Value>,
+    ) -> anyhow::Result<tidemark::Error> {
+        let run = self.begin(SyncMode::Full).await?;
+        commit_rows(services, &run, &[vec![row]]).await?;
+        match submit(services, &SubmitRequest { run, attempt: 0 }).await {
+            Ok(submission) => anyhow::bail!("the load should have failed: {submission:?}"),
+            Err(err) => Ok(err),
+        }
+    }
+
+    /// Syncs one order and returns the target's rows and ledger: what a failing load must leave.
+    async fn one_order_loaded(&self) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+        self.sync(&[vec![order(1, "2024-01-01 00:00:00", "1.00", "one")]])
+            .await?;
+        Ok((self.rows().await?, self.ledger().await?))
+    }
+
+    /// After a failed load: target and ledger as they were, the run still pending.
+    async fn assert_nothing_committed(
+        &self,
+        rows: &[String],
+        ledger: &[String],
+    ) -> anyhow::Result<()> {
+        assert_eq!(self.rows().await?, rows, "the target is unchanged");
+        assert_eq!(self.ledger().await?, ledger, "the ledger is unchanged");
+        assert_eq!(
+            self.watermark().await?.pending_runs.len(),
+            1,
+            "the run stays pending"
+        );
+        Ok(())
+    }
+
+    /// submit → status (polled) → commit_load, as the state machine runs them.
     async fn load(&self, run: &RunContext) -> anyhow::Result<LoadStatus> {
         let submission = submit(
             &self.services,
@@ -95,14 +233,7 @@ impl<'a> World<'a> {
             },
         )
         .await?;
-        let answer = status(
-            &self.services,
-            &StatusRequest {
-                run: run.clone(),
-                submission,
-            },
-        )
-        .await?;
+        let answer = self.wait(run, submission).await?;
         assert_eq!(answer.state, LoadState::Finished, "{answer:?}");
         commit_load(
             &self.services,
@@ -174,8 +305,29 @@ impl<'a> World<'a> {
 
     async fn finish(self) -> anyhow::Result<()> {
         let _ = self.mysql;
+        if let Some(bastion) = &self.bastion {
+            // Proof that the loads really went through the tunnel.
+            let log = bastion.log();
+            anyhow::ensure!(
+                log.contains("Accepted publickey for"),
+                "sshd saw no login:\n{log}"
+            );
+        }
         self.bucket.remove().await
     }
+}
+
+/// Stores `text` as a new secret on the local Secrets Manager; returns its name.
+async fn store_secret(text: &str) -> anyhow::Result<String> {
+    let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let name = format!("tidemark-test-{}", uuid::Uuid::new_v4().simple());
+    aws_sdk_secretsmanager::Client::new(&shared)
+        .create_secret()
+        .name(&name)
+        .secret_string(text)
+        .send()
+        .await?;
+    Ok(name)
 }
 
 fn order(id: i64, at: &str, amount: &str, note: &str) -> Vec<Value> {
@@ -190,13 +342,18 @@ fn loaded(answer: &LoadStatus) -> Vec<(String, u64)> {
         .collect()
 }
 
-async fn in_world<F>(create: &'static str, name: &'static str, yaml: &'static str, test: F)
-where
+async fn in_world<F>(
+    kind: Target,
+    create: &'static str,
+    name: &'static str,
+    yaml: &'static str,
+    test: F,
+) where
     F: AsyncFnOnce(&World<'_>) -> anyhow::Result<()>,
 {
     TestMysql::run(async |mysql| {
         TestPostgres::run(async |pg| {
-            let world = World::new(mysql, pg, create, name, yaml).await?;
+            let world = World::new(kind, mysql, pg, create, name, yaml).await?;
             let outcome = test(&world).await;
             world.finish().await?;
             outcome
@@ -207,9 +364,8 @@ where
     .unwrap();
 }
 
-#[tokio::test]
-async fn the_first_load_creates_the_table_and_records_the_ledger() {
-    in_world(ORDERS, "orders", ORDERS_CONFIG, async |w| {
+async fn the_first_load_creates_the_table_and_records_the_ledger(kind: Target) {
+    in_world(kind, ORDERS, "orders", ORDERS_CONFIG, async |w| {
         let answer = w
             .sync(&[
                 vec![
@@ -239,9 +395,8 @@ async fn the_first_load_creates_the_table_and_records_the_ledger() {
     .await;
 }
 
-#[tokio::test]
-async fn merge_replaces_updated_rows_and_keeps_the_newest_of_two_pending_runs() {
-    in_world(ORDERS, "orders", ORDERS_CONFIG, async |w| {
+async fn merge_replaces_updated_rows_and_keeps_the_newest_of_two_pending_runs(kind: Target) {
+    in_world(kind, ORDERS, "orders", ORDERS_CONFIG, async |w| {
         w.sync(&[vec![
             order(1, "2024-01-01 00:00:00", "1.00", "one"),
             order(2, "2024-01-01 00:00:00", "2.00", "two"),
@@ -293,9 +448,8 @@ fn event(id: i64, at: &str, kind: &str) -> Vec<Value> {
     vec![json!(id), json!(at), json!(kind)]
 }
 
-#[tokio::test]
-async fn append_inserts_every_row_of_every_run() {
-    in_world(EVENTS, "events", EVENTS_CONFIG, async |w| {
+async fn append_inserts_every_row_of_every_run(kind: Target) {
+    in_world(kind, EVENTS, "events", EVENTS_CONFIG, async |w| {
         w.sync(&[vec![
             event(1, "2024-01-01 00:00:00", "open"),
             event(1, "2024-01-01 00:00:00", "open"),
@@ -331,9 +485,8 @@ async fn append_inserts_every_row_of_every_run() {
 const FULL_CONFIG: &str =
     "      \"{db}.orders\":\n        cdc_strategy: full_sync\n        lag: 0s\n";
 
-#[tokio::test]
-async fn replace_makes_the_target_exactly_the_latest_run() {
-    in_world(ORDERS, "orders", FULL_CONFIG, async |w| {
+async fn replace_makes_the_target_exactly_the_latest_run(kind: Target) {
+    in_world(kind, ORDERS, "orders", FULL_CONFIG, async |w| {
         w.sync(&[vec![
             order(1, "2024-01-01 00:00:00", "1.00", "one"),
             order(2, "2024-01-01 00:00:00", "2.00", "two"),
@@ -371,10 +524,10 @@ async fn replace_makes_the_target_exactly_the_latest_run() {
     .await;
 }
 
-#[tokio::test]
-async fn a_run_loaded_twice_changes_nothing() {
-    in_world(EVENTS, "events", EVENTS_CONFIG, async |w| {
-        // The same submit twice (a retried Lambda): the second is answered from the ledger.
+async fn a_run_loaded_twice_changes_nothing(kind: Target) {
+    in_world(kind, EVENTS, "events", EVENTS_CONFIG, async |w| {
+        // The same submit twice (a retried Lambda): the second is answered from the ledger
+        // (wire protocol), or gets the first batch back by its ClientToken (Data API).
         let run = w.begin(SyncMode::Full).await?;
         commit_rows(
             &w.services,
@@ -387,10 +540,16 @@ async fn a_run_loaded_twice_changes_nothing() {
             attempt: 0,
         };
         let first = submit(&w.services, &request).await?;
+        assert_eq!(
+            w.wait(&run, first.clone()).await?.state,
+            LoadState::Finished
+        );
         let rows = w.rows().await?;
         let ledger = w.ledger().await?;
+        assert_eq!(rows.len(), 1);
         let second = submit(&w.services, &request).await?;
         assert_eq!(first, second);
+        assert_eq!(w.wait(&run, second).await?.state, LoadState::Finished);
         assert_eq!(w.rows().await?, rows);
         assert_eq!(w.ledger().await?, ledger);
 
@@ -431,12 +590,14 @@ async fn a_run_loaded_twice_changes_nothing() {
 }
 
 /// Loads a pending run whose files were tampered with by `damage`; the load must fail with
-/// `expected` in its message and leave target, ledger and watermark as they were.
-async fn failing_load(w: &World<'_>, damage: &str, expected: &str) -> anyhow::Result<()> {
-    w.sync(&[vec![order(1, "2024-01-01 00:00:00", "1.00", "one")]])
-        .await?;
-    let rows = w.rows().await?;
-    let ledger = w.ledger().await?;
+/// `expected` (PostgreSQL's check, or Redshift COPY's) in its message and leave target, ledger
+/// and watermark as they were.
+async fn failing_load(w: &World<'_>, damage: &str, expected: [&str; 2]) -> anyhow::Result<()> {
+    let expected = match w.kind {
+        Target::Postgres | Target::Tunnel => expected[0],
+        Target::Redshift => expected[1],
+    };
+    let (rows, ledger) = w.one_order_loaded().await?;
     let run = w.begin(SyncMode::Full).await?;
     let committed = commit_rows(
         &w.services,
@@ -469,50 +630,37 @@ async fn failing_load(w: &World<'_>, damage: &str, expected: &str) -> anyhow::Re
             w.bucket.bucket().put(victim, body.into()).await?;
         }
     }
-    let err = submit(
-        &w.services,
-        &SubmitRequest {
-            run: run.clone(),
-            attempt: 0,
-        },
-    )
-    .await
-    .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::NonRetryable, "{err}");
-    let text = err.to_string();
+    let (error_type, text) = w.failed_load(&run).await?;
+    assert_eq!(error_type, ErrorKind::NonRetryable.name(), "{text}");
     assert!(
         text.contains(expected) && text.contains(victim.as_str()),
         "{text}"
     );
-    assert_eq!(w.rows().await?, rows, "the target is unchanged");
-    assert_eq!(w.ledger().await?, ledger, "the ledger is unchanged");
-    assert_eq!(
-        w.watermark().await?.pending_runs.len(),
-        1,
-        "the run stays pending"
-    );
+    w.assert_nothing_committed(&rows, &ledger).await?;
     Ok(())
 }
 
-#[tokio::test]
-async fn a_missing_file_fails_the_load_and_commits_nothing() {
-    in_world(ORDERS, "orders", ORDERS_CONFIG, async |w| {
-        failing_load(w, "delete", "missing").await
+async fn a_missing_file_fails_the_load_and_commits_nothing(kind: Target) {
+    in_world(kind, ORDERS, "orders", ORDERS_CONFIG, async |w| {
+        failing_load(
+            w,
+            "delete",
+            ["missing", "mandatory but the file was not found"],
+        )
+        .await
     })
     .await;
 }
 
-#[tokio::test]
-async fn a_file_of_another_size_fails_the_load_and_commits_nothing() {
-    in_world(ORDERS, "orders", ORDERS_CONFIG, async |w| {
-        failing_load(w, "grow", "bytes but run").await
+async fn a_file_of_another_size_fails_the_load_and_commits_nothing(kind: Target) {
+    in_world(kind, ORDERS, "orders", ORDERS_CONFIG, async |w| {
+        failing_load(w, "grow", ["bytes but run", "invalid content length"]).await
     })
     .await;
 }
 
-#[tokio::test]
-async fn an_added_column_is_added_to_the_target() {
-    in_world(ORDERS, "orders", ORDERS_CONFIG, async |w| {
+async fn an_added_column_is_added_to_the_target(kind: Target) {
+    in_world(kind, ORDERS, "orders", ORDERS_CONFIG, async |w| {
         w.sync(&[vec![order(1, "2024-01-01 00:00:00", "1.00", "one")]])
             .await?;
         w.mysql
@@ -541,9 +689,8 @@ async fn an_added_column_is_added_to_the_target() {
     .await;
 }
 
-#[tokio::test]
-async fn an_incompatible_change_is_schema_drift() {
-    in_world(ORDERS, "orders", ORDERS_CONFIG, async |w| {
+async fn an_incompatible_change_is_schema_drift(kind: Target) {
+    in_world(kind, ORDERS, "orders", ORDERS_CONFIG, async |w| {
         w.sync(&[vec![order(1, "2024-01-01 00:00:00", "1.00", "one")]])
             .await?;
         let rows = w.rows().await?;
@@ -564,11 +711,9 @@ async fn an_incompatible_change_is_schema_drift() {
             ]]],
         )
         .await?;
-        let err = submit(&w.services, &SubmitRequest { run, attempt: 0 })
-            .await
-            .unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::SchemaDrift, "{err}");
-        assert!(err.to_string().contains("`amount`"), "{err}");
+        let (error_type, text) = w.failed_load(&run).await?;
+        assert_eq!(error_type, ErrorKind::SchemaDrift.name(), "{text}");
+        assert!(text.contains("`amount`"), "{text}");
         assert_eq!(w.rows().await?, rows);
         Ok(())
     })
@@ -583,9 +728,8 @@ const ZOO: &str = "CREATE TABLE zoo (
 const ZOO_CONFIG: &str =
     "      \"{db}.zoo\":\n        cursor_column: updated_at\n        lag: 0s\n";
 
-#[tokio::test]
-async fn every_type_loads_exactly() {
-    in_world(ZOO, "zoo", ZOO_CONFIG, async |w| {
+async fn every_type_loads_exactly(kind: Target) {
+    in_world(kind, ZOO, "zoo", ZOO_CONFIG, async |w| {
         let at = "2024-01-01 00:00:00";
         w.sync(&[vec![
             vec![
@@ -619,6 +763,182 @@ async fn every_type_loads_exactly() {
                 "(3,,,,,,,,,,,,,,,,,\"2024-01-01 00:00:00\")",
             ]
         );
+        Ok(())
+    })
+    .await;
+}
+
+/// One `#[tokio::test]` per scenario and target: `postgres::`, `redshift::`, `tunnel::<scenario>`.
+macro_rules! on_every_target {
+    ($($scenario:ident),* $(,)?) => {
+        mod postgres {
+            $(#[tokio::test]
+            async fn $scenario() {
+                super::$scenario(super::Target::Postgres).await
+            })*
+        }
+        mod redshift {
+            $(#[tokio::test]
+            async fn $scenario() {
+                super::$scenario(super::Target::Redshift).await
+            })*
+        }
+        mod tunnel {
+            $(#[tokio::test]
+            async fn $scenario() {
+                super::$scenario(super::Target::Tunnel).await
+            })*
+        }
+    };
+}
+
+on_every_target!(
+    the_first_load_creates_the_table_and_records_the_ledger,
+    merge_replaces_updated_rows_and_keeps_the_newest_of_two_pending_runs,
+    append_inserts_every_row_of_every_run,
+    replace_makes_the_target_exactly_the_latest_run,
+    a_run_loaded_twice_changes_nothing,
+    a_missing_file_fails_the_load_and_commits_nothing,
+    a_file_of_another_size_fails_the_load_and_commits_nothing,
+    an_added_column_is_added_to_the_target,
+    an_incompatible_change_is_schema_drift,
+    every_type_loads_exactly,
+);
+
+#[tokio::test]
+async fn a_bastion_with_another_host_key_is_refused() {
+    in_world(Target::Tunnel, ORDERS, "orders", ORDERS_CONFIG, async |w| {
+        // The right key works...
+        let (rows, ledger) = w.one_order_loaded().await?;
+        // ...another bastion's key is refused before anything is sent.
+        let bastion = w.bastion.as_ref().expect("a tunnel world has a bastion");
+        let impostor = Bastion::start("127.0.0.1:5432").await?;
+        let mut config = w.services.config.clone();
+        let Some(Connection::Postgres(target)) = config.connections.get_mut("wh") else {
+            anyhow::bail!("no postgres target");
+        };
+        // The key file this time (the world's own tunnel reads it from Secrets Manager).
+        let mut tunnel = bastion.tunnel_config();
+        tunnel.host_key = Some(impostor.host_key().to_owned());
+        target.tunnel = Some(tunnel);
+        let services = Services::from_env(config, None).await;
+        let err = w
+            .failing_submit(&services, order(2, "2024-02-01 00:00:00", "2.00", "two"))
+            .await?;
+        assert_eq!(err.kind(), ErrorKind::NonRetryable, "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("presented host key `ssh-ed25519 SHA256:")
+                && text.contains("not the configured `host_key`"),
+            "{text}"
+        );
+        assert!(!text.contains("PRIVATE KEY"), "{text}");
+        assert_eq!(w.rows().await?, rows);
+        assert_eq!(w.ledger().await?, ledger);
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_unreachable_data_api_falls_back_to_the_tunnel() {
+    in_world(Target::Tunnel, ORDERS, "orders", ORDERS_CONFIG, async |w| {
+        let bastion = w.bastion.as_ref().expect("a tunnel world has a bastion");
+        let mut config = w.services.config.clone();
+        let mut redshift = redshift_standin::data_api_connection(w.pg.schema());
+        let pg: tokio_postgres::Config = tidemark_tests::postgres_url().parse()?;
+        redshift.host = Some("127.0.0.1".into());
+        redshift.port = pg.get_ports().first().copied().unwrap_or(5432);
+        redshift.user = pg.get_user().map(str::to_owned);
+        redshift.database = pg.get_dbname().unwrap_or("postgres").to_owned();
+        redshift.tunnel = Some(bastion.tunnel_config());
+        config
+            .connections
+            .insert("wh".into(), Connection::Redshift(Box::new(redshift)));
+        // Nothing listens on port 1: every Data API call is a dispatch failure.
+        let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let unreachable = aws_sdk_redshiftdata::Client::from_conf(
+            aws_sdk_redshiftdata::config::Builder::from(&shared)
+                .endpoint_url("http://127.0.0.1:1")
+                .build(),
+        );
+        let services = Services::from_env(config, None)
+            .await
+            .with_redshift_data(unreachable);
+        let err = w
+            .failing_submit(&services, order(1, "2024-01-01 00:00:00", "1.00", "one"))
+            .await?;
+        // The fallback reached the warehouse through the bastion; the server behind it is
+        // PostgreSQL, so Redshift's DDL is where it stops (see the module doc).
+        let text = format!("{:#}", anyhow::Error::from(err));
+        assert!(
+            text.contains("creating `orders`") && text.contains("at or near \"ENCODE\""),
+            "{text}"
+        );
+        assert!(bastion.log().contains("Accepted publickey for"));
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_tunnel_killed_mid_load_fails_within_the_timeout_and_commits_nothing() {
+    in_world(Target::Tunnel, ORDERS, "orders", ORDERS_CONFIG, async |w| {
+        let (rows, ledger) = w.one_order_loaded().await?;
+        let run = w.begin(SyncMode::Full).await?;
+        commit_rows(
+            &w.services,
+            &run,
+            &[vec![order(2, "2024-02-01 00:00:00", "2.00", "two")]],
+        )
+        .await?;
+        // Hold the target so the load stops inside its transaction, after staging.
+        let (holder, connection) =
+            tokio_postgres::connect(&tidemark_tests::postgres_url(), tokio_postgres::NoTls).await?;
+        tokio::spawn(connection);
+        let target = tidemark::naming::quote_warehouse_qualified(w.pg.schema(), &w.target);
+        holder
+            .batch_execute(&format!(
+                "BEGIN; LOCK TABLE {target} IN ACCESS EXCLUSIVE MODE"
+            ))
+            .await?;
+        let started = std::time::Instant::now();
+        let request = SubmitRequest {
+            run: run.clone(),
+            attempt: 0,
+        };
+        let load = submit(&w.services, &request);
+        let kill = async {
+            let blocked = format!(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'tidemark-load' \
+                 AND wait_event_type = 'Lock' AND position({} in query) > 0",
+                tidemark::load::sql::literal(w.pg.schema())?
+            );
+            for _ in 0..500 {
+                let waiting: i64 = w.pg.client().query_one(&blocked, &[]).await?.get(0);
+                if waiting > 0 {
+                    w.bastion.as_ref().expect("a bastion").kill();
+                    return Ok::<_, anyhow::Error>(());
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            anyhow::bail!("the load never waited for the target's lock")
+        };
+        let (outcome, killed) = tokio::join!(load, kill);
+        killed?;
+        let err = outcome.expect_err("a load whose tunnel died cannot succeed");
+        // The connection's statement timeout is 30 minutes: the broken channel, not a timer,
+        // ended the load.
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "{err}"
+        );
+        assert_eq!(err.kind(), ErrorKind::Retryable, "{err}");
+        assert!(err.to_string().contains("connection closed"), "{err}");
+        holder.batch_execute("ROLLBACK").await?;
+        // The server side of the dead session rolls back as soon as it runs again.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        w.assert_nothing_committed(&rows, &ledger).await?;
         Ok(())
     })
     .await;

@@ -98,7 +98,7 @@ impl Invoker for Script {
                     json!({"state": "failed", "loaded": [], "error": "serialization conflict 1023", "error_type": "Retryable", "remaining_runs": 0})
                 }
                 ("LoadFunctionArn", "status") => {
-                    let state = if status_calls % 2 == 0 {
+                    let state = if status_calls.is_multiple_of(2) {
                         "running"
                     } else {
                         "finished"

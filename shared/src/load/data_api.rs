@@ -243,10 +243,25 @@ where
         ),
         _ => false,
     };
+    let unreachable = match &err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => true,
+        SdkError::ServiceError(service) => matches!(
+            service.err().code(),
+            Some(
+                "AccessDeniedException"
+                    | "UnrecognizedClientException"
+                    | "InvalidSignatureException"
+                    | "ExpiredTokenException"
+                    | "DatabaseConnectionException"
+            )
+        ),
+        _ => false,
+    };
     Error::DataApi {
         context: context.to_owned(),
         message: DisplayErrorContext(&err).to_string(),
         retryable,
+        unreachable,
     }
 }
 
@@ -292,6 +307,7 @@ impl DataApi {
             context: "submitting the load batch".to_owned(),
             message: "the Data API returned no statement id".to_owned(),
             retryable: true,
+            unreachable: false,
         })
     }
 
@@ -408,6 +424,7 @@ impl DataApi {
             context: "running a statement".to_owned(),
             message: "the Data API returned no statement id".to_owned(),
             retryable: true,
+            unreachable: false,
         })?;
         let started = Instant::now();
         loop {
@@ -435,6 +452,7 @@ impl DataApi {
                         context: format!("running `{}`", first_line(statement)),
                         message,
                         retryable: kind == ErrorKind::Retryable,
+                        unreachable: false,
                     })
                 }
                 StatementState::Submitted | StatementState::Running => {}
@@ -449,6 +467,7 @@ impl DataApi {
                         timeout.as_secs()
                     ),
                     retryable: true,
+                    unreachable: false,
                 });
             }
             tokio::time::sleep(POLL_INTERVAL).await;

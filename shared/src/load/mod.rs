@@ -7,7 +7,9 @@
 //!
 //! - [`sql`] builds every statement, for both dialects.
 //! - [`wire`] runs them over the PostgreSQL protocol (PostgreSQL targets, Redshift `direct`),
-//!   streaming Parquet into PostgreSQL with [`pg_copy`].
+//!   streaming Parquet into PostgreSQL with [`pg_copy`]; [`tunnel`] carries that protocol
+//!   through an SSH bastion (`access: tunnel`, a `tunnel` block on a PostgreSQL target, and the
+//!   Data API's fallback).
 //! - [`data_api`] runs them through the Redshift Data API.
 //!
 //! This module never changes the watermark: `commit_load` does, with what the load reports.
@@ -15,6 +17,7 @@
 pub mod data_api;
 pub mod pg_copy;
 pub mod sql;
+pub mod tunnel;
 pub mod wire;
 
 use chrono::{DateTime, Utc};

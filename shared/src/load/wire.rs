@@ -1,6 +1,6 @@
 //! The load over the PostgreSQL wire protocol: PostgreSQL targets, and Redshift with
-//! `access: direct` (and, later, through an SSH tunnel). Every function here takes an already
-//! connected [`tokio_postgres::Client`], so a tunnel only has to provide the connection.
+//! `access: direct`, and both through an SSH tunnel ([`super::tunnel`]). Every function here
+//! takes an already connected [`tokio_postgres::Client`], so a tunnel only provides the connection.
 //!
 //! The schema step runs each statement on its own (Redshift cannot alter a column inside a
 //! transaction block); the load script runs in ONE transaction that commits only after every

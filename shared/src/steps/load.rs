@@ -1,7 +1,9 @@
 //! The load steps: `submit` loads (or, through the Data API, starts loading) the table's pending
 //! runs; `status` says how that went and hands `loaded` on to watermark `commit_load`.
 //!
-//! PostgreSQL targets and Redshift `access: direct` load synchronously inside `submit`, which
+//! PostgreSQL targets and Redshift `access: direct`/`tunnel` (and the Data API's fallback to the
+//! tunnel when the API is unreachable or refuses the credentials) load synchronously inside
+//! `submit`, which
 //! answers `finished` with the result, so `status` answers at once from the submission. Through
 //! the Data API, `submit` runs the schema step, sends ONE batch and answers `submitted` with its
 //! statement id; the state machine then polls `status` (Wait + Choice) until it is `finished` or
@@ -12,10 +14,12 @@
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Connection, RedshiftAccess, RedshiftConnection};
+use std::time::Duration;
+
+use crate::config::{Connection, RedshiftAccess, RedshiftConnection, TunnelConfig};
 use crate::error::{Error, ErrorKind, Result};
 use crate::load::data_api::{self, DataApi, StatementState};
-use crate::load::{self, sql, wire, CommittedRun, Dialect, LoadPlan, PlanTarget};
+use crate::load::{self, sql, tunnel, wire, CommittedRun, Dialect, LoadPlan, PlanTarget};
 use crate::naming::{self, RunId};
 use crate::run::RunContext;
 use crate::schema::RedshiftTableOptions;
@@ -169,9 +173,17 @@ pub async fn submit(services: &Services, request: &SubmitRequest) -> Result<Load
             )
             .await?;
             let config = wire::postgres_config(postgres, password.as_deref())?;
-            let mut client = wire::connect(&config, postgres.statement_timeout.0).await?;
-            wire::prepare_target(&client, Dialect::Postgres, &plan, &redshift_options).await?;
-            let rows = wire::load(&mut client, Dialect::Postgres, &plan, &bucket).await?;
+            let wire_target = WireTarget {
+                dialect: Dialect::Postgres,
+                config,
+                tunnel: postgres.tunnel.as_ref(),
+                host: &postgres.host,
+                port: postgres.port,
+                statement_timeout: postgres.statement_timeout.0,
+                connect_timeout: postgres.connect_timeout.0,
+            };
+            let rows =
+                load_over_wire(services, &wire_target, &plan, &bucket, &redshift_options).await?;
             Ok(finished(run, &plan, &committed, &rows, started.elapsed()))
         }
         Connection::Redshift(redshift) => {
@@ -183,9 +195,16 @@ pub async fn submit(services: &Services, request: &SubmitRequest) -> Result<Load
                 return Ok(nothing_pending(run));
             };
             load::write_copy_manifests(&bucket, &layout, &plan).await?;
+            let over_wire = async |tunnel: Option<&TunnelConfig>| -> Result<LoadSubmission> {
+                let wire_target = redshift_wire_target(services, redshift, tunnel).await?;
+                let rows =
+                    load_over_wire(services, &wire_target, &plan, &bucket, &redshift_options)
+                        .await?;
+                Ok(finished(run, &plan, &committed, &rows, started.elapsed()))
+            };
             match redshift.access {
                 RedshiftAccess::DataApi => {
-                    submit_data_api(
+                    let submitted = submit_data_api(
                         services,
                         redshift,
                         request,
@@ -193,26 +212,34 @@ pub async fn submit(services: &Services, request: &SubmitRequest) -> Result<Load
                         &committed,
                         &redshift_options,
                     )
-                    .await
+                    .await;
+                    match (submitted, &redshift.tunnel) {
+                        // Not a SQL error: the API is unreachable or refuses us. The tunnel runs
+                        // the same SQL; the ledger keeps it exactly once even if a batch did
+                        // start.
+                        (
+                            Err(Error::DataApi {
+                                unreachable: true,
+                                context,
+                                message,
+                                ..
+                            }),
+                            Some(tunnel),
+                        ) => {
+                            tracing::warn!(target = %run.target, bastion = %tunnel.bastion_host, context = %context, error = %message, "the Data API is not usable; loading through the SSH tunnel instead");
+                            over_wire(Some(tunnel)).await
+                        }
+                        (submitted, _) => submitted,
+                    }
                 }
-                RedshiftAccess::Direct => {
-                    let password = password(
-                        services,
-                        redshift.password.as_ref(),
-                        redshift.secret_arn.as_deref(),
-                    )
-                    .await?;
-                    let config = wire::redshift_config(redshift, password.as_deref())?;
-                    let mut client = wire::connect(&config, redshift.statement_timeout.0).await?;
-                    wire::prepare_target(&client, Dialect::Redshift, &plan, &redshift_options)
-                        .await?;
-                    let rows = wire::load(&mut client, Dialect::Redshift, &plan, &bucket).await?;
-                    Ok(finished(run, &plan, &committed, &rows, started.elapsed()))
-                }
-                RedshiftAccess::Tunnel => Err(Error::config(
-                    "connections",
-                    "Redshift `access: tunnel` is not available in this version; use `direct` or `data_api`",
-                )),
+                RedshiftAccess::Direct => over_wire(None).await,
+                RedshiftAccess::Tunnel => match &redshift.tunnel {
+                    Some(tunnel) => over_wire(Some(tunnel)).await,
+                    None => Err(Error::config(
+                        "connections",
+                        "Redshift `access: tunnel` needs a `tunnel` block",
+                    )),
+                },
             }
         }
         Connection::Mysql(_) => Err(Error::InvalidRequest(format!(
@@ -220,6 +247,78 @@ pub async fn submit(services: &Services, request: &SubmitRequest) -> Result<Load
             pipeline.target
         ))),
     }
+}
+
+/// A wire-protocol warehouse: its dialect, login, and how to reach it.
+struct WireTarget<'a> {
+    dialect: Dialect,
+    config: tokio_postgres::Config,
+    /// The bastion in front of it, if any.
+    tunnel: Option<&'a TunnelConfig>,
+    /// The server as the bastion sees it.
+    host: &'a str,
+    port: u16,
+    statement_timeout: Duration,
+    connect_timeout: Duration,
+}
+
+/// Redshift over the wire protocol (`direct`, `tunnel`, or the Data API's fallback).
+async fn redshift_wire_target<'a>(
+    services: &Services,
+    redshift: &'a RedshiftConnection,
+    tunnel: Option<&'a TunnelConfig>,
+) -> Result<WireTarget<'a>> {
+    let password = password(
+        services,
+        redshift.password.as_ref(),
+        redshift.secret_arn.as_deref(),
+    )
+    .await?;
+    let config = wire::redshift_config(redshift, password.as_deref())?;
+    Ok(WireTarget {
+        dialect: Dialect::Redshift,
+        host: redshift.host.as_deref().unwrap_or_default(),
+        port: redshift.port,
+        statement_timeout: redshift.statement_timeout.0,
+        connect_timeout: config
+            .get_connect_timeout()
+            .copied()
+            .unwrap_or(Duration::from_secs(30)),
+        config,
+        tunnel,
+    })
+}
+
+/// The schema step and the load over one wire-protocol connection, direct or through the
+/// target's tunnel (closed when the load ends).
+async fn load_over_wire(
+    services: &Services,
+    target: &WireTarget<'_>,
+    plan: &LoadPlan,
+    bucket: &crate::storage::Bucket,
+    redshift_options: &RedshiftTableOptions,
+) -> Result<Vec<load::LedgerRow>> {
+    let (mut client, _open_tunnel) = match target.tunnel {
+        None => (
+            wire::connect(&target.config, target.statement_timeout).await?,
+            None,
+        ),
+        Some(config) => {
+            let key = tunnel::private_key(config, services.secrets()).await?;
+            let open = tunnel::open(config, &key, target.connect_timeout).await?;
+            let client = open
+                .connect(
+                    &target.config,
+                    target.host,
+                    target.port,
+                    target.statement_timeout,
+                )
+                .await?;
+            (client, Some(open))
+        }
+    };
+    wire::prepare_target(&client, target.dialect, plan, redshift_options).await?;
+    wire::load(&mut client, target.dialect, plan, bucket).await
 }
 
 async fn submit_data_api(

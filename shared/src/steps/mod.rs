@@ -44,6 +44,14 @@ impl Services {
         }
     }
 
+    /// These services with another Redshift Data API client: tests point it at their stand-in
+    /// (an endpoint override) while S3 stays on the local endpoint, without touching the process
+    /// environment. In AWS, `AWS_ENDPOINT_URL_REDSHIFT_DATA` does the same for `from_env`.
+    pub fn with_redshift_data(mut self, client: aws_sdk_redshiftdata::Client) -> Self {
+        self.redshift_data = client;
+        self
+    }
+
     /// The S3 client.
     pub fn s3(&self) -> &aws_sdk_s3::Client {
         &self.s3

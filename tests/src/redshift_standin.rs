@@ -1,0 +1,1029 @@
+//! A stand-in for the Amazon Redshift Data API, for tests. moto's Data API never finishes a
+//! statement (../shared/TOOLING.md), so this small HTTP server speaks the Data API's protocol
+//! (AWS JSON 1.1: `POST /`, `X-Amz-Target: RedshiftData.<Operation>`) and runs the statements on
+//! the local PostgreSQL. It is a test fixture, not a product: it does what tidemark's loader uses
+//! and fails loudly on anything else.
+//!
+//! - `ExecuteStatement` (named `:parameters` written in as literals) runs in autocommit;
+//!   `BatchExecuteStatement` runs its statements in ONE transaction, rolled back at the first
+//!   failure (that sub-statement `FAILED`, the rest `ABORTED`). One PostgreSQL connection per
+//!   statement id, closed when it ends, so temporary tables live exactly as long as in Redshift.
+//! - `DescribeStatement` advances the visible status one step per call — `SUBMITTED`, then
+//!   `STARTED`, then `FINISHED`/`FAILED`/`ABORTED` — never ahead of the real execution, so
+//!   callers must poll. `Error` carries PostgreSQL's message as Redshift words it (`ERROR: …`).
+//! - `GetStatementResult` returns `Records` of typed `Field`s (`longValue` for integers,
+//!   `doubleValue`, `booleanValue`, `isNull`, else `stringValue`) with `ColumnMetadata`, for a
+//!   statement or a batch's sub-statement (`<id>:<n>`).
+//! - `CancelStatement` aborts a running statement (its transaction rolls back).
+//! - A repeated `ClientToken` answers the first statement's id and runs nothing.
+//!
+//! Only Redshift-only syntax is translated, all of it here:
+//!
+//! | Redshift does | PostgreSQL gets instead |
+//! |---|---|
+//! | `COPY t (cols) FROM 's3://….manifest' IAM_ROLE '…' FORMAT AS PARQUET MANIFEST`: reads the manifest, fails on a missing `mandatory` file or a size other than `meta.content_length`, loads each file's columns by position | [`copy_from_manifest`] does exactly that on the local S3 endpoint and streams the rows with binary `COPY t (cols) FROM STDIN` (tidemark's own encoder) |
+//! | `DISTSTYLE …`, `DISTKEY (…)`, `SORTKEY (…)`, `ENCODE …`: data layout | dropped |
+//! | `PRIMARY KEY (…)` in `CREATE TABLE`: informational, never enforced | dropped, so a duplicate key shows in the rows as it would in Redshift |
+//! | `SUPER`: semi-structured values | `jsonb` |
+//! | `VARBYTE(n)`: binary of at most n bytes | `bytea` |
+//! | `JSON_PARSE(col)`: text → `SUPER` | `CAST(col AS jsonb)` |
+//! | `svv_columns`: every column, Redshift type names | `information_schema.columns`, `jsonb` named `super` and `bytea` `binary varying` |
+//!
+//! Everything else runs as written: where PostgreSQL and Redshift disagree on SQL the loader
+//! writes, the test fails instead of the table growing.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use bytes::{Bytes, BytesMut};
+use futures::{pin_mut, SinkExt};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use regex::{Captures, Regex};
+use serde_json::{json, Value};
+use tidemark::load::pg_copy;
+use tidemark::naming::TableId;
+use tidemark::schema::{BooleanSource, Column, ColumnType, JsonTarget, TableSchema, TextSource};
+use tidemark::storage::{self, Bucket};
+use tokio_postgres::types::Type;
+use tokio_postgres::SimpleQueryMessage;
+
+/// One row of the translation table: a Redshift-only construct and its PostgreSQL rewrite.
+struct Translation {
+    /// The construct (regex), matched outside string literals and quoted identifiers.
+    pattern: &'static str,
+    /// Its replacement; `$arg` is the construct's `arg` group.
+    replacement: &'static str,
+}
+
+/// The textual rows of the module's table, applied in order (COPY is [`copy_from_manifest`]).
+const TRANSLATIONS: &[Translation] = &[
+    Translation {
+        pattern: r#"\b(?:DISTSTYLE\s+\w+|DISTKEY\s*\((?:"(?:[^"]|"")*"|[^)"])*\)|(?:COMPOUND\s+|INTERLEAVED\s+)?SORTKEY\s*\((?:"(?:[^"]|"")*"|[^)"])*\)|ENCODE\s+\w+)"#,
+        replacement: "",
+    },
+    Translation {
+        pattern: r#",\s*PRIMARY\s+KEY\s*\((?:"(?:[^"]|"")*"|[^)"])*\)"#,
+        replacement: "",
+    },
+    Translation {
+        pattern: r"\bSUPER\b",
+        replacement: "jsonb",
+    },
+    Translation {
+        pattern: r"\bVARBYTE\b(?:\s*\(\s*\d+\s*\))?",
+        replacement: "bytea",
+    },
+    Translation {
+        pattern: r#"\bJSON_PARSE\s*\(\s*(?P<arg>"(?:[^"]|"")*"|\w+)\s*\)"#,
+        replacement: "CAST($arg AS jsonb)",
+    },
+    Translation {
+        pattern: r"\b(?:pg_catalog\.)?svv_columns\b",
+        replacement: "(SELECT table_schema, table_name, column_name, ordinal_position, \
+             CAST(CASE data_type WHEN 'jsonb' THEN 'super' WHEN 'bytea' THEN 'binary varying' \
+             ELSE data_type END AS VARCHAR(128)) AS data_type, character_maximum_length, \
+             numeric_precision, numeric_scale FROM information_schema.columns) AS svv_columns",
+    },
+];
+
+/// String literals and quoted identifiers, which no translation may touch.
+const QUOTED: &str = r#"'(?:[^']|'')*'|"(?:[^"]|"")*""#;
+
+static COMPILED: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
+    TRANSLATIONS
+        .iter()
+        .map(|t| (protected(t.pattern), t.replacement))
+        .collect()
+});
+
+static COPY: LazyLock<Regex> = LazyLock::new(|| {
+    let ident = r#"(?:"(?:[^"]|"")*"|\w+)"#;
+    Regex::new(&format!(
+        r#"(?is)^\s*COPY\s+(?P<table>{ident}(?:\.{ident})?)\s*\((?P<columns>(?:"(?:[^"]|"")*"|[^)"])*)\)\s*FROM\s+'(?P<manifest>[^']*)'\s+IAM_ROLE\s+'(?P<role>[^']*)'\s+FORMAT\s+AS\s+PARQUET\s+MANIFEST\s*;?\s*$"#
+    ))
+    .expect("the COPY pattern compiles")
+});
+
+static IDENTIFIER: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r#""(?:[^"]|"")*"|\w+"#).expect("the identifier pattern compiles"));
+
+/// `pattern` (case-insensitive) as a `hit` group after the quoted alternatives, so that a match
+/// starting at a quote is a literal or identifier and is kept as it is.
+fn protected(pattern: &str) -> Regex {
+    Regex::new(&format!("(?i){QUOTED}|(?P<hit>{pattern})")).expect("a translation compiles")
+}
+
+/// `sql` with every row of [`TRANSLATIONS`] applied outside literals and quoted identifiers.
+pub fn translate(sql: &str) -> String {
+    COMPILED
+        .iter()
+        .fold(sql.to_owned(), |text, (regex, replacement)| {
+            regex
+                .replace_all(&text, |caps: &Captures| match caps.name("hit") {
+                    None => caps[0].to_owned(),
+                    Some(_) => {
+                        let mut out = String::new();
+                        caps.expand(replacement, &mut out);
+                        out
+                    }
+                })
+                .into_owned()
+        })
+}
+
+/// `sql` with the Data API's named parameters (`:name`) written in as string literals, which
+/// Redshift casts as it needs.
+fn bind_parameters(sql: &str, parameters: &[(String, String)]) -> String {
+    parameters
+        .iter()
+        .fold(sql.to_owned(), |text, (name, value)| {
+            let regex = protected(&format!(":{}\\b", regex::escape(name)));
+            let literal = format!("'{}'", value.replace('\'', "''"));
+            regex
+                .replace_all(&text, |caps: &Captures| match caps.name("hit") {
+                    None => caps[0].to_owned(),
+                    Some(_) => literal.clone(),
+                })
+                .into_owned()
+        })
+}
+
+/// Where a statement (or sub-statement) is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Submitted,
+    Started,
+    Finished,
+    Failed,
+    Aborted,
+}
+
+impl Phase {
+    fn name(self) -> &'static str {
+        match self {
+            Phase::Submitted => "SUBMITTED",
+            Phase::Started => "STARTED",
+            Phase::Finished => "FINISHED",
+            Phase::Failed => "FAILED",
+            Phase::Aborted => "ABORTED",
+        }
+    }
+
+    fn rank(self) -> u8 {
+        match self {
+            Phase::Submitted => 0,
+            Phase::Started => 1,
+            _ => 2,
+        }
+    }
+
+    /// What a caller may see after `describes` calls: one step per call, never ahead of `self`.
+    fn visible(self, describes: u32) -> Phase {
+        let step = match describes {
+            0 | 1 => Phase::Submitted,
+            2 => Phase::Started,
+            _ => return self,
+        };
+        if self.rank() <= step.rank() {
+            self
+        } else {
+            step
+        }
+    }
+}
+
+/// A result set, as PostgreSQL's text protocol returned it.
+#[derive(Debug, Clone)]
+struct ResultSet {
+    columns: Vec<(String, Type)>,
+    rows: Vec<Vec<Option<String>>>,
+}
+
+#[derive(Debug)]
+struct SubStatement {
+    sql: String,
+    phase: Phase,
+    error: Option<String>,
+    rows: i64,
+    result: Option<ResultSet>,
+}
+
+#[derive(Debug)]
+struct Record {
+    batch: bool,
+    subs: Vec<SubStatement>,
+    phase: Phase,
+    error: Option<String>,
+    describes: u32,
+    created_at: f64,
+    updated_at: f64,
+    target: Value,
+    task: Option<tokio::task::AbortHandle>,
+}
+
+/// A Data API error: `__type` and `message`.
+struct ApiError {
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn validation(message: impl Into<String>) -> Self {
+        ApiError {
+            code: "ValidationException",
+            message: message.into(),
+        }
+    }
+}
+
+struct State {
+    postgres_url: String,
+    s3: aws_sdk_s3::Client,
+    statements: Mutex<HashMap<String, Record>>,
+    tokens: Mutex<HashMap<String, String>>,
+}
+
+/// The running stand-in; stops serving when dropped.
+pub struct RedshiftStandin {
+    url: String,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for RedshiftStandin {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl RedshiftStandin {
+    /// Serves on 127.0.0.1 (a free port), running statements on `TIDEMARK_PG_URL` and reading
+    /// COPY manifests and files from the S3 endpoint of the environment (the local stack).
+    pub async fn start() -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let state = Arc::new(State {
+            postgres_url: crate::postgres_url(),
+            s3: storage::client_from_env().await,
+            statements: Mutex::new(HashMap::new()),
+            tokens: Mutex::new(HashMap::new()),
+        });
+        let server = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let state = state.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |request| {
+                        let state = state.clone();
+                        async move { Ok::<_, Infallible>(serve(&state, request).await) }
+                    });
+                    // A client that hangs up mid-request is no concern of the test.
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Ok(RedshiftStandin { url, server })
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn endpoint_url(&self) -> &str {
+        &self.url
+    }
+
+    /// A Data API client for the stand-in: `shared`'s settings with the endpoint overridden, so
+    /// S3 and Secrets Manager stay on the local stack.
+    pub fn client(&self, shared: &aws_config::SdkConfig) -> aws_sdk_redshiftdata::Client {
+        let config = aws_sdk_redshiftdata::config::Builder::from(shared)
+            .endpoint_url(&self.url)
+            .build();
+        aws_sdk_redshiftdata::Client::from_conf(config)
+    }
+}
+
+/// A `kind: redshift, access: data_api` connection whose target tables live in `schema` of the
+/// stand-in's PostgreSQL.
+pub fn data_api_connection(schema: &str) -> tidemark::config::RedshiftConnection {
+    tidemark::config::RedshiftConnection {
+        access: tidemark::config::RedshiftAccess::DataApi,
+        workgroup: Some("standin".to_owned()),
+        cluster_identifier: None,
+        database: "dev".to_owned(),
+        schema: schema.to_owned(),
+        db_user: None,
+        secret_arn: None,
+        iam_role: "arn:aws:iam::123456789012:role/tidemark-copy".to_owned(),
+        host: None,
+        port: 5439,
+        user: None,
+        password: None,
+        tunnel: None,
+        statement_timeout: tidemark::config::HumanDuration(std::time::Duration::from_secs(60)),
+    }
+}
+
+fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default()
+}
+
+async fn serve(state: &Arc<State>, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    let operation = request
+        .headers()
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("RedshiftData."))
+        .unwrap_or_default()
+        .to_owned();
+    let body = match request.into_body().collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(err) => return respond(Err(ApiError::validation(format!("unreadable body: {err}")))),
+    };
+    let input: Value = match serde_json::from_slice(&body) {
+        Ok(input) => input,
+        Err(err) => return respond(Err(ApiError::validation(format!("invalid JSON: {err}")))),
+    };
+    respond(match operation.as_str() {
+        "ExecuteStatement" => submit(state, &input, false),
+        "BatchExecuteStatement" => submit(state, &input, true),
+        "DescribeStatement" => describe(state, &input),
+        "GetStatementResult" => result(state, &input),
+        "CancelStatement" => cancel(state, &input),
+        other => Err(ApiError {
+            code: "UnknownOperationException",
+            message: format!("the stand-in does not implement `{other}`"),
+        }),
+    })
+}
+
+fn respond(outcome: Result<Value, ApiError>) -> Response<Full<Bytes>> {
+    let (status, body) = match outcome {
+        Ok(body) => (StatusCode::OK, body),
+        Err(err) => (
+            StatusCode::BAD_REQUEST,
+            json!({"__type": err.code, "message": err.message}),
+        ),
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        "content-type",
+        hyper::header::HeaderValue::from_static("application/x-amz-json-1.1"),
+    );
+    if let Ok(id) = uuid::Uuid::new_v4().to_string().parse() {
+        headers.insert("x-amzn-requestid", id);
+    }
+    response
+}
+
+fn text<'a>(input: &'a Value, field: &str) -> Option<&'a str> {
+    input.get(field).and_then(Value::as_str)
+}
+
+fn submit(state: &Arc<State>, input: &Value, batch: bool) -> Result<Value, ApiError> {
+    let database = text(input, "Database")
+        .ok_or_else(|| ApiError::validation("Database must be specified"))?;
+    let mut target = json!({"Database": database});
+    match (
+        text(input, "WorkgroupName"),
+        text(input, "ClusterIdentifier"),
+    ) {
+        (Some(workgroup), None) => target["WorkgroupName"] = json!(workgroup),
+        (None, Some(cluster)) => target["ClusterIdentifier"] = json!(cluster),
+        _ => {
+            return Err(ApiError::validation(
+                "Exactly one of ClusterIdentifier and WorkgroupName must be specified",
+            ))
+        }
+    }
+    for field in ["DbUser", "SecretArn"] {
+        if let Some(value) = text(input, field) {
+            target[field] = json!(value);
+        }
+    }
+    let sqls: Vec<String> = if batch {
+        input
+            .get("Sqls")
+            .and_then(Value::as_array)
+            .map(|sqls| {
+                sqls.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    } else {
+        let parameters: Vec<(String, String)> = input
+            .get("Parameters")
+            .and_then(Value::as_array)
+            .map(|ps| {
+                ps.iter()
+                    .filter_map(|p| {
+                        Some((text(p, "name")?.to_owned(), text(p, "value")?.to_owned()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        text(input, "Sql")
+            .map(|sql| vec![bind_parameters(sql, &parameters)])
+            .unwrap_or_default()
+    };
+    if sqls.is_empty() || sqls.len() > 40 {
+        return Err(ApiError::validation(
+            "a request runs between 1 and 40 SQL statements",
+        ));
+    }
+    if sqls.iter().any(|sql| sql.len() >= 100_000) {
+        return Err(ApiError::validation(
+            "Cannot process query string larger than 100kB",
+        ));
+    }
+    let token = text(input, "ClientToken").map(str::to_owned);
+    let mut tokens = state
+        .tokens
+        .lock()
+        .expect("the token map is never poisoned");
+    if let Some(id) = token.as_ref().and_then(|t| tokens.get(t)) {
+        let mut answer = target;
+        answer["Id"] = json!(id);
+        return Ok(answer);
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    if let Some(token) = token {
+        tokens.insert(token, id.clone());
+    }
+    drop(tokens);
+    let created_at = now();
+    let record = Record {
+        batch,
+        subs: sqls
+            .iter()
+            .map(|sql| SubStatement {
+                sql: sql.clone(),
+                phase: Phase::Submitted,
+                error: None,
+                rows: -1,
+                result: None,
+            })
+            .collect(),
+        phase: Phase::Submitted,
+        error: None,
+        describes: 0,
+        created_at,
+        updated_at: created_at,
+        target: target.clone(),
+        task: None,
+    };
+    state.statements().insert(id.clone(), record);
+    let task = tokio::spawn(run(state.clone(), id.clone(), sqls, batch));
+    state.update(&id, |record| record.task = Some(task.abort_handle()));
+    let mut answer = target;
+    answer["Id"] = json!(id);
+    answer["CreatedAt"] = json!(created_at);
+    Ok(answer)
+}
+
+impl State {
+    fn statements(&self) -> std::sync::MutexGuard<'_, HashMap<String, Record>> {
+        self.statements
+            .lock()
+            .expect("the statement map is never poisoned")
+    }
+
+    /// Runs `action` on the statement a request's `Id` names.
+    fn with_statement<T>(
+        &self,
+        input: &Value,
+        action: impl FnOnce(&str, &mut Record) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        let id = statement_id(input)?;
+        let mut statements = self.statements();
+        let record = statements.get_mut(id).ok_or_else(|| not_found(id))?;
+        action(id, record)
+    }
+
+    fn update(&self, id: &str, change: impl FnOnce(&mut Record)) {
+        if let Some(record) = self.statements().get_mut(id) {
+            change(record);
+            record.updated_at = now();
+        }
+    }
+}
+
+/// What one statement did.
+struct Done {
+    rows: i64,
+    result: Option<ResultSet>,
+}
+
+async fn run(state: Arc<State>, id: String, sqls: Vec<String>, batch: bool) {
+    state.update(&id, |r| r.phase = Phase::Started);
+    let outcome: Result<(), String> = async {
+        let (client, connection) =
+            tokio_postgres::connect(&state.postgres_url, tokio_postgres::NoTls)
+                .await
+                .map_err(|err| format!("FATAL: could not connect to the database: {err}"))?;
+        tokio::spawn(async move {
+            // The connection ends with the statement; its error has no one to go to.
+            let _ = connection.await;
+        });
+        if batch {
+            client
+                .batch_execute("BEGIN")
+                .await
+                .map_err(redshift_error)?;
+        }
+        for (index, sql) in sqls.iter().enumerate() {
+            state.update(&id, |r| r.subs[index].phase = Phase::Started);
+            match run_statement(&state, &client, sql).await {
+                Ok(done) => state.update(&id, |r| {
+                    let sub = &mut r.subs[index];
+                    sub.phase = Phase::Finished;
+                    sub.rows = done.rows;
+                    sub.result = done.result;
+                }),
+                Err(message) => {
+                    state.update(&id, |r| {
+                        r.subs[index].phase = Phase::Failed;
+                        r.subs[index].error = Some(message.clone());
+                    });
+                    if batch {
+                        // Dropping the connection would roll back too; say it explicitly.
+                        let _ = client.batch_execute("ROLLBACK").await;
+                    }
+                    return Err(message);
+                }
+            }
+        }
+        if batch {
+            client
+                .batch_execute("COMMIT")
+                .await
+                .map_err(redshift_error)?;
+        }
+        Ok(())
+    }
+    .await;
+    state.update(&id, |record| {
+        match outcome {
+            Ok(()) => record.phase = Phase::Finished,
+            Err(message) => {
+                record.phase = Phase::Failed;
+                record.error = Some(message);
+            }
+        }
+        for sub in &mut record.subs {
+            if sub.phase.rank() < 2 {
+                sub.phase = Phase::Aborted;
+            }
+        }
+    });
+}
+
+/// PostgreSQL's error as Redshift words it.
+fn redshift_error(err: tokio_postgres::Error) -> String {
+    match err.as_db_error() {
+        Some(db) => match db.detail() {
+            Some(detail) => format!("ERROR: {}\n  Detail: {detail}", db.message()),
+            None => format!("ERROR: {}", db.message()),
+        },
+        None => format!("ERROR: {err}"),
+    }
+}
+
+async fn run_statement(
+    state: &State,
+    client: &tokio_postgres::Client,
+    sql: &str,
+) -> Result<Done, String> {
+    if sql
+        .trim_start()
+        .get(..4)
+        .is_some_and(|w| w.eq_ignore_ascii_case("COPY"))
+    {
+        let copy = COPY.captures(sql).ok_or_else(|| {
+            "ERROR: the Redshift stand-in runs only `COPY t (cols) FROM 's3://….manifest' IAM_ROLE '…' FORMAT AS PARQUET MANIFEST`".to_owned()
+        })?;
+        let rows = copy_from_manifest(state, client, &copy).await?;
+        return Ok(Done {
+            rows: i64::try_from(rows).unwrap_or(i64::MAX),
+            result: None,
+        });
+    }
+    let sql = translate(sql);
+    let first_word = sql
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_ascii_uppercase();
+    let columns = if matches!(first_word.as_str(), "SELECT" | "WITH" | "(SELECT") {
+        let statement = client.prepare(&sql).await.map_err(redshift_error)?;
+        statement
+            .columns()
+            .iter()
+            .map(|c| (c.name().to_owned(), c.type_().clone()))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let messages = client.simple_query(&sql).await.map_err(redshift_error)?;
+    let mut rows = Vec::new();
+    let mut affected = 0;
+    for message in messages {
+        match message {
+            SimpleQueryMessage::Row(row) => rows.push(
+                (0..row.len())
+                    .map(|i| row.get(i).map(str::to_owned))
+                    .collect(),
+            ),
+            SimpleQueryMessage::CommandComplete(n) => affected += n,
+            _ => {}
+        }
+    }
+    let count = if columns.is_empty() {
+        affected
+    } else {
+        rows.len() as u64
+    };
+    Ok(Done {
+        rows: i64::try_from(count).unwrap_or(i64::MAX),
+        result: (!columns.is_empty()).then_some(ResultSet { columns, rows }),
+    })
+}
+
+/// `s3://bucket/key` → (bucket, key).
+fn s3_location(uri: &str) -> Option<(&str, &str)> {
+    uri.strip_prefix("s3://")?.split_once('/')
+}
+
+async fn get_object(state: &State, uri: &str) -> Result<Option<Bytes>, String> {
+    let (bucket, key) =
+        s3_location(uri).ok_or_else(|| format!("ERROR: `{uri}` is not an s3:// URL"))?;
+    Bucket::new(state.s3.clone(), bucket)
+        .get(key)
+        .await
+        .map(|object| object.map(|o| o.body))
+        .map_err(|err| format!("ERROR: S3ServiceException: {err} (reading {uri})"))
+}
+
+/// Redshift's `COPY … FORMAT AS PARQUET MANIFEST`, on the local S3 endpoint: every entry checked
+/// first (mandatory files present, sizes equal to `meta.content_length`), then each file's
+/// columns loaded by position into the listed columns. Returns the rows loaded.
+async fn copy_from_manifest(
+    state: &State,
+    client: &tokio_postgres::Client,
+    copy: &Captures<'_>,
+) -> Result<u64, String> {
+    let manifest_uri = &copy["manifest"];
+    if !copy["role"].starts_with("arn:aws:iam::") {
+        return Err(format!(
+            "ERROR: Invalid credentials. IAM_ROLE must be an IAM role ARN, not `{}`",
+            &copy["role"]
+        ));
+    }
+    let body = get_object(state, manifest_uri).await?.ok_or_else(|| {
+        format!("ERROR: Problem reading manifest file - S3ServiceException:The specified key does not exist.,Status 404,Error NoSuchKey (manifest {manifest_uri})")
+    })?;
+    let manifest: Value = serde_json::from_slice(&body).map_err(|_| {
+        format!("ERROR: Manifest file is not in correct json format: {manifest_uri}")
+    })?;
+    let entries = manifest
+        .get("entries")
+        .and_then(Value::as_array)
+        .ok_or_else(|| format!("ERROR: Manifest file has no \"entries\": {manifest_uri}"))?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let url = text(entry, "url")
+            .ok_or_else(|| format!("ERROR: Manifest entry without \"url\" in {manifest_uri}"))?;
+        let mandatory = entry
+            .get("mandatory")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let length = entry
+            .pointer("/meta/content_length")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| format!("ERROR: COPY from Parquet needs meta.content_length in every manifest entry; {url} has none"))?;
+        let Some(object) = get_object(state, url).await? else {
+            if mandatory {
+                return Err(format!("ERROR: Manifest file entry is mandatory but the file was not found: {url} (S3ServiceException:The specified key does not exist.,Status 404,Error NoSuchKey)"));
+            }
+            continue;
+        };
+        if object.len() as u64 != length {
+            return Err(format!("ERROR: Spectrum Scan Error: File '{url}' has an invalid content length: meta.content_length is {length} but the object is {} bytes", object.len()));
+        }
+        files.push((url.to_owned(), object));
+    }
+    if files.is_empty() {
+        return Err(format!(
+            "ERROR: no file of manifest {manifest_uri} exists; COPY needs at least one"
+        ));
+    }
+    let columns = &copy["columns"];
+    let listed = IDENTIFIER.find_iter(columns).count();
+    let statement = format!(
+        "COPY {} ({columns}) FROM STDIN WITH (FORMAT binary)",
+        &copy["table"]
+    );
+    let mut loaded = 0;
+    for (url, body) in files {
+        let scan_error =
+            |reason: String| format!("ERROR: Spectrum Scan Error: File '{url}': {reason}");
+        let reader = ParquetRecordBatchReaderBuilder::try_new(body)
+            .map_err(|err| scan_error(format!("not a Parquet file ({err})")))?;
+        let schema = positional_schema(reader.schema()).map_err(|e| scan_error(e.to_string()))?;
+        if schema.columns.len() != listed {
+            return Err(scan_error(format!(
+                "it has {} columns but COPY lists {listed}; the numbers must match",
+                schema.columns.len()
+            )));
+        }
+        let batches = reader.build().map_err(|err| scan_error(err.to_string()))?;
+        let sink = client.copy_in(&statement).await.map_err(redshift_error)?;
+        pin_mut!(sink);
+        sink.send(pg_copy::header()).await.map_err(redshift_error)?;
+        for batch in batches {
+            let batch = batch.map_err(|err| scan_error(err.to_string()))?;
+            let mut buf = BytesMut::new();
+            pg_copy::encode_batch(&batch, &schema, &mut buf)
+                .map_err(|e| scan_error(e.to_string()))?;
+            sink.send(buf.freeze()).await.map_err(redshift_error)?;
+        }
+        sink.send(pg_copy::trailer())
+            .await
+            .map_err(redshift_error)?;
+        loaded += sink.as_mut().finish().await.map_err(redshift_error)?;
+    }
+    Ok(loaded)
+}
+
+/// The file's columns as a schema for tidemark's binary COPY encoder: Redshift maps Parquet
+/// columns by position and physical type, so names are ignored and each Arrow type gets the
+/// encoding of the staging column type it loads into.
+fn positional_schema(arrow: &arrow_schema::Schema) -> anyhow::Result<TableSchema> {
+    use arrow_schema::{DataType, TimeUnit};
+    let columns = arrow
+        .fields()
+        .iter()
+        .map(|field| {
+            let ty = match field.data_type() {
+                DataType::Boolean => ColumnType::Boolean {
+                    source: BooleanSource::TinyInt,
+                },
+                DataType::Int16 => ColumnType::Int16,
+                DataType::Int32 => ColumnType::Int32,
+                DataType::Int64 => ColumnType::Int64,
+                DataType::Decimal128(precision, scale) => ColumnType::Decimal {
+                    precision: *precision,
+                    scale: *scale,
+                },
+                DataType::Float32 => ColumnType::Float32,
+                DataType::Float64 => ColumnType::Float64,
+                DataType::Date32 => ColumnType::Date,
+                DataType::Timestamp(TimeUnit::Microsecond, None) => ColumnType::Timestamp,
+                DataType::Timestamp(TimeUnit::Microsecond, Some(_)) => ColumnType::TimestampTz,
+                DataType::Utf8 => ColumnType::Text {
+                    max_octets: 0,
+                    source: TextSource::Varchar,
+                },
+                DataType::Binary => ColumnType::Binary { max_octets: 0 },
+                other => anyhow::bail!(
+                    "column `{}` has Parquet type {other}, which the stand-in cannot load",
+                    field.name()
+                ),
+            };
+            Ok(Column {
+                name: field.name().clone(),
+                target_name: field.name().clone(),
+                column_type: String::new(),
+                ty,
+                nullable: true,
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(TableSchema {
+        table: TableId::parse("standin.copy").context("a fixed table name")?,
+        columns,
+        primary_key: Vec::new(),
+        json_in_redshift: JsonTarget::Super,
+    })
+}
+
+fn statement_id(input: &Value) -> Result<&str, ApiError> {
+    text(input, "Id").ok_or_else(|| ApiError::validation("Id must be specified"))
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError {
+        code: "ResourceNotFoundException",
+        message: format!("Query does not exist: {id}"),
+    }
+}
+
+fn describe(state: &State, input: &Value) -> Result<Value, ApiError> {
+    state.with_statement(input, describe_record)
+}
+
+fn describe_record(id: &str, record: &mut Record) -> Result<Value, ApiError> {
+    record.describes += 1;
+    let visible = record.phase.visible(record.describes);
+    let finished = visible == Phase::Finished;
+    let mut answer = record.target.clone();
+    answer["Id"] = json!(id);
+    answer["Status"] = json!(visible.name());
+    answer["CreatedAt"] = json!(record.created_at);
+    answer["UpdatedAt"] = json!(record.updated_at);
+    answer["RedshiftPid"] = json!(0);
+    answer["RedshiftQueryId"] = json!(0);
+    if visible == Phase::Failed {
+        answer["Error"] = json!(record.error.clone().unwrap_or_default());
+    }
+    if record.batch {
+        answer["HasResultSet"] = json!(false);
+        answer["SubStatements"] = record
+            .subs
+            .iter()
+            .enumerate()
+            .map(|(index, sub)| {
+                let phase = sub.phase.visible(record.describes);
+                let mut data = json!({
+                    "Id": format!("{id}:{}", index + 1),
+                    "Status": phase.name(),
+                    "QueryString": sub.sql,
+                    "HasResultSet": phase == Phase::Finished && sub.result.is_some(),
+                    "ResultRows": if phase == Phase::Finished { sub.rows } else { -1 },
+                    "CreatedAt": record.created_at,
+                    "UpdatedAt": record.updated_at,
+                    "RedshiftQueryId": 0,
+                });
+                if let (Phase::Failed, Some(error)) = (phase, &sub.error) {
+                    data["Error"] = json!(error);
+                }
+                data
+            })
+            .collect();
+    } else {
+        let sub = &record.subs[0];
+        answer["QueryString"] = json!(sub.sql);
+        answer["HasResultSet"] = json!(finished && sub.result.is_some());
+        answer["ResultRows"] = json!(if finished { sub.rows } else { -1 });
+    }
+    Ok(answer)
+}
+
+fn result(state: &State, input: &Value) -> Result<Value, ApiError> {
+    let id = statement_id(input)?;
+    let (parent, index) = match id.rsplit_once(':') {
+        Some((parent, n)) => (
+            parent,
+            n.parse::<usize>()
+                .ok()
+                .and_then(|n| n.checked_sub(1))
+                .ok_or_else(|| not_found(id))?,
+        ),
+        None => (id, 0),
+    };
+    let statements = state.statements();
+    let record = statements.get(parent).ok_or_else(|| not_found(id))?;
+    let no_result = || {
+        ApiError::validation(
+            "Query does not have result. Please check query status with DescribeStatement.",
+        )
+    };
+    if record.batch && parent == id {
+        return Err(no_result());
+    }
+    let sub = record.subs.get(index).ok_or_else(|| not_found(id))?;
+    let set = match (&sub.phase, &sub.result) {
+        (Phase::Finished, Some(set)) => set,
+        _ => return Err(no_result()),
+    };
+    let records: Vec<Value> = set
+        .rows
+        .iter()
+        .map(|row| {
+            row.iter()
+                .zip(&set.columns)
+                .map(|(value, (_, ty))| field(value.as_deref(), ty))
+                .collect()
+        })
+        .collect();
+    let metadata: Vec<Value> = set
+        .columns
+        .iter()
+        .map(|(name, ty)| {
+            json!({"name": name, "label": name, "typeName": ty.name(), "nullable": 1,
+                   "isSigned": true, "precision": 0, "scale": 0, "length": 0,
+                   "schemaName": "", "tableName": ""})
+        })
+        .collect();
+    Ok(json!({"Records": records, "ColumnMetadata": metadata, "TotalNumRows": set.rows.len()}))
+}
+
+/// A value as the Data API types it: integers `longValue`, floats `doubleValue`, booleans
+/// `booleanValue`, NULL `isNull`, everything else (numerics, dates, text) `stringValue`.
+fn field(value: Option<&str>, ty: &Type) -> Value {
+    let Some(value) = value else {
+        return json!({"isNull": true});
+    };
+    let typed = match *ty {
+        Type::INT2 | Type::INT4 | Type::INT8 => {
+            value.parse::<i64>().ok().map(|n| json!({"longValue": n}))
+        }
+        Type::FLOAT4 | Type::FLOAT8 => value.parse::<f64>().ok().map(|n| json!({"doubleValue": n})),
+        Type::BOOL => Some(json!({"booleanValue": value == "t"})),
+        _ => None,
+    };
+    typed.unwrap_or_else(|| json!({"stringValue": value}))
+}
+
+fn cancel(state: &State, input: &Value) -> Result<Value, ApiError> {
+    state.with_statement(input, |_, record| cancel_record(record))
+}
+
+fn cancel_record(record: &mut Record) -> Result<Value, ApiError> {
+    if record.phase.rank() == 2 {
+        return Err(ApiError::validation(format!(
+            "Could not cancel a query that is already in {} state.",
+            record.phase.name()
+        )));
+    }
+    if let Some(task) = record.task.take() {
+        // Dropping the task drops its connection: PostgreSQL rolls the transaction back.
+        task.abort();
+    }
+    record.phase = Phase::Aborted;
+    for sub in &mut record.subs {
+        if sub.phase.rank() < 2 {
+            sub.phase = Phase::Aborted;
+        }
+    }
+    record.updated_at = now();
+    Ok(json!({"Status": true}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_redshift_syntax_outside_quotes_is_translated() {
+        let ddl = "CREATE TABLE IF NOT EXISTS \"a\".\"super\" (\n    \"id\" BIGINT NOT NULL,\n    \"doc\" SUPER,\n    \"bin\" VARBYTE(16),\n    PRIMARY KEY (\"id\")\n)\nDISTSTYLE KEY\nDISTKEY (\"id\")\nSORTKEY (\"updated_at\", \"id\")\nENCODE AUTO";
+        assert_eq!(
+            translate(ddl).trim_end(),
+            "CREATE TABLE IF NOT EXISTS \"a\".\"super\" (\n    \"id\" BIGINT NOT NULL,\n    \"doc\" jsonb,\n    \"bin\" bytea\n)"
+        );
+        assert_eq!(
+            translate("SELECT JSON_PARSE(\"payload\"), 'JSON_PARSE(x) SUPER' FROM t"),
+            "SELECT CAST(\"payload\" AS jsonb), 'JSON_PARSE(x) SUPER' FROM t"
+        );
+        assert!(translate("SELECT 1 FROM svv_columns WHERE x")
+            .contains("information_schema.columns) AS svv_columns WHERE x"));
+    }
+
+    #[test]
+    fn parameters_become_literals_outside_quotes() {
+        assert_eq!(
+            bind_parameters(
+                "SELECT ':schema' WHERE s = :schema AND t = :table",
+                &[
+                    ("schema".into(), "o'k".into()),
+                    ("table".into(), "t".into())
+                ]
+            ),
+            "SELECT ':schema' WHERE s = 'o''k' AND t = 't'"
+        );
+    }
+
+    #[test]
+    fn statuses_advance_one_step_per_describe_and_never_run_ahead() {
+        assert_eq!(Phase::Finished.visible(1), Phase::Submitted);
+        assert_eq!(Phase::Finished.visible(2), Phase::Started);
+        assert_eq!(Phase::Finished.visible(3), Phase::Finished);
+        assert_eq!(Phase::Started.visible(5), Phase::Started);
+        assert_eq!(Phase::Submitted.visible(2), Phase::Submitted);
+    }
+
+    #[test]
+    fn copy_statements_are_recognised() {
+        let sql = "COPY \"tidemark_staging\" (\"id\", \"a, b\")\nFROM 's3://b/k.manifest'\nIAM_ROLE 'arn:aws:iam::1:role/r'\nFORMAT AS PARQUET\nMANIFEST";
+        let caps = COPY.captures(sql).expect("matches");
+        assert_eq!(&caps["table"], "\"tidemark_staging\"");
+        assert_eq!(IDENTIFIER.find_iter(&caps["columns"]).count(), 2);
+        assert_eq!(&caps["manifest"], "s3://b/k.manifest");
+    }
+}

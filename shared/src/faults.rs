@@ -12,7 +12,19 @@ use std::sync::OnceLock;
 
 use crate::error::{Error, Result};
 
-/// Every point the code checks, in the order a sync passes them.
+/// Every point the code checks, in the order a sync passes them:
+///
+/// - `after_part_upload`: after each multipart part is sent (the upload is still open) and after
+///   each data file is complete (`parquet_sink`); one counter for both.
+/// - `before_chunk_manifest` / `after_chunk_manifest`: around the write of a chunk's manifest or
+///   progress object (`extract::extract_chunk`).
+/// - `before_commit` / `after_commit`: around the watermark update of `commit`.
+/// - `before_load_commit` / `after_load_commit`: around the COMMIT of the load transaction
+///   (`load::wire`); through the Data API, before the batch is submitted and when `status`
+///   first sees it finished.
+/// - `before_commit_load`: before `commit_load` updates the watermark.
+/// - `during_cleanup_delete`: in `clean::execute`, after the data objects are deleted and
+///   before the run manifests are.
 pub const POINTS: [&str; 9] = [
     "after_part_upload",
     "before_chunk_manifest",

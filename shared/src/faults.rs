@@ -3,7 +3,9 @@
 //!
 //! Off unless the process is started with `TIDEMARK_FAULTS` set, e.g.
 //! `TIDEMARK_FAULTS=after_part_upload=abort@2,before_commit=error`: the point's action fires on its
-//! Nth hit (default the first). Nothing else switches it on, so production never injects a fault
+//! Nth hit (default the first). `abort` kills the process, `error` fails the step with a
+//! retryable error (the state machine retries it), `fatal` with a non-retryable one (the table
+//! fails and the execution with it). Nothing else switches it on, so production never injects a fault
 //! by accident; the plan is read once per process and logged at WARN when present.
 
 use std::collections::BTreeMap;
@@ -42,8 +44,10 @@ pub const POINTS: [&str; 9] = [
 pub enum FaultAction {
     /// `std::process::abort()`: the process dies on the spot.
     Abort,
-    /// The step returns a retryable error.
+    /// The step returns a retryable error (the state machine retries the step).
     Error,
+    /// The step returns a non-retryable error (the state machine records it with `fail`).
+    Fatal,
 }
 
 #[derive(Debug)]
@@ -77,7 +81,12 @@ fn parse_plan(text: &str) -> std::result::Result<BTreeMap<String, Trigger>, Stri
         let action = match action {
             "abort" => FaultAction::Abort,
             "error" => FaultAction::Error,
-            other => return Err(format!("`{other}`: the action is `abort` or `error`")),
+            "fatal" => FaultAction::Fatal,
+            other => {
+                return Err(format!(
+                    "`{other}`: the action is `abort`, `error` or `fatal`"
+                ))
+            }
         };
         plan.insert(
             point.to_owned(),
@@ -127,6 +136,11 @@ pub fn point(name: &'static str) -> Result<()> {
             message: "TIDEMARK_FAULTS asked for an error here".to_owned(),
             retryable: true,
         }),
+        FaultAction::Fatal => Err(Error::S3 {
+            context: format!("injected fault at `{name}` (hit {hit})"),
+            message: "TIDEMARK_FAULTS asked for a non-retryable error here".to_owned(),
+            retryable: false,
+        }),
     }
 }
 
@@ -140,6 +154,10 @@ mod tests {
         assert_eq!(plan["after_commit"].action, FaultAction::Abort);
         assert_eq!(plan["after_commit"].on_hit, 2);
         assert_eq!(plan["before_commit"].on_hit, 1);
+        assert_eq!(
+            parse_plan("after_commit=fatal").unwrap()["after_commit"].action,
+            FaultAction::Fatal
+        );
         assert!(parse_plan("nowhere=abort")
             .unwrap_err()
             .contains("not a fault point"));

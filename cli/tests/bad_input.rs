@@ -118,35 +118,51 @@ async fn a_decimal_wider_than_38_digits_without_as_text_is_refused() {
     .await;
 }
 
+/// Creates and fills `table` (a `hybrid` cursor on `updated_at`) with `setup`, syncs it (which
+/// must succeed), and answers the sync's output and `column` of every target row, by `id`.
+async fn synced_column(
+    mysql: &TestMysql,
+    table: &str,
+    setup: &[&str],
+    column: &str,
+) -> anyhow::Result<(String, Vec<String>)> {
+    let yaml =
+        format!("      \"{{db}}.{table}\":\n        cursor_column: updated_at\n        lag: 0s\n");
+    let scenario = Scenario::new(mysql, BINARY, &yaml).await?;
+    let mut conn = mysql.conn().await?;
+    for statement in setup {
+        conn.query_drop(*statement).await?;
+    }
+    let out = scenario.sync(table, None);
+    ensure!(out.status.success(), "{}", describe(&out));
+    let sql = format!(
+        "SELECT ({column})::text FROM \"{}\".\"{table}\" ORDER BY id",
+        scenario.pg.schema()
+    );
+    let rows = scenario.pg.client().query(&sql, &[]).await?;
+    let values = rows.iter().map(|r| r.get(0)).collect();
+    scenario.cleanup().await?;
+    Ok((text(&out), values))
+}
+
 /// Documented limitation: rows whose cursor is NULL are never picked up by that cursor; the
 /// plan counts them and warns. Every other row arrives.
 #[tokio::test]
 async fn rows_with_a_null_cursor_are_reported_and_never_loaded() {
     TestMysql::run(async |mysql| {
-        let yaml = "      \"{db}.nullable\":\n        cursor_column: updated_at\n        lag: 0s\n";
-        let scenario = Scenario::new(mysql, BINARY, yaml).await?;
-        let mut conn = mysql.conn().await?;
-        conn.query_drop("CREATE TABLE nullable (id INT PRIMARY KEY, updated_at DATETIME(6) NULL)")
-            .await?;
-        conn.query_drop("INSERT INTO nullable VALUES (1, '2025-01-01'), (2, NULL), (3, NULL), (4, '2025-01-02')")
-            .await?;
-        let out = scenario.sync("nullable", None);
-        ensure!(out.status.success(), "{}", describe(&out));
-        ensure!(
-            text(&out).contains("NULL in the cursor column"),
-            "the plan must warn: {}",
-            describe(&out)
-        );
-        let ids: Vec<i32> = scenario
-            .pg
-            .client()
-            .query(&format!("SELECT id FROM \"{}\".nullable ORDER BY id", scenario.pg.schema()), &[])
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        ensure!(ids == [1, 4], "{ids:?}");
-        scenario.cleanup().await
+        let (said, ids) = synced_column(
+            mysql,
+            "nullable",
+            &[
+                "CREATE TABLE nullable (id INT PRIMARY KEY, updated_at DATETIME(6) NULL)",
+                "INSERT INTO nullable VALUES (1, '2025-01-01'), (2, NULL), (3, NULL), (4, '2025-01-02')",
+            ],
+            "id",
+        )
+        .await?;
+        ensure!(said.contains("NULL in the cursor column"), "the plan must warn: {said}");
+        ensure!(ids == ["1", "4"], "{ids:?}");
+        Ok(())
     })
     .await
     .unwrap();
@@ -157,29 +173,22 @@ async fn rows_with_a_null_cursor_are_reported_and_never_loaded() {
 #[tokio::test]
 async fn zero_and_invalid_dates_load_as_null() {
     TestMysql::run(async |mysql| {
-        let yaml = "      \"{db}.dates\":\n        cursor_column: updated_at\n        lag: 0s\n";
-        let scenario = Scenario::new(mysql, BINARY, yaml).await?;
-        let mut conn = mysql.conn().await?;
-        conn.query_drop("SET SESSION sql_mode = 'NO_ENGINE_SUBSTITUTION'").await?;
-        conn.query_drop("CREATE TABLE dates (id INT PRIMARY KEY, d DATE, dt DATETIME, updated_at DATETIME(6) NOT NULL)")
-            .await?;
-        conn.query_drop("INSERT INTO dates VALUES (1, '0000-00-00', '0000-00-00 00:00:00', '2025-01-01'), (2, '2024-02-00', '2024-00-15 12:00:00', '2025-01-01'), (3, '2024-02-29', '2024-02-29 12:00:00', '2025-01-01')")
-            .await?;
-        let out = scenario.sync("dates", None);
-        ensure!(out.status.success(), "{}", describe(&out));
-        let rows: Vec<String> = scenario
-            .pg
-            .client()
-            .query(&format!("SELECT concat_ws('|', id, coalesce(d::text, '∅'), coalesce(dt::text, '∅')) FROM \"{}\".dates ORDER BY id", scenario.pg.schema()), &[])
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+        let (_, rows) = synced_column(
+            mysql,
+            "dates",
+            &[
+                "SET SESSION sql_mode = 'NO_ENGINE_SUBSTITUTION'",
+                "CREATE TABLE dates (id INT PRIMARY KEY, d DATE, dt DATETIME, updated_at DATETIME(6) NOT NULL)",
+                "INSERT INTO dates VALUES (1, '0000-00-00', '0000-00-00 00:00:00', '2025-01-01'), (2, '2024-02-00', '2024-00-15 12:00:00', '2025-01-01'), (3, '2024-02-29', '2024-02-29 12:00:00', '2025-01-01')",
+            ],
+            "concat_ws('|', id, coalesce(d::text, '∅'), coalesce(dt::text, '∅'))",
+        )
+        .await?;
         ensure!(
             rows == ["1|∅|∅", "2|∅|∅", "3|2024-02-29|2024-02-29 12:00:00"],
             "{rows:?}"
         );
-        scenario.cleanup().await
+        Ok(())
     })
     .await
     .unwrap();

@@ -679,6 +679,8 @@ pub async fn execute(store: &WatermarkStore, plan: &CleanPlan) -> Result<CleanRe
         .map(|d| d.key.clone())
         .collect();
     let mut failures = store.bucket().delete_many(&first).await?;
+    // Data gone, run manifests still there: the state an interrupted clean leaves.
+    crate::faults::point("during_cleanup_delete")?;
     let failed_runs: Vec<&RunId> = runs
         .iter()
         .filter(|r| {

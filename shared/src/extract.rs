@@ -472,10 +472,15 @@ pub async fn extract_chunk(
         (progress_key, Some(continuation))
     };
     // A retried invocation rewrote the same files, so its manifest replaces the old one.
-    if let Err(err) = put_json(bucket, &key, &manifest).await {
+    let recorded = match crate::faults::point("before_chunk_manifest") {
+        Ok(()) => put_json(bucket, &key, &manifest).await,
+        Err(err) => Err(err),
+    };
+    if let Err(err) = recorded {
         delete_quietly(bucket, &new_keys).await;
         return Err(err);
     }
+    crate::faults::point("after_chunk_manifest")?;
     let chunk_manifest_key = done.then_some(key);
 
     tracing::info!(

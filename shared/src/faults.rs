@@ -3,7 +3,9 @@
 //!
 //! Off unless the process is started with `TIDEMARK_FAULTS` set, e.g.
 //! `TIDEMARK_FAULTS=after_part_upload=abort@2,before_commit=error`: the point's action fires on its
-//! Nth hit (default the first). Nothing else switches it on, so production never injects a fault
+//! Nth hit (default the first). `abort` kills the process, `error` fails the step with a
+//! retryable error (the state machine retries it), `fatal` with a non-retryable one (the table
+//! fails and the execution with it). Nothing else switches it on, so production never injects a fault
 //! by accident; the plan is read once per process and logged at WARN when present.
 
 use std::collections::BTreeMap;
@@ -12,7 +14,19 @@ use std::sync::OnceLock;
 
 use crate::error::{Error, Result};
 
-/// Every point the code checks, in the order a sync passes them.
+/// Every point the code checks, in the order a sync passes them:
+///
+/// - `after_part_upload`: after each multipart part is sent (the upload is still open) and after
+///   each data file is complete (`parquet_sink`); one counter for both.
+/// - `before_chunk_manifest` / `after_chunk_manifest`: around the write of a chunk's manifest or
+///   progress object (`extract::extract_chunk`).
+/// - `before_commit` / `after_commit`: around the watermark update of `commit`.
+/// - `before_load_commit` / `after_load_commit`: around the COMMIT of the load transaction
+///   (`load::wire`); through the Data API, before the batch is submitted and when `status`
+///   first sees it finished.
+/// - `before_commit_load`: before `commit_load` updates the watermark.
+/// - `during_cleanup_delete`: in `clean::execute`, after the data objects are deleted and
+///   before the run manifests are.
 pub const POINTS: [&str; 9] = [
     "after_part_upload",
     "before_chunk_manifest",
@@ -30,8 +44,10 @@ pub const POINTS: [&str; 9] = [
 pub enum FaultAction {
     /// `std::process::abort()`: the process dies on the spot.
     Abort,
-    /// The step returns a retryable error.
+    /// The step returns a retryable error (the state machine retries the step).
     Error,
+    /// The step returns a non-retryable error (the state machine records it with `fail`).
+    Fatal,
 }
 
 #[derive(Debug)]
@@ -65,7 +81,12 @@ fn parse_plan(text: &str) -> std::result::Result<BTreeMap<String, Trigger>, Stri
         let action = match action {
             "abort" => FaultAction::Abort,
             "error" => FaultAction::Error,
-            other => return Err(format!("`{other}`: the action is `abort` or `error`")),
+            "fatal" => FaultAction::Fatal,
+            other => {
+                return Err(format!(
+                    "`{other}`: the action is `abort`, `error` or `fatal`"
+                ))
+            }
         };
         plan.insert(
             point.to_owned(),
@@ -115,6 +136,11 @@ pub fn point(name: &'static str) -> Result<()> {
             message: "TIDEMARK_FAULTS asked for an error here".to_owned(),
             retryable: true,
         }),
+        FaultAction::Fatal => Err(Error::S3 {
+            context: format!("injected fault at `{name}` (hit {hit})"),
+            message: "TIDEMARK_FAULTS asked for a non-retryable error here".to_owned(),
+            retryable: false,
+        }),
     }
 }
 
@@ -128,6 +154,10 @@ mod tests {
         assert_eq!(plan["after_commit"].action, FaultAction::Abort);
         assert_eq!(plan["after_commit"].on_hit, 2);
         assert_eq!(plan["before_commit"].on_hit, 1);
+        assert_eq!(
+            parse_plan("after_commit=fatal").unwrap()["after_commit"].action,
+            FaultAction::Fatal
+        );
         assert!(parse_plan("nowhere=abort")
             .unwrap_err()
             .contains("not a fault point"));

@@ -410,6 +410,8 @@ async fn upload(
                     if let Some(upload) = file.upload.as_mut() {
                         upload.upload_part(bytes).await?;
                     }
+                    // A multipart upload in progress, not yet completed.
+                    crate::faults::point("after_part_upload")?;
                 }
                 UploadInput::Close {
                     seq,
@@ -464,6 +466,8 @@ async fn upload(
                         },
                         zero_dates,
                     });
+                    // A finished file that no manifest names yet.
+                    crate::faults::point("after_part_upload")?;
                 }
                 UploadInput::End => return Ok(()),
             }

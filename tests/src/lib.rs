@@ -13,6 +13,7 @@ pub mod compare;
 pub mod redshift_standin;
 pub mod runs;
 pub mod s3;
+pub mod scenario;
 pub mod stored_runs;
 
 use std::panic::AssertUnwindSafe;

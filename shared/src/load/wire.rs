@@ -269,10 +269,12 @@ pub async fn load(
             fix: "the target has rows that share a key; remove the duplicates, then load again".to_owned(),
         });
     }
+    crate::faults::point("before_load_commit")?;
     transaction
         .commit()
         .await
         .map_err(|err| Error::postgres(format!("committing the load of `{}`", plan.target), err))?;
+    crate::faults::point("after_load_commit")?;
     Ok(ledger)
 }
 

@@ -300,10 +300,13 @@ pub struct TableConfig {
     /// are not skipped. Default `5s`.
     #[serde(default = "default_lag")]
     pub lag: HumanDuration,
-    /// How much before the watermark each run starts re-reading, to catch rows that committed
-    /// late. Re-read rows are merged, so this is harmless for `merge`. Default `0s`.
+    /// How much before the watermark each run starts re-reading, to catch rows whose transaction
+    /// committed late: a row stamped T and committed at T + H is loaded only if
+    /// H ≤ `lag` + `lookback`. Re-read rows are merged, so this costs reading, not correctness.
+    /// Default `5m` for `merge` and `replace`; `append` must keep `0s` (a re-read row would be
+    /// appended twice).
     #[serde(default)]
-    pub lookback: HumanDuration,
+    pub lookback: Option<HumanDuration>,
     /// `merge` (upsert by key; default), `append`, or `replace` (whole table; default for
     /// `full_sync`).
     #[serde(default)]
@@ -399,6 +402,14 @@ pub enum LoadMode {
 }
 
 impl TableConfig {
+    /// The lookback, defaulted from the load mode (see the field).
+    pub fn lookback(&self) -> HumanDuration {
+        self.lookback.unwrap_or(match self.load_mode() {
+            LoadMode::Append => HumanDuration::default(),
+            LoadMode::Merge | LoadMode::Replace => default_lookback(),
+        })
+    }
+
     /// The load mode, defaulted from the strategy.
     pub fn load_mode(&self) -> LoadMode {
         self.load.unwrap_or(match self.cdc_strategy {
@@ -549,6 +560,9 @@ fn default_statement_timeout() -> HumanDuration {
 }
 fn default_chunk_rows() -> u64 {
     500_000
+}
+fn default_lookback() -> HumanDuration {
+    HumanDuration(Duration::from_secs(5 * 60))
 }
 fn default_lag() -> HumanDuration {
     HumanDuration(Duration::from_secs(5))
@@ -1111,6 +1125,12 @@ fn validate_table(path: &[&str; 4], table: &TableConfig, problems: &mut Problems
             );
         }
     }
+    if table.load_mode() == LoadMode::Append && table.lookback().0 > Duration::ZERO {
+        problems.add(
+            &at("lookback"),
+            "`load: append` cannot re-read rows: every re-read row would be appended again; use `lookback: 0s`, or `load: merge`",
+        );
+    }
     if table.load_mode() == LoadMode::Replace && strategy != CdcStrategy::FullSync {
         problems.add(
             &at("load"),
@@ -1423,6 +1443,30 @@ mod tests {
         for bad in ["", "5", "s", "-5s", "5 s", "1.5h", "99999999999999999999d"] {
             assert!(HumanDuration::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn lookback_defaults_follow_the_load_mode() {
+        let config = parse(EXAMPLE).unwrap();
+        let customers = &config.pipelines["default"].tables["shop.customers"];
+        assert_eq!(
+            customers.lookback(),
+            HumanDuration(Duration::from_secs(300))
+        );
+        let append =
+            EXAMPLE
+                .replacen("load: merge", "load: append", 1)
+                .replacen("lookback: 0s", "", 1);
+        let orders = &parse(&append).unwrap().pipelines["default"].tables["shop.orders"];
+        assert_eq!(orders.lookback(), HumanDuration::default());
+        let err = error_of(
+            &EXAMPLE.replacen("load: merge", "load: append", 1).replacen(
+                "lookback: 0s",
+                "lookback: 1m",
+                1,
+            ),
+        );
+        assert!(err.contains("appended again"), "{err}");
     }
 
     #[test]

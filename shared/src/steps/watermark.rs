@@ -643,7 +643,7 @@ async fn prepare_run(
 /// Where a run starts reading: the watermark's cursor, moved back by `lookback` (which restarts
 /// the key tie-break, so every row of the overlap window is read again).
 fn start_cursor(cursor: &Cursor, table_config: &TableConfig) -> Result<Cursor> {
-    let lookback = table_config.lookback.0;
+    let lookback = table_config.lookback().0;
     match &cursor.timestamp {
         Some(timestamp) if !lookback.is_zero() => {
             let parsed = chrono::NaiveDateTime::parse_from_str(timestamp, "%Y-%m-%d %H:%M:%S%.f")

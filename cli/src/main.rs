@@ -81,6 +81,8 @@ enum Command {
 pub(crate) struct Failure {
     pub(crate) code: u8,
     pub(crate) error: anyhow::Error,
+    /// The command already printed its answer (with `--json`, the one document on stdout).
+    pub(crate) reported: bool,
 }
 
 impl Failure {
@@ -89,6 +91,16 @@ impl Failure {
         Failure {
             code: 2,
             error: error.into(),
+            reported: false,
+        }
+    }
+
+    /// A failure whose answer the command has already printed: `--json` adds no second document.
+    pub(crate) fn reported(code: u8, error: anyhow::Error) -> Self {
+        Failure {
+            code,
+            error,
+            reported: true,
         }
     }
 }
@@ -106,6 +118,7 @@ impl From<tidemark::Error> for Failure {
         Failure {
             code,
             error: err.into(),
+            reported: false,
         }
     }
 }
@@ -158,7 +171,7 @@ async fn main() -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            if cli.json {
+            if cli.json && !failure.reported {
                 output::print_json(&serde_json::json!({
                     "error": format!("{:#}", failure.error),
                     "exit_code": failure.code,

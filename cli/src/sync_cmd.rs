@@ -158,10 +158,10 @@ fn report(execution: &str, outcome: &Outcome, json_output: bool) -> Result<(), F
     });
     match outcome {
         Outcome::Succeeded(_) => Ok(()),
-        Outcome::Failed(failure) => Err(Failure {
-            code: 1,
-            error: anyhow::anyhow!("sync failed: {}: {}", failure.error, failure.cause),
-        }),
+        Outcome::Failed(failure) => Err(Failure::reported(
+            1,
+            anyhow::anyhow!("sync failed: {}: {}", failure.error, failure.cause),
+        )),
     }
 }
 
@@ -299,6 +299,7 @@ mod aws {
                 "{context}: {}",
                 aws_sdk_sfn::error::DisplayErrorContext(&err)
             ),
+            reported: false,
         }
     }
 }

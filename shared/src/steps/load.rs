@@ -12,7 +12,7 @@
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Connection, RedshiftAccess, RedshiftConnection};
+use crate::config::{Connection, PostgresConnection, RedshiftAccess, RedshiftConnection};
 use crate::error::{Error, ErrorKind, Result};
 use crate::load::data_api::{self, DataApi, StatementState};
 use crate::load::{self, sql, wire, CommittedRun, Dialect, LoadPlan, PlanTarget};
@@ -162,14 +162,7 @@ pub async fn submit(services: &Services, request: &SubmitRequest) -> Result<Load
             let Some(plan) = plan_for(&postgres.schema, "", sql::MAX_RUNS_PER_WIRE_LOAD)? else {
                 return Ok(nothing_pending(run));
             };
-            let password = password(
-                services,
-                postgres.password.as_ref(),
-                postgres.password_secret.as_deref(),
-            )
-            .await?;
-            let config = wire::postgres_config(postgres, password.as_deref())?;
-            let mut client = wire::connect(&config, postgres.statement_timeout.0).await?;
+            let mut client = connect_postgres(services, postgres).await?;
             wire::prepare_target(&client, Dialect::Postgres, &plan, &redshift_options).await?;
             let rows = wire::load(&mut client, Dialect::Postgres, &plan, &bucket).await?;
             Ok(finished(run, &plan, &committed, &rows, started.elapsed()))
@@ -196,14 +189,7 @@ pub async fn submit(services: &Services, request: &SubmitRequest) -> Result<Load
                     .await
                 }
                 RedshiftAccess::Direct => {
-                    let password = password(
-                        services,
-                        redshift.password.as_ref(),
-                        redshift.secret_arn.as_deref(),
-                    )
-                    .await?;
-                    let config = wire::redshift_config(redshift, password.as_deref())?;
-                    let mut client = wire::connect(&config, redshift.statement_timeout.0).await?;
+                    let mut client = connect_redshift_direct(services, redshift).await?;
                     wire::prepare_target(&client, Dialect::Redshift, &plan, &redshift_options)
                         .await?;
                     let rows = wire::load(&mut client, Dialect::Redshift, &plan, &bucket).await?;
@@ -298,6 +284,117 @@ fn finished(
         state: LoadState::Finished,
         loaded,
         remaining_runs: (committed.len() - plan.runs.len()) as u64,
+    }
+}
+
+async fn connect_postgres(
+    services: &Services,
+    postgres: &PostgresConnection,
+) -> Result<tokio_postgres::Client> {
+    let password = password(
+        services,
+        postgres.password.as_ref(),
+        postgres.password_secret.as_deref(),
+    )
+    .await?;
+    let config = wire::postgres_config(postgres, password.as_deref())?;
+    wire::connect(&config, postgres.statement_timeout.0).await
+}
+
+async fn connect_redshift_direct(
+    services: &Services,
+    redshift: &RedshiftConnection,
+) -> Result<tokio_postgres::Client> {
+    let password = password(
+        services,
+        redshift.password.as_ref(),
+        redshift.secret_arn.as_deref(),
+    )
+    .await?;
+    let config = wire::redshift_config(redshift, password.as_deref())?;
+    wire::connect(&config, redshift.statement_timeout.0).await
+}
+
+/// A connected target, for the questions an operator asks it (`validate_counts`, `connections
+/// test`): over the wire protocol (PostgreSQL, Redshift `direct`) or through the Data API.
+pub enum TargetClient {
+    /// PostgreSQL, or Redshift `access: direct`.
+    Wire {
+        /// The connected session.
+        client: tokio_postgres::Client,
+        /// Its SQL flavour.
+        dialect: Dialect,
+        /// The schema holding the targets and the ledger.
+        schema: String,
+    },
+    /// Redshift `access: data_api`.
+    DataApi(Box<DataApi>),
+}
+
+impl std::fmt::Debug for TargetClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TargetClient::Wire {
+                dialect, schema, ..
+            } => {
+                write!(f, "TargetClient::Wire({dialect:?}, {schema})")
+            }
+            TargetClient::DataApi(_) => f.write_str("TargetClient::DataApi"),
+        }
+    }
+}
+
+impl TargetClient {
+    /// Connects to the configuration's connection `name`, with the load's own settings.
+    pub async fn connect(services: &Services, name: &str) -> Result<Self> {
+        let connection = services.config.connections.get(name).ok_or_else(|| {
+            Error::InvalidRequest(format!("`{name}` is not a connection of the configuration"))
+        })?;
+        match connection {
+            Connection::Postgres(postgres) => Ok(TargetClient::Wire {
+                client: connect_postgres(services, postgres).await?,
+                dialect: Dialect::Postgres,
+                schema: postgres.schema.clone(),
+            }),
+            Connection::Redshift(redshift) => match redshift.access {
+                RedshiftAccess::DataApi => Ok(TargetClient::DataApi(Box::new(DataApi::new(
+                    services.redshift_data().clone(),
+                    (**redshift).clone(),
+                )))),
+                RedshiftAccess::Direct => Ok(TargetClient::Wire {
+                    client: connect_redshift_direct(services, redshift).await?,
+                    dialect: Dialect::Redshift,
+                    schema: redshift.schema.clone(),
+                }),
+                RedshiftAccess::Tunnel => Err(Error::config(
+                    "connections",
+                    "Redshift `access: tunnel` is not available in this version; use `direct` or `data_api`",
+                )),
+            },
+            Connection::Mysql(_) => Err(Error::InvalidRequest(format!(
+                "`{name}` is a mysql connection, not a target"
+            ))),
+        }
+    }
+
+    /// The server's version string.
+    pub async fn version(&self) -> Result<String> {
+        match self {
+            TargetClient::Wire { client, .. } => wire::server_version(client).await,
+            TargetClient::DataApi(api) => api.server_version().await,
+        }
+    }
+
+    /// The target table's rows and its ledger's totals.
+    pub async fn counts(&self, target: &str) -> Result<load::TargetCounts> {
+        match self {
+            TargetClient::Wire {
+                client,
+                dialect,
+                schema,
+            } => wire::target_counts(client, *dialect, schema, target).await,
+            TargetClient::DataApi(api) => api.target_counts(target).await,
+        }
     }
 }
 

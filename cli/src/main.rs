@@ -4,6 +4,7 @@
 //! error; 3 a required service could not be reached.
 
 mod config_cmd;
+mod connections_cmd;
 mod output;
 mod s3clean_cmd;
 mod sync_cmd;
@@ -71,6 +72,9 @@ enum Command {
     /// Check and correct a table's row counts.
     #[command(subcommand, name = "watermark-count")]
     WatermarkCount(watermark_cmd::CountCommand),
+    /// Reach each source, target, bucket, secret and bastion; report versions and latency.
+    #[command(subcommand)]
+    Connections(connections_cmd::ConnectionsCommand),
     /// S3 retention: list a table's files by run, delete what is loaded (never pending data).
     #[command(subcommand, name = "s3clean")]
     S3clean(s3clean_cmd::S3cleanCommand),
@@ -166,6 +170,7 @@ async fn main() -> ExitCode {
         Command::WatermarkCount(command) => {
             watermark_cmd::run_count(command, &cli.config, cli.json).await
         }
+        Command::Connections(command) => connections_cmd::run(command, &cli.config, cli.json).await,
         Command::S3clean(command) => s3clean_cmd::run(command, &cli.config, cli.json).await,
     };
     match outcome {

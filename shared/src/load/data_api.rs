@@ -470,13 +470,7 @@ impl DataApi {
         }
         let schema = naming::target_identifier(&plan.schema)?;
         let table = naming::target_identifier(&plan.target)?;
-        let records = self
-            .execute(
-                &sql::existing_columns_query(Dialect::Redshift, true),
-                &[("schema", &schema), ("table", &table)],
-                timeout,
-            )
-            .await?;
+        let records = self.columns(&schema, &table).await?;
         let existing: Vec<TargetColumn> = records
             .iter()
             .map(|record| TargetColumn {
@@ -509,6 +503,16 @@ impl DataApi {
 }
 
 impl DataApi {
+    /// The columns of `schema.table` from SVV_COLUMNS (none: no such table).
+    async fn columns(&self, schema: &str, table: &str) -> Result<Vec<Vec<Field>>> {
+        self.execute(
+            &sql::existing_columns_query(Dialect::Redshift, true),
+            &[("schema", schema), ("table", table)],
+            self.connection.statement_timeout.0,
+        )
+        .await
+    }
+
     /// The server's version string (`SELECT version()`).
     pub async fn server_version(&self) -> Result<String> {
         let records = self
@@ -524,18 +528,8 @@ impl DataApi {
         let schema = naming::target_identifier(schema_name)?;
         let exists = |table: &str| {
             let table = naming::target_identifier(table);
-            let schema = schema.clone();
-            async move {
-                let table = table?;
-                let records = self
-                    .execute(
-                        &sql::existing_columns_query(Dialect::Redshift, true),
-                        &[("schema", &schema), ("table", &table)],
-                        timeout,
-                    )
-                    .await?;
-                Ok::<bool, Error>(!records.is_empty())
-            }
+            let schema = &schema;
+            async move { Ok::<bool, Error>(!self.columns(schema, &table?).await?.is_empty()) }
         };
         let mut counts = super::TargetCounts::default();
         if exists(target).await? {

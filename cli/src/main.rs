@@ -4,6 +4,7 @@
 //! error; 3 a required service could not be reached.
 
 mod config_cmd;
+mod connections_cmd;
 mod output;
 mod s3clean_cmd;
 mod sync_cmd;
@@ -71,6 +72,9 @@ enum Command {
     /// Check and correct a table's row counts.
     #[command(subcommand, name = "watermark-count")]
     WatermarkCount(watermark_cmd::CountCommand),
+    /// Reach each source, target, bucket, secret and bastion; report versions and latency.
+    #[command(subcommand)]
+    Connections(connections_cmd::ConnectionsCommand),
     /// S3 retention: list a table's files by run, delete what is loaded (never pending data).
     #[command(subcommand, name = "s3clean")]
     S3clean(s3clean_cmd::S3cleanCommand),
@@ -81,6 +85,8 @@ enum Command {
 pub(crate) struct Failure {
     pub(crate) code: u8,
     pub(crate) error: anyhow::Error,
+    /// The command already printed its answer (with `--json`, the one document on stdout).
+    pub(crate) reported: bool,
 }
 
 impl Failure {
@@ -89,6 +95,16 @@ impl Failure {
         Failure {
             code: 2,
             error: error.into(),
+            reported: false,
+        }
+    }
+
+    /// A failure whose answer the command has already printed: `--json` adds no second document.
+    pub(crate) fn reported(code: u8, error: anyhow::Error) -> Self {
+        Failure {
+            code,
+            error,
+            reported: true,
         }
     }
 }
@@ -106,6 +122,7 @@ impl From<tidemark::Error> for Failure {
         Failure {
             code,
             error: err.into(),
+            reported: false,
         }
     }
 }
@@ -153,12 +170,13 @@ async fn main() -> ExitCode {
         Command::WatermarkCount(command) => {
             watermark_cmd::run_count(command, &cli.config, cli.json).await
         }
+        Command::Connections(command) => connections_cmd::run(command, &cli.config, cli.json).await,
         Command::S3clean(command) => s3clean_cmd::run(command, &cli.config, cli.json).await,
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            if cli.json {
+            if cli.json && !failure.reported {
                 output::print_json(&serde_json::json!({
                     "error": format!("{:#}", failure.error),
                     "exit_code": failure.code,

@@ -310,10 +310,10 @@ async fn clean_tables(
     if failed.is_empty() {
         Ok(())
     } else {
-        Err(Failure {
-            code: 1,
-            error: anyhow::anyhow!("s3clean did not finish for: {}", failed.join(", ")),
-        })
+        Err(Failure::reported(
+            1,
+            anyhow::anyhow!("s3clean did not finish for: {}", failed.join(", ")),
+        ))
     }
 }
 

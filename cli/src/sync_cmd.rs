@@ -97,8 +97,10 @@ pub(crate) async fn run(args: &SyncArgs, config: &Path, json_output: bool) -> Re
     if args.dry_run {
         return dry_run(&services, &pipeline, args, json_output).await;
     }
-    let (execution, outcome) = if args.aws {
-        aws::run(&input).await?
+    let started = std::time::Instant::now();
+    let (execution, outcome, summary) = if args.aws {
+        let (execution, outcome) = aws::run(&input).await?;
+        (execution, outcome, None)
     } else {
         let name = format!("local-{}", std::process::id());
         eprintln!(
@@ -109,23 +111,43 @@ pub(crate) async fn run(args: &SyncArgs, config: &Path, json_output: bool) -> Re
             execution_name: name.clone(),
             ..RunnerOptions::default()
         };
-        (
-            name,
-            local_sync::run(&services, input, &options, None).await?,
-        )
+        let (outcome, summary) =
+            local_sync::run_with_summary(&services, input, &options, None).await?;
+        (name, outcome, summary)
     };
-    report(&execution, &outcome, json_output)
+    report(
+        &execution,
+        &outcome,
+        summary,
+        started.elapsed(),
+        json_output,
+    )
 }
 
-fn report(execution: &str, outcome: &Outcome, json_output: bool) -> Result<(), Failure> {
+/// Prints the execution's result. `summary` is the `summarize` answer when the runner kept it:
+/// a failed execution's own output has only the error, not each table's outcome.
+fn report(
+    execution: &str,
+    outcome: &Outcome,
+    summary: Option<Value>,
+    duration: Duration,
+    json_output: bool,
+) -> Result<(), Failure> {
     let (status, summary) = match outcome {
-        Outcome::Succeeded(summary) => ("succeeded", summary.clone()),
-        Outcome::Failed(failure) => (
-            "failed",
-            json!({"error": failure.error, "cause": failure.cause}),
-        ),
+        Outcome::Succeeded(output) => ("succeeded", summary.unwrap_or_else(|| output.clone())),
+        Outcome::Failed(failure) => {
+            let mut summary = summary.unwrap_or_else(|| json!({}));
+            summary["error"] = json!(failure.error);
+            summary["cause"] = json!(failure.cause);
+            ("failed", summary)
+        }
     };
-    let document = json!({"execution": execution, "status": status, "summary": summary});
+    let document = json!({
+        "execution": execution,
+        "status": status,
+        "duration_ms": u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+        "summary": summary,
+    });
     emit(json_output, &document, || {
         let mut lines = vec![format!("execution {execution}: {status}")];
         if let Some(tables) = summary.get("tables").and_then(Value::as_array) {
@@ -158,10 +180,10 @@ fn report(execution: &str, outcome: &Outcome, json_output: bool) -> Result<(), F
     });
     match outcome {
         Outcome::Succeeded(_) => Ok(()),
-        Outcome::Failed(failure) => Err(Failure {
-            code: 1,
-            error: anyhow::anyhow!("sync failed: {}: {}", failure.error, failure.cause),
-        }),
+        Outcome::Failed(failure) => Err(Failure::reported(
+            1,
+            anyhow::anyhow!("sync failed: {}: {}", failure.error, failure.cause),
+        )),
     }
 }
 
@@ -299,6 +321,7 @@ mod aws {
                 "{context}: {}",
                 aws_sdk_sfn::error::DisplayErrorContext(&err)
             ),
+            reported: false,
         }
     }
 }

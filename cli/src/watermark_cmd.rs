@@ -6,8 +6,8 @@ use std::path::Path;
 
 use clap::{Args, Subcommand, ValueEnum};
 use tidemark::steps::watermark::{
-    self as steps, GetRequest, ListRequest, ResetRequest, RestoreRequest, SetCountRequest,
-    SetRequest, TableRequest,
+    self as steps, CountReport, GetRequest, ListRequest, ResetRequest, RestoreRequest,
+    SetCountRequest, SetRequest, TableRequest,
 };
 use tidemark::watermark::{CountField, CountMode, Watermark};
 
@@ -121,6 +121,15 @@ pub(crate) enum CountCommand {
         /// Which total.
         #[arg(long, value_enum, default_value_t = FieldArg::RowsLoaded)]
         field: FieldArg,
+    },
+    /// Compare the watermark's totals with the target's `COUNT(*)`, its load ledger and the
+    /// source's `COUNT(*)` up to the cursor. Changes nothing; exit 1 on a mismatch, with the
+    /// command that corrects it when tidemark knows the right number.
+    ///
+    /// Example: `tidemark watermark-count validate-counts -t shop.orders`
+    ValidateCounts {
+        #[command(flatten)]
+        table: TableArgs,
     },
 }
 
@@ -389,6 +398,73 @@ pub(crate) async fn run_count(
             let answer = steps::set_count(&services, &request).await?;
             emit(json, &answer, || vec![answer.message.clone()]);
         }
+        CountCommand::ValidateCounts { table } => {
+            let report = steps::validate_counts(
+                &services,
+                &TableRequest {
+                    pipeline: table.pipeline.clone(),
+                    table: table.table.clone(),
+                },
+            )
+            .await?;
+            emit(json, &report, || describe_counts(&report));
+            if report.verdict != "consistent" {
+                return Err(Failure::reported(
+                    1,
+                    anyhow::anyhow!(
+                        "the counts of `{}` do not agree; see the checks above",
+                        report.table
+                    ),
+                ));
+            }
+        }
     }
     Ok(())
+}
+
+fn describe_counts(report: &CountReport) -> Vec<String> {
+    let t = &report.target_counts;
+    let mut lines = vec![
+        format!(
+            "table        {} → {} (pipeline {}, {} / {})",
+            report.table, report.target, report.pipeline, report.strategy, report.load_mode
+        ),
+        format!(
+            "watermark    {} rows extracted, {} rows loaded, {} rows pending",
+            report.watermark.rows_extracted, report.watermark.rows_loaded, report.pending_rows
+        ),
+        format!(
+            "ledger       {} run(s): {} staged, {} inserted, {} deleted",
+            t.ledger.runs, t.ledger.rows_staged, t.ledger.rows_inserted, t.ledger.rows_deleted
+        ),
+        format!(
+            "target       {}",
+            t.rows
+                .map(|r| format!("{r} rows"))
+                .unwrap_or_else(|| "no table yet".to_owned())
+        ),
+        format!(
+            "source       {} rows up to the cursor (timestamp {}, key {})",
+            report.source_rows,
+            report.cursor.timestamp.as_deref().unwrap_or("-"),
+            if report.cursor.key.is_empty() {
+                "-".to_owned()
+            } else {
+                report.cursor.key.join(",")
+            }
+        ),
+    ];
+    for check in &report.checks {
+        lines.push(format!(
+            "{:<12} {}: {}",
+            format!("{:?}", check.outcome).to_lowercase(),
+            check.name,
+            check.detail
+        ));
+        if let Some(fix) = &check.fix {
+            lines.push(format!("             fix: {fix}"));
+        }
+    }
+    lines.push(format!("verdict      {}", report.verdict));
+    lines
 }

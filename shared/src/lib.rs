@@ -14,6 +14,7 @@ pub mod manifest;
 pub mod metrics;
 pub mod naming;
 pub mod parquet_sink;
+pub mod probe;
 pub mod run;
 pub mod schema;
 pub mod secret;

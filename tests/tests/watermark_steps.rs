@@ -15,7 +15,7 @@ use tidemark::ErrorKind;
 use tidemark_tests::s3::TestBucket;
 use tidemark_tests::TestMysql;
 
-const ACTIONS: [&str; 14] = [
+const ACTIONS: [&str; 15] = [
     "prepare",
     "summarize",
     "begin",
@@ -30,6 +30,7 @@ const ACTIONS: [&str; 14] = [
     "restore",
     "unlock",
     "set_count",
+    "validate_counts",
 ];
 
 fn fixture(name: &str) -> Value {

@@ -489,13 +489,7 @@ impl DataApi {
         }
         let schema = naming::target_identifier(&plan.schema)?;
         let table = naming::target_identifier(&plan.target)?;
-        let records = self
-            .execute(
-                &sql::existing_columns_query(Dialect::Redshift, true),
-                &[("schema", &schema), ("table", &table)],
-                timeout,
-            )
-            .await?;
+        let records = self.columns(&schema, &table).await?;
         let existing: Vec<TargetColumn> = records
             .iter()
             .map(|record| TargetColumn {
@@ -524,6 +518,59 @@ impl DataApi {
             self.execute(statement, &[], timeout).await?;
         }
         Ok(ddl)
+    }
+}
+
+impl DataApi {
+    /// The columns of `schema.table` from SVV_COLUMNS (none: no such table).
+    async fn columns(&self, schema: &str, table: &str) -> Result<Vec<Vec<Field>>> {
+        self.execute(
+            &sql::existing_columns_query(Dialect::Redshift, true),
+            &[("schema", schema), ("table", table)],
+            self.connection.statement_timeout.0,
+        )
+        .await
+    }
+
+    /// The server's version string (`SELECT version()`).
+    pub async fn server_version(&self) -> Result<String> {
+        let records = self
+            .execute("SELECT version()", &[], self.connection.statement_timeout.0)
+            .await?;
+        Ok(field_text(records.first().and_then(|r| r.first())))
+    }
+
+    /// The target table's rows and its ledger's totals; a missing table or ledger counts as empty.
+    pub async fn target_counts(&self, target: &str) -> Result<super::TargetCounts> {
+        let timeout = self.connection.statement_timeout.0;
+        let schema_name = &self.connection.schema;
+        let schema = naming::target_identifier(schema_name)?;
+        let exists = |table: &str| {
+            let table = naming::target_identifier(table);
+            let schema = &schema;
+            async move { Ok::<bool, Error>(!self.columns(schema, &table?).await?.is_empty()) }
+        };
+        let mut counts = super::TargetCounts::default();
+        if exists(target).await? {
+            let records = self
+                .execute(&sql::count_target(schema_name, target)?, &[], timeout)
+                .await?;
+            let text = field_text(records.first().and_then(|r| r.first()));
+            counts.rows = Some(text.trim().parse().map_err(|_| {
+                Error::InvalidRequest(format!("`COUNT(*)` of `{target}` answered `{text}`"))
+            })?);
+        }
+        if exists(sql::LEDGER_TABLE).await? {
+            let records = self
+                .execute(&sql::ledger_totals(schema_name, target)?, &[], timeout)
+                .await?;
+            if let Some(record) = records.first() {
+                let text = |i: usize| field_text(record.get(i));
+                counts.ledger =
+                    super::LedgerTotals::parse([&text(0), &text(1), &text(2), &text(3)])?;
+            }
+        }
+        Ok(counts)
     }
 }
 

@@ -72,6 +72,53 @@ impl LedgerRow {
     }
 }
 
+/// What the target holds for one table: its rows and its ledger's totals (`validate_counts`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TargetCounts {
+    /// `COUNT(*)` of the target table; `None` when the table does not exist (never loaded).
+    pub rows: Option<u64>,
+    /// The ledger's sums over every run loaded into this target table.
+    pub ledger: LedgerTotals,
+}
+
+/// The load ledger summed over one target table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LedgerTotals {
+    /// Runs loaded.
+    pub runs: u64,
+    /// Rows copied into staging.
+    pub rows_staged: u64,
+    /// Rows inserted into the target.
+    pub rows_inserted: u64,
+    /// Target rows deleted (replaced by key, or by `replace`).
+    pub rows_deleted: u64,
+}
+
+impl LedgerTotals {
+    /// The totals from the four columns of [`sql::ledger_totals`], as text.
+    pub fn parse(columns: [&str; 4]) -> Result<Self> {
+        let number = |i: usize| {
+            columns[i].trim().parse::<u64>().map_err(|_| {
+                Error::InvalidRequest(format!(
+                    "the load ledger's totals have `{}` where a count belongs",
+                    columns[i]
+                ))
+            })
+        };
+        Ok(LedgerTotals {
+            runs: number(0)?,
+            rows_staged: number(1)?,
+            rows_inserted: number(2)?,
+            rows_deleted: number(3)?,
+        })
+    }
+
+    /// Rows the target should hold if only tidemark's loads changed it.
+    pub fn net_rows(&self) -> i128 {
+        i128::from(self.rows_inserted) - i128::from(self.rows_deleted)
+    }
+}
+
 /// A pending run with its committed manifest.
 #[derive(Debug, Clone)]
 pub struct CommittedRun {

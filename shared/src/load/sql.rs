@@ -500,6 +500,29 @@ pub fn read_ledger(plan: &LoadPlan) -> Result<String> {
     ))
 }
 
+/// The target's row count: one row, one BIGINT column.
+pub fn count_target(schema: &str, target: &str) -> Result<String> {
+    Ok(format!(
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM {}",
+        quote_warehouse_qualified(
+            &naming::target_identifier(schema)?,
+            &naming::target_identifier(target)?
+        )
+    ))
+}
+
+/// The ledger's totals for one target table: `runs, rows_staged, rows_inserted, rows_deleted`,
+/// each a BIGINT (0 when the ledger has no row for it).
+pub fn ledger_totals(schema: &str, target: &str) -> Result<String> {
+    Ok(format!(
+        "SELECT CAST(COUNT(*) AS BIGINT), CAST(COALESCE(SUM(\"rows_staged\"), 0) AS BIGINT), \
+         CAST(COALESCE(SUM(\"rows_inserted\"), 0) AS BIGINT), CAST(COALESCE(SUM(\"rows_deleted\"), 0) AS BIGINT) \
+         FROM {} WHERE \"target_table\" = {}",
+        ledger(schema)?,
+        literal(&naming::target_identifier(target)?)?
+    ))
+}
+
 /// Statements per run in a load script (COPY, tag), and outside the runs.
 const STATEMENTS_PER_RUN: usize = 2;
 const STATEMENTS_FIXED: usize = 10;

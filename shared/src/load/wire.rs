@@ -176,6 +176,76 @@ pub async fn read_ledger(client: &Client, plan: &LoadPlan) -> Result<Vec<LedgerR
     ledger_rows(&messages)
 }
 
+/// The server's version string (`SELECT version()`).
+pub async fn server_version(client: &Client) -> Result<String> {
+    let messages = client
+        .simple_query("SELECT version()")
+        .await
+        .map_err(|err| Error::postgres("reading the server version", err))?;
+    Ok(first_row(&messages)
+        .and_then(|row| row.first().cloned())
+        .unwrap_or_default())
+}
+
+/// The target table's rows and its ledger's totals; a missing table or ledger counts as empty.
+pub async fn target_counts(
+    client: &Client,
+    dialect: Dialect,
+    schema: &str,
+    target: &str,
+) -> Result<super::TargetCounts> {
+    let exists = |table: &str| {
+        let query = sql::existing_columns_query(dialect, false);
+        let schema = naming::target_identifier(schema);
+        let table = naming::target_identifier(table);
+        async move {
+            let (schema, table) = (schema?, table?);
+            let columns = client
+                .query(&query, &[&schema, &table])
+                .await
+                .map_err(|err| Error::postgres(format!("looking for `{schema}.{table}`"), err))?;
+            Ok::<bool, Error>(!columns.is_empty())
+        }
+    };
+    let mut counts = super::TargetCounts::default();
+    if exists(target).await? {
+        let messages = client
+            .simple_query(&sql::count_target(schema, target)?)
+            .await
+            .map_err(|err| Error::postgres(format!("counting the rows of `{target}`"), err))?;
+        let text = first_row(&messages)
+            .and_then(|row| row.first().cloned())
+            .unwrap_or_default();
+        counts.rows = Some(text.trim().parse().map_err(|_| {
+            Error::InvalidRequest(format!("`COUNT(*)` of `{target}` answered `{text}`"))
+        })?);
+    }
+    if exists(sql::LEDGER_TABLE).await? {
+        let messages = client
+            .simple_query(&sql::ledger_totals(schema, target)?)
+            .await
+            .map_err(|err| Error::postgres("summing the load ledger", err))?;
+        if let Some(row) = first_row(&messages) {
+            let column = |i: usize| row.get(i).map(String::as_str).unwrap_or_default();
+            counts.ledger =
+                super::LedgerTotals::parse([column(0), column(1), column(2), column(3)])?;
+        }
+    }
+    Ok(counts)
+}
+
+/// The first row of a simple query's answer, every column as text (NULL as empty).
+fn first_row(messages: &[SimpleQueryMessage]) -> Option<Vec<String>> {
+    messages.iter().find_map(|message| match message {
+        SimpleQueryMessage::Row(row) => Some(
+            (0..row.len())
+                .map(|i| row.get(i).unwrap_or_default().to_owned())
+                .collect(),
+        ),
+        _ => None,
+    })
+}
+
 fn ledger_rows(messages: &[SimpleQueryMessage]) -> Result<Vec<LedgerRow>> {
     let mut rows = Vec::new();
     for message in messages {

@@ -16,7 +16,9 @@ use serde::{Deserialize, Serialize};
 
 use std::time::Duration;
 
-use crate::config::{Connection, RedshiftAccess, RedshiftConnection, TunnelConfig};
+use crate::config::{
+    Connection, PostgresConnection, RedshiftAccess, RedshiftConnection, TunnelConfig,
+};
 use crate::error::{Error, ErrorKind, Result};
 use crate::load::data_api::{self, DataApi, StatementState};
 use crate::load::{self, sql, tunnel, wire, CommittedRun, Dialect, LoadPlan, PlanTarget};
@@ -400,6 +402,117 @@ fn finished(
         state: LoadState::Finished,
         loaded,
         remaining_runs: (committed.len() - plan.runs.len()) as u64,
+    }
+}
+
+async fn connect_postgres(
+    services: &Services,
+    postgres: &PostgresConnection,
+) -> Result<tokio_postgres::Client> {
+    let password = password(
+        services,
+        postgres.password.as_ref(),
+        postgres.password_secret.as_deref(),
+    )
+    .await?;
+    let config = wire::postgres_config(postgres, password.as_deref())?;
+    wire::connect(&config, postgres.statement_timeout.0).await
+}
+
+async fn connect_redshift_direct(
+    services: &Services,
+    redshift: &RedshiftConnection,
+) -> Result<tokio_postgres::Client> {
+    let password = password(
+        services,
+        redshift.password.as_ref(),
+        redshift.secret_arn.as_deref(),
+    )
+    .await?;
+    let config = wire::redshift_config(redshift, password.as_deref())?;
+    wire::connect(&config, redshift.statement_timeout.0).await
+}
+
+/// A connected target, for the questions an operator asks it (`validate_counts`, `connections
+/// test`): over the wire protocol (PostgreSQL, Redshift `direct`) or through the Data API.
+pub enum TargetClient {
+    /// PostgreSQL, or Redshift `access: direct`.
+    Wire {
+        /// The connected session.
+        client: tokio_postgres::Client,
+        /// Its SQL flavour.
+        dialect: Dialect,
+        /// The schema holding the targets and the ledger.
+        schema: String,
+    },
+    /// Redshift `access: data_api`.
+    DataApi(Box<DataApi>),
+}
+
+impl std::fmt::Debug for TargetClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TargetClient::Wire {
+                dialect, schema, ..
+            } => {
+                write!(f, "TargetClient::Wire({dialect:?}, {schema})")
+            }
+            TargetClient::DataApi(_) => f.write_str("TargetClient::DataApi"),
+        }
+    }
+}
+
+impl TargetClient {
+    /// Connects to the configuration's connection `name`, with the load's own settings.
+    pub async fn connect(services: &Services, name: &str) -> Result<Self> {
+        let connection = services.config.connections.get(name).ok_or_else(|| {
+            Error::InvalidRequest(format!("`{name}` is not a connection of the configuration"))
+        })?;
+        match connection {
+            Connection::Postgres(postgres) => Ok(TargetClient::Wire {
+                client: connect_postgres(services, postgres).await?,
+                dialect: Dialect::Postgres,
+                schema: postgres.schema.clone(),
+            }),
+            Connection::Redshift(redshift) => match redshift.access {
+                RedshiftAccess::DataApi => Ok(TargetClient::DataApi(Box::new(DataApi::new(
+                    services.redshift_data().clone(),
+                    (**redshift).clone(),
+                )))),
+                RedshiftAccess::Direct => Ok(TargetClient::Wire {
+                    client: connect_redshift_direct(services, redshift).await?,
+                    dialect: Dialect::Redshift,
+                    schema: redshift.schema.clone(),
+                }),
+                RedshiftAccess::Tunnel => Err(Error::config(
+                    "connections",
+                    "Redshift `access: tunnel` is not available in this version; use `direct` or `data_api`",
+                )),
+            },
+            Connection::Mysql(_) => Err(Error::InvalidRequest(format!(
+                "`{name}` is a mysql connection, not a target"
+            ))),
+        }
+    }
+
+    /// The server's version string.
+    pub async fn version(&self) -> Result<String> {
+        match self {
+            TargetClient::Wire { client, .. } => wire::server_version(client).await,
+            TargetClient::DataApi(api) => api.server_version().await,
+        }
+    }
+
+    /// The target table's rows and its ledger's totals.
+    pub async fn counts(&self, target: &str) -> Result<load::TargetCounts> {
+        match self {
+            TargetClient::Wire {
+                client,
+                dialect,
+                schema,
+            } => wire::target_counts(client, *dialect, schema, target).await,
+            TargetClient::DataApi(api) => api.target_counts(target).await,
+        }
     }
 }
 

@@ -81,3 +81,42 @@ pub async fn run(
     let invoker = StepInvoker::new(services, extract_time_limit);
     Ok(machine.execute(input, &invoker, options).await)
 }
+
+/// Like [`run`], and also returns the `summarize` answer (every table's outcome), which a failed
+/// execution's output does not carry: the CLI reports per-table results either way.
+pub async fn run_with_summary(
+    services: &Services,
+    input: Value,
+    options: &RunnerOptions,
+    extract_time_limit: Option<Duration>,
+) -> Result<(Outcome, Option<Value>)> {
+    let machine = StateMachine::load(DEFINITION, &FUNCTIONS)?;
+    let invoker = SummaryCapture {
+        inner: StepInvoker::new(services, extract_time_limit),
+        summary: std::sync::Mutex::new(None),
+    };
+    let outcome = machine.execute(input, &invoker, options).await;
+    let summary = invoker.summary.lock().ok().and_then(|mut s| s.take());
+    Ok((outcome, summary))
+}
+
+/// Passes every Task to the steps and keeps the last `summarize` answer.
+struct SummaryCapture<'a> {
+    inner: StepInvoker<'a>,
+    summary: std::sync::Mutex<Option<Value>>,
+}
+
+impl Invoker for SummaryCapture<'_> {
+    fn invoke<'b>(&'b self, resource: &'b str, payload: Value) -> InvokeFuture<'b> {
+        Box::pin(async move {
+            let summarize = payload.get("action").and_then(Value::as_str) == Some("summarize");
+            let answer = self.inner.invoke(resource, payload).await;
+            if let (true, Ok(summary)) = (summarize, &answer) {
+                if let Ok(mut kept) = self.summary.lock() {
+                    *kept = Some(summary.clone());
+                }
+            }
+            answer
+        })
+    }
+}

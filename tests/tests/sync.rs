@@ -8,6 +8,7 @@ use tidemark::config::Connection;
 use tidemark::local::{Outcome, RunnerOptions};
 use tidemark::steps::{local_sync, Services};
 use tidemark_tests::compare::{mysql_rows, postgres_rows};
+use tidemark_tests::redshift_standin::{self, RedshiftStandin};
 use tidemark_tests::s3::TestBucket;
 use tidemark_tests::{TestMysql, TestPostgres};
 
@@ -84,19 +85,45 @@ async fn seed(mysql: &TestMysql) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn with_stack(test: impl AsyncFnOnce(&Stack<'_>) -> anyhow::Result<()>) {
+/// Where the warehouse is.
+#[derive(Clone, Copy)]
+enum Target {
+    /// The local PostgreSQL.
+    Postgres,
+    /// `kind: redshift, access: data_api`, served by the Data API stand-in on that PostgreSQL.
+    Redshift,
+}
+
+async fn with_stack(target: Target, test: impl AsyncFnOnce(&Stack<'_>) -> anyhow::Result<()>) {
     TestMysql::run(async |mysql| {
         seed(mysql).await?;
         let bucket = TestBucket::fresh().await?;
         let pg = TestPostgres::fresh().await?;
         let mut config = mysql.config(bucket.bucket().name(), TABLES)?;
-        if let Some(Connection::Postgres(target)) = config.connections.get_mut("wh") {
-            target.schema = pg.schema().to_owned();
+        let mut standin = None;
+        match target {
+            Target::Postgres => {
+                if let Some(Connection::Postgres(target)) = config.connections.get_mut("wh") {
+                    target.schema = pg.schema().to_owned();
+                }
+            }
+            Target::Redshift => {
+                let connection = redshift_standin::data_api_connection(pg.schema());
+                config
+                    .connections
+                    .insert("wh".into(), Connection::Redshift(Box::new(connection)));
+                standin = Some(RedshiftStandin::start().await?);
+            }
+        }
+        let mut services = Services::from_env(config, None).await;
+        if let Some(standin) = &standin {
+            let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+            services = services.with_redshift_data(standin.client(&shared));
         }
         let stack = Stack {
             mysql,
             pg: &pg,
-            services: Services::from_env(config, None).await,
+            services,
         };
         let outcome = test(&stack).await;
         pg.cleanup().await?;
@@ -109,32 +136,44 @@ async fn with_stack(test: impl AsyncFnOnce(&Stack<'_>) -> anyhow::Result<()>) {
 
 #[tokio::test]
 async fn two_tables_sync_and_stay_in_step_after_changes() {
-    with_stack(async |stack| {
-        let outcome = stack.sync(json!({"pipeline": "p"})).await;
-        let Outcome::Succeeded(summary) = outcome else { panic!("{outcome:?}") };
-        assert_eq!(summary["succeeded"], 2, "{summary}");
-        stack.assert_target_equals_source().await?;
+    with_stack(Target::Postgres, sync_change_and_compare).await;
+}
 
-        let mut conn = stack.mysql.conn().await?;
-        conn.query_drop("UPDATE orders SET status = 'shipped', updated_at = '2026-02-01 00:00:00.5' WHERE id IN (1, 50, 150)").await?;
-        conn.query_drop("INSERT INTO orders VALUES (151, 1, 9.99, 'new', '2026-02-01 00:00:00.5'), (152, 2, NULL, 'new', '2026-02-01 00:00:00.5')").await?;
-        conn.query_drop("UPDATE customers SET vip = 1 WHERE id = 2").await?;
-        conn.query_drop("DELETE FROM customers WHERE id = 3").await?;
-        let outcome = stack.sync(json!({"pipeline": "p"})).await;
-        assert!(matches!(outcome, Outcome::Succeeded(_)), "{outcome:?}");
-        stack.assert_target_equals_source().await?;
+#[tokio::test]
+async fn two_tables_sync_into_redshift_through_the_data_api_standin() {
+    with_stack(Target::Redshift, sync_change_and_compare).await;
+}
 
-        // A sync with nothing new changes nothing and still succeeds.
-        let outcome = stack.sync(json!({"pipeline": "p"})).await;
-        assert!(matches!(outcome, Outcome::Succeeded(_)), "{outcome:?}");
-        stack.assert_target_equals_source().await
-    })
-    .await;
+/// Sync, compare; change rows (updates and inserts sharing a timestamp, a delete in the
+/// full-sync table), sync, compare; sync with nothing new, compare.
+async fn sync_change_and_compare(stack: &Stack<'_>) -> anyhow::Result<()> {
+    let outcome = stack.sync(json!({"pipeline": "p"})).await;
+    let Outcome::Succeeded(summary) = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(summary["succeeded"], 2, "{summary}");
+    stack.assert_target_equals_source().await?;
+
+    let mut conn = stack.mysql.conn().await?;
+    conn.query_drop("UPDATE orders SET status = 'shipped', updated_at = '2026-02-01 00:00:00.5' WHERE id IN (1, 50, 150)").await?;
+    conn.query_drop("INSERT INTO orders VALUES (151, 1, 9.99, 'new', '2026-02-01 00:00:00.5'), (152, 2, NULL, 'new', '2026-02-01 00:00:00.5')").await?;
+    conn.query_drop("UPDATE customers SET vip = 1 WHERE id = 2")
+        .await?;
+    conn.query_drop("DELETE FROM customers WHERE id = 3")
+        .await?;
+    let outcome = stack.sync(json!({"pipeline": "p"})).await;
+    assert!(matches!(outcome, Outcome::Succeeded(_)), "{outcome:?}");
+    stack.assert_target_equals_source().await?;
+
+    // A sync with nothing new changes nothing and still succeeds.
+    let outcome = stack.sync(json!({"pipeline": "p"})).await;
+    assert!(matches!(outcome, Outcome::Succeeded(_)), "{outcome:?}");
+    stack.assert_target_equals_source().await
 }
 
 #[tokio::test]
 async fn backup_only_then_redshift_only_loads_what_was_extracted() {
-    with_stack(async |stack| {
+    with_stack(Target::Postgres, async |stack| {
         let table = format!("{}.orders", stack.mysql.database());
         let outcome = stack.sync(json!({"pipeline": "p", "tables": [table], "mode": "backup_only"})).await;
         assert!(matches!(outcome, Outcome::Succeeded(_)), "{outcome:?}");

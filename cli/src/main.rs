@@ -6,6 +6,7 @@
 mod config_cmd;
 mod connections_cmd;
 mod output;
+mod progress;
 mod s3clean_cmd;
 mod sync_cmd;
 mod watermark_cmd;
@@ -164,7 +165,10 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli);
     let outcome = match &cli.command {
-        Command::Sync(args) => sync_cmd::run(args, &cli.config, cli.json).await,
+        Command::Sync(args) => {
+            let display = progress::Display::for_stderr(cli.quiet);
+            sync_cmd::run(args, &cli.config, cli.json, display).await
+        }
         Command::Config(command) => config_cmd::run(command, &cli.config, cli.json),
         Command::Watermark(command) => watermark_cmd::run(command, &cli.config, cli.json).await,
         Command::WatermarkCount(command) => {

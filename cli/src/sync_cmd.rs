@@ -7,11 +7,12 @@ use std::time::Duration;
 use clap::Args;
 use serde_json::{json, Value};
 use tidemark::local::{Outcome, RunnerOptions};
-use tidemark::manifest::Ceiling;
+use tidemark::run::SyncMode;
 use tidemark::steps::watermark::locate_table;
-use tidemark::steps::{local_sync, Services};
+use tidemark::steps::{local_sync, preview, Services};
 
-use crate::output::emit;
+use crate::output::{cursor_text, emit};
+use crate::progress::{Display, SyncProgress};
 use crate::Failure;
 
 #[derive(Debug, Args)]
@@ -31,7 +32,8 @@ pub(crate) struct SyncArgs {
     /// Extract at most N rows per table in this run.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     limit: Option<u64>,
-    /// Show what would run (strategy, cursor, ceiling, pending runs, target) and change nothing.
+    /// Show what would run and change nothing: per table the strategy, cursor, ceiling, an
+    /// estimate of the rows, the first source query, pending runs, the target and its load SQL.
     #[arg(long)]
     dry_run: bool,
     /// Run the state machine in this process (default).
@@ -43,12 +45,20 @@ pub(crate) struct SyncArgs {
 }
 
 impl SyncArgs {
-    fn mode(&self) -> &'static str {
+    fn sync_mode(&self) -> SyncMode {
         match (self.backup_only, self.redshift_only) {
-            (true, _) => "backup_only",
-            (_, true) => "redshift_only",
-            _ => "full",
+            (true, _) => SyncMode::BackupOnly,
+            (_, true) => SyncMode::RedshiftOnly,
+            _ => SyncMode::Full,
         }
+    }
+
+    /// The mode as payloads spell it (`full`, `backup_only`, `redshift_only`).
+    fn mode(&self) -> String {
+        serde_json::to_value(self.sync_mode())
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
     }
 }
 
@@ -87,7 +97,12 @@ fn resolve_pipeline(services: &Services, args: &SyncArgs) -> Result<String, Fail
     }
 }
 
-pub(crate) async fn run(args: &SyncArgs, config: &Path, json_output: bool) -> Result<(), Failure> {
+pub(crate) async fn run(
+    args: &SyncArgs,
+    config: &Path,
+    json_output: bool,
+    display: Display,
+) -> Result<(), Failure> {
     let services = crate::services(config).await?;
     let pipeline = resolve_pipeline(&services, args)?;
     let mut input = json!({"pipeline": pipeline, "mode": args.mode(), "limit": args.limit});
@@ -99,20 +114,23 @@ pub(crate) async fn run(args: &SyncArgs, config: &Path, json_output: bool) -> Re
     }
     let started = std::time::Instant::now();
     let (execution, outcome, summary) = if args.aws {
-        let (execution, outcome) = aws::run(&input).await?;
-        (execution, outcome, None)
+        aws::run(&input, display).await?
     } else {
         let name = format!("local-{}", std::process::id());
-        eprintln!(
-            "sync: running pipeline `{pipeline}` ({}) in process",
-            args.mode()
-        );
+        if display != Display::Off {
+            eprintln!(
+                "sync: running pipeline `{pipeline}` ({}) in process",
+                args.mode()
+            );
+        }
         let options = RunnerOptions {
             execution_name: name.clone(),
             ..RunnerOptions::default()
         };
+        let progress = SyncProgress::new(display);
         let (outcome, summary) =
-            local_sync::run_with_summary(&services, input, &options, None).await?;
+            local_sync::run_with_summary(&services, input, &options, None, Some(&progress)).await?;
+        drop(progress);
         (name, outcome, summary)
     };
     report(
@@ -199,55 +217,61 @@ async fn dry_run(
     } else {
         args.tables.clone()
     };
-    let pool = services.source(pipeline).await?;
-    let mut plans = Vec::new();
+    let mode = args.sync_mode();
+    let mut previews = Vec::new();
     for table in &tables {
-        let (_, _, table_config, table_id) = locate_table(services, Some(pipeline_name), table)?;
-        let watermark = services
-            .watermarks(pipeline)
-            .read(pipeline_name, &table_id)
-            .await?
-            .map(|v| v.record);
-        let mut conn = pool.get_conn().await.map_err(|err| {
-            Failure::from(tidemark::Error::mysql("connecting to the source", err))
-        })?;
-        let id_column = table_config.cursor_column.as_deref();
-        let ceiling: Ceiling =
-            tidemark::source::ceiling(&mut conn, &table_id, table_config, id_column).await?;
-        plans.push(json!({
-            "table": table,
-            "strategy": table_config.cdc_strategy.to_string(),
-            "load": table_config.load_mode().to_string(),
-            "target": table_config.target_name.clone().unwrap_or_else(|| table_id.table().to_lowercase()),
-            "cursor": watermark.as_ref().map(|w| w.extract.cursor.clone()).unwrap_or_default(),
-            "ceiling": ceiling,
-            "pending_runs": watermark.as_ref().map(|w| w.pending_runs.len()).unwrap_or(0),
-            "locked": watermark.as_ref().is_some_and(|w| w.lease.is_some()),
-            "mode": args.mode(),
-        }));
+        previews.push(preview::preview(services, pipeline_name, table, mode, args.limit).await?);
     }
-    let document = json!({"dry_run": true, "pipeline": pipeline_name, "tables": plans});
+    let document = json!({
+        "dry_run": true,
+        "pipeline": pipeline_name,
+        "mode": args.mode(),
+        "tables": previews,
+    });
     emit(json_output, &document, || {
         let mut lines = vec![format!(
             "dry run of pipeline `{pipeline_name}` ({}); nothing is changed",
             args.mode()
         )];
-        for plan in &plans {
+        for preview in &previews {
+            lines.push(String::new());
             lines.push(format!(
-                "  {}: {} → {} ({}), cursor {}, ceiling {}, {} pending run(s){}",
-                plan["table"].as_str().unwrap_or("?"),
-                plan["strategy"].as_str().unwrap_or("?"),
-                plan["target"].as_str().unwrap_or("?"),
-                plan["load"].as_str().unwrap_or("?"),
-                plan["cursor"],
-                plan["ceiling"],
-                plan["pending_runs"],
-                if plan["locked"].as_bool() == Some(true) {
-                    ", LOCKED by another run"
-                } else {
-                    ""
-                }
+                "{}: {} → {} ({})",
+                preview.table, preview.strategy, preview.target, preview.load
             ));
+            lines.push(format!(
+                "  cursor:  {}",
+                cursor_text(&preview.cursor).unwrap_or_else(|| "none".to_owned())
+            ));
+            lines.push(match cursor_text(&preview.start) {
+                Some(start) => format!("  starts:  after {start}"),
+                None => "  starts:  at the start of the table".to_owned(),
+            });
+            lines.push(format!(
+                "  ceiling: {}",
+                cursor_text(&preview.ceiling)
+                    .unwrap_or_else(|| "none (the whole table)".to_owned())
+            ));
+            if let Some(read) = &preview.read {
+                lines.push(format!(
+                    "  rows:    about {} rows to extract",
+                    read.estimated_rows
+                ));
+                lines.push(format!("  first read: {}", read.sql));
+                if !read.params.is_empty() {
+                    lines.push(format!("    with ? = {}", read.params.join(", ")));
+                }
+            }
+            lines.push(format!("  pending runs: {}", preview.pending_runs));
+            if let Some(owner) = &preview.locked_by {
+                lines.push(format!(
+                    "  LOCKED by run {owner}: a sync now would fail with LeaseHeld"
+                ));
+            }
+            if let Some(load_sql) = &preview.load_sql {
+                lines.push("  load SQL:".to_owned());
+                lines.extend(load_sql.lines().map(|line| format!("    {line}")));
+            }
         }
         lines
     });
@@ -258,10 +282,24 @@ async fn dry_run(
 mod aws {
     use super::*;
 
-    const POLL: Duration = Duration::from_secs(5);
+    /// The first status poll comes after this; each next one waits twice as long, up to
+    /// [`POLL_MAX`].
+    const POLL_FIRST: Duration = Duration::from_secs(1);
+    const POLL_MAX: Duration = Duration::from_secs(5);
 
-    pub(super) async fn run(input: &Value) -> Result<(String, Outcome), Failure> {
-        let arn = std::env::var("TIDEMARK_STATE_MACHINE_ARN").map_err(|_| {
+    /// The state whose output holds every table's outcome.
+    const SUMMARY_STATE: &str = "Summarize";
+
+    /// Starts an execution with `input`, follows it to its end, and returns its ARN, how it ended
+    /// and its per-table summary.
+    pub(super) async fn run(
+        input: &Value,
+        display: Display,
+    ) -> Result<(String, Outcome, Option<Value>), Failure> {
+        let arn = std::env::var("TIDEMARK_STATE_MACHINE_ARN")
+            .ok()
+            .filter(|arn| !arn.is_empty())
+            .ok_or_else(|| {
             Failure::config(anyhow::anyhow!(
                 "`--aws` needs the state machine's ARN in TIDEMARK_STATE_MACHINE_ARN (the stack output `StateMachineArn`)"
             ))
@@ -278,7 +316,10 @@ mod aws {
             .await
             .map_err(|err| unreachable_service("starting the execution", err))?;
         let execution = started.execution_arn().to_owned();
-        eprintln!("sync: started {execution}");
+        if display != Display::Off {
+            eprintln!("sync: started {execution}; following it (Ctrl-C stops following, not the execution)");
+        }
+        let mut poll = POLL_FIRST;
         loop {
             let described = client
                 .describe_execution()
@@ -289,26 +330,61 @@ mod aws {
             use aws_sdk_sfn::types::ExecutionStatus;
             match described.status() {
                 ExecutionStatus::Running | ExecutionStatus::PendingRedrive => {
-                    tokio::time::sleep(POLL).await
+                    tokio::time::sleep(poll).await;
+                    poll = (poll * 2).min(POLL_MAX);
                 }
                 ExecutionStatus::Succeeded => {
                     let output = described
                         .output()
                         .and_then(|o| serde_json::from_str(o).ok())
                         .unwrap_or(Value::Null);
-                    return Ok((execution, Outcome::Succeeded(output)));
+                    return Ok((execution, Outcome::Succeeded(output), None));
                 }
                 other => {
-                    return Ok((
-                        execution,
-                        Outcome::Failed(tidemark::local::TaskFailure {
-                            error: described.error().unwrap_or(other.as_str()).to_owned(),
-                            cause: described.cause().unwrap_or_default().to_owned(),
-                        }),
-                    ))
+                    let failure = tidemark::local::TaskFailure {
+                        error: described.error().unwrap_or(other.as_str()).to_owned(),
+                        cause: described.cause().unwrap_or_default().to_owned(),
+                    };
+                    let summary = summary_from_history(&client, &execution).await;
+                    return Ok((execution, Outcome::Failed(failure), summary));
                 }
             }
         }
+    }
+
+    /// The last output of the `Summarize` state, from the execution's history: a failed
+    /// execution's own output carries only the error, not each table's outcome. `None` when the
+    /// execution failed before `Summarize` or the history cannot be read (the error says why).
+    async fn summary_from_history(client: &aws_sdk_sfn::Client, execution: &str) -> Option<Value> {
+        let mut pages = client
+            .get_execution_history()
+            .execution_arn(execution)
+            .into_paginator()
+            .send();
+        let mut latest: Option<(i64, Value)> = None;
+        while let Some(page) = pages.next().await {
+            let page = match page {
+                Ok(page) => page,
+                Err(err) => {
+                    tracing::warn!(error = %aws_sdk_sfn::error::DisplayErrorContext(&err), "cannot read the execution history; per-table results are not shown");
+                    return None;
+                }
+            };
+            for event in page.events() {
+                let Some(exited) = event.state_exited_event_details() else {
+                    continue;
+                };
+                let output = exited
+                    .output()
+                    .and_then(|output| serde_json::from_str::<Value>(output).ok());
+                if let (SUMMARY_STATE, Some(output)) = (exited.name(), output) {
+                    if latest.as_ref().is_none_or(|(id, _)| event.id() > *id) {
+                        latest = Some((event.id(), output));
+                    }
+                }
+            }
+        }
+        latest.map(|(_, output)| output)
     }
 
     fn unreachable_service<E: std::error::Error + Send + Sync + 'static>(

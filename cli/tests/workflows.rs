@@ -2,7 +2,8 @@
 //! stack, checking the effect in S3 and in the target (rows compared with the source):
 //! a fresh sync from a date; `--backup-only` then `--redshift-only` with `watermark get
 //! --show-files` in between; `--dry-run` changing nothing; `--json` printing one document;
-//! usage errors (exit 2) and a failed table (exit 1).
+//! usage errors (exit 2) and a failed table (exit 1); progress as lines, as bars on a terminal,
+//! and none with `-q`.
 
 mod support;
 
@@ -118,9 +119,14 @@ async fn dry_run_changes_nothing_and_json_prints_one_document() {
         let printed = text(&dry.stdout);
         for part in [
             "hybrid",
-            "→ orders",
+            &format!("→ {}.orders", stack.pg.schema()),
             "cursor",
             "ceiling",
+            "rows to extract",
+            "first read: SELECT",
+            "load SQL:",
+            "CREATE TABLE IF NOT EXISTS",
+            "COPY",
             "nothing is changed",
         ] {
             assert!(printed.contains(part), "`{part}` in {printed}");
@@ -159,9 +165,30 @@ async fn dry_run_changes_nothing_and_json_prints_one_document() {
         let dry = stack.json(&["sync", "-t", table, "--dry-run"]);
         let plan = &dry["tables"][0];
         assert_eq!(plan["strategy"], "hybrid");
-        assert_eq!(plan["target"], "orders");
+        assert_eq!(plan["target"], format!("{}.orders", stack.pg.schema()));
         assert_eq!(plan["cursor"]["timestamp"], "2026-01-01 00:19:00.000000");
         assert!(plan["ceiling"]["timestamp"].is_string());
+        // The next run reads after the cursor: the one updated row, bound as parameters.
+        let read = &plan["read"];
+        assert!(
+            read["sql"].as_str().unwrap().contains("`updated_at`"),
+            "{read:#}"
+        );
+        assert!(
+            read["params"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p.as_str().unwrap().starts_with("'2026-01-01 00:19:00")),
+            "{read:#}"
+        );
+        let estimate = read["estimated_rows"].as_u64().unwrap();
+        assert!((1..=20).contains(&estimate), "{read:#}");
+        assert!(plan["load_sql"].as_str().unwrap().contains("orders"));
+        let backup_only = stack.json(&["sync", "-t", table, "--dry-run", "--backup-only"]);
+        assert!(backup_only["tables"][0]["load_sql"].is_null());
+        let limited = stack.json(&["sync", "-t", table, "--dry-run", "--limit", "1"]);
+        assert_eq!(limited["tables"][0]["read"]["estimated_rows"], 1);
         assert_eq!(stack.watermark().await.unwrap(), before);
         assert_eq!(stack.target_orders().await?, target_before);
         Ok(())
@@ -201,6 +228,55 @@ async fn usage_errors_exit_2_and_a_failed_table_exits_1() {
         let orders = tables.iter().find(|t| t["table"] == table).unwrap();
         assert_eq!(orders["status"], "succeeded", "the other table still syncs");
         assert_eq!(stack.target_orders().await?, stack.source_orders().await?);
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn progress_is_a_line_per_stage_off_a_terminal_and_bars_on_one() {
+    with_stack(ORDERS_TABLE, async |stack| {
+        let table = stack.table.as_str();
+        let output = stack.run(&["sync", "-t", table, "--backup-only"]);
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        let progress = text(&output.stderr);
+        for stage in [
+            format!("sync: {table}: run "),
+            "begun: hybrid from the start of the table up to ".to_owned(),
+            format!("sync: {table}: extracted 20 rows into 1 file(s) (chunk 0 done)"),
+            format!("sync: {table}: committed run "),
+        ] {
+            assert!(progress.contains(&stage), "`{stage}` in {progress}");
+        }
+        assert!(
+            !progress.contains('\u{1b}'),
+            "escape codes off a terminal: {progress}"
+        );
+
+        // On a terminal (a pseudo-terminal from `script`): bars with the same news, drawn with
+        // escape codes; `-q` shows nothing.
+        let command = format!(
+            "{} --config {} sync -t {table} --redshift-only",
+            env!("CARGO_BIN_EXE_tidemark"),
+            stack.config.path().display()
+        );
+        let terminal = std::process::Command::new("script")
+            .args(["-q", "-e", "-c", &command, "/dev/null"])
+            .stdin(std::process::Stdio::null())
+            .output()?;
+        let drawn = text(&terminal.stdout);
+        assert!(terminal.status.success(), "{drawn}");
+        assert!(
+            drawn.contains('\u{1b}'),
+            "no escape codes on a terminal: {drawn}"
+        );
+        assert!(drawn.contains("loaded 20 rows from 1 run(s)"), "{drawn}");
+        assert!(!drawn.contains(&format!("sync: {table}:")), "{drawn}");
+        assert_eq!(stack.target_orders().await?, stack.source_orders().await?);
+
+        let quiet = stack.run(&["-q", "sync", "-t", table]);
+        assert!(quiet.status.success());
+        assert!(text(&quiet.stderr).is_empty(), "{}", text(&quiet.stderr));
         Ok(())
     })
     .await;

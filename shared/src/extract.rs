@@ -331,6 +331,75 @@ async fn key_ranges(
     Ok(chunks)
 }
 
+/// The first statement a run would send the source, and the server's estimate of the rows it
+/// would read — for `sync --dry-run`. Reads nothing but the query plan (`EXPLAIN`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReadPreview {
+    /// The statement, with `?` for each bound value.
+    pub sql: String,
+    /// The bound values, as SQL literals, in order.
+    pub params: Vec<String>,
+    /// The optimizer's estimate of the rows between the run's start and its ceiling (capped by
+    /// the run's limit); the whole table's estimate for `custom_sql`.
+    pub estimated_rows: u64,
+}
+
+/// What the first page of `run` would read (see [`ReadPreview`]). The estimate reads the
+/// whole run's range without a page limit.
+pub async fn preview(
+    conn: &mut mysql_async::Conn,
+    schema: &TableSchema,
+    run: &RunContext,
+    table: &TableConfig,
+    page_rows: u64,
+) -> Result<ReadPreview> {
+    let table_id = run.table_id()?;
+    let whole = ChunkSpec {
+        chunk: 0,
+        key_range: None,
+    };
+    let read = ReadPlan::new(schema, run, table, &whole)?;
+    let position = read.first_position(run)?;
+    let first_limit = run.limit.map_or(page_rows, |limit| limit.min(page_rows));
+    let (first, everything) = match &read.order {
+        Order::TimestampKey | Order::Key => (
+            read.keyset_page(position.as_ref(), first_limit)?,
+            Some(read.keyset_page(position.as_ref(), u64::MAX)?),
+        ),
+        Order::TimestampOnly => {
+            let through_ceiling = read.timestamp_page(position.as_ref(), None)?;
+            (through_ceiling.clone(), Some(through_ceiling))
+        }
+        Order::Whole => (read.whole_query(run.limit), Some(read.whole_query(None))),
+        Order::Custom(_) => (read.custom_page(position.as_ref(), first_limit)?, None),
+    };
+    let estimated_rows = match everything {
+        Some(query) if !read.empty => {
+            let plan: Vec<Row> = conn
+                .exec(format!("EXPLAIN {}", query.sql), query.params)
+                .await
+                .map_err(|err| Error::mysql(format!("explaining the read of `{table_id}`"), err))?;
+            plan.first()
+                .and_then(|row| row.get_opt::<Option<u64>, _>("rows"))
+                .and_then(|rows| rows.ok().flatten())
+                .unwrap_or(0)
+        }
+        Some(_) => 0,
+        None => estimated_rows(conn, &table_id).await?,
+    };
+    Ok(ReadPreview {
+        sql: first.sql,
+        params: first
+            .params
+            .iter()
+            .map(|value| value.as_sql(false))
+            .collect(),
+        estimated_rows: run
+            .limit
+            .map_or(estimated_rows, |limit| estimated_rows.min(limit)),
+    })
+}
+
 /// Extracts one chunk, or as much of it as `chunk_rows`, `run.limit` and the deadline allow.
 ///
 /// Files are keyed `layout.data_file_key(pipeline, table, run_id, chunk, seq)`; a retried

@@ -136,16 +136,7 @@ pub async fn submit(services: &Services, request: &SubmitRequest) -> Result<Load
         .record;
     watermark.require_lease(&run.run_id)?;
     let committed = load::committed_runs(&bucket, &watermark.pending_runs).await?;
-    let connection = services
-        .config
-        .connections
-        .get(&pipeline.target)
-        .ok_or_else(|| {
-            Error::InvalidRequest(format!(
-                "target `{}` is not a connection of the configuration",
-                pipeline.target
-            ))
-        })?;
+    let connection = target_connection(services, pipeline)?;
     let now = Utc::now();
     let plan_for = |schema: &str, iam_role: &str, max_runs: usize| -> Result<Option<LoadPlan>> {
         load::plan(
@@ -168,22 +159,7 @@ pub async fn submit(services: &Services, request: &SubmitRequest) -> Result<Load
             let Some(plan) = plan_for(&postgres.schema, "", sql::MAX_RUNS_PER_WIRE_LOAD)? else {
                 return Ok(nothing_pending(run));
             };
-            let password = password(
-                services,
-                postgres.password.as_ref(),
-                postgres.password_secret.as_deref(),
-            )
-            .await?;
-            let config = wire::postgres_config(postgres, password.as_deref())?;
-            let wire_target = WireTarget {
-                dialect: Dialect::Postgres,
-                config,
-                tunnel: postgres.tunnel.as_ref(),
-                host: &postgres.host,
-                port: postgres.port,
-                statement_timeout: postgres.statement_timeout.0,
-                connect_timeout: postgres.connect_timeout.0,
-            };
+            let wire_target = postgres_wire_target(services, postgres).await?;
             let rows =
                 load_over_wire(services, &wire_target, &plan, &bucket, &redshift_options).await?;
             Ok(finished(run, &plan, &committed, &rows, started.elapsed()))
@@ -251,6 +227,23 @@ pub async fn submit(services: &Services, request: &SubmitRequest) -> Result<Load
     }
 }
 
+/// The connection a pipeline loads into.
+pub(super) fn target_connection<'c>(
+    services: &'c Services,
+    pipeline: &crate::config::Pipeline,
+) -> Result<&'c Connection> {
+    services
+        .config
+        .connections
+        .get(&pipeline.target)
+        .ok_or_else(|| {
+            Error::InvalidRequest(format!(
+                "target `{}` is not a connection of the configuration",
+                pipeline.target
+            ))
+        })
+}
+
 /// A wire-protocol warehouse: its dialect, login, and how to reach it.
 struct WireTarget<'a> {
     dialect: Dialect,
@@ -262,6 +255,28 @@ struct WireTarget<'a> {
     port: u16,
     statement_timeout: Duration,
     connect_timeout: Duration,
+}
+
+/// PostgreSQL, direct or through its `tunnel`.
+async fn postgres_wire_target<'a>(
+    services: &Services,
+    postgres: &'a PostgresConnection,
+) -> Result<WireTarget<'a>> {
+    let password = password(
+        services,
+        postgres.password.as_ref(),
+        postgres.password_secret.as_deref(),
+    )
+    .await?;
+    Ok(WireTarget {
+        dialect: Dialect::Postgres,
+        config: wire::postgres_config(postgres, password.as_deref())?,
+        tunnel: postgres.tunnel.as_ref(),
+        host: &postgres.host,
+        port: postgres.port,
+        statement_timeout: postgres.statement_timeout.0,
+        connect_timeout: postgres.connect_timeout.0,
+    })
 }
 
 /// Redshift over the wire protocol (`direct`, `tunnel`, or the Data API's fallback).
@@ -300,11 +315,22 @@ async fn load_over_wire(
     bucket: &crate::storage::Bucket,
     redshift_options: &RedshiftTableOptions,
 ) -> Result<Vec<load::LedgerRow>> {
-    let (mut client, _open_tunnel) = match target.tunnel {
-        None => (
+    let (mut client, _open_tunnel) = connect_wire(services, target).await?;
+    wire::prepare_target(&client, target.dialect, plan, redshift_options).await?;
+    wire::load(&mut client, target.dialect, plan, bucket).await
+}
+
+/// A wire-protocol session to the target, direct or through its tunnel; the tunnel, when there
+/// is one, must live as long as the session.
+async fn connect_wire(
+    services: &Services,
+    target: &WireTarget<'_>,
+) -> Result<(tokio_postgres::Client, Option<tunnel::Tunnel>)> {
+    match target.tunnel {
+        None => Ok((
             wire::connect(&target.config, target.statement_timeout).await?,
             None,
-        ),
+        )),
         Some(config) => {
             let key = tunnel::private_key(config, services.secrets()).await?;
             let open = tunnel::open(config, &key, target.connect_timeout).await?;
@@ -316,11 +342,9 @@ async fn load_over_wire(
                     target.statement_timeout,
                 )
                 .await?;
-            (client, Some(open))
+            Ok((client, Some(open)))
         }
-    };
-    wire::prepare_target(&client, target.dialect, plan, redshift_options).await?;
-    wire::load(&mut client, target.dialect, plan, bucket).await
+    }
 }
 
 async fn submit_data_api(
@@ -405,38 +429,12 @@ fn finished(
     }
 }
 
-async fn connect_postgres(
-    services: &Services,
-    postgres: &PostgresConnection,
-) -> Result<tokio_postgres::Client> {
-    let password = password(
-        services,
-        postgres.password.as_ref(),
-        postgres.password_secret.as_deref(),
-    )
-    .await?;
-    let config = wire::postgres_config(postgres, password.as_deref())?;
-    wire::connect(&config, postgres.statement_timeout.0).await
-}
-
-async fn connect_redshift_direct(
-    services: &Services,
-    redshift: &RedshiftConnection,
-) -> Result<tokio_postgres::Client> {
-    let password = password(
-        services,
-        redshift.password.as_ref(),
-        redshift.secret_arn.as_deref(),
-    )
-    .await?;
-    let config = wire::redshift_config(redshift, password.as_deref())?;
-    wire::connect(&config, redshift.statement_timeout.0).await
-}
-
 /// A connected target, for the questions an operator asks it (`validate_counts`, `connections
-/// test`): over the wire protocol (PostgreSQL, Redshift `direct`) or through the Data API.
+/// test`), reached exactly as the load reaches it: over the wire protocol (PostgreSQL, Redshift
+/// `direct`, either through its SSH tunnel when configured, Redshift `tunnel`) or through the
+/// Data API.
 pub enum TargetClient {
-    /// PostgreSQL, or Redshift `access: direct`.
+    /// PostgreSQL, or Redshift `access: direct` / `tunnel`.
     Wire {
         /// The connected session.
         client: tokio_postgres::Client,
@@ -444,6 +442,8 @@ pub enum TargetClient {
         dialect: Dialect,
         /// The schema holding the targets and the ledger.
         schema: String,
+        /// The SSH tunnel the session runs through, kept open while the client lives.
+        tunnel: Option<Box<tunnel::Tunnel>>,
     },
     /// Redshift `access: data_api`.
     DataApi(Box<DataApi>),
@@ -468,31 +468,45 @@ impl TargetClient {
         let connection = services.config.connections.get(name).ok_or_else(|| {
             Error::InvalidRequest(format!("`{name}` is not a connection of the configuration"))
         })?;
-        match connection {
-            Connection::Postgres(postgres) => Ok(TargetClient::Wire {
-                client: connect_postgres(services, postgres).await?,
-                dialect: Dialect::Postgres,
-                schema: postgres.schema.clone(),
-            }),
-            Connection::Redshift(redshift) => match redshift.access {
-                RedshiftAccess::DataApi => Ok(TargetClient::DataApi(Box::new(DataApi::new(
-                    services.redshift_data().clone(),
-                    (**redshift).clone(),
-                )))),
-                RedshiftAccess::Direct => Ok(TargetClient::Wire {
-                    client: connect_redshift_direct(services, redshift).await?,
-                    dialect: Dialect::Redshift,
-                    schema: redshift.schema.clone(),
-                }),
-                RedshiftAccess::Tunnel => Err(Error::config(
-                    "connections",
-                    "Redshift `access: tunnel` is not available in this version; use `direct` or `data_api`",
-                )),
-            },
-            Connection::Mysql(_) => Err(Error::InvalidRequest(format!(
-                "`{name}` is a mysql connection, not a target"
-            ))),
-        }
+        let (target, schema) = match connection {
+            Connection::Postgres(postgres) => (
+                postgres_wire_target(services, postgres).await?,
+                &postgres.schema,
+            ),
+            Connection::Redshift(redshift) => {
+                let tunnel = match redshift.access {
+                    RedshiftAccess::DataApi => {
+                        return Ok(TargetClient::DataApi(Box::new(DataApi::new(
+                            services.redshift_data().clone(),
+                            (**redshift).clone(),
+                        ))))
+                    }
+                    RedshiftAccess::Direct => None,
+                    RedshiftAccess::Tunnel => Some(redshift.tunnel.as_ref().ok_or_else(|| {
+                        Error::config(
+                            "connections",
+                            "Redshift `access: tunnel` needs a `tunnel` block",
+                        )
+                    })?),
+                };
+                (
+                    redshift_wire_target(services, redshift, tunnel).await?,
+                    &redshift.schema,
+                )
+            }
+            Connection::Mysql(_) => {
+                return Err(Error::InvalidRequest(format!(
+                    "`{name}` is a mysql connection, not a target"
+                )))
+            }
+        };
+        let (client, tunnel) = connect_wire(services, &target).await?;
+        Ok(TargetClient::Wire {
+            client,
+            dialect: target.dialect,
+            schema: schema.clone(),
+            tunnel: tunnel.map(Box::new),
+        })
     }
 
     /// The server's version string.
@@ -510,6 +524,7 @@ impl TargetClient {
                 client,
                 dialect,
                 schema,
+                ..
             } => wire::target_counts(client, *dialect, schema, target).await,
             TargetClient::DataApi(api) => api.target_counts(target).await,
         }

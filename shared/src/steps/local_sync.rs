@@ -82,35 +82,61 @@ pub async fn run(
     Ok(machine.execute(input, &invoker, options).await)
 }
 
+/// Sees every step of a local execution as it starts and ends — for progress displays. Called
+/// on the runner's task: keep it quick and never block.
+pub trait StepObserver: Sync {
+    /// `function` (one of [`FUNCTIONS`]) is about to run with `payload`.
+    fn started(&self, function: &str, payload: &Value);
+    /// It ended with `answer`.
+    fn finished(
+        &self,
+        function: &str,
+        payload: &Value,
+        answer: &std::result::Result<Value, TaskFailure>,
+    );
+}
+
 /// Like [`run`], and also returns the `summarize` answer (every table's outcome), which a failed
-/// execution's output does not carry: the CLI reports per-table results either way.
+/// execution's output does not carry: the CLI reports per-table results either way. `observer`,
+/// when given, sees every step.
 pub async fn run_with_summary(
     services: &Services,
     input: Value,
     options: &RunnerOptions,
     extract_time_limit: Option<Duration>,
+    observer: Option<&dyn StepObserver>,
 ) -> Result<(Outcome, Option<Value>)> {
     let machine = StateMachine::load(DEFINITION, &FUNCTIONS)?;
     let invoker = SummaryCapture {
         inner: StepInvoker::new(services, extract_time_limit),
         summary: std::sync::Mutex::new(None),
+        observer,
     };
     let outcome = machine.execute(input, &invoker, options).await;
     let summary = invoker.summary.lock().ok().and_then(|mut s| s.take());
     Ok((outcome, summary))
 }
 
-/// Passes every Task to the steps and keeps the last `summarize` answer.
+/// Passes every Task to the steps, shows it to the observer, and keeps the last `summarize`
+/// answer.
 struct SummaryCapture<'a> {
     inner: StepInvoker<'a>,
     summary: std::sync::Mutex<Option<Value>>,
+    observer: Option<&'a dyn StepObserver>,
 }
 
 impl Invoker for SummaryCapture<'_> {
     fn invoke<'b>(&'b self, resource: &'b str, payload: Value) -> InvokeFuture<'b> {
         Box::pin(async move {
             let summarize = payload.get("action").and_then(Value::as_str) == Some("summarize");
+            let seen = self.observer.map(|observer| {
+                observer.started(resource, &payload);
+                (observer, payload.clone())
+            });
             let answer = self.inner.invoke(resource, payload).await;
+            if let Some((observer, payload)) = seen {
+                observer.finished(resource, &payload, &answer);
+            }
             if let (true, Ok(summary)) = (summarize, &answer) {
                 if let Ok(mut kept) = self.summary.lock() {
                     *kept = Some(summary.clone());

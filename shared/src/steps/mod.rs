@@ -4,6 +4,7 @@
 pub mod extract;
 pub mod load;
 pub mod local_sync;
+pub mod preview;
 pub mod watermark;
 
 use std::collections::HashMap;

@@ -507,7 +507,7 @@ pub fn locate_table<'c>(
     Ok((name, pipeline, table_config, table_id))
 }
 
-fn target_name(table_config: &TableConfig, table: &TableId) -> Result<String> {
+pub(super) fn target_name(table_config: &TableConfig, table: &TableId) -> Result<String> {
     naming::target_identifier(table_config.target_name.as_deref().unwrap_or(table.table()))
 }
 
@@ -598,6 +598,42 @@ async fn prepare_run(
     mode: SyncMode,
     run_id: &RunId,
 ) -> Result<PreparedRun> {
+    let SourceView {
+        schema,
+        key_columns,
+        ceiling,
+    } = inspect_source(services, pipeline, table_config, table, mode).await?;
+    // The schema travels in S3, not in the payload: commit embeds it in the run manifest.
+    let layout = StorageLayout::new(&pipeline.s3.prefix);
+    let schema_key = layout.run_schema_key(pipeline_name, table, run_id);
+    let body = serde_json::to_vec_pretty(&schema)
+        .map_err(|err| Error::InvalidRequest(format!("cannot encode the schema: {err}")))?;
+    services
+        .bucket(pipeline)
+        .put(&schema_key, body.into())
+        .await?;
+    Ok((ceiling, schema.fingerprint(), key_columns))
+}
+
+/// What a run needs to know of its source table before it starts; reading it changes nothing.
+pub(super) struct SourceView {
+    /// The table's schema as extraction writes it.
+    pub schema: schema::TableSchema,
+    /// The columns that identify a row in the target (source names).
+    pub key_columns: Vec<String>,
+    /// The run's upper bound (none for `redshift_only`).
+    pub ceiling: manifest::Ceiling,
+}
+
+/// Discovers the table's schema, checks its key columns against the load mode, and fixes the
+/// ceiling from the source.
+pub(super) async fn inspect_source(
+    services: &Services,
+    pipeline: &crate::config::Pipeline,
+    table_config: &TableConfig,
+    table: &TableId,
+    mode: SyncMode,
+) -> Result<SourceView> {
     let pool = services.source(pipeline).await?;
     let mut conn = pool
         .get_conn()
@@ -632,21 +668,16 @@ async fn prepare_run(
     } else {
         crate::source::ceiling(&mut conn, table, table_config, id_column.as_deref()).await?
     };
-    // The schema travels in S3, not in the payload: commit embeds it in the run manifest.
-    let layout = StorageLayout::new(&pipeline.s3.prefix);
-    let schema_key = layout.run_schema_key(pipeline_name, table, run_id);
-    let body = serde_json::to_vec_pretty(&schema)
-        .map_err(|err| Error::InvalidRequest(format!("cannot encode the schema: {err}")))?;
-    services
-        .bucket(pipeline)
-        .put(&schema_key, body.into())
-        .await?;
-    Ok((ceiling, schema.fingerprint(), key_columns))
+    Ok(SourceView {
+        schema,
+        key_columns,
+        ceiling,
+    })
 }
 
 /// Where a run starts reading: the watermark's cursor, moved back by `lookback` (which restarts
 /// the key tie-break, so every row of the overlap window is read again).
-fn start_cursor(cursor: &Cursor, table_config: &TableConfig) -> Result<Cursor> {
+pub(super) fn start_cursor(cursor: &Cursor, table_config: &TableConfig) -> Result<Cursor> {
     let lookback = table_config.lookback().0;
     match &cursor.timestamp {
         Some(timestamp) if !lookback.is_zero() => {

@@ -1,0 +1,217 @@
+//! `sync --dry-run`: what a run of a table would do — its cursor and ceiling, the first statement
+//! it would send the source with an estimate of the rows, and the statements the load would run —
+//! found by reading only: no lease, no object, no run, nothing in the target.
+
+use chrono::Utc;
+use serde::Serialize;
+
+use crate::config::{Connection, LoadMode};
+use crate::error::{Error, Result};
+use crate::extract::{self, ReadPreview};
+use crate::load::sql::{self, Dialect};
+use crate::load::{self, CommittedRun, PlanTarget};
+use crate::manifest::{Ceiling, Cursor, RunManifest, MANIFEST_FORMAT_VERSION};
+use crate::naming::StorageLayout;
+use crate::run::{RunContext, SyncMode};
+use crate::watermark::PendingRun;
+
+use super::watermark::{
+    inspect_source, locate_table, new_run_id, start_cursor, target_name, SourceView,
+};
+use super::Services;
+
+/// A table's dry run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunPreview {
+    /// Source table, `db.table`.
+    pub table: String,
+    /// How rows are selected.
+    pub strategy: String,
+    /// How rows meet the target.
+    pub load: LoadMode,
+    /// Target table, `schema.table`.
+    pub target: String,
+    /// The watermark's cursor (where the last run ended).
+    pub cursor: Cursor,
+    /// Where this run would start reading (the cursor moved back by `lookback`).
+    pub start: Cursor,
+    /// The run's upper bound, fixed from the source now.
+    pub ceiling: Ceiling,
+    /// The first statement extraction would send, and the rows it would read; absent for
+    /// `redshift_only`.
+    pub read: Option<ReadPreview>,
+    /// Runs extracted earlier and waiting to be loaded.
+    pub pending_runs: usize,
+    /// The run holding the table's lease, if one does: a real sync would fail with `LeaseHeld`.
+    pub locked_by: Option<String>,
+    /// The statements of the load (creating the target if missing, then one transaction), with
+    /// this run's files not yet known; absent for `backup_only`.
+    pub load_sql: Option<String>,
+}
+
+/// The dry run of `table` in `pipeline` under `mode` (with `limit`, as `sync --limit`).
+pub async fn preview(
+    services: &Services,
+    pipeline_name: &str,
+    table: &str,
+    mode: SyncMode,
+    limit: Option<u64>,
+) -> Result<RunPreview> {
+    let (pipeline_name, pipeline, table_config, table_id) =
+        locate_table(services, Some(pipeline_name), table)?;
+    let target = target_name(table_config, &table_id)?;
+    let watermark = services
+        .watermarks(pipeline)
+        .read(&pipeline_name, &table_id)
+        .await?
+        .map(|version| version.record);
+    let cursor = watermark
+        .as_ref()
+        .map(|w| w.extract.cursor.clone())
+        .unwrap_or_default();
+    let SourceView {
+        schema,
+        key_columns,
+        ceiling,
+    } = inspect_source(services, pipeline, table_config, &table_id, mode).await?;
+    let now = Utc::now();
+    let run = RunContext {
+        pipeline: pipeline_name.clone(),
+        table: table_id.to_string(),
+        target: target.clone(),
+        run_id: new_run_id(now),
+        mode,
+        strategy: table_config.cdc_strategy,
+        load_mode: table_config.load_mode(),
+        start_cursor: start_cursor(&cursor, table_config)?,
+        ceiling: ceiling.clone(),
+        schema_fingerprint: schema.fingerprint(),
+        key_columns,
+        limit,
+        lease_expires_at: now,
+    };
+    let read = if mode == SyncMode::RedshiftOnly {
+        None
+    } else {
+        let pool = services.source(pipeline).await?;
+        let mut conn = pool
+            .get_conn()
+            .await
+            .map_err(|err| Error::mysql("connecting to the source", err))?;
+        let page_rows = extract::ExtractOptions::default().page_rows;
+        Some(extract::preview(&mut conn, &schema, &run, table_config, page_rows).await?)
+    };
+    let pending = watermark
+        .as_ref()
+        .map(|w| w.pending_runs.clone())
+        .unwrap_or_default();
+    let bucket = services.bucket(pipeline);
+    let load_sql = if mode == SyncMode::BackupOnly {
+        None
+    } else {
+        let mut runs = load::committed_runs(&bucket, &pending).await?;
+        if mode != SyncMode::RedshiftOnly {
+            runs.push(this_run(&run, &schema, read.as_ref()));
+        }
+        let connection = super::load::target_connection(services, pipeline)?;
+        let (dialect, warehouse_schema, iam_role) = match connection {
+            Connection::Postgres(postgres) => (Dialect::Postgres, postgres.schema.as_str(), ""),
+            Connection::Redshift(redshift) => (
+                Dialect::Redshift,
+                redshift.schema.as_str(),
+                redshift.iam_role.as_str(),
+            ),
+            Connection::Mysql(_) => {
+                return Err(Error::InvalidRequest(format!(
+                "target `{}` is a mysql connection; a pipeline's target is postgres or redshift",
+                pipeline.target
+            )))
+            }
+        };
+        let layout = StorageLayout::new(&pipeline.s3.prefix);
+        let plan = load::plan(
+            &PlanTarget {
+                run: &run,
+                table_config,
+                schema: warehouse_schema,
+                layout: &layout,
+                max_runs: sql::MAX_RUNS_PER_WIRE_LOAD,
+                iam_role,
+                now,
+            },
+            &runs,
+            &bucket,
+        )?;
+        match plan {
+            Some(plan) => Some(format!(
+                "{};\n\n{}",
+                sql::create_target(dialect, &plan, &table_config.redshift_options())?,
+                sql::load_script(dialect, &plan)?.to_sql()
+            )),
+            None => None,
+        }
+    };
+    Ok(RunPreview {
+        table: table_id.to_string(),
+        strategy: table_config.cdc_strategy.to_string(),
+        load: table_config.load_mode(),
+        target: format!("{}.{}", target_schema(services, pipeline), target),
+        cursor,
+        start: run.start_cursor,
+        ceiling,
+        read,
+        pending_runs: pending.len(),
+        locked_by: watermark
+            .and_then(|w| w.lease)
+            .map(|lease| lease.owner.to_string()),
+        load_sql,
+    })
+}
+
+/// The run a sync would extract, as the load would see it once committed (files unknown yet).
+fn this_run(
+    run: &RunContext,
+    schema: &crate::schema::TableSchema,
+    read: Option<&ReadPreview>,
+) -> CommittedRun {
+    let rows = read.map_or(0, |read| read.estimated_rows);
+    let manifest_key = String::new();
+    CommittedRun {
+        pending: PendingRun {
+            run_id: run.run_id.clone(),
+            manifest_key,
+            rows,
+            bytes: 0,
+            files: 0,
+            committed_at: run.lease_expires_at,
+        },
+        manifest: RunManifest {
+            version: MANIFEST_FORMAT_VERSION,
+            pipeline: run.pipeline.clone(),
+            table: run.table.clone(),
+            target: run.target.clone(),
+            run_id: run.run_id.clone(),
+            strategy: run.strategy,
+            load_mode: run.load_mode,
+            start_cursor: run.start_cursor.clone(),
+            ceiling: run.ceiling.clone(),
+            max_cursor: None,
+            files: Vec::new(),
+            rows,
+            bytes: 0,
+            zero_dates_nulled: 0,
+            schema_fingerprint: run.schema_fingerprint.clone(),
+            schema: schema.clone(),
+            committed_at: run.lease_expires_at,
+        },
+    }
+}
+
+/// The warehouse schema of the pipeline's target, or `?` when the target is not a warehouse.
+fn target_schema(services: &Services, pipeline: &crate::config::Pipeline) -> String {
+    match super::load::target_connection(services, pipeline) {
+        Ok(Connection::Postgres(postgres)) => postgres.schema.clone(),
+        Ok(Connection::Redshift(redshift)) => redshift.schema.clone(),
+        _ => "?".to_owned(),
+    }
+}

@@ -14,7 +14,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, Result};
 use crate::naming::{self, TableId};
-use crate::schema::{DistStyle, JsonTarget, RedshiftTableOptions, SchemaOptions};
+use crate::schema::{
+    DistStyle, JsonTarget, OversizePolicy, RedshiftTableOptions, SchemaOptions, Warehouse,
+};
 use crate::secret::{SecretString, MASK};
 
 /// The whole file.
@@ -323,6 +325,12 @@ pub struct TableConfig {
     /// JSON columns in Redshift: `super` (default) or `varchar`.
     #[serde(default)]
     pub json_in_redshift: JsonTarget,
+    /// A value longer than its Redshift column holds (VARCHAR and JSON: 65535 bytes; VARBYTE:
+    /// 16 MiB): `fail` (default: the run stops before anything is committed, naming the row),
+    /// `truncate` (text cut at a character boundary, binary at the byte, JSON becomes NULL) or
+    /// `null`. Counted and logged. PostgreSQL targets ignore it: they hold such values whole.
+    #[serde(default)]
+    pub oversize_in_redshift: OversizePolicy,
 }
 
 /// Column selection and per-column overrides.
@@ -432,6 +440,7 @@ impl TableConfig {
                 .filter(|(_, o)| o.as_type == OverrideType::Text)
                 .map(|(column, _)| column.clone())
                 .collect::<BTreeSet<_>>(),
+            oversize_in_redshift: self.oversize_in_redshift,
         }
     }
 
@@ -880,6 +889,21 @@ impl Config {
                 ),
             )
         })
+    }
+
+    /// The kind of warehouse the pipeline loads into.
+    pub fn target_warehouse(&self, pipeline: &Pipeline) -> Result<Warehouse> {
+        match self.connections.get(&pipeline.target) {
+            Some(Connection::Redshift(_)) => Ok(Warehouse::Redshift),
+            Some(Connection::Postgres(_)) => Ok(Warehouse::Postgres),
+            Some(Connection::Mysql(_)) | None => Err(Error::config(
+                "config",
+                format!(
+                    "target `{}` is not a `kind: postgres` or `kind: redshift` connection",
+                    pipeline.target
+                ),
+            )),
+        }
     }
 
     fn validate(&self, problems: &mut Problems<'_>) {
@@ -1377,6 +1401,29 @@ mod tests {
             "invalid value: integer `99999`",
         );
         assert_rejected_at_line("table_concurrency: 1", "table_concurrency: 0", "at least 1");
+        assert_rejected_at_line(
+            "lookback: 0s",
+            "oversize_in_redshift: cut",
+            "unknown variant `cut`, expected one of `fail`, `truncate`, `null`",
+        );
+    }
+
+    #[test]
+    fn oversize_in_redshift_defaults_to_fail_and_reaches_the_schema_options() {
+        let config = parse(EXAMPLE).unwrap();
+        let orders = &config.pipelines["default"].tables["shop.orders"];
+        assert_eq!(orders.oversize_in_redshift, OversizePolicy::Fail);
+        let text = EXAMPLE.replacen("lookback: 0s", "oversize_in_redshift: null", 1);
+        let orders = &parse(&text).unwrap().pipelines["default"].tables["shop.orders"];
+        assert_eq!(
+            orders.schema_options().oversize_in_redshift,
+            OversizePolicy::Null
+        );
+        let pipeline = config.pipeline("default").unwrap();
+        assert_eq!(
+            config.target_warehouse(pipeline).unwrap(),
+            Warehouse::Postgres
+        );
     }
 
     #[test]

@@ -32,7 +32,7 @@ use crate::manifest::{parse_json, ChunkManifest, Cursor, MANIFEST_FORMAT_VERSION
 use crate::naming::{quote_mysql, StorageLayout, TableId};
 use crate::parquet_sink::{FileCompression, ParquetSink, SinkBatch, SinkOptions};
 use crate::run::RunContext;
-use crate::schema::{self, TableSchema};
+use crate::schema::{self, OversizePolicy, TableSchema, Warehouse};
 use crate::storage::Bucket;
 
 pub use custom_sql::validate_custom_sql;
@@ -160,6 +160,10 @@ pub struct ExtractOptions {
     pub page_rows: u64,
     /// Bytes per multipart part (at least 5 MiB). Default 8 MiB.
     pub part_bytes: usize,
+    /// The warehouse the files are for. For Redshift (the default) every value is held to its
+    /// column's byte length by the table's `oversize_in_redshift`, so that no committed file
+    /// fails to load; PostgreSQL holds every value whole.
+    pub target: Warehouse,
 }
 
 impl Default for ExtractOptions {
@@ -174,6 +178,7 @@ impl Default for ExtractOptions {
             batch_rows: 8192,
             page_rows: 500_000,
             part_bytes: 8 * 1024 * 1024,
+            target: Warehouse::Redshift,
         }
     }
 }
@@ -451,6 +456,8 @@ pub async fn extract_chunk(
                 files: Vec::new(),
                 rows: 0,
                 zero_dates_nulled: 0,
+                oversize_truncated: 0,
+                oversize_nulled: 0,
                 schema_fingerprint: run.schema_fingerprint.clone(),
             },
             read.first_position(run)?,
@@ -479,7 +486,11 @@ pub async fn extract_chunk(
         )?
     };
 
-    let mut reader = Reader::new(&read, schema, options, &sink)?;
+    let oversize = match options.target {
+        Warehouse::Redshift => Some(table.oversize_in_redshift),
+        Warehouse::Postgres => None,
+    };
+    let mut reader = Reader::new(&read, schema, options, &sink, oversize, &run.key_columns)?;
     let read_result = match transaction_options(run.strategy) {
         Some(tx_options) => match conn.start_transaction(tx_options).await {
             Ok(mut tx) => match reader.run(&mut tx, position.clone(), budget).await {
@@ -515,7 +526,11 @@ pub async fn extract_chunk(
     let written = sink.finish().await?;
 
     manifest.rows += rows_read;
-    manifest.zero_dates_nulled += written.files.iter().map(|f| f.zero_dates).sum::<u64>();
+    for file in &written.files {
+        manifest.zero_dates_nulled += file.altered.zero_dates;
+        manifest.oversize_truncated += file.altered.oversize_truncated;
+        manifest.oversize_nulled += file.altered.oversize_nulled;
+    }
     let new_files = written.files.len() as u32;
     let bytes: u64 = written.files.iter().map(|f| f.file.bytes).sum();
     let new_keys: Vec<String> = written.files.iter().map(|f| f.file.key.clone()).collect();
@@ -562,6 +577,8 @@ pub async fn extract_chunk(
         bytes,
         chunk_total_rows = manifest.rows,
         zero_dates_nulled = manifest.zero_dates_nulled,
+        oversize_truncated = manifest.oversize_truncated,
+        oversize_nulled = manifest.oversize_nulled,
         elapsed_ms = started.elapsed().as_millis() as u64,
         read_wait_ms = stats.read_wait.as_millis() as u64,
         decode_ms = stats.decode.as_millis() as u64,
@@ -576,6 +593,16 @@ pub async fn extract_chunk(
             chunk,
             zero_dates = manifest.zero_dates_nulled,
             "zero dates (`0000-00-00`) have no warehouse value and were written as NULL"
+        );
+    }
+    if (manifest.oversize_truncated > 0 || manifest.oversize_nulled > 0) && done {
+        tracing::warn!(
+            table = %table_id,
+            chunk,
+            truncated = manifest.oversize_truncated,
+            nulled = manifest.oversize_nulled,
+            policy = ?table.oversize_in_redshift,
+            "values longer than their Redshift column were cut to fit or written as NULL (`oversize_in_redshift`)"
         );
     }
     Ok(ExtractResult {
@@ -734,13 +761,20 @@ impl<'a> Reader<'a> {
         schema: &'a TableSchema,
         options: &'a ExtractOptions,
         sink: &'a ParquetSink,
+        oversize: Option<OversizePolicy>,
+        key_columns: &[String],
     ) -> Result<Self> {
         Ok(Reader {
             plan,
             schema,
             options,
             sink,
-            builder: BatchBuilder::new(schema, options.batch_rows.clamp(1, 1 << 20))?,
+            builder: BatchBuilder::new(
+                schema,
+                options.batch_rows.clamp(1, 1 << 20),
+                oversize,
+                key_columns,
+            )?,
             bounds: BatchBounds::default(),
             rows_in_file: 0,
             rows: 0,
@@ -940,7 +974,9 @@ impl<'a> Reader<'a> {
             last.key
                 .push(cursor_key(&key.column, values[key.index].as_ref())?);
         }
-        self.builder.append(values)?;
+        let (plan, position, row_number) = (self.plan, &*last, self.rows + 1);
+        self.builder
+            .append(values, || describe_row(plan, position, row_number))?;
         self.rows += 1;
         self.rows_in_file += 1;
         let bounds = &mut self.bounds;
@@ -965,7 +1001,7 @@ impl<'a> Reader<'a> {
         if self.builder.rows() == 0 {
             return Ok(None);
         }
-        let (batch, zero_dates) = self.builder.finish()?;
+        let (batch, altered) = self.builder.finish()?;
         let mut bounds = std::mem::take(&mut self.bounds);
         if self.plan.pages_in_cursor_order() {
             bounds.max = self.last.clone();
@@ -977,7 +1013,7 @@ impl<'a> Reader<'a> {
             batch,
             min_cursor: bounds.min.map(|p| p.to_cursor()).unwrap_or_default(),
             max_cursor: bounds.max.map(|p| p.to_cursor()).unwrap_or_default(),
-            zero_dates,
+            altered,
             end_file,
         }))
     }
@@ -994,6 +1030,30 @@ impl<'a> Reader<'a> {
     /// The last, partial batch (sent by the caller, which can then tell a writer failure apart).
     fn flush_last(&mut self) -> Result<Option<SinkBatch>> {
         self.take_batch(false)
+    }
+}
+
+/// A row as an operator finds it in the source: its key values and cursor, or (for a table read
+/// whole without a key) its place in this invocation's read.
+fn describe_row(plan: &ReadPlan, position: &RowPosition, row_number: u64) -> String {
+    let cursor = position.to_cursor();
+    let key: Vec<String> = plan
+        .keys
+        .iter()
+        .zip(&cursor.key)
+        .map(|(key, value)| format!("`{}` = `{value}`", key.column.name))
+        .collect();
+    let mut parts = Vec::new();
+    if !key.is_empty() {
+        parts.push(format!("key {}", key.join(", ")));
+    }
+    if let (Some(ts), Some(value)) = (&plan.ts, &cursor.timestamp) {
+        parts.push(format!("cursor `{}` = `{value}`", ts.column.name));
+    }
+    if parts.is_empty() {
+        format!("number {row_number} of this read (the table has no key)")
+    } else {
+        parts.join(" and ")
     }
 }
 

@@ -81,6 +81,12 @@ pub struct ChunkManifest {
     pub rows: u64,
     /// Zero dates (`0000-00-00`) written as NULL.
     pub zero_dates_nulled: u64,
+    /// Values longer than their Redshift column, cut to fit (`oversize_in_redshift: truncate`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub oversize_truncated: u64,
+    /// Values longer than their Redshift column, written as NULL.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub oversize_nulled: u64,
     /// The schema every file was written with.
     pub schema_fingerprint: String,
 }
@@ -117,6 +123,12 @@ pub struct RunManifest {
     pub bytes: u64,
     /// Zero dates written as NULL.
     pub zero_dates_nulled: u64,
+    /// Values longer than their Redshift column, cut to fit.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub oversize_truncated: u64,
+    /// Values longer than their Redshift column, written as NULL.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub oversize_nulled: u64,
     /// The schema the files were written with.
     pub schema_fingerprint: String,
     /// The source schema the files were written with: column order and types for the target's
@@ -124,6 +136,11 @@ pub struct RunManifest {
     pub schema: TableSchema,
     /// When the run was committed.
     pub committed_at: DateTime<Utc>,
+}
+
+/// Counts that are absent from manifests written before they existed, and when zero.
+fn is_zero(count: &u64) -> bool {
+    *count == 0
 }
 
 /// Parses a manifest object, naming it in the error.

@@ -62,6 +62,26 @@ pub struct SinkOptions {
     pub compression: FileCompression,
 }
 
+/// Values written otherwise than the source holds them, because the warehouse cannot hold them
+/// as they are (DESIGN §4): counted per batch, file, chunk and run, never silent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AlteredValues {
+    /// Zero dates (`0000-00-00`) written as NULL.
+    pub zero_dates: u64,
+    /// Values longer than their Redshift column, cut to fit (`oversize_in_redshift: truncate`).
+    pub oversize_truncated: u64,
+    /// Values longer than their Redshift column, written as NULL.
+    pub oversize_nulled: u64,
+}
+
+impl std::ops::AddAssign for AlteredValues {
+    fn add_assign(&mut self, other: Self) {
+        self.zero_dates += other.zero_dates;
+        self.oversize_truncated += other.oversize_truncated;
+        self.oversize_nulled += other.oversize_nulled;
+    }
+}
+
 /// One batch for the sink, with the cursor bounds of its rows.
 #[derive(Debug)]
 pub struct SinkBatch {
@@ -71,8 +91,8 @@ pub struct SinkBatch {
     pub min_cursor: Cursor,
     /// Cursor of the batch's largest row.
     pub max_cursor: Cursor,
-    /// Zero dates written as NULL in the batch.
-    pub zero_dates: u64,
+    /// Values altered in the batch.
+    pub altered: AlteredValues,
     /// The current file must end after this batch.
     pub end_file: bool,
 }
@@ -82,8 +102,8 @@ pub struct SinkBatch {
 pub struct WrittenFile {
     /// The manifest record.
     pub file: DataFile,
-    /// Zero dates written as NULL in it.
-    pub zero_dates: u64,
+    /// Values altered in it.
+    pub altered: AlteredValues,
 }
 
 /// What a finished sink produced, and where its time went.
@@ -113,7 +133,7 @@ enum UploadInput {
         rows: u64,
         min_cursor: Cursor,
         max_cursor: Cursor,
-        zero_dates: u64,
+        altered: AlteredValues,
     },
     End,
 }
@@ -263,7 +283,7 @@ struct OpenFile {
     rows: u64,
     min_cursor: Option<Cursor>,
     max_cursor: Option<Cursor>,
-    zero_dates: u64,
+    altered: AlteredValues,
 }
 
 struct Encoder {
@@ -291,7 +311,7 @@ impl Encoder {
                         .write(&batch.batch)
                         .map_err(|err| parquet_error("encoding a batch", err))?;
                     file.rows += batch.batch.num_rows() as u64;
-                    file.zero_dates += batch.zero_dates;
+                    file.altered += batch.altered;
                     if file.min_cursor.as_ref().is_none_or(|min| {
                         compare_cursors(&batch.min_cursor, min) == std::cmp::Ordering::Less
                     }) {
@@ -346,7 +366,7 @@ impl Encoder {
             rows: 0,
             min_cursor: None,
             max_cursor: None,
-            zero_dates: 0,
+            altered: AlteredValues::default(),
         })
     }
 
@@ -363,7 +383,7 @@ impl Encoder {
             rows: file.rows,
             min_cursor: file.min_cursor.unwrap_or_default(),
             max_cursor: file.max_cursor.unwrap_or_default(),
-            zero_dates: file.zero_dates,
+            altered: file.altered,
         })
     }
 
@@ -419,7 +439,7 @@ async fn upload(
                     rows,
                     min_cursor,
                     max_cursor,
-                    zero_dates,
+                    altered,
                 } => {
                     let key = key_of(seq);
                     let mut size = tail.len() as u64;
@@ -464,7 +484,7 @@ async fn upload(
                             min_cursor,
                             max_cursor,
                         },
-                        zero_dates,
+                        altered,
                     });
                     // A finished file that no manifest names yet.
                     crate::faults::point("after_part_upload")?;

@@ -84,6 +84,9 @@ pub struct SchemaOptions {
     /// Source columns forced to text (`as: text`): the rescue for `decimal(p > 38)`, spatial and
     /// unknown types, and an option for any other column.
     pub as_text: BTreeSet<String>,
+    /// What becomes of a value longer than its Redshift column holds; decides which columns
+    /// must be nullable (see [`OversizePolicy::may_write_null`]).
+    pub oversize_in_redshift: OversizePolicy,
 }
 
 impl Default for SchemaOptions {
@@ -94,6 +97,7 @@ impl Default for SchemaOptions {
             include: None,
             exclude: Vec::new(),
             as_text: BTreeSet::new(),
+            oversize_in_redshift: OversizePolicy::Fail,
         }
     }
 }
@@ -107,6 +111,36 @@ pub enum JsonTarget {
     Super,
     /// VARCHAR(65535): the raw JSON text.
     Varchar,
+}
+
+/// What becomes of a value longer than its Redshift column holds (VARCHAR: 65535 bytes at most,
+/// and JSON is staged as VARCHAR(65535); VARBYTE: 16 MiB). Only a Redshift target applies it:
+/// PostgreSQL's `text`, `jsonb` and `bytea` hold every such value whole.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OversizePolicy {
+    /// The extraction fails before anything is committed, naming the table, column, row and
+    /// length.
+    #[default]
+    Fail,
+    /// Text is cut to the column's length at a character boundary, binary at the byte; a JSON
+    /// document, which a cut would make invalid, becomes NULL. Counted and logged.
+    Truncate,
+    /// The value becomes NULL. Counted and logged.
+    Null,
+}
+
+impl OversizePolicy {
+    /// Whether this policy can write NULL for a value of this type, so that its column must be
+    /// nullable: `null` for every type that can outgrow its Redshift column, `truncate` for JSON.
+    pub fn may_write_null(self, ty: &ColumnType) -> bool {
+        ty.may_outgrow_redshift()
+            && match self {
+                OversizePolicy::Fail => false,
+                OversizePolicy::Truncate => *ty == ColumnType::Json,
+                OversizePolicy::Null => true,
+            }
+    }
 }
 
 /// Why a column is text, which also says how its value is read (see [`Column::mysql_select_expr`]).
@@ -289,6 +323,29 @@ impl ColumnType {
         }
     }
 
+    /// The most bytes one value may have to load into Redshift: the VARCHAR length of text, the
+    /// VARCHAR(65535) Redshift stages JSON in (for SUPER too), the VARBYTE length of binary.
+    /// `None` for fixed-size types.
+    pub fn redshift_max_value_octets(&self) -> Option<u64> {
+        match self {
+            ColumnType::Text { max_octets, .. } => Some(redshift_varchar_length(*max_octets)),
+            ColumnType::Json => Some(REDSHIFT_VARCHAR_MAX_OCTETS),
+            ColumnType::Binary { max_octets } => Some(redshift_varbyte_length(*max_octets)),
+            _ => None,
+        }
+    }
+
+    /// Whether a source value can be longer than [`ColumnType::redshift_max_value_octets`]:
+    /// `mediumtext`, `longtext`, JSON, `varchar(n > 16383)` in utf8mb4, `longblob`…
+    pub fn may_outgrow_redshift(&self) -> bool {
+        match self {
+            ColumnType::Text { max_octets, .. } => *max_octets > REDSHIFT_VARCHAR_MAX_OCTETS,
+            ColumnType::Json => true,
+            ColumnType::Binary { max_octets } => *max_octets > REDSHIFT_VARBYTE_MAX_OCTETS,
+            _ => false,
+        }
+    }
+
     fn is_temporal(&self) -> bool {
         matches!(
             self,
@@ -357,7 +414,9 @@ pub struct Column {
     pub ty: ColumnType,
     /// Whether the extracted column may hold NULL (Arrow field and warehouse column). This is the
     /// source's `IS_NULLABLE`, except that date and time columns outside the primary key are
-    /// always nullable: MySQL zero dates (`0000-00-00`) are extracted as NULL (DESIGN §4).
+    /// always nullable: MySQL zero dates (`0000-00-00`) are extracted as NULL (DESIGN §4); and
+    /// so are columns outside the primary key whose too-long values `oversize_in_redshift`
+    /// turns into NULL ([`OversizePolicy::may_write_null`]).
     pub nullable: bool,
 }
 
@@ -535,10 +594,15 @@ pub enum Drift {
 /// - `char` becomes VARCHAR (Redshift CHAR is single-byte only); MySQL already strips a CHAR's
 ///   trailing spaces when reading it.
 /// - Redshift VARCHAR/VARBYTE lengths are bytes, sized from `CHARACTER_OCTET_LENGTH` and capped
-///   at 65535 / 16 MiB: a longer `*text`/`*blob`/JSON value cannot load and fails the load
-///   loudly rather than being truncated. PostgreSQL `text`/`bytea`/`jsonb` have no such limit,
-///   but `text` and `jsonb` reject the NUL character, and `jsonb` normalises the document
-///   (key order, whitespace, duplicate keys).
+///   at 65535 / 16 MiB (JSON is staged as VARCHAR(65535), for SUPER too): a longer
+///   `mediumtext`/`longtext`/`varchar(n > 16383)`/JSON/`longblob` value cannot load. The table's
+///   `oversize_in_redshift` ([`OversizePolicy`]) decides, during extraction, before anything is
+///   committed: `fail` (default) stops the run naming the row; `truncate` cuts text at a
+///   character boundary (binary at the byte; JSON becomes NULL, a cut document is not JSON);
+///   `null` writes NULL — those columns are then nullable outside the primary key, in either
+///   warehouse's DDL. Key columns are never cut or nulled. PostgreSQL targets ignore the
+///   setting: `text`/`bytea`/`jsonb` have no such limit, but `text` and `jsonb` reject the NUL
+///   character, and `jsonb` normalises the document (key order, whitespace, duplicate keys).
 /// - `enum`/`set` become their labels as text; the label list itself is not carried.
 /// - A forced-text column (`as: text`) is read through MySQL's own text conversion (see
 ///   [`Column::mysql_select_expr`]) and sized by what that text can be.
@@ -919,7 +983,10 @@ impl TableSchema {
             match map_column_type(table, source, options) {
                 Ok(ty) => {
                     let in_primary_key = contains_name(&primary_key_names, &source.name);
-                    let nullable = source.nullable || (ty.is_temporal() && !in_primary_key);
+                    let nullable = source.nullable
+                        || (!in_primary_key
+                            && (ty.is_temporal()
+                                || options.oversize_in_redshift.may_write_null(&ty)));
                     columns.push(Column {
                         name: source.name.clone(),
                         target_name: naming::target_identifier(&source.name)?,
@@ -2171,6 +2238,67 @@ mod tests {
         assert!(!arrow.field(0).is_nullable());
         assert_eq!(arrow.field(0).data_type(), &DataType::Decimal128(20, 0));
         assert!(arrow.field(3).is_nullable());
+    }
+
+    #[test]
+    fn only_types_whose_values_can_outgrow_redshift_have_a_limit_to_enforce() {
+        let limit = |data_type: &str, column_type: &str| {
+            let ty = map(data_type, column_type).unwrap();
+            (ty.redshift_max_value_octets(), ty.may_outgrow_redshift())
+        };
+        assert_eq!(limit("varchar", "varchar(100)"), (Some(400), false));
+        assert_eq!(limit("text", "text"), (Some(65_535), false));
+        assert_eq!(limit("varchar", "varchar(16384)"), (Some(65_535), true));
+        assert_eq!(limit("mediumtext", "mediumtext"), (Some(65_535), true));
+        assert_eq!(limit("json", "json"), (Some(65_535), true));
+        assert_eq!(limit("mediumblob", "mediumblob"), (Some(16_777_215), false));
+        assert_eq!(limit("longblob", "longblob"), (Some(16_777_216), true));
+        assert_eq!(limit("int", "int(11)"), (None, false));
+    }
+
+    #[test]
+    fn oversize_policies_that_write_null_make_those_columns_nullable_outside_the_key() {
+        let not_null = |name: &str, data_type: &str| {
+            let mut column = src(name, data_type, data_type);
+            column.nullable = false;
+            column
+        };
+        let nullable_with = |policy: OversizePolicy| {
+            let schema = TableSchema::from_source_columns(
+                &zoo(),
+                vec![
+                    not_null("k", "mediumtext"),
+                    not_null("body", "longtext"),
+                    not_null("doc", "json"),
+                    not_null("note", "text"),
+                    not_null("raw", "longblob"),
+                ],
+                vec!["k".to_owned()],
+                &SchemaOptions {
+                    oversize_in_redshift: policy,
+                    ..SchemaOptions::default()
+                },
+            )
+            .unwrap();
+            schema
+                .columns
+                .iter()
+                .map(|c| c.nullable)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            nullable_with(OversizePolicy::Fail),
+            [false, false, false, false, false]
+        );
+        assert_eq!(
+            nullable_with(OversizePolicy::Truncate),
+            [false, false, true, false, false],
+            "a JSON document is never cut, it becomes NULL"
+        );
+        assert_eq!(
+            nullable_with(OversizePolicy::Null),
+            [false, true, true, false, true]
+        );
     }
 
     #[test]

@@ -875,6 +875,8 @@ mod tests {
             rows,
             bytes: 10,
             zero_dates_nulled: 0,
+            oversize_truncated: 0,
+            oversize_nulled: 0,
             schema_fingerprint: "f".into(),
             schema: one_column_schema(),
             committed_at: at("2026-11-27T01:00:00Z"),

@@ -22,6 +22,7 @@
 //! | Redshift does | PostgreSQL gets instead |
 //! |---|---|
 //! | `COPY t (cols) FROM 's3://….manifest' IAM_ROLE '…' FORMAT AS PARQUET MANIFEST`: reads the manifest, fails on a missing `mandatory` file or a size other than `meta.content_length`, loads each file's columns by position | [`copy_from_manifest`] does exactly that on the local S3 endpoint and streams the rows with binary `COPY t (cols) FROM STDIN` (tidemark's own encoder) |
+//! | `VARCHAR(n)` holds n BYTES: COPY fails on a longer string | PostgreSQL's `varchar(n)` counts characters, so [`copy_from_manifest`] checks every string's byte length against its column's n first |
 //! | `DISTSTYLE …`, `DISTKEY (…)`, `SORTKEY (…)`, `ENCODE …`: data layout | dropped |
 //! | `PRIMARY KEY (…)` in `CREATE TABLE`: informational, never enforced | dropped, so a duplicate key shows in the rows as it would in Redshift |
 //! | `SUPER`: semi-structured values | `jsonb` |
@@ -735,6 +736,7 @@ async fn copy_from_manifest(
     }
     let columns = &copy["columns"];
     let listed = IDENTIFIER.find_iter(columns).count();
+    let octet_limits = varchar_octet_limits(client, &copy["table"], columns).await?;
     let statement = format!(
         "COPY {} ({columns}) FROM STDIN WITH (FORMAT binary)",
         &copy["table"]
@@ -758,6 +760,7 @@ async fn copy_from_manifest(
         sink.send(pg_copy::header()).await.map_err(redshift_error)?;
         for batch in batches {
             let batch = batch.map_err(|err| scan_error(err.to_string()))?;
+            check_octet_lengths(&batch, &octet_limits).map_err(scan_error)?;
             let mut buf = BytesMut::new();
             pg_copy::encode_batch(&batch, &schema, &mut buf)
                 .map_err(|e| scan_error(e.to_string()))?;
@@ -769,6 +772,63 @@ async fn copy_from_manifest(
         loaded += sink.as_mut().finish().await.map_err(redshift_error)?;
     }
     Ok(loaded)
+}
+
+/// The name and declared length of each listed column that is a `varchar(n)`, in COPY order
+/// (`None` for the others): Redshift's n is bytes.
+async fn varchar_octet_limits(
+    client: &tokio_postgres::Client,
+    table: &str,
+    columns: &str,
+) -> Result<Vec<Option<(String, usize)>>, String> {
+    let declared = client
+        .query(
+            "SELECT attname::text, atttypmod - 4 FROM pg_attribute \
+             WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped \
+             AND atttypid = 'varchar'::regtype AND atttypmod > 4",
+            &[&table],
+        )
+        .await
+        .map_err(redshift_error)?;
+    let lengths: HashMap<String, usize> = declared
+        .iter()
+        .filter_map(|row| {
+            let length: i32 = row.get(1);
+            Some((row.get(0), usize::try_from(length).ok()?))
+        })
+        .collect();
+    Ok(IDENTIFIER
+        .find_iter(columns)
+        .map(|name| {
+            let name = name.as_str();
+            let name = match name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
+                Some(quoted) => quoted.replace("\"\"", "\""),
+                None => name.to_lowercase(),
+            };
+            lengths.get(&name).map(|&length| (name, length))
+        })
+        .collect())
+}
+
+/// Redshift's refusal of a string longer, in bytes, than its VARCHAR column.
+fn check_octet_lengths(
+    batch: &arrow_array::RecordBatch,
+    limits: &[Option<(String, usize)>],
+) -> Result<(), String> {
+    use arrow_array::cast::AsArray;
+    for (column, limit) in batch.columns().iter().zip(limits) {
+        let (Some((name, length)), Some(strings)) = (limit, column.as_string_opt::<i32>()) else {
+            continue;
+        };
+        if let Some(longest) = strings.iter().flatten().map(str::len).max() {
+            if longest > *length {
+                return Err(format!(
+                    "The length of the data column {name} is longer than the length defined in the table. Table: {length}, Data: {longest}"
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The file's columns as a schema for tidemark's binary COPY encoder: Redshift maps Parquet

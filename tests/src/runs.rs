@@ -193,6 +193,8 @@ pub async fn write_chunk(
         rows: data_files.iter().map(|f| f.rows).sum(),
         files: data_files,
         zero_dates_nulled: 0,
+        oversize_truncated: 0,
+        oversize_nulled: 0,
         schema_fingerprint: run.schema_fingerprint.clone(),
     };
     let key = layout.chunk_manifest_key(&run.pipeline, &table, &run.run_id, 0);

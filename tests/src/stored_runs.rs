@@ -91,6 +91,8 @@ impl TableStorage {
             files: data.clone(),
             rows: u64::from(files),
             zero_dates_nulled: 0,
+            oversize_truncated: 0,
+            oversize_nulled: 0,
             schema_fingerprint: "f".into(),
         };
         let mut objects: Vec<(String, Bytes)> = data
@@ -149,6 +151,8 @@ impl TableStorage {
             bytes: data.iter().map(|f| f.bytes).sum(),
             files: data,
             zero_dates_nulled: 0,
+            oversize_truncated: 0,
+            oversize_nulled: 0,
             schema_fingerprint: "f".into(),
             schema: one_column_schema(&self.table)?,
             committed_at: Utc::now(),

@@ -805,6 +805,33 @@ on_every_target!(
     every_type_loads_exactly,
 );
 
+/// Redshift's VARCHAR(n) holds n bytes, not characters: the stand-in's COPY refuses a string of
+/// 51 emoji (204 bytes) for `note VARCHAR(50)` (utf8mb4: VARCHAR(200)), as Redshift does, although
+/// PostgreSQL's `varchar(200)` would take 51 characters. Extraction never writes such a value
+/// (`oversize_in_redshift`, `oversize.rs`); this keeps the stand-in honest about the limit.
+#[tokio::test]
+async fn the_standin_copy_refuses_a_string_longer_in_bytes_than_its_varchar() {
+    in_world(Target::Redshift, ORDERS, "orders", ORDERS_CONFIG, async |w| {
+        let (rows, ledger) = w.one_order_loaded().await?;
+        let run = w.begin(SyncMode::Full).await?;
+        let wide = "😀".repeat(51);
+        commit_rows(
+            &w.services,
+            &run,
+            &[vec![order(2, "2024-02-01 00:00:00", "2.00", &wide)]],
+        )
+        .await?;
+        let (error_type, text) = w.failed_load(&run).await?;
+        assert_eq!(error_type, ErrorKind::NonRetryable.name(), "{text}");
+        assert!(
+            text.contains("The length of the data column note is longer than the length defined in the table. Table: 200, Data: 204"),
+            "{text}"
+        );
+        w.assert_nothing_committed(&rows, &ledger).await
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_bastion_with_another_host_key_is_refused() {
     in_world(Target::Tunnel, ORDERS, "orders", ORDERS_CONFIG, async |w| {

@@ -73,6 +73,8 @@ fn manifest(run_id: &RunId, rows: u64) -> RunManifest {
         rows,
         bytes: 1,
         zero_dates_nulled: 0,
+        oversize_truncated: 0,
+        oversize_nulled: 0,
         schema_fingerprint: "f".into(),
         schema: one_column_schema(),
         committed_at: Utc::now(),

@@ -6,7 +6,9 @@
 //! on purpose: decimals are parsed from MySQL's own digits (never through a float), timestamps
 //! keep their microseconds, unsigned 64-bit values keep every digit. Zero dates (and dates MySQL
 //! stores with a zero or impossible month or day) have no Arrow value: they become NULL and are
-//! counted, never silently.
+//! counted, never silently. For a Redshift target, a value longer than its column holds is
+//! refused, cut at a character boundary or made NULL, as the table's `oversize_in_redshift`
+//! says — counted too — so that a run never commits a file Redshift cannot load.
 
 use std::sync::Arc;
 
@@ -21,7 +23,8 @@ use mysql_async::Value;
 
 use crate::error::{Error, Result};
 use crate::manifest::Cursor;
-use crate::schema::{Column, ColumnType, TableSchema};
+use crate::parquet_sink::AlteredValues;
+use crate::schema::{Column, ColumnType, OversizePolicy, TableSchema};
 
 /// A MySQL DATE/DATETIME/TIMESTAMP as the binary protocol sends it:
 /// (year, month, day, hour, minute, second, microsecond). Orders like the value.
@@ -300,6 +303,19 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     out
 }
 
+/// The longest prefix of `text` of at most `max_octets` bytes that ends on a character boundary:
+/// a multi-byte character is never split.
+pub(crate) fn truncate_at_char_boundary(text: &str, max_octets: usize) -> &str {
+    if text.len() <= max_octets {
+        return text;
+    }
+    let mut end = max_octets;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 /// Parses hex text back into bytes.
 pub(crate) fn unhex(text: &str) -> Option<Vec<u8>> {
     if !text.len().is_multiple_of(2) {
@@ -325,42 +341,73 @@ enum Builder {
     Binary(BinaryBuilder),
 }
 
+/// How one column holds its values to what its Redshift column can take.
+#[derive(Debug, Clone, Copy)]
+struct OversizeRule {
+    /// The most bytes one value may have.
+    max_octets: usize,
+    /// What becomes of a longer value.
+    policy: OversizePolicy,
+    /// A key column: its values are never cut or nulled (two keys could become one).
+    key: bool,
+}
+
 struct ColumnDecoder {
     name: String,
     ty: ColumnType,
     nullable: bool,
     fraction_digits: usize,
+    oversize: Option<OversizeRule>,
     builder: Builder,
 }
 
 /// Builds one RecordBatch at a time from rows, in the schema's column order.
 pub(crate) struct BatchBuilder {
+    table: String,
     schema: SchemaRef,
     columns: Vec<ColumnDecoder>,
     rows: usize,
     value_bytes: usize,
-    zero_dates: u64,
+    altered: AlteredValues,
 }
 
 impl BatchBuilder {
-    /// Builders for every column of `schema`, each with room for `capacity` rows.
-    pub fn new(schema: &TableSchema, capacity: usize) -> Result<Self> {
+    /// Builders for every column of `schema`, each with room for `capacity` rows. With
+    /// `oversize` (the target is Redshift), every value is held to its Redshift column's length
+    /// ([`ColumnType::redshift_max_value_octets`]) by that policy, except that values of
+    /// `key_columns` (source names) are never cut or nulled.
+    pub fn new(
+        schema: &TableSchema,
+        capacity: usize,
+        oversize: Option<OversizePolicy>,
+        key_columns: &[String],
+    ) -> Result<Self> {
         let mut columns = Vec::with_capacity(schema.columns.len());
         for column in &schema.columns {
+            let key = key_columns
+                .iter()
+                .any(|k| schema.column(k).is_some_and(|c| c.name == column.name));
+            let rule = oversize.zip(column.ty.redshift_max_value_octets());
             columns.push(ColumnDecoder {
                 name: column.name.clone(),
                 ty: column.ty.clone(),
                 nullable: column.nullable,
                 fraction_digits: declared_fraction_digits(&column.column_type),
+                oversize: rule.map(|(policy, max_octets)| OversizeRule {
+                    max_octets: usize::try_from(max_octets).unwrap_or(usize::MAX),
+                    policy: if key { OversizePolicy::Fail } else { policy },
+                    key,
+                }),
                 builder: new_builder(&column.ty, capacity)?,
             });
         }
         Ok(BatchBuilder {
+            table: schema.table.to_string(),
             schema: schema.arrow_schema(),
             columns,
             rows: 0,
             value_bytes: 0,
-            zero_dates: 0,
+            altered: AlteredValues::default(),
         })
     }
 
@@ -374,8 +421,13 @@ impl BatchBuilder {
         self.value_bytes
     }
 
-    /// Appends one row; `values[i]` is the value of schema column `i`.
-    pub fn append(&mut self, values: Vec<Option<Value>>) -> Result<()> {
+    /// Appends one row; `values[i]` is the value of schema column `i`. `row` describes the row
+    /// (its key or cursor) for the error that refuses a value too long for Redshift.
+    pub fn append(
+        &mut self,
+        values: Vec<Option<Value>>,
+        row: impl FnOnce() -> String,
+    ) -> Result<()> {
         if values.len() != self.columns.len() {
             return Err(Error::Schema(format!(
                 "the query returned {} columns, the schema has {}",
@@ -387,12 +439,20 @@ impl BatchBuilder {
             let outcome = decoder.append(value.unwrap_or(Value::NULL));
             match outcome {
                 Ok(Appended::Value(bytes)) => self.value_bytes += bytes,
-                Ok(Appended::ZeroDate) => self.zero_dates += 1,
-                Err(reason) => {
+                Ok(Appended::ZeroDate) => self.altered.zero_dates += 1,
+                Ok(Appended::Truncated(bytes)) => {
+                    self.value_bytes += bytes;
+                    self.altered.oversize_truncated += 1;
+                }
+                Ok(Appended::OversizeNulled) => self.altered.oversize_nulled += 1,
+                Err(Refusal::Invalid(reason)) => {
                     return Err(Error::Schema(format!(
                         "column `{}`: {reason}",
                         decoder.name
                     )))
+                }
+                Err(Refusal::Oversize { octets, rule }) => {
+                    return Err(oversize_error(&self.table, decoder, octets, rule, row()))
                 }
             }
         }
@@ -400,9 +460,9 @@ impl BatchBuilder {
         Ok(())
     }
 
-    /// The batch of every row appended since the last finish, and how many zero dates became
-    /// NULL in it. The builders are ready for the next batch.
-    pub fn finish(&mut self) -> Result<(RecordBatch, u64)> {
+    /// The batch of every row appended since the last finish, and the values altered in it.
+    /// The builders are ready for the next batch.
+    pub fn finish(&mut self) -> Result<(RecordBatch, AlteredValues)> {
         let arrays: Vec<ArrayRef> = self
             .columns
             .iter_mut()
@@ -410,11 +470,39 @@ impl BatchBuilder {
             .collect();
         let batch = RecordBatch::try_new(Arc::clone(&self.schema), arrays)
             .map_err(|err| Error::Schema(format!("building a record batch: {err}")))?;
-        let zero_dates = std::mem::take(&mut self.zero_dates);
+        let altered = std::mem::take(&mut self.altered);
         self.rows = 0;
         self.value_bytes = 0;
-        Ok((batch, zero_dates))
+        Ok((batch, altered))
     }
+}
+
+/// The error that stops a run at a value its Redshift column cannot hold, with the fix.
+fn oversize_error(
+    table: &str,
+    column: &ColumnDecoder,
+    octets: usize,
+    rule: OversizeRule,
+    row: String,
+) -> Error {
+    let name = &column.name;
+    let fix = if rule.key {
+        "it is a key column, whose values are never cut or made NULL (two keys could become \
+         one): shorten the value in the source, or choose other `key_columns`"
+            .to_owned()
+    } else {
+        format!(
+            "set `oversize_in_redshift: truncate` (cut at a character boundary) or \
+             `oversize_in_redshift: null` in the table's config, or leave the column out with \
+             `columns: {{ exclude: [{name}] }}`, then sync again"
+        )
+    };
+    Error::Schema(format!(
+        "`{table}`: the value of column `{name}` in the row with {row} is {octets} bytes, but \
+         Redshift holds at most {} bytes in that column, so the run stops before anything is \
+         committed or loaded; {fix}",
+        rule.max_octets
+    ))
 }
 
 fn new_builder(ty: &ColumnType, capacity: usize) -> Result<Builder> {
@@ -492,6 +580,18 @@ enum Appended {
     Value(usize),
     /// A zero date, written as NULL.
     ZeroDate,
+    /// A value too long for Redshift, cut to fit; the bytes it added.
+    Truncated(usize),
+    /// A value too long for Redshift, written as NULL.
+    OversizeNulled,
+}
+
+/// Why a value was not appended.
+enum Refusal {
+    /// A value MySQL should not send for the column (or NULL in a NOT NULL column).
+    Invalid(String),
+    /// A value longer than its Redshift column, under `fail` or in a key column.
+    Oversize { octets: usize, rule: OversizeRule },
 }
 
 fn integer(value: &Value) -> std::result::Result<i128, String> {
@@ -507,7 +607,48 @@ fn narrow<T: TryFrom<i128>>(value: i128, type_name: &str) -> std::result::Result
 }
 
 impl ColumnDecoder {
-    fn append(&mut self, value: Value) -> std::result::Result<Appended, String> {
+    fn append(&mut self, value: Value) -> std::result::Result<Appended, Refusal> {
+        match (self.oversize, value) {
+            (Some(rule), Value::Bytes(raw)) if raw.len() > rule.max_octets => {
+                self.append_oversize(raw, rule)
+            }
+            (_, value) => self.append_value(value).map_err(Refusal::Invalid),
+        }
+    }
+
+    /// A value longer than its Redshift column: refused, cut, or NULL, as the rule says. Text
+    /// is cut at a character boundary and binary at the byte; a JSON document becomes NULL
+    /// rather than cut, which would leave text that is not JSON.
+    fn append_oversize(
+        &mut self,
+        mut raw: Vec<u8>,
+        rule: OversizeRule,
+    ) -> std::result::Result<Appended, Refusal> {
+        let octets = raw.len();
+        match rule.policy {
+            OversizePolicy::Fail => Err(Refusal::Oversize { octets, rule }),
+            OversizePolicy::Truncate if self.ty != ColumnType::Json => {
+                let kept = match &self.builder {
+                    Builder::Utf8(_) => std::str::from_utf8(&raw)
+                        .map(|text| truncate_at_char_boundary(text, rule.max_octets).len())
+                        .map_err(|_| {
+                            Refusal::Invalid("a value that is not valid UTF-8".to_owned())
+                        })?,
+                    _ => rule.max_octets,
+                };
+                raw.truncate(kept);
+                self.append_value(Value::Bytes(raw))
+                    .map_err(Refusal::Invalid)?;
+                Ok(Appended::Truncated(kept))
+            }
+            OversizePolicy::Truncate | OversizePolicy::Null => {
+                self.append_value(Value::NULL).map_err(Refusal::Invalid)?;
+                Ok(Appended::OversizeNulled)
+            }
+        }
+    }
+
+    fn append_value(&mut self, value: Value) -> std::result::Result<Appended, String> {
         if matches!(value, Value::NULL) {
             if !self.nullable {
                 return Err(
@@ -721,6 +862,188 @@ mod tests {
         assert_eq!(time_text(false, 0, 0, 0, 0, 0, 0), "00:00:00");
         assert_eq!(time_text(false, 0, 1, 2, 3, 450_000, 6), "01:02:03.450000");
         assert_eq!(time_text(false, 0, 1, 2, 3, 450_000, 2), "01:02:03.45");
+    }
+
+    #[test]
+    fn truncation_never_splits_a_character() {
+        assert_eq!(truncate_at_char_boundary("abc", 3), "abc");
+        assert_eq!(truncate_at_char_boundary("abc", 2), "ab");
+        // `é` is 2 bytes, `🚀` is 4.
+        assert_eq!(truncate_at_char_boundary("aé", 2), "a");
+        assert_eq!(truncate_at_char_boundary("aé", 3), "aé");
+        for max in 1..=4 {
+            assert_eq!(truncate_at_char_boundary("a🚀b", max), "a", "{max}");
+        }
+        assert_eq!(truncate_at_char_boundary("a🚀b", 5), "a🚀");
+        assert_eq!(truncate_at_char_boundary("🚀", 3), "");
+        let straddling = format!("{}é", "a".repeat(65_534));
+        assert_eq!(straddling.len(), 65_536);
+        assert_eq!(
+            truncate_at_char_boundary(&straddling, 65_535),
+            "a".repeat(65_534)
+        );
+    }
+
+    const REDSHIFT_VARCHAR: usize = 65_535;
+    const REDSHIFT_VARBYTE: usize = 16 * 1024 * 1024;
+
+    /// `id int` (the key), `body mediumtext NOT NULL`, `doc json`, `raw longblob`, `note text`.
+    fn wide_schema(policy: OversizePolicy) -> TableSchema {
+        let column = |name: &str, data_type: &str, octets: Option<u64>, nullable: bool| {
+            crate::schema::SourceColumn {
+                name: name.to_owned(),
+                data_type: data_type.to_owned(),
+                column_type: data_type.to_owned(),
+                nullable,
+                octet_length: octets,
+                ..crate::schema::SourceColumn::default()
+            }
+        };
+        TableSchema::from_source_columns(
+            &crate::naming::TableId::parse("shop.docs").unwrap(),
+            vec![
+                column("id", "int", None, false),
+                column("body", "mediumtext", Some(16_777_215), false),
+                column("doc", "json", None, true),
+                column("raw", "longblob", Some(4_294_967_295), true),
+                column("note", "text", Some(65_535), true),
+            ],
+            vec!["id".to_owned()],
+            &crate::schema::SchemaOptions {
+                oversize_in_redshift: policy,
+                ..crate::schema::SchemaOptions::default()
+            },
+        )
+        .unwrap()
+    }
+
+    /// One row with every wide column too long for Redshift: a body whose `🚀` straddles the
+    /// limit, a JSON document, a blob one byte over 16 MiB, and a `text` at its full 65535 bytes.
+    fn oversize_row() -> Vec<Option<Value>> {
+        let body = format!("{}🚀tail", "a".repeat(REDSHIFT_VARCHAR - 2));
+        let doc = format!("{{\"k\": \"{}\"}}", "x".repeat(REDSHIFT_VARCHAR));
+        vec![
+            Some(Value::Int(7)),
+            Some(Value::Bytes(body.into_bytes())),
+            Some(Value::Bytes(doc.into_bytes())),
+            Some(Value::Bytes(vec![0xAB; REDSHIFT_VARBYTE + 1])),
+            Some(Value::Bytes(vec![b'n'; REDSHIFT_VARCHAR])),
+        ]
+    }
+
+    fn decoded(
+        target_policy: Option<OversizePolicy>,
+        schema_policy: OversizePolicy,
+    ) -> Result<(RecordBatch, AlteredValues)> {
+        let schema = wide_schema(schema_policy);
+        let mut builder = BatchBuilder::new(&schema, 1, target_policy, &["id".to_owned()])?;
+        builder.append(oversize_row(), || "key `id` = `7`".to_owned())?;
+        builder.finish()
+    }
+
+    fn lengths(batch: &RecordBatch) -> Vec<Option<usize>> {
+        use arrow_array::cast::AsArray;
+        use arrow_array::Array;
+        let body = batch.column(1).as_string::<i32>();
+        let doc = batch.column(2).as_string::<i32>();
+        let raw = batch.column(3).as_binary::<i32>();
+        let note = batch.column(4).as_string::<i32>();
+        let length = |valid: bool, len: usize| valid.then_some(len);
+        vec![
+            length(body.is_valid(0), body.value(0).len()),
+            length(doc.is_valid(0), doc.value(0).len()),
+            length(raw.is_valid(0), raw.value(0).len()),
+            length(note.is_valid(0), note.value(0).len()),
+        ]
+    }
+
+    #[test]
+    fn fail_refuses_the_row_naming_table_column_row_length_and_setting() {
+        let err = decoded(Some(OversizePolicy::Fail), OversizePolicy::Fail)
+            .unwrap_err()
+            .to_string();
+        for needle in [
+            "`shop.docs`",
+            "column `body`",
+            "key `id` = `7`",
+            "65541 bytes",
+            "at most 65535 bytes",
+            "oversize_in_redshift: truncate",
+            "oversize_in_redshift: null",
+            "exclude: [body]",
+        ] {
+            assert!(err.contains(needle), "`{needle}` missing from: {err}");
+        }
+    }
+
+    #[test]
+    fn truncate_cuts_text_at_a_character_boundary_and_binary_at_the_byte() {
+        let (batch, altered) =
+            decoded(Some(OversizePolicy::Truncate), OversizePolicy::Truncate).unwrap();
+        assert_eq!(
+            lengths(&batch),
+            [
+                Some(REDSHIFT_VARCHAR - 2),
+                None,
+                Some(REDSHIFT_VARBYTE),
+                Some(REDSHIFT_VARCHAR)
+            ],
+            "the 🚀 that straddles the limit goes whole; JSON becomes NULL"
+        );
+        use arrow_array::cast::AsArray;
+        assert!(batch.column(1).as_string::<i32>().value(0).ends_with('a'));
+        assert_eq!(
+            altered,
+            AlteredValues {
+                zero_dates: 0,
+                oversize_truncated: 2,
+                oversize_nulled: 1,
+            }
+        );
+    }
+
+    #[test]
+    fn null_writes_null_for_every_value_too_long() {
+        let (batch, altered) = decoded(Some(OversizePolicy::Null), OversizePolicy::Null).unwrap();
+        assert_eq!(lengths(&batch), [None, None, None, Some(REDSHIFT_VARCHAR)]);
+        assert_eq!(altered.oversize_nulled, 3);
+        assert_eq!(altered.oversize_truncated, 0);
+    }
+
+    #[test]
+    fn without_a_redshift_target_every_value_stays_whole() {
+        let (batch, altered) = decoded(None, OversizePolicy::Null).unwrap();
+        assert_eq!(
+            lengths(&batch),
+            [
+                Some(REDSHIFT_VARCHAR + 6),
+                Some(REDSHIFT_VARCHAR + 9),
+                Some(REDSHIFT_VARBYTE + 1),
+                Some(REDSHIFT_VARCHAR)
+            ]
+        );
+        assert_eq!(altered, AlteredValues::default());
+    }
+
+    #[test]
+    fn a_key_column_is_never_cut() {
+        let schema = wide_schema(OversizePolicy::Truncate);
+        let mut builder = BatchBuilder::new(
+            &schema,
+            1,
+            Some(OversizePolicy::Truncate),
+            &["BODY".to_owned()],
+        )
+        .unwrap();
+        let err = builder
+            .append(oversize_row(), || {
+                "cursor `updated_at` = `2025-01-01`".to_owned()
+            })
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("column `body`"), "{err}");
+        assert!(err.contains("key column"), "{err}");
+        assert!(err.contains("key_columns"), "{err}");
     }
 
     #[test]

@@ -80,6 +80,7 @@ pub async fn handle(
         ExtractStepRequest::Extract(request) => {
             let options = ExtractOptions {
                 deadline: time_left.map(|left| tokio::time::Instant::now() + left),
+                target: services.config.target_warehouse(pipeline)?,
                 ..ExtractOptions::default()
             };
             let bucket = services.bucket(pipeline);

@@ -762,6 +762,8 @@ pub async fn commit(services: &Services, request: &CommitRequest) -> Result<Comm
         rows: files.iter().map(|f| f.rows).sum(),
         bytes: files.iter().map(|f| f.bytes).sum(),
         zero_dates_nulled: chunks.iter().map(|c| c.zero_dates_nulled).sum(),
+        oversize_truncated: chunks.iter().map(|c| c.oversize_truncated).sum(),
+        oversize_nulled: chunks.iter().map(|c| c.oversize_nulled).sum(),
         files,
         schema_fingerprint: run.schema_fingerprint.clone(),
         schema,

@@ -199,7 +199,7 @@ async fn dry_run(
     } else {
         args.tables.clone()
     };
-    let pool = services.source(pipeline).await?;
+    let source = services.source(pipeline).await?;
     let mut plans = Vec::new();
     for table in &tables {
         let (_, _, table_config, table_id) = locate_table(services, Some(pipeline_name), table)?;
@@ -208,12 +208,14 @@ async fn dry_run(
             .read(pipeline_name, &table_id)
             .await?
             .map(|v| v.record);
-        let mut conn = pool.get_conn().await.map_err(|err| {
-            Failure::from(tidemark::Error::mysql("connecting to the source", err))
-        })?;
+        let mut conn = source.conn().await?;
         let id_column = table_config.cursor_column.as_deref();
-        let ceiling: Ceiling =
-            tidemark::source::ceiling(&mut conn, &table_id, table_config, id_column).await?;
+        let ceiling: Ceiling = source
+            .within(
+                "reading the run's ceiling",
+                tidemark::source::ceiling(&mut conn, &table_id, table_config, id_column),
+            )
+            .await?;
         plans.push(json!({
             "table": table,
             "strategy": table_config.cdc_strategy.to_string(),

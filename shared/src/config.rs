@@ -27,6 +27,38 @@ pub struct Config {
     pub connections: BTreeMap<String, Connection>,
     /// Named pipelines: a source, a target, an S3 location and the tables to sync.
     pub pipelines: BTreeMap<String, Pipeline>,
+    /// How every AWS API call of the process (S3, Secrets Manager, the Redshift Data API) is
+    /// bounded and retried.
+    #[serde(default)]
+    pub aws: AwsSettings,
+}
+
+/// Timeouts and retries of the AWS clients: one setting for the whole process, so a stalled
+/// or cut connection to S3 fails its request in bounded time and the request is retried.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsSettings {
+    /// Longest wait to open a connection to an AWS endpoint. Default `5s`.
+    #[serde(default = "default_aws_connect_timeout")]
+    pub connect_timeout: HumanDuration,
+    /// Longest wait for a response to begin, and longest pause inside an upload or download;
+    /// a request that stalls longer fails and is retried. Default `60s`.
+    #[serde(default = "default_aws_read_timeout")]
+    pub read_timeout: HumanDuration,
+    /// Attempts per request, the first included, before the step fails (and the state machine
+    /// retries the step). Default 3.
+    #[serde(default = "default_aws_max_attempts")]
+    pub max_attempts: u32,
+}
+
+impl Default for AwsSettings {
+    fn default() -> Self {
+        AwsSettings {
+            connect_timeout: default_aws_connect_timeout(),
+            read_timeout: default_aws_read_timeout(),
+            max_attempts: default_aws_max_attempts(),
+        }
+    }
 }
 
 /// A source or target, chosen by `kind`.
@@ -80,6 +112,12 @@ pub struct MysqlConnection {
     /// Connect timeout. Default `10s`.
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: HumanDuration,
+    /// Longest wait for the server's next answer: a statement's first row, or the next row of a
+    /// stream. A connection silent for longer (a stalled network) fails the step, which is
+    /// retried. Raise it if a legitimate query is slower to start, e.g. a `custom_sql` that
+    /// sorts, or `validate-counts` on a very large table. Default `5m`.
+    #[serde(default = "default_read_timeout")]
+    pub read_timeout: HumanDuration,
 }
 
 /// A PostgreSQL server used as the warehouse.
@@ -114,7 +152,9 @@ pub struct PostgresConnection {
     /// TLS: `disabled` (default) or `required`.
     #[serde(default)]
     pub tls: TlsMode,
-    /// Longest any one statement may run. Default `30m`.
+    /// Longest any one statement may run: the server cancels it then, and tidemark stops
+    /// waiting for an answer 10 s later (a stalled network), failing the step so it is retried.
+    /// Default `30m`.
     #[serde(default = "default_statement_timeout")]
     pub statement_timeout: HumanDuration,
     /// Connect timeout. Default `10s`.
@@ -564,6 +604,18 @@ fn default_prefix() -> String {
 fn default_connect_timeout() -> HumanDuration {
     HumanDuration(Duration::from_secs(10))
 }
+fn default_read_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(5 * 60))
+}
+fn default_aws_connect_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(5))
+}
+fn default_aws_read_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(60))
+}
+fn default_aws_max_attempts() -> u32 {
+    3
+}
 fn default_statement_timeout() -> HumanDuration {
     HumanDuration(Duration::from_secs(30 * 60))
 }
@@ -907,6 +959,20 @@ impl Config {
     }
 
     fn validate(&self, problems: &mut Problems<'_>) {
+        if self.aws.max_attempts == 0 {
+            problems.add(
+                &["aws", "max_attempts"],
+                "must be at least 1 (the first attempt)",
+            );
+        }
+        for (key, timeout) in [
+            ("connect_timeout", self.aws.connect_timeout),
+            ("read_timeout", self.aws.read_timeout),
+        ] {
+            if timeout.0.is_zero() {
+                problems.add(&["aws", key], "must be longer than `0s`");
+            }
+        }
         for (name, connection) in &self.connections {
             validate_connection(name, connection, problems);
         }
@@ -1028,6 +1094,9 @@ fn validate_connection(name: &str, connection: &Connection, problems: &mut Probl
                     &at("password_secret"),
                     "give `password` or `password_secret`, not both",
                 );
+            }
+            if mysql.read_timeout.0.is_zero() {
+                problems.add(&at("read_timeout"), "must be longer than `0s`");
             }
         }
         Connection::Postgres(postgres) => {
@@ -1514,6 +1583,39 @@ mod tests {
             ),
         );
         assert!(err.contains("appended again"), "{err}");
+    }
+
+    #[test]
+    fn network_timeouts_default_and_are_checked() {
+        let config = parse(EXAMPLE).unwrap();
+        assert_eq!(config.aws, AwsSettings::default());
+        assert_eq!(
+            (
+                config.aws.connect_timeout.to_string(),
+                config.aws.read_timeout.to_string()
+            ),
+            ("5s".to_owned(), "1m".to_owned())
+        );
+        assert_eq!(config.aws.max_attempts, 3);
+        for connection in config.connections.values() {
+            if let Connection::Mysql(mysql) = connection {
+                assert_eq!(mysql.read_timeout.to_string(), "5m");
+            }
+        }
+        let set = parse(&format!(
+            "{EXAMPLE}aws:\n  read_timeout: 2s\n  max_attempts: 5\n"
+        ))
+        .unwrap();
+        assert_eq!(set.aws.read_timeout, HumanDuration(Duration::from_secs(2)));
+        assert_eq!(set.aws.max_attempts, 5);
+        // Located at the key: the line after `aws:`.
+        let at = format!("tidemark.yaml:{}:3:", EXAMPLE.lines().count() + 2);
+        let err = error_of(&format!("{EXAMPLE}aws:\n  max_attempts: 0\n"));
+        assert!(err.starts_with(&at) && err.contains("at least 1"), "{err}");
+        let err = error_of(&format!("{EXAMPLE}aws:\n  read_timeout: 0s\n"));
+        assert!(err.starts_with(&at) && err.contains("longer than"), "{err}");
+        let err = error_of(&format!("{EXAMPLE}aws:\n  retries: 2\n"));
+        assert!(err.contains("unknown field `retries`"), "{err}");
     }
 
     #[test]

@@ -135,6 +135,14 @@ pub enum Error {
         retryable: bool,
     },
 
+    /// A network connection could not be opened, or stalled.
+    #[error("{context}: {source}")]
+    Network {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+
     /// Reading or writing a local file failed.
     #[error("{context}: {source}")]
     Io {
@@ -188,6 +196,7 @@ impl Error {
             | Error::InvalidRequest(_)
             | Error::Io { .. } => ErrorKind::NonRetryable,
             Error::LeaseHeld { .. } => ErrorKind::LeaseHeld,
+            Error::Network { .. } => ErrorKind::Retryable,
             Error::ConcurrentUpdate { .. } => ErrorKind::ConcurrentUpdate,
             Error::SchemaDrift { .. } => ErrorKind::SchemaDrift,
             Error::Mysql { source, .. } => match source {

@@ -33,6 +33,7 @@ use crate::naming::{quote_mysql, StorageLayout, TableId};
 use crate::parquet_sink::{FileCompression, ParquetSink, SinkBatch, SinkOptions};
 use crate::run::RunContext;
 use crate::schema::{self, OversizePolicy, TableSchema, Warehouse};
+use crate::source::{within, Source};
 use crate::storage::Bucket;
 
 pub use custom_sql::validate_custom_sql;
@@ -411,10 +412,11 @@ pub async fn preview(
 /// invocation rewrites the same keys. When the chunk is finished the chunk manifest is written at
 /// `layout.chunk_manifest_key(…)`; otherwise a progress object (the manifest so far) is written
 /// and a [`Continuation`] returned. On any error the upload in progress is aborted and this
-/// invocation's files are deleted; connection faults are `Retryable`.
+/// invocation's files are deleted; connection faults, and a server silent for longer than the
+/// source's `read_timeout`, are `Retryable`.
 #[allow(clippy::too_many_arguments)]
 pub async fn extract_chunk(
-    pool: &mysql_async::Pool,
+    source: &Source,
     bucket: &Bucket,
     layout: &StorageLayout,
     schema: &TableSchema,
@@ -434,11 +436,13 @@ pub async fn extract_chunk(
     let chunk = request.chunk.chunk;
     let read = ReadPlan::new(schema, run, table, &request.chunk)?;
 
-    let mut conn = pool
-        .get_conn()
-        .await
-        .map_err(|err| Error::mysql("connecting to the source", err))?;
-    verify_schema(&mut conn, schema, run, table, &table_id).await?;
+    let mut conn = source.conn().await?;
+    source
+        .within(
+            "checking the table's schema",
+            verify_schema(&mut conn, schema, run, table, &table_id),
+        )
+        .await?;
 
     let (mut manifest, position, first_seq) = match &request.continuation {
         Some(continuation) => (
@@ -490,18 +494,36 @@ pub async fn extract_chunk(
         Warehouse::Redshift => Some(table.oversize_in_redshift),
         Warehouse::Postgres => None,
     };
-    let mut reader = Reader::new(&read, schema, options, &sink, oversize, &run.key_columns)?;
+    let mut reader = Reader::new(
+        &read,
+        schema,
+        options,
+        &sink,
+        oversize,
+        &run.key_columns,
+        source.read_timeout(),
+    )?;
     let read_result = match transaction_options(run.strategy) {
-        Some(tx_options) => match conn.start_transaction(tx_options).await {
-            Ok(mut tx) => match reader.run(&mut tx, position.clone(), budget).await {
-                Ok(outcome) => tx
-                    .commit()
+        Some(tx_options) => match source
+            .within("starting a read-only transaction", async {
+                conn.start_transaction(tx_options)
                     .await
-                    .map(|()| outcome)
-                    .map_err(|err| Error::mysql("ending the read-only transaction", err)),
+                    .map_err(|err| Error::mysql("starting a read-only transaction", err))
+            })
+            .await
+        {
+            Ok(mut tx) => match reader.run(&mut tx, position.clone(), budget).await {
+                Ok(outcome) => source
+                    .within("ending the read-only transaction", async {
+                        tx.commit()
+                            .await
+                            .map_err(|err| Error::mysql("ending the read-only transaction", err))
+                    })
+                    .await
+                    .map(|()| outcome),
                 Err(err) => Err(err),
             },
-            Err(err) => Err(Error::mysql("starting a read-only transaction", err)),
+            Err(err) => Err(err),
         },
         None => reader.run(&mut conn, position.clone(), budget).await,
     };
@@ -753,6 +775,8 @@ struct Reader<'a> {
     rows: u64,
     last: Option<RowPosition>,
     stats: ReadStats,
+    /// The longest the server may leave any one read waiting.
+    read_timeout: Duration,
 }
 
 impl<'a> Reader<'a> {
@@ -763,6 +787,7 @@ impl<'a> Reader<'a> {
         sink: &'a ParquetSink,
         oversize: Option<OversizePolicy>,
         key_columns: &[String],
+        read_timeout: Duration,
     ) -> Result<Self> {
         Ok(Reader {
             plan,
@@ -780,6 +805,7 @@ impl<'a> Reader<'a> {
             rows: 0,
             last: None,
             stats: ReadStats::default(),
+            read_timeout,
         })
     }
 
@@ -822,10 +848,13 @@ impl<'a> Reader<'a> {
                 }
                 Order::TimestampOnly => {
                     let boundary_query = self.plan.boundary_query(position.as_ref(), limit)?;
-                    let boundary: Option<Row> = conn
-                        .exec_first(boundary_query.sql.as_str(), boundary_query.params)
-                        .await
-                        .map_err(|err| self.mysql_error("finding the end of a page", err))?;
+                    let what = "finding the end of a page";
+                    let boundary: Option<Row> = within(self.read_timeout, what, async {
+                        conn.exec_first(boundary_query.sql.as_str(), boundary_query.params)
+                            .await
+                            .map_err(|err| self.mysql_error(what, err))
+                    })
+                    .await?;
                     let boundary =
                         boundary.and_then(|row| row.unwrap_raw().into_iter().next().flatten());
                     let last_page = boundary.is_none();
@@ -869,14 +898,20 @@ impl<'a> Reader<'a> {
         query: &PageQuery,
         may_stop: bool,
     ) -> Result<PageEnd> {
-        let mut result = conn
-            .exec_iter(query.sql.as_str(), query.params.clone())
-            .await
-            .map_err(|err| self.mysql_error("reading a page", err))?;
-        let stream = result
-            .stream::<Row>()
-            .await
-            .map_err(|err| self.mysql_error("reading a page", err))?;
+        let what = "reading a page";
+        let mut result = within(self.read_timeout, what, async {
+            conn.exec_iter(query.sql.as_str(), query.params.clone())
+                .await
+                .map_err(|err| self.mysql_error(what, err))
+        })
+        .await?;
+        let stream = within(self.read_timeout, what, async {
+            result
+                .stream::<Row>()
+                .await
+                .map_err(|err| self.mysql_error(what, err))
+        })
+        .await?;
         let Some(mut stream) = stream else {
             return Err(Error::InvalidRequest(format!(
                 "the extraction statement of `{}` returned no result set: it must be a SELECT",
@@ -887,10 +922,16 @@ impl<'a> Reader<'a> {
         let mut rows = 0u64;
         loop {
             let waited = StdInstant::now();
-            let next = stream.next().await;
+            let next = within(self.read_timeout, what, async {
+                stream
+                    .next()
+                    .await
+                    .transpose()
+                    .map_err(|err| self.mysql_error(what, err))
+            })
+            .await?;
             self.stats.read_wait += waited.elapsed();
             let Some(row) = next else { break };
-            let row = row.map_err(|err| self.mysql_error("reading a page", err))?;
             let decoding = StdInstant::now();
             let mut values = row.unwrap_raw();
             if let Some(order) = &permutation {

@@ -192,17 +192,17 @@ async fn probe_connection(
                 required,
             };
             run(target, mysql.connect_timeout.0 + PROBE_TIMEOUT, async {
-                let pool = crate::source::connect(mysql, Some(services.secrets())).await?;
-                let mut conn = pool
-                    .get_conn()
-                    .await
-                    .map_err(|err| Error::mysql("connecting to the source", err))?;
-                let version: Option<String> = conn
-                    .query_first("SELECT VERSION()")
-                    .await
-                    .map_err(|err| Error::mysql("reading the server version", err))?;
+                let source = crate::source::connect(mysql, Some(services.secrets())).await?;
+                let mut conn = source.conn().await?;
+                let version: Option<String> = source
+                    .within("reading the server version", async {
+                        conn.query_first("SELECT VERSION()")
+                            .await
+                            .map_err(|err| Error::mysql("reading the server version", err))
+                    })
+                    .await?;
                 drop(conn);
-                pool.disconnect().await.ok();
+                source.disconnect().await;
                 Ok((version, None))
             })
             .await

@@ -1,13 +1,18 @@
-//! The MySQL source: connecting (UTC session, utf8mb4, TLS when configured) and the questions
-//! a run asks the source before it reads — the ceiling and the rows a cursor can never see.
+//! The MySQL source: connecting (UTC session, utf8mb4, TLS when configured), bounding every
+//! exchange with the server by the connection's `read_timeout`, and the questions a run asks the
+//! source before it reads — the ceiling and the rows a cursor can never see.
 //!
+//! mysql_async has no read timeout of its own: a stalled network (a peer that keeps the
+//! connection open and says nothing) would hang a query forever. Every await on the server goes
+//! through [`Source::within`] / [`within`] instead, which fails it as `Retryable`.
 //! Values are always bound parameters; identifiers always go through `naming::quote_mysql`.
 
+use std::future::Future;
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
 
-use crate::config::{CdcStrategy, MysqlConnection, TableConfig, TlsMode};
+use crate::config::{CdcStrategy, HumanDuration, MysqlConnection, TableConfig, TlsMode};
 use crate::error::{Error, Result};
 use crate::manifest::Ceiling;
 use crate::naming::{quote_mysql, TableId};
@@ -16,11 +21,87 @@ use crate::secret::{expose, SecretResolver};
 /// Statements every source session runs first: UTC for TIMESTAMP values, 4-byte UTF-8.
 const SESSION_INIT: [&str; 2] = ["SET time_zone = '+00:00'", "SET NAMES utf8mb4"];
 
+/// A connection pool to one source, and how long the server may keep it waiting.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pool: mysql_async::Pool,
+    connect_timeout: Duration,
+    read_timeout: Duration,
+}
+
+impl Source {
+    /// A connection from the pool, opened within the connection's `connect_timeout`.
+    pub async fn conn(&self) -> Result<mysql_async::Conn> {
+        let context = "connecting to the source";
+        match tokio::time::timeout(self.connect_timeout, self.pool.get_conn()).await {
+            Ok(conn) => conn.map_err(|err| Error::mysql(context, err)),
+            Err(_) => Err(timed_out(
+                context,
+                format!(
+                    "no connection within {} (`connect_timeout`)",
+                    HumanDuration(self.connect_timeout)
+                ),
+            )),
+        }
+    }
+
+    /// Closes the pool's idle connections (a short-lived pool, like a connection probe's).
+    pub async fn disconnect(self) {
+        // A connection that cannot say goodbye is gone anyway.
+        let _ = self.pool.disconnect().await;
+    }
+
+    /// The connection's `read_timeout`.
+    pub fn read_timeout(&self) -> Duration {
+        self.read_timeout
+    }
+
+    /// `exchange` — queries on a connection of this source — failed as `Retryable` when the
+    /// server leaves it waiting longer than `read_timeout`; `context` says what it was doing.
+    pub async fn within<T>(
+        &self,
+        context: &str,
+        exchange: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        within(self.read_timeout, context, exchange).await
+    }
+}
+
+/// `exchange`, failed as `Retryable` when it takes longer than `read_timeout` (see [`Source::within`]).
+pub async fn within<T>(
+    read_timeout: Duration,
+    context: &str,
+    exchange: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    tokio::time::timeout(read_timeout, exchange)
+        .await
+        .unwrap_or_else(|_| {
+            Err(timed_out(
+                context,
+                format!(
+                    "the server sent nothing for {} (the source's `read_timeout`): the network or the server stalled; the step is retried — raise `read_timeout` if the server is only slow",
+                    HumanDuration(read_timeout)
+                ),
+            ))
+        })
+}
+
+/// A timeout as the I/O error it is: `Retryable`, like a lost connection.
+fn timed_out(context: &str, message: String) -> Error {
+    Error::mysql(
+        context,
+        mysql_async::Error::Io(mysql_async::IoError::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            message,
+        ))),
+    )
+}
+
 /// Opens a connection pool to `connection`, resolving its password secret if it has one.
 pub async fn connect(
     connection: &MysqlConnection,
     secrets: Option<&SecretResolver>,
-) -> Result<mysql_async::Pool> {
+) -> Result<Source> {
     let password = match (&connection.password, &connection.password_secret) {
         (Some(password), _) => Some(expose(password).to_owned()),
         (None, Some(id)) => {
@@ -43,24 +124,18 @@ pub async fn connect(
     if connection.tls == TlsMode::Required {
         options = options.ssl_opts(Some(mysql_async::SslOpts::default()));
     }
-    let pool = mysql_async::Pool::new(options);
+    let source = Source {
+        pool: mysql_async::Pool::new(options),
+        connect_timeout: connection.connect_timeout.0,
+        read_timeout: connection.read_timeout.0,
+    };
     // Fail here, with the address, rather than at the first query.
-    let timeout = connection.connect_timeout.0;
     let address = format!("{}:{}", connection.host, connection.port);
-    match tokio::time::timeout(timeout, pool.get_conn()).await {
-        Ok(Ok(conn)) => drop(conn),
-        Ok(Err(err)) => return Err(Error::mysql(format!("connecting to {address}"), err)),
-        Err(_) => {
-            return Err(Error::Mysql {
-                context: format!("connecting to {address}"),
-                source: mysql_async::Error::Io(mysql_async::IoError::Io(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("no answer within {}s", timeout.as_secs()),
-                ))),
-            })
-        }
-    }
-    Ok(pool)
+    source.conn().await.map_err(|err| match err {
+        Error::Mysql { source, .. } => Error::mysql(format!("connecting to {address}"), source),
+        other => other,
+    })?;
+    Ok(source)
 }
 
 /// Fixes the run's upper bound from the source's own clock or state, so the run always ends even

@@ -5,21 +5,46 @@
 //! Every listing is fully paginated; every conditional write reports a lost race as
 //! [`PutOutcome::PreconditionFailed`] instead of overwriting.
 
+use aws_config::retry::RetryConfig;
+use aws_config::stalled_stream_protection::StalledStreamProtectionConfig;
+use aws_config::timeout::TimeoutConfig;
 use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
 use bytes::Bytes;
 
+use crate::config::AwsSettings;
 use crate::error::{Error, Result};
 
 /// Largest number of keys one DeleteObjects call takes.
 const DELETE_BATCH: usize = 1000;
 
-/// Builds an S3 client from the standard AWS environment. With an endpoint override
-/// (`AWS_ENDPOINT_URL`, e.g. the local S3 endpoint) it uses path-style addressing.
+/// Builds an S3 client from the standard AWS environment, with the default [`AwsSettings`].
+/// With an endpoint override (`AWS_ENDPOINT_URL`, e.g. the local S3 endpoint) it uses
+/// path-style addressing.
 pub async fn client_from_env() -> aws_sdk_s3::Client {
-    let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    client_from_config(&shared)
+    client_from_config(&sdk_config(&AwsSettings::default()).await)
+}
+
+/// The AWS configuration every client of the process shares: the standard environment
+/// (`AWS_ENDPOINT_URL` included) with `settings`' bounds. A connection that opens slower than
+/// `connect_timeout`, a response that does not begin within `read_timeout`, or an upload or
+/// download that moves nothing for `read_timeout` (the SDK's stalled-stream protection) fails
+/// its attempt; the SDK retries up to `max_attempts`, then the step fails as `Retryable`.
+pub async fn sdk_config(settings: &AwsSettings) -> aws_config::SdkConfig {
+    let timeouts = TimeoutConfig::builder()
+        .connect_timeout(settings.connect_timeout.0)
+        .read_timeout(settings.read_timeout.0)
+        .build();
+    let stalled_streams = StalledStreamProtectionConfig::enabled()
+        .grace_period(settings.read_timeout.0)
+        .build();
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .timeout_config(timeouts)
+        .retry_config(RetryConfig::standard().with_max_attempts(settings.max_attempts))
+        .stalled_stream_protection(stalled_streams)
+        .load()
+        .await
 }
 
 /// Builds an S3 client from an already loaded AWS configuration.
@@ -117,7 +142,8 @@ impl Bucket {
         let etag = output.e_tag().unwrap_or_default().to_owned();
         let body = output.body.collect().await.map_err(|err| Error::S3 {
             context: format!("reading {}", self.uri(key)),
-            message: err.to_string(),
+            // The stream's own message ("streaming error") hides why: a stall, a reset.
+            message: DisplayErrorContext(&err).to_string(),
             retryable: true,
         })?;
         Ok(Some(StoredObject {

@@ -206,12 +206,12 @@ async fn run_extract(
     )
     .await?;
     let (pipeline, table_config, layout) = run.resolve(config)?;
-    let pool = services.source(pipeline).await?;
+    let source = services.source(pipeline).await?;
     let bucket = services.bucket(pipeline);
     let options = options_from_env()?;
 
     let started = Instant::now();
-    let mut conn = pool.get_conn().await?;
+    let mut conn = source.conn().await?;
     let schema = schema::discover(&mut conn, table, &table_config.schema_options()).await?;
     let plan = extract::plan(&mut conn, &schema, &run, table_config, 1).await?;
     drop(conn);
@@ -226,7 +226,7 @@ async fn run_extract(
                 continuation,
             };
             let result = extract::extract_chunk(
-                &pool,
+                &source,
                 &bucket,
                 &layout,
                 &schema,
@@ -251,7 +251,7 @@ async fn run_extract(
         }
     }
     let seconds = started.elapsed().as_secs_f64();
-    pool.disconnect().await?;
+    source.disconnect().await;
     Ok(serde_json::json!({
         "mode": "extract",
         "table": table.to_string(),

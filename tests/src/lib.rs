@@ -10,6 +10,7 @@
 
 pub mod bastion;
 pub mod compare;
+pub mod net_proxy;
 pub mod redshift_standin;
 pub mod runs;
 pub mod s3;

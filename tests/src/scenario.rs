@@ -159,6 +159,48 @@ impl<'a> Scenario<'a> {
         self.config.path()
     }
 
+    /// `host:port` of connection `name` in the config file.
+    pub fn connection_address(&self, name: &str) -> anyhow::Result<String> {
+        let config = self.config_value()?;
+        let connection = &config["connections"][name];
+        let host = connection["host"]
+            .as_str()
+            .with_context(|| format!("connection `{name}` has no `host`"))?;
+        let port = connection["port"]
+            .as_u64()
+            .with_context(|| format!("connection `{name}` has no `port`"))?;
+        Ok(format!("{host}:{port}"))
+    }
+
+    /// Sets the key at `path` (e.g. `["connections", "src", "port"]`) in the config file to
+    /// `value`, read as YAML; missing blocks on the way are created. For routing a connection
+    /// through a proxy, or shortening a timeout.
+    pub fn set_config(&self, path: &[&str], value: &str) -> anyhow::Result<()> {
+        let mut config = self.config_value()?;
+        let (last, blocks) = path.split_last().context("an empty config path")?;
+        let mut block = &mut config;
+        for key in blocks {
+            let mapping = block
+                .as_mapping_mut()
+                .with_context(|| format!("`{key}`'s parent in {path:?} is not a mapping"))?;
+            block = mapping
+                .entry(serde_yaml::Value::from(*key))
+                .or_insert_with(|| serde_yaml::Value::Mapping(Default::default()));
+        }
+        block
+            .as_mapping_mut()
+            .with_context(|| format!("the parent of `{last}` in {path:?} is not a mapping"))?
+            .insert(serde_yaml::Value::from(*last), serde_yaml::from_str(value)?);
+        std::fs::write(self.config.path(), serde_yaml::to_string(&config)?)?;
+        Ok(())
+    }
+
+    fn config_value(&self) -> anyhow::Result<serde_yaml::Value> {
+        Ok(serde_yaml::from_str(&std::fs::read_to_string(
+            self.config.path(),
+        )?)?)
+    }
+
     /// A command of the binary with this config and `faults` (or none) in `TIDEMARK_FAULTS`.
     pub fn command(&self, args: &[&str], faults: Option<&str>) -> Command {
         let mut command = Command::new(&self.binary);

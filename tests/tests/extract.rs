@@ -25,6 +25,7 @@ use tidemark::manifest::{ChunkManifest, Cursor};
 use tidemark::naming::{self, RunId, TableId};
 use tidemark::run::RunContext;
 use tidemark::schema::{self, BooleanSource, ColumnType, TableSchema, Warehouse};
+use tidemark::source::Source;
 use tidemark::steps::watermark::{begin, BeginRequest};
 use tidemark::steps::Services;
 use tidemark::watermark::compare_cursors;
@@ -92,12 +93,12 @@ async fn seed_events(conn: &mut mysql_async::Conn) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One test's world: the config, the steps' services, a bucket, a pool.
+/// One test's world: the config, the steps' services, a bucket, the source.
 struct Harness {
     config: Config,
     services: Services,
     bucket: TestBucket,
-    pool: mysql_async::Pool,
+    source: Source,
 }
 
 impl Harness {
@@ -106,17 +107,17 @@ impl Harness {
         let bucket = TestBucket::fresh().await?;
         let config = mysql.config(bucket.bucket().name(), tables)?;
         let services = Services::from_env(config.clone(), None).await;
-        let pool = services.source(config.pipeline("p")?).await?;
+        let source = services.source(config.pipeline("p")?).await?;
         Ok(Harness {
             config,
             services,
             bucket,
-            pool,
+            source,
         })
     }
 
     async fn remove(self) -> anyhow::Result<()> {
-        self.pool.disconnect().await?;
+        self.source.disconnect().await;
         self.bucket.remove().await
     }
 
@@ -136,14 +137,14 @@ impl Harness {
 
     async fn schema(&self, run: &RunContext) -> anyhow::Result<TableSchema> {
         let (_, table, _) = run.resolve(&self.config)?;
-        let mut conn = self.pool.get_conn().await?;
+        let mut conn = self.source.conn().await?;
         Ok(schema::discover(&mut conn, &run.table_id()?, &table.schema_options()).await?)
     }
 
     async fn plan(&self, run: &RunContext, max_chunks: u32) -> anyhow::Result<extract::PlanResult> {
         let (_, table, _) = run.resolve(&self.config)?;
         let schema = self.schema(run).await?;
-        let mut conn = self.pool.get_conn().await?;
+        let mut conn = self.source.conn().await?;
         Ok(extract::plan(&mut conn, &schema, run, table, max_chunks).await?)
     }
 
@@ -156,11 +157,7 @@ impl Harness {
         options: &ExtractOptions,
     ) -> tidemark::Result<ExtractResult> {
         let (_, table, layout) = run.resolve(&self.config)?;
-        let mut conn = self
-            .pool
-            .get_conn()
-            .await
-            .map_err(|e| Error::mysql("test", e))?;
+        let mut conn = self.source.conn().await?;
         let schema = schema::discover(&mut conn, &run.table_id()?, &table.schema_options()).await?;
         drop(conn);
         let request = ExtractRequest {
@@ -169,7 +166,7 @@ impl Harness {
             continuation,
         };
         let result = extract_chunk(
-            &self.pool,
+            &self.source,
             self.bucket.bucket(),
             &layout,
             &schema,

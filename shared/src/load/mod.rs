@@ -11,12 +11,14 @@
 //!   through an SSH bastion (`access: tunnel`, a `tunnel` block on a PostgreSQL target, and the
 //!   Data API's fallback).
 //! - [`data_api`] runs them through the Redshift Data API.
+//! - [`stall_guard`] fails a wire-protocol connection that a stalled network leaves unanswered.
 //!
 //! This module never changes the watermark: `commit_load` does, with what the load reports.
 
 pub mod data_api;
 pub mod pg_copy;
 pub mod sql;
+pub mod stall_guard;
 pub mod tunnel;
 pub mod wire;
 

@@ -20,6 +20,8 @@ use crate::config::TunnelConfig;
 use crate::error::{Error, Result};
 use crate::secret::{expose, SecretResolver};
 
+use super::stall_guard::{answer_limit, StallGuard};
+
 /// Keepalive probes on the socket to the bastion start after this much silence.
 const TCP_KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
 /// SSH keepalive interval; the session is dropped after [`SSH_KEEPALIVE_MAX`] unanswered ones.
@@ -227,8 +229,9 @@ impl Tunnel {
                 ),
                 retryable: false,
             })?;
+        let guarded = StallGuard::new(channel.into_stream(), answer_limit(statement_timeout));
         let (client, connection) = config
-            .connect_raw(channel.into_stream(), tokio_postgres::NoTls)
+            .connect_raw(guarded, tokio_postgres::NoTls)
             .await
             .map_err(|err| {
                 Error::postgres(
@@ -238,7 +241,7 @@ impl Tunnel {
             })?;
         tokio::spawn(async move {
             if let Err(err) = connection.await {
-                tracing::warn!(error = %err, "warehouse connection through the tunnel ended");
+                tracing::warn!(error = %super::wire::error_chain(&err), "warehouse connection through the tunnel ended");
             }
         });
         super::wire::set_statement_timeout(&client, statement_timeout).await?;

@@ -19,6 +19,7 @@ use crate::storage::Bucket;
 
 use super::pg_copy;
 use super::sql::{self, Dialect, LoadPlan, Role};
+use super::stall_guard::{answer_limit, StallGuard};
 use super::LedgerRow;
 
 /// TCP keepalive idle time: a dead peer (or tunnel) is noticed within about a minute.
@@ -81,22 +82,91 @@ pub fn redshift_config(
     Ok(config)
 }
 
-/// Connects without TLS, starts the connection task, and sets the statement timeout.
+/// Connects without TLS, starts the connection task, and sets the statement timeout. A request
+/// left unanswered longer than `statement_timeout` allows fails the connection (a stalled
+/// network, see [`StallGuard`]).
 pub async fn connect(
     config: &tokio_postgres::Config,
     statement_timeout: Duration,
 ) -> Result<Client> {
+    let socket = open_socket(config).await?;
+    let guarded = StallGuard::new(socket, answer_limit(statement_timeout));
     let (client, connection) = config
-        .connect(tokio_postgres::NoTls)
+        .connect_raw(guarded, tokio_postgres::NoTls)
         .await
         .map_err(|err| Error::postgres("connecting to the warehouse", err))?;
     tokio::spawn(async move {
         if let Err(err) = connection.await {
-            tracing::warn!(error = %err, "warehouse connection ended");
+            tracing::warn!(error = %error_chain(&err), "warehouse connection ended");
         }
     });
     set_statement_timeout(&client, statement_timeout).await?;
     Ok(client)
+}
+
+/// `err` and every error below it, joined by `: `. tokio-postgres's own message says only
+/// "error communicating with the server", not why (a reset, a stall).
+pub fn error_chain(err: &tokio_postgres::Error) -> String {
+    let mut text = err.to_string();
+    let mut cause = std::error::Error::source(err);
+    while let Some(below) = cause {
+        text.push_str(": ");
+        text.push_str(&below.to_string());
+        cause = below.source();
+    }
+    text
+}
+
+/// A TCP connection to `config`'s first host and port, within its connect timeout, with TCP
+/// keepalives on.
+async fn open_socket(config: &tokio_postgres::Config) -> Result<tokio::net::TcpStream> {
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
+        _ => {
+            return Err(Error::config(
+                "connections",
+                "a warehouse is reached by TCP: give `host` as a name or an address",
+            ))
+        }
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let address = format!("{host}:{port}");
+    let context = || format!("connecting to the warehouse at `{address}`");
+    let timeout = config
+        .get_connect_timeout()
+        .copied()
+        .unwrap_or(Duration::from_secs(30));
+    let socket = tokio::time::timeout(
+        timeout,
+        tokio::net::TcpStream::connect((host.as_str(), port)),
+    )
+    .await
+    .map_err(|_| Error::Network {
+        context: context(),
+        source: std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!(
+                "no answer within {}s (`connect_timeout`)",
+                timeout.as_secs()
+            ),
+        ),
+    })?
+    .map_err(|source| Error::Network {
+        context: context(),
+        source,
+    })?;
+    let keepalive = socket2::TcpKeepalive::new().with_time(KEEPALIVE_IDLE);
+    socket2::SockRef::from(&socket)
+        .set_tcp_keepalive(&keepalive)
+        .map_err(|source| Error::Network {
+            context: context(),
+            source,
+        })?;
+    socket.set_nodelay(true).map_err(|source| Error::Network {
+        context: context(),
+        source,
+    })?;
+    Ok(socket)
 }
 
 /// `SET statement_timeout`, so that no statement (and no dead peer) can hang a load.

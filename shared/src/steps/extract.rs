@@ -60,21 +60,22 @@ pub async fn handle(
     };
     let (pipeline, table_config, layout) = run.resolve(&services.config)?;
     let schema = run_schema(services, run).await?;
-    let pool = services.source(pipeline).await?;
+    let source = services.source(pipeline).await?;
     let answer = match request {
         ExtractStepRequest::Plan(_) => {
-            let mut conn = pool
-                .get_conn()
-                .await
-                .map_err(|err| Error::mysql("connecting to the source", err))?;
-            let plan = extract::plan(
-                &mut conn,
-                &schema,
-                run,
-                table_config,
-                pipeline.chunk_concurrency,
-            )
-            .await?;
+            let mut conn = source.conn().await?;
+            let plan = source
+                .within(
+                    "planning the extraction",
+                    extract::plan(
+                        &mut conn,
+                        &schema,
+                        run,
+                        table_config,
+                        pipeline.chunk_concurrency,
+                    ),
+                )
+                .await?;
             serde_json::to_value(plan)
         }
         ExtractStepRequest::Extract(request) => {
@@ -86,7 +87,7 @@ pub async fn handle(
             let bucket = services.bucket(pipeline);
             let started = std::time::Instant::now();
             let result = extract::extract_chunk(
-                &pool,
+                &source,
                 &bucket,
                 &layout,
                 &schema,

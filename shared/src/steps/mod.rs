@@ -15,6 +15,7 @@ use crate::config::{Config, Connection, Pipeline};
 use crate::error::{Error, Result};
 use crate::naming::StorageLayout;
 use crate::secret::SecretResolver;
+use crate::source::Source;
 use crate::storage::{self, Bucket};
 use crate::watermark::{LocalOwner, WatermarkStore};
 
@@ -27,14 +28,15 @@ pub struct Services {
     secrets: SecretResolver,
     redshift_data: aws_sdk_redshiftdata::Client,
     local_owner: Option<LocalOwner>,
-    sources: Mutex<HashMap<String, mysql_async::Pool>>,
+    sources: Mutex<HashMap<String, Source>>,
 }
 
 impl Services {
-    /// Services with clients from the standard AWS environment (`AWS_ENDPOINT_URL` included).
-    /// `local_owner` identifies a local process (CLI) so its leases can be taken over once it is gone.
+    /// Services with clients from the standard AWS environment (`AWS_ENDPOINT_URL` included),
+    /// bounded by the configuration's `aws` settings. `local_owner` identifies a local process
+    /// (CLI) so its leases can be taken over once it is gone.
     pub async fn from_env(config: Config, local_owner: Option<LocalOwner>) -> Self {
-        let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let shared = storage::sdk_config(&config.aws).await;
         Services {
             config,
             s3: storage::client_from_config(&shared),
@@ -88,10 +90,10 @@ impl Services {
     }
 
     /// A connection pool to the pipeline's source, opened once per process.
-    pub async fn source(&self, pipeline: &Pipeline) -> Result<mysql_async::Pool> {
+    pub async fn source(&self, pipeline: &Pipeline) -> Result<Source> {
         let mut pools = self.sources.lock().await;
-        if let Some(pool) = pools.get(&pipeline.source) {
-            return Ok(pool.clone());
+        if let Some(source) = pools.get(&pipeline.source) {
+            return Ok(source.clone());
         }
         let Some(Connection::Mysql(connection)) = self.config.connections.get(&pipeline.source)
         else {
@@ -100,9 +102,9 @@ impl Services {
                 pipeline.source
             )));
         };
-        let pool = crate::source::connect(connection, Some(&self.secrets)).await?;
-        pools.insert(pipeline.source.clone(), pool.clone());
-        Ok(pool)
+        let source = crate::source::connect(connection, Some(&self.secrets)).await?;
+        pools.insert(pipeline.source.clone(), source.clone());
+        Ok(source)
     }
 }
 

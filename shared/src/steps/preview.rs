@@ -93,13 +93,17 @@ pub async fn preview(
     let read = if mode == SyncMode::RedshiftOnly {
         None
     } else {
-        let pool = services.source(pipeline).await?;
-        let mut conn = pool
-            .get_conn()
-            .await
-            .map_err(|err| Error::mysql("connecting to the source", err))?;
+        let source = services.source(pipeline).await?;
+        let mut conn = source.conn().await?;
         let page_rows = extract::ExtractOptions::default().page_rows;
-        Some(extract::preview(&mut conn, &schema, &run, table_config, page_rows).await?)
+        Some(
+            source
+                .within(
+                    "explaining the run's read",
+                    extract::preview(&mut conn, &schema, &run, table_config, page_rows),
+                )
+                .await?,
+        )
     };
     let pending = watermark
         .as_ref()
@@ -200,6 +204,8 @@ fn this_run(
             rows,
             bytes: 0,
             zero_dates_nulled: 0,
+            oversize_truncated: 0,
+            oversize_nulled: 0,
             schema_fingerprint: run.schema_fingerprint.clone(),
             schema: schema.clone(),
             committed_at: run.lease_expires_at,

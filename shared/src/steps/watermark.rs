@@ -634,12 +634,14 @@ pub(super) async fn inspect_source(
     table: &TableId,
     mode: SyncMode,
 ) -> Result<SourceView> {
-    let pool = services.source(pipeline).await?;
-    let mut conn = pool
-        .get_conn()
-        .await
-        .map_err(|err| Error::mysql("connecting to the source", err))?;
-    let schema = schema::discover(&mut conn, table, &table_config.schema_options()).await?;
+    let source = services.source(pipeline).await?;
+    let mut conn = source.conn().await?;
+    let schema = source
+        .within(
+            "reading the table's schema",
+            schema::discover(&mut conn, table, &table_config.schema_options()),
+        )
+        .await?;
     let key_columns = match &table_config.key_columns {
         Some(keys) => keys.clone(),
         None => schema.primary_key.clone(),
@@ -666,7 +668,12 @@ pub(super) async fn inspect_source(
     let ceiling = if mode == SyncMode::RedshiftOnly {
         manifest::Ceiling::default()
     } else {
-        crate::source::ceiling(&mut conn, table, table_config, id_column.as_deref()).await?
+        source
+            .within(
+                "reading the run's ceiling",
+                crate::source::ceiling(&mut conn, table, table_config, id_column.as_deref()),
+            )
+            .await?
     };
     Ok(SourceView {
         schema,
@@ -1110,14 +1117,14 @@ pub async fn validate_counts(services: &Services, request: &TableRequest) -> Res
         ),
         CdcStrategy::FullSync | CdcStrategy::CustomSql => (None, None),
     };
-    let pool = services.source(pipeline).await?;
-    let mut conn = pool
-        .get_conn()
-        .await
-        .map_err(|err| Error::mysql("connecting to the source", err))?;
-    let source_rows =
-        crate::source::count_rows_up_to(&mut conn, &table, column.as_deref(), value.as_deref())
-            .await?;
+    let source = services.source(pipeline).await?;
+    let mut conn = source.conn().await?;
+    let source_rows = source
+        .within(
+            "counting the source's rows",
+            crate::source::count_rows_up_to(&mut conn, &table, column.as_deref(), value.as_deref()),
+        )
+        .await?;
     let client = super::load::TargetClient::connect(services, &pipeline.target).await?;
     let target_counts = client.counts(&target).await?;
     let schema = match services.config.connections.get(&pipeline.target) {

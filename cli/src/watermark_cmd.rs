@@ -241,12 +241,33 @@ pub(crate) async fn run(
                     Some(w) => describe(w),
                     None => vec![format!("{}: never synced (no watermark yet)", table.table)],
                 };
-                for run in &answer.pending_files {
-                    lines.push(format!("files of pending run {}:", run.run_id));
+                let runs = answer
+                    .pending_files
+                    .iter()
+                    .map(|run| ("pending", run))
+                    .chain(
+                        answer
+                            .last_loaded_files
+                            .iter()
+                            .map(|run| ("last loaded", run)),
+                    );
+                for (state, run) in runs {
+                    lines.push(format!("files of {state} run {}:", run.run_id));
                     for file in &run.files {
                         lines.push(format!(
                             "  {}  {} rows  {} bytes",
                             file.key, file.rows, file.bytes
+                        ));
+                    }
+                }
+                if *show_files && answer.last_loaded_files.is_none() {
+                    if let Some(run_id) = answer
+                        .watermark
+                        .as_ref()
+                        .and_then(|w| w.load.last_loaded_run_id.as_ref())
+                    {
+                        lines.push(format!(
+                            "the files of last loaded run {run_id} are no longer kept (s3clean)"
                         ));
                     }
                 }

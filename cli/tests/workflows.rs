@@ -105,6 +105,17 @@ async fn backup_only_runs_are_listed_with_their_files_and_redshift_only_loads_th
         assert_eq!(outcome["rows_extracted"], 0);
         assert_eq!(stack.target_orders().await?, stack.source_orders().await?);
         assert!(stack.watermark().await.unwrap().pending_runs.is_empty());
+
+        // Once loaded, `--show-files` shows the files of the last loaded run (the second one).
+        let shown_after = stack.json(&["watermark", "get", "-t", table, "--show-files"]);
+        assert!(shown_after["pending_files"].is_null(), "{shown_after:#}");
+        let last = &shown_after["last_loaded_files"];
+        assert_eq!(last["run_id"], runs[1]["run_id"], "{shown_after:#}");
+        assert_eq!(last["files"], runs[1]["files"]);
+        let human = stack.run(&["watermark", "get", "-t", table, "--show-files"]);
+        let printed = text(&human.stdout);
+        let run_id = runs[1]["run_id"].as_str().unwrap();
+        assert!(printed.contains(&format!("files of last loaded run {run_id}:")), "{printed}");
         Ok(())
     })
     .await;

@@ -428,6 +428,10 @@ pub struct GetResult {
     /// With `show_files`: each pending run's files.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pending_files: Vec<RunFiles>,
+    /// With `show_files`: the files of the last loaded run, while its manifest is kept (`s3clean`
+    /// deletes loaded runs past retention).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_loaded_files: Option<RunFiles>,
 }
 
 /// The files of one run.
@@ -910,28 +914,51 @@ pub async fn get(services: &Services, request: &GetRequest) -> Result<GetResult>
         .await?
         .map(|v| v.record);
     let mut pending_files = Vec::new();
-    if request.show_files {
+    let mut last_loaded_files = None;
+    if let (true, Some(watermark)) = (request.show_files, &watermark) {
         let bucket = services.bucket(pipeline);
-        for run in watermark.iter().flat_map(|w| &w.pending_runs) {
-            let object = bucket.get(&run.manifest_key).await?.ok_or_else(|| {
-                Error::InvalidRequest(format!(
-                    "run manifest {} of pending run `{}` is missing",
-                    bucket.uri(&run.manifest_key),
-                    run.run_id
-                ))
-            })?;
-            let manifest: RunManifest =
-                manifest::parse_json(&object.body, &bucket.uri(&run.manifest_key))?;
+        for run in &watermark.pending_runs {
+            let manifest = read_run_manifest(&bucket, &run.manifest_key)
+                .await?
+                .ok_or_else(|| {
+                    Error::InvalidRequest(format!(
+                        "run manifest {} of pending run `{}` is missing",
+                        bucket.uri(&run.manifest_key),
+                        run.run_id
+                    ))
+                })?;
             pending_files.push(RunFiles {
                 run_id: run.run_id.clone(),
                 files: manifest.files,
             });
         }
+        if let Some(run_id) = &watermark.load.last_loaded_run_id {
+            let layout = StorageLayout::new(&pipeline.s3.prefix);
+            let key = layout.run_manifest_key(&pipeline_name, &table, run_id);
+            last_loaded_files = read_run_manifest(&bucket, &key)
+                .await?
+                .map(|manifest| RunFiles {
+                    run_id: run_id.clone(),
+                    files: manifest.files,
+                });
+        }
     }
     Ok(GetResult {
         watermark,
         pending_files,
+        last_loaded_files,
     })
+}
+
+/// The run manifest at `key`, or `None` when there is none.
+async fn read_run_manifest(
+    bucket: &crate::storage::Bucket,
+    key: &str,
+) -> Result<Option<RunManifest>> {
+    match bucket.get(key).await? {
+        Some(object) => Ok(Some(manifest::parse_json(&object.body, &bucket.uri(key))?)),
+        None => Ok(None),
+    }
 }
 
 /// `list`.

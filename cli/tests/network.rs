@@ -223,8 +223,18 @@ async fn fault_mid_stream(service: Service, fault: Fault) {
                     "no step failed while the proxy stalled: {}",
                     describe(out)
                 );
+                // MariaDB and PostgreSQL name the timeout in the step's own error; S3's SDK
+                // words it in the log of the request it gave up.
+                let said = match service {
+                    Service::S3 => log.to_string(),
+                    Service::Mysql | Service::Postgres => log
+                        .lines()
+                        .filter(|line| line.contains("step failed"))
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                };
                 ensure!(
-                    service.stall_messages().iter().any(|m| log.contains(m)),
+                    service.stall_messages().iter().any(|m| said.contains(m)),
                     "the step that the stall ended does not name its timeout ({:?}): {}",
                     service.stall_messages(),
                     describe(out)

@@ -99,7 +99,7 @@ pub enum Error {
     },
 
     /// A PostgreSQL-protocol target failed.
-    #[error("postgres: {context}: {source}")]
+    #[error("postgres: {context}: {source}{}", closed_connection_hint(.source))]
     Postgres {
         context: String,
         #[source]
@@ -224,6 +224,19 @@ impl Error {
                 }
             }
         }
+    }
+}
+
+/// Why a warehouse connection may have closed under a request — tokio-postgres says only
+/// "connection closed"; the reason, when it was a stall, is in the `warehouse connection ended`
+/// warning logged just before.
+fn closed_connection_hint(source: &tokio_postgres::Error) -> &'static str {
+    if source.is_closed() {
+        " (the warehouse connection ended under the request: the network dropped, or stalled \
+         longer than `statement_timeout` + 10 s, or the server closed the session; the step is \
+         retried)"
+    } else {
+        ""
     }
 }
 

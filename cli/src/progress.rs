@@ -46,8 +46,6 @@ struct TableProgress {
     bar: Option<ProgressBar>,
     /// Rows and files written so far, per chunk (an extract answer counts its chunk's total).
     chunks: BTreeMap<u32, (u64, u32)>,
-    /// The server's estimate of the table's rows, from `plan`.
-    estimated_rows: Option<u64>,
 }
 
 impl TableProgress {
@@ -112,7 +110,6 @@ impl SyncProgress {
                 TableProgress {
                     bar,
                     chunks: BTreeMap::new(),
-                    estimated_rows: None,
                 },
             );
         }
@@ -130,14 +127,9 @@ impl SyncProgress {
     }
 
     fn planned(&self, table: &str, run_reads_whole_table: bool, plan: &PlanResult) {
-        if let Ok(mut tables) = self.tables.lock() {
-            if let Some(progress) = tables.get_mut(table) {
-                progress.estimated_rows = Some(plan.estimated_rows);
-                if let (Some(bar), true) = (&progress.bar, run_reads_whole_table) {
-                    bar.set_length(plan.estimated_rows.max(1));
-                    bar.set_style(style(BAR_TEMPLATE));
-                }
-            }
+        if let (Some(bar), true) = (self.bar(table), run_reads_whole_table) {
+            bar.set_length(plan.estimated_rows.max(1));
+            bar.set_style(style(BAR_TEMPLATE));
         }
         let mut text = format!(
             "extracting in {} chunk(s); the table holds about {} rows",

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{CdcStrategy, LoadMode};
 use crate::error::{Error, Result};
 use crate::naming::RunId;
+use crate::run::RunContext;
 use crate::schema::TableSchema;
 
 /// Version of the manifest format written by this code.
@@ -141,6 +142,38 @@ pub struct RunManifest {
 /// Counts that are absent from manifests written before they existed, and when zero.
 fn is_zero(count: &u64) -> bool {
     *count == 0
+}
+
+impl RunManifest {
+    /// The manifest of `run` before any file: its identity, bounds and `schema`, every count
+    /// zero. Commit fills in the files and their counts; a dry run shows it as is.
+    pub fn without_files(
+        run: &RunContext,
+        schema: TableSchema,
+        committed_at: DateTime<Utc>,
+    ) -> RunManifest {
+        RunManifest {
+            version: MANIFEST_FORMAT_VERSION,
+            pipeline: run.pipeline.clone(),
+            table: run.table.clone(),
+            target: run.target.clone(),
+            run_id: run.run_id.clone(),
+            strategy: run.strategy,
+            load_mode: run.load_mode,
+            start_cursor: run.start_cursor.clone(),
+            ceiling: run.ceiling.clone(),
+            max_cursor: None,
+            files: Vec::new(),
+            rows: 0,
+            bytes: 0,
+            zero_dates_nulled: 0,
+            oversize_truncated: 0,
+            oversize_nulled: 0,
+            schema_fingerprint: run.schema_fingerprint.clone(),
+            schema,
+            committed_at,
+        }
+    }
 }
 
 /// Parses a manifest object, naming it in the error.

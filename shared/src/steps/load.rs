@@ -220,10 +220,7 @@ pub async fn submit(services: &Services, request: &SubmitRequest) -> Result<Load
                 },
             }
         }
-        Connection::Mysql(_) => Err(Error::InvalidRequest(format!(
-            "target `{}` is a mysql connection; a pipeline's target is postgres or redshift",
-            pipeline.target
-        ))),
+        Connection::Mysql(_) => Err(not_a_warehouse(pipeline)),
     }
 }
 
@@ -242,6 +239,14 @@ pub(super) fn target_connection<'c>(
                 pipeline.target
             ))
         })
+}
+
+/// The error for a pipeline whose target names a MySQL connection.
+pub(super) fn not_a_warehouse(pipeline: &crate::config::Pipeline) -> Error {
+    Error::InvalidRequest(format!(
+        "target `{}` is a mysql connection; a pipeline's target is postgres or redshift",
+        pipeline.target
+    ))
 }
 
 /// A wire-protocol warehouse: its dialect, login, and how to reach it.

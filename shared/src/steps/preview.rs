@@ -6,11 +6,11 @@ use chrono::Utc;
 use serde::Serialize;
 
 use crate::config::{Connection, LoadMode};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::extract::{self, ReadPreview};
 use crate::load::sql::{self, Dialect};
 use crate::load::{self, CommittedRun, PlanTarget};
-use crate::manifest::{Ceiling, Cursor, RunManifest, MANIFEST_FORMAT_VERSION};
+use crate::manifest::{Ceiling, Cursor, RunManifest};
 use crate::naming::StorageLayout;
 use crate::run::{RunContext, SyncMode};
 use crate::watermark::PendingRun;
@@ -60,6 +60,16 @@ pub async fn preview(
     let (pipeline_name, pipeline, table_config, table_id) =
         locate_table(services, Some(pipeline_name), table)?;
     let target = target_name(table_config, &table_id)?;
+    let (dialect, warehouse_schema, iam_role) =
+        match super::load::target_connection(services, pipeline)? {
+            Connection::Postgres(postgres) => (Dialect::Postgres, postgres.schema.as_str(), ""),
+            Connection::Redshift(redshift) => (
+                Dialect::Redshift,
+                redshift.schema.as_str(),
+                redshift.iam_role.as_str(),
+            ),
+            Connection::Mysql(_) => return Err(super::load::not_a_warehouse(pipeline)),
+        };
     let watermark = services
         .watermarks(pipeline)
         .read(&pipeline_name, &table_id)
@@ -117,21 +127,6 @@ pub async fn preview(
         if mode != SyncMode::RedshiftOnly {
             runs.push(this_run(&run, &schema, read.as_ref()));
         }
-        let connection = super::load::target_connection(services, pipeline)?;
-        let (dialect, warehouse_schema, iam_role) = match connection {
-            Connection::Postgres(postgres) => (Dialect::Postgres, postgres.schema.as_str(), ""),
-            Connection::Redshift(redshift) => (
-                Dialect::Redshift,
-                redshift.schema.as_str(),
-                redshift.iam_role.as_str(),
-            ),
-            Connection::Mysql(_) => {
-                return Err(Error::InvalidRequest(format!(
-                "target `{}` is a mysql connection; a pipeline's target is postgres or redshift",
-                pipeline.target
-            )))
-            }
-        };
         let layout = StorageLayout::new(&pipeline.s3.prefix);
         let plan = load::plan(
             &PlanTarget {
@@ -159,7 +154,7 @@ pub async fn preview(
         table: table_id.to_string(),
         strategy: table_config.cdc_strategy.to_string(),
         load: table_config.load_mode(),
-        target: format!("{}.{}", target_schema(services, pipeline), target),
+        target: format!("{warehouse_schema}.{target}"),
         cursor,
         start: run.start_cursor,
         ceiling,
@@ -179,45 +174,18 @@ fn this_run(
     read: Option<&ReadPreview>,
 ) -> CommittedRun {
     let rows = read.map_or(0, |read| read.estimated_rows);
-    let manifest_key = String::new();
     CommittedRun {
         pending: PendingRun {
             run_id: run.run_id.clone(),
-            manifest_key,
+            manifest_key: String::new(),
             rows,
             bytes: 0,
             files: 0,
             committed_at: run.lease_expires_at,
         },
         manifest: RunManifest {
-            version: MANIFEST_FORMAT_VERSION,
-            pipeline: run.pipeline.clone(),
-            table: run.table.clone(),
-            target: run.target.clone(),
-            run_id: run.run_id.clone(),
-            strategy: run.strategy,
-            load_mode: run.load_mode,
-            start_cursor: run.start_cursor.clone(),
-            ceiling: run.ceiling.clone(),
-            max_cursor: None,
-            files: Vec::new(),
             rows,
-            bytes: 0,
-            zero_dates_nulled: 0,
-            oversize_truncated: 0,
-            oversize_nulled: 0,
-            schema_fingerprint: run.schema_fingerprint.clone(),
-            schema: schema.clone(),
-            committed_at: run.lease_expires_at,
+            ..RunManifest::without_files(run, schema.clone(), run.lease_expires_at)
         },
-    }
-}
-
-/// The warehouse schema of the pipeline's target, or `?` when the target is not a warehouse.
-fn target_schema(services: &Services, pipeline: &crate::config::Pipeline) -> String {
-    match super::load::target_connection(services, pipeline) {
-        Ok(Connection::Postgres(postgres)) => postgres.schema.clone(),
-        Ok(Connection::Redshift(redshift)) => redshift.schema.clone(),
-        _ => "?".to_owned(),
     }
 }

@@ -10,9 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{CdcStrategy, LoadMode, TableConfig};
 use crate::error::{Error, Result};
 use crate::load::{LedgerTotals, TargetCounts};
-use crate::manifest::{
-    self, ChunkManifest, Cursor, DataFile, RunManifest, MANIFEST_FORMAT_VERSION,
-};
+use crate::manifest::{self, ChunkManifest, Cursor, DataFile, RunManifest};
 use crate::naming::{self, RunId, StorageLayout, TableId};
 use crate::run::{RunContext, SyncMode};
 use crate::schema;
@@ -760,15 +758,6 @@ pub async fn commit(services: &Services, request: &CommitRequest) -> Result<Comm
         .cloned();
     let manifest_key = layout.run_manifest_key(&run.pipeline, &table, &run.run_id);
     let run_manifest = RunManifest {
-        version: MANIFEST_FORMAT_VERSION,
-        pipeline: run.pipeline.clone(),
-        table: run.table.clone(),
-        target: run.target.clone(),
-        run_id: run.run_id.clone(),
-        strategy: run.strategy,
-        load_mode: run.load_mode,
-        start_cursor: run.start_cursor.clone(),
-        ceiling: run.ceiling.clone(),
         max_cursor,
         rows: files.iter().map(|f| f.rows).sum(),
         bytes: files.iter().map(|f| f.bytes).sum(),
@@ -776,9 +765,7 @@ pub async fn commit(services: &Services, request: &CommitRequest) -> Result<Comm
         oversize_truncated: chunks.iter().map(|c| c.oversize_truncated).sum(),
         oversize_nulled: chunks.iter().map(|c| c.oversize_nulled).sum(),
         files,
-        schema_fingerprint: run.schema_fingerprint.clone(),
-        schema,
-        committed_at: Utc::now(),
+        ..RunManifest::without_files(run, schema, Utc::now())
     };
     let body = serde_json::to_vec_pretty(&run_manifest)
         .map_err(|err| Error::InvalidRequest(format!("cannot encode the run manifest: {err}")))?;

@@ -334,6 +334,39 @@ pub fn data_api_connection(schema: &str) -> tidemark::config::RedshiftConnection
     }
 }
 
+/// Services for `config` with its warehouse connection `wh` loading into `schema` of the local
+/// PostgreSQL: as the configured `kind: postgres` target when `standin` is `None`, else as a
+/// `kind: redshift, access: data_api` target whose Data API calls go to `standin`.
+pub async fn services_with_target(
+    mut config: tidemark::config::Config,
+    schema: &str,
+    standin: Option<&RedshiftStandin>,
+) -> anyhow::Result<tidemark::steps::Services> {
+    use tidemark::config::Connection;
+    match standin {
+        None => {
+            let Some(Connection::Postgres(target)) = config.connections.get_mut("wh") else {
+                anyhow::bail!("the configuration has no postgres target `wh`");
+            };
+            target.schema = schema.to_owned();
+        }
+        Some(_) => {
+            config.connections.insert(
+                "wh".into(),
+                Connection::Redshift(Box::new(data_api_connection(schema))),
+            );
+        }
+    }
+    let services = tidemark::steps::Services::from_env(config, None).await;
+    Ok(match standin {
+        None => services,
+        Some(standin) => {
+            let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+            services.with_redshift_data(standin.client(&shared))
+        }
+    })
+}
+
 fn now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

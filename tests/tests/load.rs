@@ -80,39 +80,24 @@ impl<'a> World<'a> {
         mysql.conn().await?.query_drop(create).await?;
         let bucket = TestBucket::fresh().await?;
         let mut config = mysql.config(bucket.bucket().name(), tables_yaml)?;
-        let mut standin = None;
         let mut bastion = None;
-        match kind {
-            Target::Postgres | Target::Tunnel => {
-                let Some(Connection::Postgres(target)) = config.connections.get_mut("wh") else {
-                    anyhow::bail!("the harness config has no postgres target `wh`");
-                };
-                target.schema = pg.schema().to_owned();
-                if kind == Target::Tunnel {
-                    let started =
-                        Bastion::start(&format!("{}:{}", target.host, target.port)).await?;
-                    let mut tunnel = started.tunnel_config();
-                    tunnel.private_key_file = None;
-                    tunnel.private_key_secret = Some(store_secret(&started.private_key()?).await?);
-                    target.tunnel = Some(tunnel);
-                    bastion = Some(started);
-                }
-            }
-            Target::Redshift => {
-                config.connections.insert(
-                    "wh".into(),
-                    Connection::Redshift(Box::new(redshift_standin::data_api_connection(
-                        pg.schema(),
-                    ))),
-                );
-                standin = Some(RedshiftStandin::start().await?);
-            }
+        if kind == Target::Tunnel {
+            let Some(Connection::Postgres(target)) = config.connections.get_mut("wh") else {
+                anyhow::bail!("the harness config has no postgres target `wh`");
+            };
+            let started = Bastion::start(&format!("{}:{}", target.host, target.port)).await?;
+            let mut tunnel = started.tunnel_config();
+            tunnel.private_key_file = None;
+            tunnel.private_key_secret = Some(store_secret(&started.private_key()?).await?);
+            target.tunnel = Some(tunnel);
+            bastion = Some(started);
         }
-        let mut services = Services::from_env(config, None).await;
-        if let Some(standin) = &standin {
-            let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-            services = services.with_redshift_data(standin.client(&shared));
-        }
+        let standin = match kind {
+            Target::Postgres | Target::Tunnel => None,
+            Target::Redshift => Some(RedshiftStandin::start().await?),
+        };
+        let services =
+            redshift_standin::services_with_target(config, pg.schema(), standin.as_ref()).await?;
         Ok(World {
             mysql,
             pg,

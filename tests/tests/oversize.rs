@@ -11,7 +11,6 @@
 use anyhow::{ensure, Context};
 use mysql_async::prelude::Queryable;
 use serde_json::json;
-use tidemark::config::Connection;
 use tidemark::local::{Outcome, RunnerOptions};
 use tidemark::manifest::RunManifest;
 use tidemark::naming::StorageLayout;
@@ -62,33 +61,16 @@ struct Stack<'a> {
     mysql: &'a TestMysql,
     pg: &'a TestPostgres,
     bucket: &'a TestBucket,
+    /// The Redshift stand-in, for a Redshift target; `None` for PostgreSQL.
     standin: Option<RedshiftStandin>,
-    target: Target,
 }
 
 impl Stack<'_> {
     /// Services for the pipeline with `tables` (built anew, as a changed config file would be).
     async fn services(&self, tables: &str) -> anyhow::Result<Services> {
-        let mut config = self.mysql.config(self.bucket.bucket().name(), tables)?;
-        match self.target {
-            Target::Postgres => {
-                if let Some(Connection::Postgres(target)) = config.connections.get_mut("wh") {
-                    target.schema = self.pg.schema().to_owned();
-                }
-            }
-            Target::Redshift => {
-                let connection = redshift_standin::data_api_connection(self.pg.schema());
-                config
-                    .connections
-                    .insert("wh".into(), Connection::Redshift(Box::new(connection)));
-            }
-        }
-        let mut services = Services::from_env(config, None).await;
-        if let Some(standin) = &self.standin {
-            let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-            services = services.with_redshift_data(standin.client(&shared));
-        }
-        Ok(services)
+        let config = self.mysql.config(self.bucket.bucket().name(), tables)?;
+        redshift_standin::services_with_target(config, self.pg.schema(), self.standin.as_ref())
+            .await
     }
 
     async fn sync(&self, tables: &str) -> anyhow::Result<Outcome> {
@@ -183,7 +165,6 @@ async fn with_stack(
             pg: &pg,
             bucket: &bucket,
             standin,
-            target,
         };
         let first = stack.sync(&tables(first_policy)).await?;
         ensure!(matches!(first, Outcome::Succeeded(_)), "{first:?}");

@@ -4,7 +4,6 @@
 
 use mysql_async::prelude::Queryable;
 use serde_json::json;
-use tidemark::config::Connection;
 use tidemark::local::{Outcome, RunnerOptions};
 use tidemark::steps::{local_sync, Services};
 use tidemark_tests::compare::{mysql_rows, postgres_rows};
@@ -99,27 +98,13 @@ async fn with_stack(target: Target, test: impl AsyncFnOnce(&Stack<'_>) -> anyhow
         seed(mysql).await?;
         let bucket = TestBucket::fresh().await?;
         let pg = TestPostgres::fresh().await?;
-        let mut config = mysql.config(bucket.bucket().name(), TABLES)?;
-        let mut standin = None;
-        match target {
-            Target::Postgres => {
-                if let Some(Connection::Postgres(target)) = config.connections.get_mut("wh") {
-                    target.schema = pg.schema().to_owned();
-                }
-            }
-            Target::Redshift => {
-                let connection = redshift_standin::data_api_connection(pg.schema());
-                config
-                    .connections
-                    .insert("wh".into(), Connection::Redshift(Box::new(connection)));
-                standin = Some(RedshiftStandin::start().await?);
-            }
-        }
-        let mut services = Services::from_env(config, None).await;
-        if let Some(standin) = &standin {
-            let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-            services = services.with_redshift_data(standin.client(&shared));
-        }
+        let config = mysql.config(bucket.bucket().name(), TABLES)?;
+        let standin = match target {
+            Target::Postgres => None,
+            Target::Redshift => Some(RedshiftStandin::start().await?),
+        };
+        let services =
+            redshift_standin::services_with_target(config, pg.schema(), standin.as_ref()).await?;
         let stack = Stack {
             mysql,
             pg: &pg,

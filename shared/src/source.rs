@@ -19,7 +19,13 @@ use crate::naming::{quote_mysql, TableId};
 use crate::secret::{expose, SecretResolver};
 
 /// Statements every source session runs first: UTC for TIMESTAMP values, 4-byte UTF-8.
-const SESSION_INIT: [&str; 2] = ["SET time_zone = '+00:00'", "SET NAMES utf8mb4"];
+///
+/// They are mysql_async *setup* commands, not *init* commands: init runs once when a connection
+/// is opened, and a pooled connection is reset (`COM_RESET_CONNECTION`) when it returns to the
+/// pool, which puts the session back in the server's zone. Setup runs again after every reset.
+/// On a server in local time, an init-only UTC shifted every TIMESTAMP and the cursor with it,
+/// and rows were skipped (issue #23).
+const SESSION_SETUP: [&str; 2] = ["SET time_zone = '+00:00'", "SET NAMES utf8mb4"];
 
 /// A connection pool to one source, and how long the server may keep it waiting.
 #[derive(Debug, Clone)]
@@ -118,7 +124,7 @@ pub async fn connect(
         .tcp_port(connection.port)
         .user(Some(connection.user.clone()))
         .pass(password.filter(|p| !p.is_empty()))
-        .init(SESSION_INIT.to_vec())
+        .setup(SESSION_SETUP.to_vec())
         .tcp_keepalive(Some(Duration::from_secs(30)))
         .prefer_socket(false);
     if connection.tls == TlsMode::Required {

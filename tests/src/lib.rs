@@ -36,6 +36,34 @@ pub fn mysql_url() -> String {
     std::env::var("TIDEMARK_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into())
 }
 
+/// The source servers the harness can create a database on: the shared one, and the two private
+/// servers in local time that `scripts/stack up` starts (its header says how they are set up).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MysqlServer {
+    /// `TIDEMARK_MYSQL_URL`: the shared server, in UTC.
+    Shared,
+    /// `TIDEMARK_MYSQL_OFFSET_URL`: `default_time_zone = '+05:30'`, a half-hour offset.
+    HalfHourOffset,
+    /// `TIDEMARK_MYSQL_DST_URL`: time zone `SYSTEM` on a process whose TZ is America/New_York.
+    SystemZoneWithDst,
+}
+
+impl MysqlServer {
+    /// The server's `mysql://` URL.
+    pub fn url(self) -> String {
+        let (variable, default) = match self {
+            MysqlServer::Shared => return mysql_url(),
+            MysqlServer::HalfHourOffset => {
+                ("TIDEMARK_MYSQL_OFFSET_URL", "mysql://root@127.0.0.1:3307")
+            }
+            MysqlServer::SystemZoneWithDst => {
+                ("TIDEMARK_MYSQL_DST_URL", "mysql://root@127.0.0.1:3308")
+            }
+        };
+        std::env::var(variable).unwrap_or_else(|_| default.into())
+    }
+}
+
 /// `TIDEMARK_PG_URL`, or `postgres` with trust auth on 127.0.0.1:5432.
 pub fn postgres_url() -> String {
     std::env::var("TIDEMARK_PG_URL")
@@ -72,9 +100,14 @@ pub struct TestMysql {
 impl TestMysql {
     /// Creates `tidemark_test_…` (utf8mb4) on `TIDEMARK_MYSQL_URL`, after dropping stale ones.
     pub async fn fresh() -> anyhow::Result<Self> {
-        let url = mysql_url();
+        Self::fresh_on(MysqlServer::Shared).await
+    }
+
+    /// Creates `tidemark_test_…` (utf8mb4) on `server`, after dropping stale ones.
+    pub async fn fresh_on(server: MysqlServer) -> anyhow::Result<Self> {
+        let url = server.url();
         let opts = mysql_async::Opts::from_url(&url)
-            .with_context(|| "`TIDEMARK_MYSQL_URL` is not a mysql:// URL")?;
+            .with_context(|| format!("{server:?}: `{url}` is not a mysql:// URL"))?;
         let mut conn = mysql_async::Conn::new(opts.clone())
             .await
             .with_context(|| {
@@ -111,7 +144,15 @@ impl TestMysql {
     where
         F: AsyncFnOnce(&TestMysql) -> anyhow::Result<()>,
     {
-        let mysql = TestMysql::fresh().await?;
+        Self::run_on(MysqlServer::Shared, test).await
+    }
+
+    /// [`TestMysql::run`] on `server`.
+    pub async fn run_on<F>(server: MysqlServer, test: F) -> anyhow::Result<()>
+    where
+        F: AsyncFnOnce(&TestMysql) -> anyhow::Result<()>,
+    {
+        let mysql = TestMysql::fresh_on(server).await?;
         let outcome = AssertUnwindSafe(test(&mysql)).catch_unwind().await;
         let cleaned = mysql.cleanup().await;
         finish(outcome, cleaned)

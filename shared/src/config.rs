@@ -6,7 +6,7 @@
 //! by itself. This module never resolves secrets and never prints one.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::time::Duration;
 
@@ -79,6 +79,49 @@ impl Connection {
             Connection::Mysql(_) => "mysql",
             Connection::Postgres(_) => "postgres",
             Connection::Redshift(_) => "redshift",
+        }
+    }
+
+    /// The warehouse schema a target connection writes into, written the same way for two
+    /// connections that name the same place (`None` for a source): `postgres://host:port/db/schema`,
+    /// or `redshift://<workgroup | cluster | host>/db/schema`.
+    fn warehouse_place(&self) -> Option<String> {
+        let host = |host: &str| match host.to_ascii_lowercase().as_str() {
+            "localhost" | "::1" => "127.0.0.1".to_owned(),
+            other => other.to_owned(),
+        };
+        let folded =
+            |name: &str| naming::target_identifier(name).unwrap_or_else(|_| name.to_owned());
+        match self {
+            Connection::Mysql(_) => None,
+            Connection::Postgres(pg) => Some(format!(
+                "postgres://{}:{}/{}/{}",
+                host(&pg.host),
+                pg.port,
+                pg.database,
+                folded(&pg.schema)
+            )),
+            Connection::Redshift(rs) => {
+                let place = rs
+                    .workgroup
+                    .as_deref()
+                    .map(|wg| format!("workgroup:{}", wg.to_ascii_lowercase()))
+                    .or_else(|| {
+                        rs.cluster_identifier
+                            .as_deref()
+                            .map(|c| format!("cluster:{}", c.to_ascii_lowercase()))
+                    })
+                    .or_else(|| {
+                        rs.host
+                            .as_deref()
+                            .map(|h| format!("{}:{}", host(h), rs.port))
+                    })?;
+                Some(format!(
+                    "redshift://{place}/{}/{}",
+                    folded(&rs.database),
+                    folded(&rs.schema)
+                ))
+            }
         }
     }
 }
@@ -761,6 +804,9 @@ impl Drop for EnvironmentGuard {
     }
 }
 
+/// A 1-based `(line, column)` in the config text.
+type LineColumn = (usize, usize);
+
 /// Finds the line and column of a key path in the YAML text, for errors found after parsing.
 struct KeyLocator {
     keys: Vec<(Vec<String>, usize, usize)>,
@@ -850,6 +896,22 @@ impl KeyLocator {
         }
     }
 
+    /// Every key written twice in one mapping, with the `line:column` of both: YAML forbids them,
+    /// and serde_yaml would silently keep the last (a second `tables:` block replaced the first).
+    fn duplicates(&self) -> Vec<(String, LineColumn, LineColumn)> {
+        let mut first_seen: HashMap<&[String], LineColumn> = HashMap::new();
+        let mut duplicates = Vec::new();
+        for (path, line, col) in &self.keys {
+            match first_seen.get(path.as_slice()) {
+                Some(first) => duplicates.push((path.join("."), *first, (*line, *col))),
+                None => {
+                    first_seen.insert(path, (*line, *col));
+                }
+            }
+        }
+        duplicates
+    }
+
     /// `line:column` of the first key called `name` on or after `from_line`.
     fn first_key_named_from(&self, name: &str, from_line: usize) -> Option<(usize, usize)> {
         self.keys
@@ -872,6 +934,18 @@ impl KeyLocator {
     }
 }
 
+/// One error for `found` (each `location: message`, at least one): the first, then the others.
+fn problems_error(file: &str, mut found: Vec<String>) -> Error {
+    let first = found.remove(0);
+    let (location, message) = first.split_once(": ").unwrap_or((file, &first));
+    let mut message = message.to_owned();
+    for more in found {
+        message.push_str("\n  also: ");
+        message.push_str(&more);
+    }
+    Error::config(location, message)
+}
+
 /// Collects semantic errors with their locations.
 struct Problems<'a> {
     file: &'a str,
@@ -892,28 +966,34 @@ impl Problems<'_> {
 impl Config {
     /// Parses and validates `text`; `file` names it in errors; `${VAR}` resolves from `env`.
     pub fn from_yaml(text: &str, file: &str, env: &Environment) -> Result<Config> {
+        let locator = KeyLocator::new(text);
+        // Before serde: it keeps the last of two equal map keys (a second table or pipeline
+        // entry silently replaced the first).
+        let duplicates: Vec<String> = locator
+            .duplicates()
+            .into_iter()
+            .map(|(key, (first_line, first_col), (line, col))| {
+                format!(
+                    "{file}:{line}:{col}: `{key}` is defined twice (first at {file}:{first_line}:{first_col}); YAML keys must be unique: merge the two, or rename or delete one"
+                )
+            })
+            .collect();
+        if !duplicates.is_empty() {
+            return Err(problems_error(file, duplicates));
+        }
         let config: Config = {
             let _guard = EnvironmentGuard::set(env);
             serde_yaml::from_str(text).map_err(|err| yaml_error(file, text, &err))?
         };
         let mut problems = Problems {
             file,
-            locator: KeyLocator::new(text),
+            locator,
             found: Vec::new(),
         };
         config.validate(&mut problems);
         match problems.found.len() {
             0 => Ok(config),
-            _ => {
-                let first = problems.found.remove(0);
-                let (location, message) = first.split_once(": ").unwrap_or((file, &first));
-                let mut message = message.to_owned();
-                for more in problems.found {
-                    message.push_str("\n  also: ");
-                    message.push_str(&more);
-                }
-                Err(Error::config(location, message))
-            }
+            _ => Err(problems_error(file, problems.found)),
         }
     }
 
@@ -988,6 +1068,44 @@ impl Config {
             }
             self.validate_pipeline(name, pipeline, problems);
         }
+        self.validate_shared_targets(problems);
+    }
+
+    /// Two pipelines must not load into one table: the same schema of the same warehouse, reached
+    /// through one connection or through two that name the same place (inside one pipeline,
+    /// `validate_pipeline` reports it).
+    fn validate_shared_targets(&self, problems: &mut Problems<'_>) {
+        let mut owners: BTreeMap<(String, String), (&str, &str)> = BTreeMap::new();
+        for (name, pipeline) in &self.pipelines {
+            let Some(place) = self
+                .connections
+                .get(&pipeline.target)
+                .and_then(Connection::warehouse_place)
+            else {
+                continue;
+            };
+            for (table_key, table) in &pipeline.tables {
+                let Ok(table_id) = TableId::parse(table_key) else {
+                    continue;
+                };
+                let target = table.target_name.as_deref().unwrap_or(table_id.table());
+                let Ok(folded) = naming::target_identifier(target) else {
+                    continue;
+                };
+                match owners.get(&(place.clone(), folded.clone())) {
+                    Some((other_pipeline, other_table)) if *other_pipeline != name => problems.add(
+                        &["pipelines", name, "tables", table_key],
+                        format!(
+                            "`{table_key}` of pipeline `{name}` and `{other_table}` of pipeline `{other_pipeline}` both load into `{folded}` in {place}; each would overwrite the other's rows: set a distinct `target_name`, or another target schema"
+                        ),
+                    ),
+                    Some(_) => {}
+                    None => {
+                        owners.insert((place.clone(), folded), (name, table_key));
+                    }
+                }
+            }
+        }
     }
 
     fn validate_pipeline(&self, name: &str, pipeline: &Pipeline, problems: &mut Problems<'_>) {
@@ -1058,6 +1176,13 @@ impl Config {
             validate_table(&path, table, problems);
             let target = table.target_name.as_deref().unwrap_or(table_id.table());
             match naming::target_identifier(target) {
+                Ok(folded) if folded.starts_with(naming::RESERVED_TARGET_PREFIX) => problems.add(
+                    &path,
+                    format!(
+                        "target table `{folded}` starts with `{}`, which tidemark reserves for its own tables (the load ledger, staging): set `target_name`",
+                        naming::RESERVED_TARGET_PREFIX
+                    ),
+                ),
                 Ok(folded) => {
                     if let Some(other) = target_names.insert(folded.clone(), table_key) {
                         problems.add(
@@ -1405,6 +1530,91 @@ mod tests {
             + 1;
         assert!(err.starts_with(&format!("tidemark.yaml:{line}:")), "{err}");
         assert!(err.contains("NOT_SET_ANYWHERE"), "{err}");
+    }
+
+    /// A config with `body` after a MySQL source `src` and a PostgreSQL target `wh` (schema `a`).
+    fn small(body: &str) -> String {
+        format!(
+            "connections:\n  src: {{ kind: mysql, host: h, user: u }}\n  wh: {{ kind: postgres, host: localhost, database: d, user: u, schema: a }}\n{body}"
+        )
+    }
+
+    /// The 1-based line of the `nth` (0-based) line of `text` containing `marker`.
+    fn line_of(text: &str, marker: &str, nth: usize) -> usize {
+        text.lines()
+            .enumerate()
+            .filter(|(_, l)| l.contains(marker))
+            .nth(nth)
+            .map(|(i, _)| i + 1)
+            .expect("marker present")
+    }
+
+    #[test]
+    fn a_key_written_twice_is_an_error_naming_both_lines() {
+        let pipeline = "  p:\n    source: src\n    target: wh\n    s3: { bucket: b }\n";
+        for (text, key, marker) in [
+            (
+                small(&format!("pipelines:\n{pipeline}    tables:\n      db.a: {{ cursor_column: u }}\n    tables:\n      db.b: {{ cursor_column: u }}\n")),
+                "pipelines.p.tables",
+                "    tables:",
+            ),
+            (
+                small(&format!("pipelines:\n{pipeline}    tables:\n      db.a: {{ cursor_column: u }}\n{pipeline}    tables:\n      db.b: {{ cursor_column: u }}\n")),
+                "pipelines.p",
+                "  p:",
+            ),
+            (
+                small(&format!("pipelines:\n{pipeline}    tables:\n      db.a: {{ cursor_column: u }}\n      db.a: {{ cdc_strategy: full_sync }}\n")),
+                "pipelines.p.tables.db.a",
+                "db.a:",
+            ),
+            (
+                small(&format!("  src: {{ kind: mysql, host: other, user: u }}\npipelines:\n{pipeline}    tables:\n      db.a: {{ cursor_column: u }}\n")),
+                "connections.src",
+                "src: {",
+            ),
+        ] {
+            let err = error_of(&text);
+            let (first, second) = (line_of(&text, marker, 0), line_of(&text, marker, 1));
+            assert!(
+                err.contains(&format!("tidemark.yaml:{second}:"))
+                    && err.contains(&format!("first at tidemark.yaml:{first}:"))
+                    && err.contains(&format!("`{key}` is defined twice")),
+                "{key}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn two_pipelines_cannot_load_into_one_table() {
+        // `wh2` names the same place as `wh` (localhost is 127.0.0.1; the schema folds).
+        let text = small(
+            "  wh2: { kind: postgres, host: 127.0.0.1, database: d, user: v, schema: A }\npipelines:\n  p:\n    source: src\n    target: wh\n    s3: { bucket: b }\n    tables:\n      db.orders: { cursor_column: u }\n  q:\n    source: src\n    target: wh2\n    s3: { bucket: b }\n    tables:\n      other.orders: { cursor_column: u }\n",
+        );
+        let err = error_of(&text);
+        assert!(
+            err.contains("`other.orders` of pipeline `q` and `db.orders` of pipeline `p` both load into `orders` in postgres://127.0.0.1:5432/d/a"),
+            "{err}"
+        );
+        // Another schema, or a `target_name`, keeps them apart.
+        parse(&text.replace("schema: A", "schema: b")).unwrap();
+        parse(&text.replace(
+            "other.orders: { cursor_column: u }",
+            "other.orders: { cursor_column: u, target_name: other_orders }",
+        ))
+        .unwrap();
+    }
+
+    #[test]
+    fn tidemark_s_own_table_names_are_reserved() {
+        for table in ["db.tidemark_load_ledger", "db.TIDEMARK_staging"] {
+            let text = small(&format!("pipelines:\n  p:\n    source: src\n    target: wh\n    s3: {{ bucket: b }}\n    tables:\n      {table}: {{ cursor_column: u }}\n"));
+            let err = error_of(&text);
+            assert!(
+                err.contains("which tidemark reserves") && err.contains("set `target_name`"),
+                "{err}"
+            );
+        }
     }
 
     /// Replaces the first `from` in the example with `to`, and expects an error at the first

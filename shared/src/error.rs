@@ -62,6 +62,10 @@ pub enum Error {
     #[error("schema drift in `{table}`: {details}")]
     SchemaDrift { table: String, details: String },
 
+    /// A target table that belongs to another pipeline or source table (its load ledger says so).
+    #[error("target `{target}` belongs to another table: {message}")]
+    TargetConflict { target: String, message: String },
+
     /// A stored object that tidemark wrote cannot be read back.
     #[error("`{uri}` cannot be read: {reason}; {fix}")]
     Corrupt {
@@ -191,6 +195,7 @@ impl Error {
             Error::Config { .. }
             | Error::InvalidName { .. }
             | Error::Schema(_)
+            | Error::TargetConflict { .. }
             | Error::Secret { .. }
             | Error::Corrupt { .. }
             | Error::InvalidRequest(_)

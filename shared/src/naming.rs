@@ -109,6 +109,14 @@ pub fn validate_pipeline_name(name: &str) -> Result<&str> {
     Ok(name)
 }
 
+/// Target table names with this prefix are tidemark's own (the load ledger, the load's staging
+/// tables): a source table may not load into one.
+pub const RESERVED_TARGET_PREFIX: &str = "tidemark_";
+
+/// Target column names with this prefix are tidemark's own (the staging table's run and rank
+/// columns): a source column may not carry one.
+pub const RESERVED_COLUMN_PREFIX: &str = "_tidemark_";
+
 /// A warehouse identifier (table or column): folded to lowercase, as Redshift does even for quoted
 /// names, and checked against the limits of both warehouses.
 pub fn target_identifier(name: &str) -> Result<String> {

@@ -1005,6 +1005,19 @@ impl TableSchema {
 
         let mut by_target: BTreeMap<&str, &str> = BTreeMap::new();
         for column in &columns {
+            if column
+                .target_name
+                .starts_with(naming::RESERVED_COLUMN_PREFIX)
+            {
+                return Err(Error::Schema(format!(
+                    "column `{}` of `{table}`: warehouse names starting with `{}` are tidemark's \
+                     own (the load's staging columns); leave it out with \
+                     `columns: {{ exclude: [{}] }}`, or rename it in the source",
+                    column.name,
+                    naming::RESERVED_COLUMN_PREFIX,
+                    column.name
+                )));
+            }
             if let Some(first) = by_target.insert(&column.target_name, &column.name) {
                 return Err(Error::Schema(format!(
                     "columns `{first}` and `{}` of `{table}` both become `{}` in the warehouse, \

@@ -482,11 +482,23 @@ impl DataApi {
         redshift: &RedshiftTableOptions,
     ) -> Result<Vec<String>> {
         let timeout = self.connection.statement_timeout.0;
-        let create = sql::create_target(Dialect::Redshift, plan, redshift)?;
-        let ledger = sql::create_ledger(&plan.schema)?;
-        for statement in [&create, &ledger] {
-            self.execute(statement, &[], timeout).await?;
-        }
+        self.execute(&sql::create_ledger(&plan.schema)?, &[], timeout)
+            .await?;
+        let owner = self
+            .execute(&sql::foreign_ledger_owner(plan)?, &[], timeout)
+            .await?;
+        super::refuse_foreign_target(
+            plan,
+            owner
+                .first()
+                .map(|record| (field_text(record.first()), field_text(record.get(1)))),
+        )?;
+        self.execute(
+            &sql::create_target(Dialect::Redshift, plan, redshift)?,
+            &[],
+            timeout,
+        )
+        .await?;
         let schema = naming::target_identifier(&plan.schema)?;
         let table = naming::target_identifier(&plan.target)?;
         let records = self.columns(&schema, &table).await?;

@@ -74,6 +74,23 @@ impl LedgerRow {
     }
 }
 
+/// Refuses a target table that the ledger says another pipeline or source table loads into
+/// (`owner`, as [`sql::foreign_ledger_owner`] found it): two pipelines writing one table would
+/// overwrite each other's rows and add each other's columns. Checked before the schema step
+/// changes anything.
+pub fn refuse_foreign_target(plan: &LoadPlan, owner: Option<(String, String)>) -> Result<()> {
+    match owner {
+        None => Ok(()),
+        Some((pipeline, source_table)) => Err(Error::TargetConflict {
+            target: format!("{}.{}", plan.schema, plan.target),
+            message: format!(
+                "its load ledger holds runs of pipeline `{pipeline}` from `{source_table}`, and this is pipeline `{}` from `{}`; two tables cannot share one target: give one of them another `target_name` (or another target schema)",
+                plan.pipeline, plan.source_table
+            ),
+        }),
+    }
+}
+
 /// What the target holds for one table: its rows and its ledger's totals (`validate_counts`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TargetCounts {
@@ -197,12 +214,39 @@ pub fn plan(
     let run = target.run;
     let table = TableId::parse(&run.table)?;
     let fingerprint = &first.manifest.schema_fingerprint;
-    let taken: Vec<&CommittedRun> = runs
+    let planned = runs
         .iter()
         .take(target.max_runs.max(1))
         .take_while(|r| r.manifest.schema_fingerprint == *fingerprint)
+        .map(|r| PlannedRun {
+            run_id: r.manifest.run_id.clone(),
+            manifest_key: r.pending.manifest_key.clone(),
+            files: r.manifest.files.clone(),
+            rows: r.manifest.rows,
+            copy_manifest_uri: bucket.uri(&target.layout.copy_manifest_key(
+                &run.pipeline,
+                &table,
+                &r.manifest.run_id,
+            )),
+        })
         .collect();
-    let table_schema = first.manifest.schema.clone();
+    plan_with_runs(target, &first.manifest, planned).map(Some)
+}
+
+/// A plan with no run, for the schema step alone, with the schema `manifest`'s run found: the
+/// first sync of an empty source table still creates its (empty) target table.
+pub fn schema_only_plan(target: &PlanTarget<'_>, manifest: &RunManifest) -> Result<LoadPlan> {
+    plan_with_runs(target, manifest, Vec::new())
+}
+
+/// The plan for `planned`, runs written with `manifest`'s schema and load mode.
+fn plan_with_runs(
+    target: &PlanTarget<'_>,
+    manifest: &RunManifest,
+    planned: Vec<PlannedRun>,
+) -> Result<LoadPlan> {
+    let run = target.run;
+    let table_schema = manifest.schema.clone();
     let key_columns = run
         .key_columns
         .iter()
@@ -227,28 +271,14 @@ pub fn plan(
             .and_then(|name| table_schema.column(name))
             .map(|c| c.target_name.clone()),
     };
-    let mode = first.manifest.load_mode;
+    let mode = manifest.load_mode;
     if mode == LoadMode::Merge && key_columns.is_empty() {
         return Err(Error::InvalidRequest(format!(
             "`{}` has no key columns, so `load: merge` cannot match rows; set `key_columns`, or use `load: append`",
             run.table
         )));
     }
-    let planned = taken
-        .iter()
-        .map(|r| PlannedRun {
-            run_id: r.manifest.run_id.clone(),
-            manifest_key: r.pending.manifest_key.clone(),
-            files: r.manifest.files.clone(),
-            rows: r.manifest.rows,
-            copy_manifest_uri: bucket.uri(&target.layout.copy_manifest_key(
-                &run.pipeline,
-                &table,
-                &r.manifest.run_id,
-            )),
-        })
-        .collect();
-    Ok(Some(LoadPlan {
+    Ok(LoadPlan {
         pipeline: run.pipeline.clone(),
         source_table: run.table.clone(),
         schema: target.schema.to_owned(),
@@ -260,7 +290,7 @@ pub fn plan(
         runs: planned,
         iam_role: target.iam_role.to_owned(),
         loaded_at: target.now,
-    }))
+    })
 }
 
 /// Writes each run's Redshift COPY manifest (exact byte sizes) next to the data, for COPY.

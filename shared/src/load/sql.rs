@@ -523,6 +523,20 @@ pub fn ledger_totals(schema: &str, target: &str) -> Result<String> {
     ))
 }
 
+/// The first (pipeline, source table) other than the plan's that the ledger records as loaded
+/// into the plan's target table: two columns, no row when the table is the plan's alone.
+pub fn foreign_ledger_owner(plan: &LoadPlan) -> Result<String> {
+    Ok(format!(
+        "SELECT CAST(\"pipeline\" AS VARCHAR(64)), CAST(\"source_table\" AS VARCHAR(512)) FROM {} \
+         WHERE \"target_table\" = {} AND NOT (\"pipeline\" = {} AND \"source_table\" = {}) \
+         ORDER BY \"loaded_at\" LIMIT 1",
+        ledger(&plan.schema)?,
+        literal(&naming::target_identifier(&plan.target)?)?,
+        literal(&plan.pipeline)?,
+        literal(&plan.source_table)?
+    ))
+}
+
 /// Statements per run in a load script (COPY, tag), and outside the runs.
 const STATEMENTS_PER_RUN: usize = 2;
 const STATEMENTS_FIXED: usize = 10;

@@ -186,14 +186,23 @@ pub async fn prepare_target(
     plan: &LoadPlan,
     redshift: &RedshiftTableOptions,
 ) -> Result<Vec<String>> {
-    let create = sql::create_target(dialect, plan, redshift)?;
-    let ledger = sql::create_ledger(&plan.schema)?;
-    for statement in [&create, &ledger] {
-        client
-            .batch_execute(statement)
-            .await
-            .map_err(|err| Error::postgres(format!("creating `{}`", plan.target), err))?;
-    }
+    client
+        .batch_execute(&sql::create_ledger(&plan.schema)?)
+        .await
+        .map_err(|err| Error::postgres("creating the load ledger", err))?;
+    let owner = client
+        .simple_query(&sql::foreign_ledger_owner(plan)?)
+        .await
+        .map_err(|err| Error::postgres("reading the load ledger", err))?;
+    let owner = first_row(&owner).and_then(|row| match row.as_slice() {
+        [pipeline, source_table, ..] => Some((pipeline.clone(), source_table.clone())),
+        _ => None,
+    });
+    super::refuse_foreign_target(plan, owner)?;
+    client
+        .batch_execute(&sql::create_target(dialect, plan, redshift)?)
+        .await
+        .map_err(|err| Error::postgres(format!("creating `{}`", plan.target), err))?;
     let existing = existing_columns(client, dialect, plan).await?;
     let drifts = plan.table_schema.drift(&existing, dialect.warehouse());
     let table = format!("{}.{}", plan.schema, plan.target);

@@ -22,6 +22,7 @@ use crate::config::{
 use crate::error::{Error, ErrorKind, Result};
 use crate::load::data_api::{self, DataApi, StatementState};
 use crate::load::{self, sql, tunnel, wire, CommittedRun, Dialect, LoadPlan, PlanTarget};
+use crate::manifest::{self, RunManifest};
 use crate::naming::{self, RunId};
 use crate::run::RunContext;
 use crate::schema::RedshiftTableOptions;
@@ -138,20 +139,38 @@ pub async fn submit(services: &Services, request: &SubmitRequest) -> Result<Load
     let committed = load::committed_runs(&bucket, &watermark.pending_runs).await?;
     let connection = target_connection(services, pipeline)?;
     let now = Utc::now();
+    // A table that has never loaded a row still gets its target table, from the schema of its
+    // last committed (empty) run: queries on a new, empty source table must not fail.
+    let empty_table_manifest = match (&committed[..], &watermark.extract.last_committed_run_id) {
+        ([], Some(last)) if watermark.totals.runs_loaded == 0 => {
+            let key = layout.run_manifest_key(&run.pipeline, &table, last);
+            match bucket.get(&key).await? {
+                Some(object) => Some(manifest::parse_json::<RunManifest>(
+                    &object.body,
+                    &bucket.uri(&key),
+                )?),
+                None => None,
+            }
+        }
+        _ => None,
+    };
     let plan_for = |schema: &str, iam_role: &str, max_runs: usize| -> Result<Option<LoadPlan>> {
-        load::plan(
-            &PlanTarget {
-                run,
-                table_config,
-                schema,
-                layout: &layout,
-                max_runs,
-                iam_role,
-                now,
-            },
-            &committed,
-            &bucket,
-        )
+        let target = PlanTarget {
+            run,
+            table_config,
+            schema,
+            layout: &layout,
+            max_runs,
+            iam_role,
+            now,
+        };
+        match load::plan(&target, &committed, &bucket)? {
+            Some(plan) => Ok(Some(plan)),
+            None => empty_table_manifest
+                .as_ref()
+                .map(|manifest| load::schema_only_plan(&target, manifest))
+                .transpose(),
+        }
     };
     let redshift_options = table_config.redshift_options();
     match connection {
@@ -162,6 +181,9 @@ pub async fn submit(services: &Services, request: &SubmitRequest) -> Result<Load
             let wire_target = postgres_wire_target(services, postgres).await?;
             let rows =
                 load_over_wire(services, &wire_target, &plan, &bucket, &redshift_options).await?;
+            if plan.runs.is_empty() {
+                return Ok(nothing_pending(run));
+            }
             Ok(finished(run, &plan, &committed, &rows, started.elapsed()))
         }
         Connection::Redshift(redshift) => {
@@ -178,6 +200,9 @@ pub async fn submit(services: &Services, request: &SubmitRequest) -> Result<Load
                 let rows =
                     load_over_wire(services, &wire_target, &plan, &bucket, &redshift_options)
                         .await?;
+                if plan.runs.is_empty() {
+                    return Ok(nothing_pending(run));
+                }
                 Ok(finished(run, &plan, &committed, &rows, started.elapsed()))
             };
             match redshift.access {
@@ -322,6 +347,9 @@ async fn load_over_wire(
 ) -> Result<Vec<load::LedgerRow>> {
     let (mut client, _open_tunnel) = connect_wire(services, target).await?;
     wire::prepare_target(&client, target.dialect, plan, redshift_options).await?;
+    if plan.runs.is_empty() {
+        return Ok(Vec::new());
+    }
     wire::load(&mut client, target.dialect, plan, bucket).await
 }
 
@@ -363,6 +391,9 @@ async fn submit_data_api(
     let run = &request.run;
     let api = DataApi::new(services.redshift_data().clone(), redshift.clone());
     api.prepare_target(plan, redshift_options).await?;
+    if plan.runs.is_empty() {
+        return Ok(nothing_pending(run));
+    }
     let script = sql::load_script(Dialect::Redshift, plan)?;
     let runs: Vec<RunId> = plan.runs.iter().map(|r| r.run_id.clone()).collect();
     let token = data_api::client_token(

@@ -131,13 +131,40 @@ impl From<tidemark::Error> for Failure {
 /// Loads the configuration named on the command line.
 pub(crate) fn load_config(path: &Path) -> Result<Config, Failure> {
     let environment: Environment = std::env::vars().collect();
-    Config::from_file(path, &environment).map_err(Failure::from)
+    Config::from_file(path, &environment).map_err(|err| match err {
+        tidemark::Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            Failure::config(anyhow::anyhow!(
+                "no configuration file at `{}`: pass `--config FILE`, or set `TIDEMARK_CONFIG` (the default is `./tidemark.yaml`)",
+                path.display()
+            ))
+        }
+        other => Failure::from(other),
+    })
 }
 
 /// Services for a local command: clients from the standard AWS environment; leases record this
 /// process so a later local run can take them over once it is gone.
 pub(crate) async fn services(path: &Path) -> Result<Services, Failure> {
     Ok(Services::from_env(load_config(path)?, Some(this_process())).await)
+}
+
+/// A command line clap refuses: with `--json`, the one JSON document the README promises (on
+/// stdout, with `exit_code` 2); help and version print as usual and exit 0.
+fn usage_error(err: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind as Clap;
+    if matches!(err.kind(), Clap::DisplayHelp | Clap::DisplayVersion)
+        || !std::env::args().any(|arg| arg == "--json")
+    {
+        // clap prints help on stdout and errors on stderr, and picks the exit code.
+        err.exit()
+    }
+    let message = err.render().to_string();
+    output::print_json(&serde_json::json!({
+        "error": message.trim_end(),
+        "exit_code": 2,
+    }));
+    eprint!("{message}");
+    ExitCode::from(2)
 }
 
 fn init_logging(cli: &Cli) {
@@ -153,6 +180,7 @@ fn init_logging(cli: &Cli) {
     });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match cli.log_format {
         LogFormat::Human => builder.init(),
@@ -162,7 +190,10 @@ fn init_logging(cli: &Cli) {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return usage_error(&err),
+    };
     init_logging(&cli);
     let outcome = match &cli.command {
         Command::Sync(args) => {

@@ -208,12 +208,8 @@ impl StepObserver for SyncProgress {
         match payload["action"].as_str() {
             Some("submit") => self.say(&table, "loading into the target"),
             Some("fail") => {
-                let error = &payload["error"];
-                let text = match (error["Error"].as_str(), error["Cause"].as_str()) {
-                    (Some(name), Some(cause)) => format!("failed: {name}: {cause}"),
-                    _ => format!("failed: {error}"),
-                };
-                self.finish(&table, text);
+                let error = tidemark::steps::watermark::describe_error(&payload["error"]);
+                self.finish(&table, format!("failed: {error}"));
             }
             _ => {}
         }

@@ -192,16 +192,48 @@ fn report(
             }
         }
         if let Outcome::Failed(failure) = outcome {
-            lines.push(format!("  {}: {}", failure.error, failure.cause));
+            lines.push(format!(
+                "  {}",
+                tidemark::steps::watermark::describe_error(
+                    &json!({"Error": failure.error, "Cause": failure.cause})
+                )
+            ));
         }
         lines
     });
     match outcome {
         Outcome::Succeeded(_) => Ok(()),
         Outcome::Failed(failure) => Err(Failure::reported(
-            1,
-            anyhow::anyhow!("sync failed: {}: {}", failure.error, failure.cause),
+            failed_sync_exit_code(&summary),
+            anyhow::anyhow!(
+                "sync failed: {}",
+                tidemark::steps::watermark::describe_error(&json!({
+                    "Error": failure.error,
+                    "Cause": failure.cause,
+                }))
+            ),
         )),
+    }
+}
+
+/// 3 when every failed table failed on a transient fault that outlasted the retries (a source,
+/// target or S3 endpoint that cannot be reached), else 1 (README "Exit codes").
+fn failed_sync_exit_code(summary: &Value) -> u8 {
+    let failed: Vec<&Value> = summary
+        .get("tables")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|table| table["status"] == "failed")
+        .collect();
+    let unreachable = !failed.is_empty()
+        && failed
+            .iter()
+            .all(|table| table["error"]["Error"] == tidemark::ErrorKind::Retryable.name());
+    if unreachable {
+        3
+    } else {
+        1
     }
 }
 
@@ -399,5 +431,26 @@ mod aws {
             ),
             reported: false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sync_whose_tables_all_failed_unreachable_exits_3() {
+        let summary = |errors: &[&str]| json!({"tables": errors.iter().map(|e| json!({"status": "failed", "error": {"Error": e}})).chain([json!({"status": "succeeded"})]).collect::<Vec<_>>()});
+        assert_eq!(failed_sync_exit_code(&summary(&["Retryable"])), 3);
+        assert_eq!(
+            failed_sync_exit_code(&summary(&["Retryable", "Retryable"])),
+            3
+        );
+        assert_eq!(
+            failed_sync_exit_code(&summary(&["Retryable", "NonRetryable"])),
+            1
+        );
+        assert_eq!(failed_sync_exit_code(&summary(&["SchemaDrift"])), 1);
+        assert_eq!(failed_sync_exit_code(&json!({})), 1);
     }
 }

@@ -37,7 +37,8 @@ pub(crate) enum WatermarkCommand {
         #[arg(long)]
         show_files: bool,
     },
-    /// Move the cursor by hand; a field not given is kept.
+    /// Move the cursor by hand. A new timestamp starts before every key of that instant; a key
+    /// alone keeps the timestamp. Refused beyond the source's clock unless `--force`.
     ///
     /// Example: `tidemark watermark set -t shop.orders --timestamp '2026-11-01 00:00:00'`
     Set {
@@ -46,9 +47,17 @@ pub(crate) enum WatermarkCommand {
         /// `YYYY-MM-DD HH:MM:SS[.ffffff]` (UTC for TIMESTAMP columns, as stored for DATETIME).
         #[arg(long)]
         timestamp: Option<String>,
-        /// Integer id.
-        #[arg(long)]
+        /// The key, when it is one integer column (`id_only`'s id, or a one-column key).
+        #[arg(long, conflicts_with = "key")]
         id: Option<String>,
+        /// One key value, in key order; repeat for a composite key:
+        /// `--key 2026 --key A-17` for a key (year, code).
+        #[arg(long = "key", value_name = "VALUE")]
+        key: Vec<String>,
+        /// Accept a cursor beyond the source's clock or largest id: every sync then succeeds with
+        /// 0 rows until the source gets there.
+        #[arg(long)]
+        force: bool,
     },
     /// Move the cursor back to the start; the next sync re-reads the whole table.
     ///
@@ -171,7 +180,7 @@ fn describe(w: &Watermark) -> Vec<String> {
             }
         ),
         format!(
-            "extract      {:?}{}",
+            "extract      {}{}",
             w.extract.status,
             w.extract
                 .error
@@ -180,7 +189,7 @@ fn describe(w: &Watermark) -> Vec<String> {
                 .unwrap_or_default()
         ),
         format!(
-            "load         {:?}{}",
+            "load         {}{}",
             w.load.status,
             w.load
                 .error
@@ -278,6 +287,8 @@ pub(crate) async fn run(
             table,
             timestamp,
             id,
+            key,
+            force,
         } => {
             let answer = steps::set(
                 &services,
@@ -286,6 +297,8 @@ pub(crate) async fn run(
                     table: table.table.clone(),
                     timestamp: timestamp.clone(),
                     id: id.clone(),
+                    key: (!key.is_empty()).then(|| key.clone()),
+                    force: *force,
                 },
             )
             .await?;
@@ -324,7 +337,7 @@ pub(crate) async fn run(
                     .iter()
                     .map(|e| {
                         format!(
-                            "{}\t{}\tcursor {}\tlag {}\textract {:?}\tload {:?}\tpending {}{}",
+                            "{}\t{}\tcursor {}\tlag {}\textract {}\tload {}\tpending {}{}",
                             e.pipeline,
                             e.table,
                             e.cursor.timestamp.as_deref().unwrap_or("-"),
@@ -352,7 +365,21 @@ pub(crate) async fn run(
             emit(json, &answer, || {
                 answer
                     .iter()
-                    .map(|h| format!("{}\t{} bytes", h.version, h.bytes))
+                    .map(|h| match &h.summary {
+                        Some(v) => format!(
+                            "{}\tcursor {}\textract {}\tload {}\tpending {}{}",
+                            h.version,
+                            v.cursor,
+                            v.extract_status,
+                            v.load_status,
+                            v.pending_runs,
+                            v.lease_owner
+                                .as_ref()
+                                .map(|run| format!("\tleased by run {run} (mid-run)"))
+                                .unwrap_or_default()
+                        ),
+                        None => format!("{}\t{} bytes (unreadable)", h.version, h.bytes),
+                    })
                     .collect()
             });
         }

@@ -243,3 +243,197 @@ async fn an_empty_source_table_gets_its_target_table_on_the_first_sync() {
     .await
     .unwrap();
 }
+
+/// `watermark set` checks the cursor against the source: beyond its clock only with `--force`;
+/// exactly as many key values as the key has (`--id` on a two-column key is refused, naming the
+/// columns; `--key` per column works); `history` shows each version's cursor.
+#[tokio::test]
+async fn watermark_set_refuses_a_future_cursor_and_a_key_of_the_wrong_width() {
+    TestMysql::run(async |mysql| {
+        let scenario = Scenario::new(mysql, BINARY, &merged_table("pairs", "")).await?;
+        let mut conn = mysql.conn().await?;
+        conn.query_drop(
+            "CREATE TABLE pairs (a INT, b VARCHAR(8), updated_at DATETIME(6) NOT NULL, PRIMARY KEY (a, b))",
+        )
+        .await?;
+        conn.query_drop("INSERT INTO pairs VALUES (1, 'x', '2025-01-01 00:00:00')").await?;
+        let table = mysql.table("pairs").to_string();
+        let set = |extra: &[&str]| {
+            let mut args = vec!["--json", "watermark", "set", "-t", &table];
+            args.extend_from_slice(extra);
+            scenario.run(&args, None)
+        };
+
+        let future = set(&["--timestamp", "2999-01-01 00:00:00"]);
+        let said = describe(&future);
+        ensure!(future.status.code() == Some(2), "{said}");
+        ensure!(said.contains("after the source's clock") && said.contains("--force"), "{said}");
+        ensure!(scenario.watermark("pairs").await?.is_none(), "a refused set wrote a watermark");
+
+        let narrow = set(&["--id", "5"]);
+        let said = describe(&narrow);
+        ensure!(narrow.status.code() == Some(2), "{said}");
+        ensure!(said.contains("(a, b)") && said.contains("--key"), "{said}");
+
+        let ok = set(&["--timestamp", "2025-01-01 00:00:00", "--key", "1", "--key", "x"]);
+        ensure!(ok.status.success(), "{}", describe(&ok));
+        let forced = set(&["--timestamp", "2999-01-01 00:00:00", "--force"]);
+        ensure!(forced.status.success(), "{}", describe(&forced));
+        let cursor = scenario.watermark("pairs").await?.context("no watermark")?.extract.cursor;
+        ensure!(
+            cursor.timestamp.as_deref() == Some("2999-01-01 00:00:00.000000") && cursor.key.is_empty(),
+            "a new timestamp must start before every key of that instant: {cursor:?}"
+        );
+        let history = scenario.run(&["watermark", "history", "-t", &table], None);
+        let said = describe(&history);
+        ensure!(
+            history.status.success()
+                && said.contains("cursor timestamp 2025-01-01 00:00:00.000000, key (1, x)"),
+            "history must show each version's cursor: {said}"
+        );
+        scenario.cleanup().await
+    })
+    .await
+    .unwrap();
+}
+
+/// The old tool's "fresh sync from a date": rows lost in the warehouse are reloaded by setting
+/// the watermark's timestamp back. Rows at exactly that timestamp with a key below the old
+/// cursor's key arrive too (the old key used to be kept, and skipped them).
+#[tokio::test]
+async fn setting_a_timestamp_rereads_every_row_of_that_instant() {
+    TestMysql::run(async |mysql| {
+        let scenario = Scenario::new(mysql, BINARY, &merged_table("merged", "")).await?;
+        let mut conn = mysql.conn().await?;
+        conn.query_drop(create_table("merged")).await?;
+        // Ids 10..=14 share one timestamp (insert_rows steps the time every fifth id).
+        insert_rows(&mut conn, "merged", 1, 30, "2025-01-01 00:00:00").await?;
+        scenario.sync_ok("merged")?;
+        let shared: Option<String> = conn
+            .query_first(
+                "SELECT DATE_FORMAT(updated_at, '%Y-%m-%d %H:%i:%s.%f') FROM merged WHERE id = 10",
+            )
+            .await?;
+        let shared = shared.context("no row 10")?;
+        scenario
+            .pg
+            .client()
+            .execute(
+                &format!(
+                    "DELETE FROM \"{}\".merged WHERE updated_at >= CAST($1::text AS timestamp)",
+                    scenario.pg.schema()
+                ),
+                &[&shared],
+            )
+            .await?;
+        let out = scenario.run(
+            &[
+                "watermark",
+                "set",
+                "-t",
+                &mysql.table("merged").to_string(),
+                "--timestamp",
+                &shared,
+            ],
+            None,
+        );
+        ensure!(out.status.success(), "{}", describe(&out));
+        scenario.sync_ok("merged")?;
+        let target: i64 = scenario
+            .pg
+            .client()
+            .query_one(
+                &format!("SELECT count(*) FROM \"{}\".merged", scenario.pg.schema()),
+                &[],
+            )
+            .await?
+            .get(0);
+        ensure!(
+            target == 30,
+            "the target holds {target} of 30 rows after the re-read"
+        );
+        scenario.cleanup().await
+    })
+    .await
+    .unwrap();
+}
+
+/// The README's automation contracts: `--json` prints one JSON document for usage errors too;
+/// a missing config file is a usage error (exit 2) that names `--config` and `TIDEMARK_CONFIG`;
+/// an S3 error is one readable line (no SDK dump); logs carry no colour codes off a terminal.
+#[tokio::test]
+async fn usage_errors_and_service_errors_read_as_documented() {
+    for args in [
+        vec!["--json", "sync", "-t", "a.b", "--limit", "0"],
+        vec!["--json", "frobnicate"],
+        vec![
+            "--json",
+            "sync",
+            "--backup-only",
+            "--redshift-only",
+            "-t",
+            "a.b",
+        ],
+    ] {
+        let out = std::process::Command::new(BINARY)
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", describe(&out));
+        let document: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|err| {
+                panic!(
+                    "{args:?}: stdout is not one JSON document ({err}): {}",
+                    describe(&out)
+                )
+            });
+        assert_eq!(document["exit_code"], 2, "{document}");
+    }
+
+    let missing = std::process::Command::new(BINARY)
+        .args([
+            "--config",
+            "/nonexistent/tidemark.yaml",
+            "sync",
+            "-t",
+            "a.b",
+        ])
+        .env_remove("TIDEMARK_CONFIG")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let said = describe(&missing);
+    assert_eq!(missing.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("--config") && said.contains("TIDEMARK_CONFIG"),
+        "{said}"
+    );
+
+    TestMysql::run(async |mysql| {
+        let scenario = Scenario::new(mysql, BINARY, &merged_table("merged", "")).await?;
+        mysql
+            .conn()
+            .await?
+            .query_drop(create_table("merged"))
+            .await?;
+        scenario.set_config(
+            &["pipelines", "p", "s3", "bucket"],
+            "tidemark-no-such-bucket",
+        )?;
+        let out = scenario.run(&["sync", "-t", &mysql.table("merged").to_string()], None);
+        let said = describe(&out);
+        ensure!(out.status.code() == Some(1), "{said}");
+        ensure!(
+            said.contains("NoSuchBucket: The specified bucket does not exist")
+                && said.contains("`s3.bucket`")
+                && !said.contains("ServiceError")
+                && !said.contains("errorMessage")
+                && !said.contains('\u{1b}'),
+            "{said}"
+        );
+        scenario.cleanup().await
+    })
+    .await
+    .unwrap();
+}

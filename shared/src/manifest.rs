@@ -34,6 +34,18 @@ impl Cursor {
     }
 }
 
+impl std::fmt::Display for Cursor {
+    /// `the start`, `timestamp 2026-01-01 00:00:00.000000`, `key (7, abc)`, or both.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.timestamp, self.key.as_slice()) {
+            (None, []) => f.write_str("the start"),
+            (Some(timestamp), []) => write!(f, "timestamp {timestamp}"),
+            (None, key) => write!(f, "key ({})", key.join(", ")),
+            (Some(timestamp), key) => write!(f, "timestamp {timestamp}, key ({})", key.join(", ")),
+        }
+    }
+}
+
 /// The upper bound of a run, fixed at begin from the source so that the run always ends.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -144,6 +144,15 @@ pub async fn connect(
     Ok(source)
 }
 
+/// The source's clock, `NOW(6)` of a UTC session, as a cursor timestamp.
+pub async fn clock(conn: &mut mysql_async::Conn) -> Result<String> {
+    let now: Option<String> = conn
+        .query_first("SELECT DATE_FORMAT(NOW(6), '%Y-%m-%d %H:%i:%s.%f')")
+        .await
+        .map_err(|err| Error::mysql("reading the source clock", err))?;
+    now.ok_or_else(|| Error::InvalidRequest("the source answered no clock".to_owned()))
+}
+
 /// Fixes the run's upper bound from the source's own clock or state, so the run always ends even
 /// under continuous writes: `NOW(6) - lag` for timestamp cursors, `MAX(id)` for id cursors.
 pub async fn ceiling(

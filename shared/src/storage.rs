@@ -8,7 +8,7 @@
 use aws_config::retry::RetryConfig;
 use aws_config::stalled_stream_protection::StalledStreamProtectionConfig;
 use aws_config::timeout::TimeoutConfig;
-use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
 use bytes::Bytes;
@@ -384,7 +384,7 @@ fn conditional_outcome<E, R>(
     context: impl FnOnce() -> String,
 ) -> Result<PutOutcome>
 where
-    E: std::error::Error + Send + Sync + 'static,
+    E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
     R: std::fmt::Debug + HttpStatus,
 {
     match response {
@@ -412,9 +412,12 @@ impl HttpStatus for aws_sdk_s3::config::http::HttpResponse {
     }
 }
 
+/// An S3 failure as one readable line: the service's code and message (with the fix for the
+/// common ones) rather than the SDK's debug dump of the whole response; transport failures keep
+/// their cause chain.
 fn s3_error<E, R>(context: String, err: SdkError<E, R>) -> Error
 where
-    E: std::error::Error + Send + Sync + 'static,
+    E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
     R: std::fmt::Debug + HttpStatus,
 {
     let retryable = match &err {
@@ -427,9 +430,24 @@ where
         }
         _ => false,
     };
+    let message = match (&err, err.code()) {
+        (SdkError::ServiceError(service), Some(code)) => {
+            let hint = match code {
+                "NoSuchBucket" => "; create the bucket, or correct the pipeline's `s3.bucket`",
+                "AccessDenied" => "; the credentials may not use this bucket or key: check the role's S3 permissions",
+                _ => "",
+            };
+            format!(
+                "{code}: {} (HTTP {}){hint}",
+                err.message().unwrap_or("no message"),
+                service.raw().status_code()
+            )
+        }
+        _ => DisplayErrorContext(&err).to_string(),
+    };
     Error::S3 {
         context,
-        message: DisplayErrorContext(&err).to_string(),
+        message,
         retryable,
     }
 }

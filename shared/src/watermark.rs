@@ -66,6 +66,17 @@ pub enum StageStatus {
     Failed,
 }
 
+impl std::fmt::Display for StageStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StageStatus::Idle => "idle",
+            StageStatus::Running => "running",
+            StageStatus::Succeeded => "succeeded",
+            StageStatus::Failed => "failed",
+        })
+    }
+}
+
 /// Extraction state.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -390,26 +401,25 @@ impl Watermark {
     pub fn set_cursor(
         &mut self,
         timestamp: Option<&str>,
-        id: Option<&str>,
+        key: Option<Vec<String>>,
         now: DateTime<Utc>,
     ) -> Result<String> {
-        if timestamp.is_none() && id.is_none() {
+        if timestamp.is_none() && key.is_none() {
             return Err(Error::InvalidRequest(
-                "give a timestamp, an id, or both".to_owned(),
+                "give a timestamp, a key, or both".to_owned(),
             ));
         }
         let before = self.extract.cursor.clone();
         if let Some(timestamp) = timestamp {
             self.extract.cursor.timestamp = Some(normalize_timestamp(timestamp)?);
+            // A new timestamp starts before every key of that instant: keeping the old key would
+            // skip the rows at exactly that timestamp with a lower key.
+            self.extract.cursor.key = Vec::new();
         }
-        if let Some(id) = id {
-            let parsed: i128 = id
-                .trim()
-                .parse()
-                .map_err(|_| Error::InvalidRequest(format!("`{id}` is not an integer id")))?;
-            self.extract.cursor.key = vec![parsed.to_string()];
+        if let Some(key) = key {
+            self.extract.cursor.key = key;
         }
-        let detail = format!("cursor {before:?} -> {:?}", self.extract.cursor);
+        let detail = format!("cursor {before} -> {}", self.extract.cursor);
         self.record_manual("set", detail.clone(), now);
         Ok(detail)
     }
@@ -534,7 +544,8 @@ pub fn compare_cursors(a: &Cursor, b: &Cursor) -> Ordering {
     })
 }
 
-fn compare_values(a: &str, b: &str) -> Ordering {
+/// Orders two key values: numerically when both are integers, else as text.
+pub fn compare_values(a: &str, b: &str) -> Ordering {
     match (a.parse::<i128>(), b.parse::<i128>()) {
         (Ok(x), Ok(y)) => x.cmp(&y),
         _ => a.cmp(b),
@@ -571,6 +582,38 @@ pub struct HistoryEntry {
     pub bytes: u64,
     /// When it was replaced, seconds since the epoch.
     pub replaced_at_epoch_seconds: i64,
+    /// What the version says, so that `restore` is not guesswork; `None` when it cannot be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<VersionSummary>,
+}
+
+/// The parts of a kept watermark version an operator chooses a `restore` by.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VersionSummary {
+    /// Its extraction cursor.
+    pub cursor: Cursor,
+    /// Its extraction status.
+    pub extract_status: StageStatus,
+    /// Its load status.
+    pub load_status: StageStatus,
+    /// Runs it lists as pending.
+    pub pending_runs: usize,
+    /// The run that held the lease in it: restoring a version taken mid-run brings that lease
+    /// back (release it with `unlock` once that run is gone).
+    pub lease_owner: Option<RunId>,
+}
+
+impl VersionSummary {
+    fn of(watermark: &Watermark) -> Self {
+        VersionSummary {
+            cursor: watermark.extract.cursor.clone(),
+            extract_status: watermark.extract.status,
+            load_status: watermark.load.status,
+            pending_runs: watermark.pending_runs.len(),
+            lease_owner: watermark.lease.as_ref().map(|lease| lease.owner.clone()),
+        }
+    }
 }
 
 /// Reads and writes watermarks of one pipeline's bucket.
@@ -689,12 +732,15 @@ impl WatermarkStore {
     /// The kept earlier versions, oldest first.
     pub async fn history(&self, pipeline: &str, table: &TableId) -> Result<Vec<HistoryEntry>> {
         let prefix = self.layout.watermark_history_prefix(pipeline, table);
-        Ok(self
-            .bucket
-            .list(&prefix)
-            .await?
-            .into_iter()
-            .map(|object| HistoryEntry {
+        let mut entries = Vec::new();
+        for object in self.bucket.list(&prefix).await? {
+            let summary = self
+                .bucket
+                .get(&object.key)
+                .await?
+                .and_then(|stored| serde_json::from_slice::<Watermark>(&stored.body).ok())
+                .map(|watermark| VersionSummary::of(&watermark));
+            entries.push(HistoryEntry {
                 version: object
                     .key
                     .strip_prefix(&prefix)
@@ -703,8 +749,10 @@ impl WatermarkStore {
                     .to_owned(),
                 bytes: object.size,
                 replaced_at_epoch_seconds: object.last_modified_epoch_seconds,
-            })
-            .collect())
+                summary,
+            });
+        }
+        Ok(entries)
     }
 
     /// Puts a kept version back as the current watermark (a compare-and-swap write itself; the

@@ -219,13 +219,17 @@ async fn set_keeps_unspecified_fields_and_reset_goes_back_to_the_start() {
     let manual = RunId::parse("manual").unwrap();
     store
         .update("p", &table, "orders", &manual, now(), |w| {
-            w.set_cursor(Some("2026-03-04 05:06:07.890123"), Some("99"), now())
+            w.set_cursor(
+                Some("2026-03-04 05:06:07.890123"),
+                Some(vec!["99".to_owned()]),
+                now(),
+            )
         })
         .await
         .unwrap();
     store
         .update("p", &table, "orders", &manual, now(), |w| {
-            w.set_cursor(None, Some("100"), now())
+            w.set_cursor(None, Some(vec!["100".to_owned()]), now())
         })
         .await
         .unwrap();
@@ -301,7 +305,7 @@ async fn a_corrupt_record_is_named_and_restore_fixes_it() {
     );
     let edit = store
         .update("p", &table, "orders", &manual, now(), |w| {
-            w.set_cursor(None, Some("1"), now())
+            w.set_cursor(None, Some(vec!["1".to_owned()]), now())
         })
         .await;
     assert!(

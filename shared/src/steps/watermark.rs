@@ -353,9 +353,17 @@ pub struct SetRequest {
     /// `YYYY-MM-DD HH:MM:SS[.ffffff]`.
     #[serde(default)]
     pub timestamp: Option<String>,
-    /// Integer id.
+    /// Integer id: the key of a table whose key (or `id_only` id column) is one integer column.
     #[serde(default)]
     pub id: Option<String>,
+    /// The key values, in key order: one per key column (`key_columns`, else the primary key;
+    /// the id column for `id_only`). Give this or `id`, not both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<Vec<String>>,
+    /// Accept a cursor beyond the source's clock (or, for `id_only`, beyond its largest id):
+    /// every sync then succeeds with 0 rows until the source reaches it. Default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
 }
 
 /// `reset`.
@@ -866,8 +874,9 @@ pub async fn fail(services: &Services, request: &FailRequest) -> Result<Watermar
     Ok(watermark)
 }
 
-/// Text of a Step Functions error object (`Error` and `Cause`), or of any JSON.
-fn describe_error(error: &serde_json::Value) -> String {
+/// Text of a Step Functions error object (`Error` and `Cause`), or of any JSON: `Kind: message`,
+/// with a Lambda error's JSON `Cause` reduced to its `errorMessage`.
+pub fn describe_error(error: &serde_json::Value) -> String {
     match error {
         serde_json::Value::String(text) => text.clone(),
         serde_json::Value::Object(map) => {
@@ -996,14 +1005,91 @@ async fn edit(
     Ok(EditResult { message, watermark })
 }
 
-/// `set`.
+/// `set`: checks the new cursor against the source first — as many key values as the table's
+/// key has, and not beyond the source's clock or largest id unless `force` — then writes it.
 pub async fn set(services: &Services, request: &SetRequest) -> Result<EditResult> {
+    let (_, pipeline, table_config, table) =
+        locate_table(services, request.pipeline.as_deref(), &request.table)?;
+    let key = match (&request.id, &request.key) {
+        (Some(_), Some(_)) => {
+            return Err(Error::InvalidRequest(
+                "give `id` or `key`, not both".to_owned(),
+            ))
+        }
+        (Some(id), None) => {
+            let parsed: i128 = id
+                .trim()
+                .parse()
+                .map_err(|_| Error::InvalidRequest(format!("`{id}` is not an integer id")))?;
+            Some(vec![parsed.to_string()])
+        }
+        (None, key) => key.clone(),
+    };
+    let timestamp = request
+        .timestamp
+        .as_deref()
+        .map(crate::watermark::normalize_timestamp)
+        .transpose()?;
+    let strategy = table_config.cdc_strategy;
+    if strategy == CdcStrategy::FullSync {
+        return Err(Error::InvalidRequest(format!(
+            "`{table}` uses `full_sync`, which reads the whole table every run and has no cursor to set"
+        )));
+    }
+    if timestamp.is_some() && strategy == CdcStrategy::IdOnly {
+        return Err(Error::InvalidRequest(format!(
+            "`{table}` uses `id_only`: its cursor is an id; set it with `--id` (or `--key`)"
+        )));
+    }
+    let view = inspect_source(services, pipeline, table_config, &table, SyncMode::Full).await?;
+    let key_names: Vec<String> = match strategy {
+        CdcStrategy::IdOnly => table_config
+            .cursor_column
+            .clone()
+            .or_else(|| view.key_columns.first().cloned())
+            .into_iter()
+            .collect(),
+        _ => view.key_columns.clone(),
+    };
+    if let Some(key) = &key {
+        if key.len() != key_names.len() {
+            return Err(Error::InvalidRequest(format!(
+                "`{table}`'s cursor key is ({}): {} value(s), in that order, and {} were given; set it with one `--key VALUE` per column{}",
+                key_names.join(", "),
+                key_names.len(),
+                key.len(),
+                if key_names.len() == 1 { ", or `--id N`" } else { "" }
+            )));
+        }
+    }
+    if !request.force {
+        let beyond = match (&timestamp, &key, strategy) {
+            (Some(timestamp), _, _) => {
+                let source = services.source(pipeline).await?;
+                let mut conn = source.conn().await?;
+                let now = source
+                    .within("reading the source clock", crate::source::clock(&mut conn))
+                    .await?;
+                (timestamp.as_str() > now.as_str()).then(|| {
+                    format!("`{timestamp}` is after the source's clock (`NOW()` = `{now}`, UTC)")
+                })
+            }
+            (None, Some(key), CdcStrategy::IdOnly) => match (key.first(), &view.ceiling.id) {
+                (Some(id), Some(max)) if crate::watermark::compare_values(id, max).is_gt() => Some(
+                    format!("id `{id}` is beyond the table's largest id `{max}`"),
+                ),
+                _ => None,
+            },
+            _ => None,
+        };
+        if let Some(beyond) = beyond {
+            return Err(Error::InvalidRequest(format!(
+                "{beyond}: every sync would succeed with 0 rows until the source gets there; check the value (TIMESTAMP columns are in UTC), or pass `--force` if that is what you want"
+            )));
+        }
+    }
     edit(services, request.pipeline.as_deref(), &request.table, |w| {
-        w.set_cursor(
-            request.timestamp.as_deref(),
-            request.id.as_deref(),
-            Utc::now(),
-        )
+        w.set_cursor(timestamp.as_deref(), key.clone(), Utc::now())
     })
     .await
 }

@@ -437,3 +437,88 @@ async fn usage_errors_and_service_errors_read_as_documented() {
     .await
     .unwrap();
 }
+
+/// `sync --limit N` whose lookback window holds N rows or more cannot move the cursor: it fails
+/// saying so (it used to succeed, re-reading the same rows forever); a larger limit progresses.
+#[tokio::test]
+async fn a_limit_smaller_than_the_lookback_window_says_so() {
+    TestMysql::run(async |mysql| {
+        let yaml = "      \"{db}.merged\":\n        cursor_column: updated_at\n        lag: 0s\n        lookback: 1h\n";
+        let scenario = Scenario::new(mysql, BINARY, yaml).await?;
+        let mut conn = mysql.conn().await?;
+        conn.query_drop(create_table("merged")).await?;
+        insert_rows(&mut conn, "merged", 1, 30, "2025-01-01 00:00:00").await?;
+        scenario.sync_ok("merged")?;
+        insert_rows(&mut conn, "merged", 31, 35, "2025-01-01 00:10:00").await?;
+        let table = mysql.table("merged").to_string();
+        let before = scenario.watermark("merged").await?.context("no watermark")?;
+        let out = scenario.run(&["sync", "-t", &table, "--limit", "5"], None);
+        let said = describe(&out);
+        ensure!(out.status.code() == Some(1), "{said}");
+        ensure!(
+            said.contains("`--limit 5`") && said.contains("lookback") && said.contains("nothing was committed"),
+            "{said}"
+        );
+        let after = scenario.watermark("merged").await?.context("no watermark")?;
+        ensure!(
+            after.extract.cursor == before.extract.cursor && after.pending_runs.is_empty(),
+            "the refused run changed the watermark: {after:?}"
+        );
+        let out = scenario.run(&["sync", "-t", &table, "--limit", "40"], None);
+        ensure!(out.status.success(), "{}", describe(&out));
+        let checked = scenario.check(Mode::Merge, "merged").await?;
+        ensure!(checked.rows == 35, "{} rows compared", checked.rows);
+        scenario.cleanup().await
+    })
+    .await
+    .unwrap();
+}
+
+/// A NUL byte in a text value stopped the PostgreSQL load as "db error", and the table stayed
+/// stuck. Now the extraction refuses it before anything is committed, naming the column and the
+/// row and the setting; with `nul_in_text: strip` the row arrives without it.
+#[tokio::test]
+async fn a_nul_byte_in_text_is_refused_with_the_fix_or_stripped() {
+    TestMysql::run(async |mysql| {
+        let scenario = Scenario::new(mysql, BINARY, &merged_table("merged", "")).await?;
+        let mut conn = mysql.conn().await?;
+        conn.query_drop(create_table("merged")).await?;
+        insert_rows(&mut conn, "merged", 1, 20, "2025-01-01 00:00:00").await?;
+        conn.query_drop("UPDATE merged SET v = CONCAT('bad', CHAR(0), 'value') WHERE id = 7")
+            .await?;
+        let out = scenario.sync("merged", None);
+        let said = describe(&out);
+        ensure!(out.status.code() == Some(1), "{said}");
+        ensure!(
+            said.contains("column `v`") && said.contains("`7`") && said.contains("nul_in_text"),
+            "{said}"
+        );
+        let watermark = scenario
+            .watermark("merged")
+            .await?
+            .context("no watermark")?;
+        ensure!(
+            watermark.pending_runs.is_empty() && watermark.extract.cursor.is_start(),
+            "a run was committed: {watermark:?}"
+        );
+        scenario.set_config(
+            &[
+                "pipelines",
+                "p",
+                "tables",
+                &format!("{}.merged", mysql.database()),
+                "nul_in_text",
+            ],
+            "strip",
+        )?;
+        scenario.sync_ok("merged")?;
+        conn.query_drop("UPDATE merged SET v = REPLACE(v, CHAR(0), '') WHERE id = 7")
+            .await?;
+        // The source now holds what the target was given; the check compares every row.
+        let checked = scenario.check(Mode::Merge, "merged").await?;
+        ensure!(checked.rows == 20, "{} rows compared", checked.rows);
+        scenario.cleanup().await
+    })
+    .await
+    .unwrap();
+}

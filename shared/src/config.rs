@@ -15,7 +15,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::error::{Error, Result};
 use crate::naming::{self, TableId};
 use crate::schema::{
-    DistStyle, JsonTarget, OversizePolicy, RedshiftTableOptions, SchemaOptions, Warehouse,
+    DistStyle, JsonTarget, NulPolicy, OversizePolicy, RedshiftTableOptions, SchemaOptions,
+    Warehouse,
 };
 use crate::secret::{SecretString, MASK};
 
@@ -414,6 +415,12 @@ pub struct TableConfig {
     /// `null`. Counted and logged. PostgreSQL targets ignore it: they hold such values whole.
     #[serde(default)]
     pub oversize_in_redshift: OversizePolicy,
+    /// A NUL byte (U+0000) in a text or JSON value, which PostgreSQL refuses and Redshift's COPY
+    /// treats as a terminator: `fail` (default: the run stops before anything is committed,
+    /// naming the column and row), `strip` (the NUL bytes are removed) or `replace` (each becomes
+    /// U+FFFD). Counted and logged. Binary columns keep NUL bytes: they are data there.
+    #[serde(default)]
+    pub nul_in_text: NulPolicy,
 }
 
 /// Column selection and per-column overrides.

@@ -32,13 +32,13 @@ use crate::manifest::{parse_json, ChunkManifest, Cursor, MANIFEST_FORMAT_VERSION
 use crate::naming::{quote_mysql, StorageLayout, TableId};
 use crate::parquet_sink::{FileCompression, ParquetSink, SinkBatch, SinkOptions};
 use crate::run::RunContext;
-use crate::schema::{self, OversizePolicy, TableSchema, Warehouse};
+use crate::schema::{self, TableSchema, Warehouse};
 use crate::source::{within, Source};
 use crate::storage::Bucket;
 
 pub use custom_sql::validate_custom_sql;
 
-use decode::{cursor_key, cursor_timestamp, BatchBuilder, RowPosition};
+use decode::{cursor_key, cursor_timestamp, BatchBuilder, RowPosition, ValueRules};
 use query::{Order, PageQuery, ReadPlan};
 
 /// A batch also ends when its variable-length values reach this many bytes, so that wide rows
@@ -490,16 +490,19 @@ pub async fn extract_chunk(
         )?
     };
 
-    let oversize = match options.target {
-        Warehouse::Redshift => Some(table.oversize_in_redshift),
-        Warehouse::Postgres => None,
+    let rules = ValueRules {
+        oversize: match options.target {
+            Warehouse::Redshift => Some(table.oversize_in_redshift),
+            Warehouse::Postgres => None,
+        },
+        nul: table.nul_in_text,
     };
     let mut reader = Reader::new(
         &read,
         schema,
         options,
         &sink,
-        oversize,
+        rules,
         &run.key_columns,
         source.read_timeout(),
     )?;
@@ -548,6 +551,16 @@ pub async fn extract_chunk(
     let written = sink.finish().await?;
 
     manifest.rows += rows_read;
+    let nul_altered: u64 = written.files.iter().map(|f| f.altered.nul_altered).sum();
+    if nul_altered > 0 {
+        tracing::warn!(
+            table = %table_id,
+            chunk,
+            values = nul_altered,
+            policy = ?table.nul_in_text,
+            "text values held NUL bytes, which no warehouse takes in text; they were stripped or replaced (`nul_in_text`)"
+        );
+    }
     for file in &written.files {
         manifest.zero_dates_nulled += file.altered.zero_dates;
         manifest.oversize_truncated += file.altered.oversize_truncated;
@@ -785,7 +798,7 @@ impl<'a> Reader<'a> {
         schema: &'a TableSchema,
         options: &'a ExtractOptions,
         sink: &'a ParquetSink,
-        oversize: Option<OversizePolicy>,
+        rules: ValueRules,
         key_columns: &[String],
         read_timeout: Duration,
     ) -> Result<Self> {
@@ -797,7 +810,7 @@ impl<'a> Reader<'a> {
             builder: BatchBuilder::new(
                 schema,
                 options.batch_rows.clamp(1, 1 << 20),
-                oversize,
+                rules,
                 key_columns,
             )?,
             bounds: BatchBounds::default(),

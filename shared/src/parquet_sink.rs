@@ -72,6 +72,8 @@ pub struct AlteredValues {
     pub oversize_truncated: u64,
     /// Values longer than their Redshift column, written as NULL.
     pub oversize_nulled: u64,
+    /// Text values whose NUL bytes were stripped or replaced (`nul_in_text`).
+    pub nul_altered: u64,
 }
 
 impl std::ops::AddAssign for AlteredValues {
@@ -79,6 +81,7 @@ impl std::ops::AddAssign for AlteredValues {
         self.zero_dates += other.zero_dates;
         self.oversize_truncated += other.oversize_truncated;
         self.oversize_nulled += other.oversize_nulled;
+        self.nul_altered += other.nul_altered;
     }
 }
 

@@ -130,6 +130,20 @@ pub enum OversizePolicy {
     Null,
 }
 
+/// What becomes of a NUL byte (U+0000) in a text value: PostgreSQL refuses it in `text`, and
+/// Redshift's loading guide treats it as a terminator that fails a COPY. Applied for every target.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NulPolicy {
+    /// The extraction fails before anything is committed, naming the column and the row.
+    #[default]
+    Fail,
+    /// NUL bytes are removed from the value. Counted and logged.
+    Strip,
+    /// Each NUL byte becomes U+FFFD (the replacement character). Counted and logged.
+    Replace,
+}
+
 impl OversizePolicy {
     /// Whether this policy can write NULL for a value of this type, so that its column must be
     /// nullable: `null` for every type that can outgrow its Redshift column, `truncate` for JSON.

@@ -24,7 +24,7 @@ use mysql_async::Value;
 use crate::error::{Error, Result};
 use crate::manifest::Cursor;
 use crate::parquet_sink::AlteredValues;
-use crate::schema::{Column, ColumnType, OversizePolicy, TableSchema};
+use crate::schema::{Column, ColumnType, NulPolicy, OversizePolicy, TableSchema};
 
 /// A MySQL DATE/DATETIME/TIMESTAMP as the binary protocol sends it:
 /// (year, month, day, hour, minute, second, microsecond). Orders like the value.
@@ -358,7 +358,19 @@ struct ColumnDecoder {
     nullable: bool,
     fraction_digits: usize,
     oversize: Option<OversizeRule>,
+    /// For text columns (where a NUL byte cannot go): what becomes of one.
+    nul: Option<NulPolicy>,
     builder: Builder,
+}
+
+/// How values that the warehouse cannot hold as they are get written: longer than their
+/// Redshift column (`oversize`, for a Redshift target) or holding a NUL byte (`nul`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ValueRules {
+    /// The table's `oversize_in_redshift` when the target is Redshift.
+    pub oversize: Option<OversizePolicy>,
+    /// The table's `nul_in_text`.
+    pub nul: NulPolicy,
 }
 
 /// Builds one RecordBatch at a time from rows, in the schema's column order.
@@ -379,7 +391,7 @@ impl BatchBuilder {
     pub fn new(
         schema: &TableSchema,
         capacity: usize,
-        oversize: Option<OversizePolicy>,
+        rules: ValueRules,
         key_columns: &[String],
     ) -> Result<Self> {
         let mut columns = Vec::with_capacity(schema.columns.len());
@@ -387,7 +399,8 @@ impl BatchBuilder {
             let key = key_columns
                 .iter()
                 .any(|k| schema.column(k).is_some_and(|c| c.name == column.name));
-            let rule = oversize.zip(column.ty.redshift_max_value_octets());
+            let rule = rules.oversize.zip(column.ty.redshift_max_value_octets());
+            let builder = new_builder(&column.ty, capacity)?;
             columns.push(ColumnDecoder {
                 name: column.name.clone(),
                 ty: column.ty.clone(),
@@ -398,7 +411,13 @@ impl BatchBuilder {
                     policy: if key { OversizePolicy::Fail } else { policy },
                     key,
                 }),
-                builder: new_builder(&column.ty, capacity)?,
+                // A key value is never changed (two keys could become one).
+                nul: matches!(builder, Builder::Utf8(_)).then_some(if key {
+                    NulPolicy::Fail
+                } else {
+                    rules.nul
+                }),
+                builder,
             });
         }
         Ok(BatchBuilder {
@@ -445,6 +464,18 @@ impl BatchBuilder {
                     self.altered.oversize_truncated += 1;
                 }
                 Ok(Appended::OversizeNulled) => self.altered.oversize_nulled += 1,
+                Ok(Appended::NulAltered(bytes)) => {
+                    self.value_bytes += bytes;
+                    self.altered.nul_altered += 1;
+                }
+                Err(Refusal::Nul) => {
+                    return Err(Error::Schema(format!(
+                        "`{}`: column `{}` holds a NUL byte (U+0000) at {}, which PostgreSQL refuses in text and Redshift's COPY treats as a terminator; set `nul_in_text: strip` (remove it) or `nul_in_text: replace` (U+FFFD) in the table's config, or clean the value in the source; nothing was committed",
+                        self.table,
+                        decoder.name,
+                        row()
+                    )))
+                }
                 Err(Refusal::Invalid(reason)) => {
                     return Err(Error::Schema(format!(
                         "column `{}`: {reason}",
@@ -584,6 +615,8 @@ enum Appended {
     Truncated(usize),
     /// A value too long for Redshift, written as NULL.
     OversizeNulled,
+    /// A text value whose NUL bytes were stripped or replaced; the bytes it added.
+    NulAltered(usize),
 }
 
 /// Why a value was not appended.
@@ -592,6 +625,8 @@ enum Refusal {
     Invalid(String),
     /// A value longer than its Redshift column, under `fail` or in a key column.
     Oversize { octets: usize, rule: OversizeRule },
+    /// A text value with a NUL byte, under `nul_in_text: fail` or in a key column.
+    Nul,
 }
 
 fn integer(value: &Value) -> std::result::Result<i128, String> {
@@ -608,6 +643,35 @@ fn narrow<T: TryFrom<i128>>(value: i128, type_name: &str) -> std::result::Result
 
 impl ColumnDecoder {
     fn append(&mut self, value: Value) -> std::result::Result<Appended, Refusal> {
+        let (value, nul_altered) = match (self.nul, value) {
+            (Some(policy), Value::Bytes(raw)) if raw.contains(&0) => match policy {
+                NulPolicy::Fail => return Err(Refusal::Nul),
+                NulPolicy::Strip => (
+                    Value::Bytes(raw.into_iter().filter(|&b| b != 0).collect()),
+                    true,
+                ),
+                NulPolicy::Replace => {
+                    let mut replaced = Vec::with_capacity(raw.len() + 8);
+                    for byte in raw {
+                        match byte {
+                            0 => replaced.extend_from_slice("\u{FFFD}".as_bytes()),
+                            other => replaced.push(other),
+                        }
+                    }
+                    (Value::Bytes(replaced), true)
+                }
+            },
+            (_, value) => (value, false),
+        };
+        let appended = self.append_sized(value)?;
+        match appended {
+            Appended::Value(bytes) if nul_altered => Ok(Appended::NulAltered(bytes)),
+            other => Ok(other),
+        }
+    }
+
+    /// Appends a value, held to its Redshift column's length when the rule says so.
+    fn append_sized(&mut self, value: Value) -> std::result::Result<Appended, Refusal> {
         match (self.oversize, value) {
             (Some(rule), Value::Bytes(raw)) if raw.len() > rule.max_octets => {
                 self.append_oversize(raw, rule)
@@ -936,7 +1000,11 @@ mod tests {
         schema_policy: OversizePolicy,
     ) -> Result<(RecordBatch, AlteredValues)> {
         let schema = wide_schema(schema_policy);
-        let mut builder = BatchBuilder::new(&schema, 1, target_policy, &["id".to_owned()])?;
+        let rules = ValueRules {
+            oversize: target_policy,
+            nul: NulPolicy::Fail,
+        };
+        let mut builder = BatchBuilder::new(&schema, 1, rules, &["id".to_owned()])?;
         builder.append(oversize_row(), || "key `id` = `7`".to_owned())?;
         builder.finish()
     }
@@ -998,7 +1066,58 @@ mod tests {
                 zero_dates: 0,
                 oversize_truncated: 2,
                 oversize_nulled: 1,
+                nul_altered: 0,
             }
+        );
+    }
+
+    #[test]
+    fn nul_bytes_in_text_fail_or_are_stripped_or_replaced_but_never_in_a_key() {
+        use arrow_array::cast::AsArray;
+        let schema = wide_schema(OversizePolicy::Fail);
+        let row = || {
+            vec![
+                Some(Value::Int(7)),
+                Some(Value::Bytes(b"a\0b\0".to_vec())),
+                Some(Value::Bytes(b"{}".to_vec())),
+                Some(Value::Bytes(vec![0, 1])),
+                Some(Value::Bytes(b"n".to_vec())),
+            ]
+        };
+        let decode = |nul: NulPolicy, keys: &[String]| {
+            let rules = ValueRules {
+                oversize: None,
+                nul,
+            };
+            let mut builder = BatchBuilder::new(&schema, 1, rules, keys)?;
+            builder.append(row(), || "key `id` = `7`".to_owned())?;
+            builder.finish()
+        };
+        let err = decode(NulPolicy::Fail, &["id".to_owned()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("column `body`")
+                && err.contains("key `id` = `7`")
+                && err.contains("nul_in_text: strip"),
+            "{err}"
+        );
+        let (batch, altered) = decode(NulPolicy::Strip, &["id".to_owned()]).unwrap();
+        assert_eq!(batch.column(1).as_string::<i32>().value(0), "ab");
+        assert_eq!(altered.nul_altered, 1);
+        assert_eq!(
+            batch.column(3).as_binary::<i32>().value(0),
+            &[0, 1],
+            "binary keeps NUL"
+        );
+        let (batch, _) = decode(NulPolicy::Replace, &["id".to_owned()]).unwrap();
+        assert_eq!(
+            batch.column(1).as_string::<i32>().value(0),
+            "a\u{FFFD}b\u{FFFD}"
+        );
+        assert!(
+            decode(NulPolicy::Strip, &["body".to_owned()]).is_err(),
+            "a key is never changed"
         );
     }
 
@@ -1028,13 +1147,11 @@ mod tests {
     #[test]
     fn a_key_column_is_never_cut() {
         let schema = wide_schema(OversizePolicy::Truncate);
-        let mut builder = BatchBuilder::new(
-            &schema,
-            1,
-            Some(OversizePolicy::Truncate),
-            &["BODY".to_owned()],
-        )
-        .unwrap();
+        let rules = ValueRules {
+            oversize: Some(OversizePolicy::Truncate),
+            nul: NulPolicy::Fail,
+        };
+        let mut builder = BatchBuilder::new(&schema, 1, rules, &["BODY".to_owned()]).unwrap();
         let err = builder
             .append(oversize_row(), || {
                 "cursor `updated_at` = `2025-01-01`".to_owned()

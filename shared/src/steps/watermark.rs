@@ -792,6 +792,7 @@ pub async fn commit(services: &Services, request: &CommitRequest) -> Result<Comm
     let (watermark, newly_committed) = store
         .update(&run.pipeline, &table, &run.target, &run.run_id, now, |w| {
             w.require_lease(&run.run_id)?;
+            refuse_a_limit_that_cannot_progress(run, &run_manifest, &w.extract.cursor)?;
             let newly = w.apply_commit(&run_manifest, &manifest_key, now)?;
             if run.mode == SyncMode::BackupOnly {
                 w.release_lease(&run.run_id);
@@ -820,6 +821,26 @@ pub async fn commit(services: &Services, request: &CommitRequest) -> Result<Comm
         pending_runs: watermark.pending_runs.len() as u64,
         newly_committed,
     })
+}
+
+/// A run cut short by `--limit` whose rows all lie at or before the stored cursor re-read only
+/// the lookback window: committing it would succeed without moving the cursor, and so would
+/// every later run with that limit. Refused, with the fix.
+fn refuse_a_limit_that_cannot_progress(
+    run: &RunContext,
+    manifest: &RunManifest,
+    cursor: &Cursor,
+) -> Result<()> {
+    let (Some(limit), Some(max)) = (run.limit, &manifest.max_cursor) else {
+        return Ok(());
+    };
+    if manifest.rows < limit || compare_cursors(max, cursor).is_gt() {
+        return Ok(());
+    }
+    Err(Error::InvalidRequest(format!(
+        "`--limit {limit}` is no larger than the rows `{}` re-reads in its lookback window: this run read {} row(s), none after the cursor ({cursor}), so the cursor cannot move; raise `--limit` above the rows changed within `lookback` of the cursor, or sync without `--limit`; nothing was committed",
+        run.table, manifest.rows
+    )))
 }
 
 /// `commit_load`: marks runs loaded, counts their rows once, releases the lease.

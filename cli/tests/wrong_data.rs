@@ -522,3 +522,46 @@ async fn a_nul_byte_in_text_is_refused_with_the_fix_or_stripped() {
     .await
     .unwrap();
 }
+
+/// A 64-character column name does not fit PostgreSQL: the sync is refused at begin, before any
+/// run is committed, naming the column and the fix; once the column is excluded the table syncs
+/// (no run committed under the old config is left to fail the load).
+#[tokio::test]
+async fn a_column_name_too_long_for_the_target_is_refused_before_any_run_commits() {
+    TestMysql::run(async |mysql| {
+        let scenario = Scenario::new(mysql, BINARY, &merged_table("merged", "")).await?;
+        let mut conn = mysql.conn().await?;
+        conn.query_drop(create_table("merged")).await?;
+        insert_rows(&mut conn, "merged", 1, 20, "2025-01-01 00:00:00").await?;
+        let long = "c".repeat(64);
+        conn.query_drop(format!("ALTER TABLE merged ADD COLUMN `{long}` INT"))
+            .await?;
+        let out = scenario.sync("merged", None);
+        let said = describe(&out);
+        ensure!(out.status.code() == Some(1), "{said}");
+        ensure!(
+            said.contains(&format!("column `{long}`")) && said.contains("exclude"),
+            "the error must name the column and the fix: {said}"
+        );
+        let watermark = scenario.watermark("merged").await?;
+        ensure!(
+            watermark.as_ref().is_none_or(|w| w.pending_runs.is_empty()),
+            "a run that cannot load was committed: {watermark:?}"
+        );
+        scenario.set_config(
+            &[
+                "pipelines",
+                "p",
+                "tables",
+                &format!("{}.merged", mysql.database()),
+                "columns",
+            ],
+            &format!("{{ exclude: [{long}] }}"),
+        )?;
+        scenario.sync_ok("merged")?;
+        scenario.check(Mode::Merge, "merged").await?;
+        scenario.cleanup().await
+    })
+    .await
+    .unwrap();
+}

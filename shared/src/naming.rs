@@ -11,8 +11,8 @@ use crate::error::{Error, Result};
 const MYSQL_IDENTIFIER_MAX_CHARS: usize = 64;
 /// Longest Redshift identifier, in bytes.
 const REDSHIFT_IDENTIFIER_MAX_BYTES: usize = 127;
-/// Longest PostgreSQL identifier, in bytes (NAMEDATALEN - 1).
-const POSTGRES_IDENTIFIER_MAX_BYTES: usize = 63;
+/// The longest identifier PostgreSQL keeps whole (it silently cuts longer ones).
+pub const POSTGRES_IDENTIFIER_MAX_BYTES: usize = 63;
 
 /// A source table, `database.table`, as written in a pipeline's `tables`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -1169,7 +1169,16 @@ impl TableSchema {
     /// `CREATE TABLE IF NOT EXISTS` for PostgreSQL; also checks every name fits PostgreSQL.
     pub fn postgres_ddl(&self, schema: &str, table: &str) -> Result<String> {
         for column in &self.columns {
-            naming::check_postgres_identifier(&column.target_name)?;
+            naming::check_postgres_identifier(&column.target_name).map_err(|_| {
+                Error::Schema(format!(
+                    "column `{}` of `{}` is too long for a PostgreSQL name ({} bytes at most); runs committed with it cannot load: leave it out with `columns: {{ exclude: [{}] }}`, then drop those runs with `tidemark watermark reset -t {} --drop-pending --yes` and sync again",
+                    column.name,
+                    self.table,
+                    naming::POSTGRES_IDENTIFIER_MAX_BYTES,
+                    column.name,
+                    self.table
+                ))
+            })?;
         }
         naming::check_postgres_identifier(&naming::target_identifier(schema)?)?;
         naming::check_postgres_identifier(&naming::target_identifier(table)?)?;

@@ -652,6 +652,21 @@ pub(super) async fn inspect_source(
             schema::discover(&mut conn, table, &table_config.schema_options()),
         )
         .await?;
+    if services.config.target_warehouse(pipeline)? == schema::Warehouse::Postgres {
+        // Checked here, before a run exists: a run committed with a name the target cannot take
+        // could never load.
+        for column in &schema.columns {
+            if naming::check_postgres_identifier(&column.target_name).is_err() {
+                return Err(Error::Schema(format!(
+                    "column `{}` of `{table}` is {} bytes long, and PostgreSQL names are at most {} bytes (it would cut the name): leave it out with `columns: {{ exclude: [{}] }}`, or rename it in the source",
+                    column.name,
+                    column.target_name.len(),
+                    naming::POSTGRES_IDENTIFIER_MAX_BYTES,
+                    column.name
+                )));
+            }
+        }
+    }
     let key_columns = match &table_config.key_columns {
         Some(keys) => keys.clone(),
         None => schema.primary_key.clone(),

@@ -294,6 +294,9 @@ async fn dry_run(
                     lines.push(format!("    with ? = {}", read.params.join(", ")));
                 }
             }
+            if let Some(warning) = &preview.warning {
+                lines.push(format!("  WARNING: {warning}"));
+            }
             lines.push(format!("  pending runs: {}", preview.pending_runs));
             if let Some(owner) = &preview.locked_by {
                 lines.push(format!(

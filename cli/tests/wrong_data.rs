@@ -284,6 +284,23 @@ async fn watermark_set_refuses_a_future_cursor_and_a_key_of_the_wrong_width() {
             cursor.timestamp.as_deref() == Some("2999-01-01 00:00:00.000000") && cursor.key.is_empty(),
             "a new timestamp must start before every key of that instant: {cursor:?}"
         );
+        // A forced future cursor: the sync and the dry run say why nothing is read.
+        let sync = scenario.run(&["sync", "-t", &table], None);
+        let said = describe(&sync);
+        ensure!(
+            sync.status.success() && said.contains("after this run's ceiling"),
+            "the sync must say its start is beyond its ceiling: {said}"
+        );
+        let dry = scenario.run(&["--json", "sync", "-t", &table, "--dry-run"], None);
+        let said = describe(&dry);
+        let document: serde_json::Value = serde_json::from_slice(&dry.stdout)
+            .with_context(|| format!("dry run: {said}"))?;
+        let preview = &document["tables"][0];
+        ensure!(
+            preview["warning"].as_str().is_some_and(|w| w.contains("after this run's ceiling"))
+                && preview["read"]["estimated_rows"] == 0,
+            "the dry run must warn and predict no rows: {document}"
+        );
         let history = scenario.run(&["watermark", "history", "-t", &table], None);
         let said = describe(&history);
         ensure!(

@@ -47,6 +47,10 @@ pub struct RunPreview {
     /// The statements of the load (creating the target if missing, then one transaction), with
     /// this run's files not yet known; absent for `backup_only`.
     pub load_sql: Option<String>,
+    /// Why the run would read nothing whatever the source holds (its start is beyond its
+    /// ceiling), when it would not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 /// The dry run of `table` in `pipeline` under `mode` (with `limit`, as `sync --limit`).
@@ -100,7 +104,7 @@ pub async fn preview(
         limit,
         lease_expires_at: now,
     };
-    let read = if mode == SyncMode::RedshiftOnly {
+    let mut read = if mode == SyncMode::RedshiftOnly {
         None
     } else {
         let source = services.source(pipeline).await?;
@@ -150,7 +154,12 @@ pub async fn preview(
             None => None,
         }
     };
+    let warning = super::watermark::start_beyond_ceiling(&run.start_cursor, &ceiling);
+    if let (Some(_), Some(read)) = (&warning, read.as_mut()) {
+        read.estimated_rows = 0;
+    }
     Ok(RunPreview {
+        warning,
         table: table_id.to_string(),
         strategy: table_config.cdc_strategy.to_string(),
         load: table_config.load_mode(),

@@ -580,6 +580,10 @@ pub async fn begin(services: &Services, request: &BeginRequest) -> Result<RunCon
             return Err(err);
         }
     };
+    let start = start_cursor(&watermark.extract.cursor, table_config)?;
+    if let Some(warning) = start_beyond_ceiling(&start, &ceiling) {
+        tracing::warn!(table = %table, "{warning}");
+    }
     Ok(RunContext {
         pipeline: pipeline_name,
         table: table.to_string(),
@@ -588,7 +592,7 @@ pub async fn begin(services: &Services, request: &BeginRequest) -> Result<RunCon
         mode: request.mode,
         strategy: table_config.cdc_strategy,
         load_mode: table_config.load_mode(),
-        start_cursor: start_cursor(&watermark.extract.cursor, table_config)?,
+        start_cursor: start,
         ceiling,
         schema_fingerprint: fingerprint,
         key_columns,
@@ -598,6 +602,18 @@ pub async fn begin(services: &Services, request: &BeginRequest) -> Result<RunCon
 }
 
 type PreparedRun = (manifest::Ceiling, String, Vec<String>);
+
+/// Why a run starting at `start` reads nothing however the source changes, when its timestamp
+/// lies beyond the run's `ceiling` (a `watermark set` into the future, or a source clock moved
+/// back): every such sync succeeds with 0 rows until the source's clock passes the cursor.
+pub fn start_beyond_ceiling(start: &Cursor, ceiling: &manifest::Ceiling) -> Option<String> {
+    match (&start.timestamp, &ceiling.timestamp) {
+        (Some(start), Some(ceiling)) if start > ceiling => Some(format!(
+            "the cursor `{start}` is after this run's ceiling `{ceiling}` (the source's clock less `lag`): syncs read nothing until the source's clock passes it; if that is a mistake, move it back with `tidemark watermark set`"
+        )),
+        _ => None,
+    }
+}
 
 async fn prepare_run(
     services: &Services,

@@ -1,9 +1,26 @@
 //! How commands print: one JSON document with `--json`, plain lines otherwise. Nothing else in
 //! the CLI writes to stdout.
 
+/// Exit status when stdout's reader went away (`tidemark --json … | head`): 128 + SIGPIPE, as
+/// a Unix tool killed by the signal reports.
+const BROKEN_PIPE_EXIT: i32 = 141;
+
+/// Writes one line to stdout. A reader that closed the pipe ends the process quietly (no panic,
+/// no message) with [`BROKEN_PIPE_EXIT`].
+pub(crate) fn print_line(line: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(err) = writeln!(stdout, "{line}").and_then(|()| stdout.flush()) {
+        if err.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(BROKEN_PIPE_EXIT);
+        }
+        eprintln!("error: cannot write to stdout: {err}");
+    }
+}
+
 /// Prints one JSON document.
 pub(crate) fn print_json(value: &serde_json::Value) {
-    println!("{value:#}");
+    print_line(&format!("{value:#}"));
 }
 
 /// Prints a serializable answer as JSON, or the given human lines.
@@ -19,7 +36,7 @@ pub(crate) fn emit<T: serde::Serialize>(
         }
     } else {
         for line in human() {
-            println!("{line}");
+            print_line(&line);
         }
     }
 }

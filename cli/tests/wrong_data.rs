@@ -582,3 +582,17 @@ async fn a_column_name_too_long_for_the_target_is_refused_before_any_run_commits
     .await
     .unwrap();
 }
+
+/// `tidemark --json … | head`: a reader that closes the pipe ends tidemark quietly with 141
+/// (128 + SIGPIPE), as other Unix tools end; it used to panic with exit 101.
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    let script = format!("(sleep 0.3; exec {BINARY} --json frobnicate 2>/tmp/tidemark-pipe-$$) | true; echo ${{PIPESTATUS[0]}}; cat /tmp/tidemark-pipe-$$; rm -f /tmp/tidemark-pipe-$$");
+    let out = std::process::Command::new("bash")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.starts_with("141\n"), "{said}");
+    assert!(!said.contains("panicked"), "{said}");
+}

@@ -54,22 +54,36 @@ impl SecretResolver {
             id: id.to_owned(),
             reason: "it holds binary data; store the password as a string".to_owned(),
         })?;
-        let value = SecretString::from(password_from_secret_text(raw));
+        let value =
+            SecretString::from(
+                password_from_secret_text(raw).map_err(|reason| Error::Secret {
+                    id: id.to_owned(),
+                    reason,
+                })?,
+            );
         cache.insert(id.to_owned(), value.clone());
         Ok(value)
     }
 }
 
-/// The password inside a secret's text: its `password` field when the text is a JSON object that
-/// has one, else the whole text.
-fn password_from_secret_text(raw: &str) -> String {
-    #[derive(serde::Deserialize)]
-    struct WithPassword {
-        password: String,
-    }
-    match serde_json::from_str::<WithPassword>(raw) {
-        Ok(json) => json.password,
-        Err(_) => raw.to_owned(),
+/// The password inside a secret's text: its `password` field when the text is a JSON object,
+/// else the whole text. A JSON object without a string `password` is refused, naming the fields
+/// it has (never their values): sending the whole document as a password only earns "Access
+/// denied".
+fn password_from_secret_text(raw: &str) -> std::result::Result<String, String> {
+    match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(raw) {
+        Ok(object) => match object.get("password") {
+            Some(serde_json::Value::String(password)) => Ok(password.clone()),
+            _ => Err(format!(
+                "it is a JSON object without a string `password` field (its fields: {}); store the password under `password`, as RDS and Redshift secrets do",
+                object
+                    .keys()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        },
+        Err(_) => Ok(raw.to_owned()),
     }
 }
 
@@ -85,14 +99,16 @@ mod tests {
     #[test]
     fn json_secrets_yield_their_password_field() {
         assert_eq!(
-            password_from_secret_text(r#"{"username":"u","password":"p\"@ss"}"#),
+            password_from_secret_text(r#"{"username":"u","password":"p\"@ss"}"#).unwrap(),
             "p\"@ss"
         );
-        assert_eq!(password_from_secret_text("plain"), "plain");
-        assert_eq!(
-            password_from_secret_text(r#"{"user":"u"}"#),
-            r#"{"user":"u"}"#
+        assert_eq!(password_from_secret_text("plain").unwrap(), "plain");
+        let refused = password_from_secret_text(r#"{"user":"u","pass":"hunter2"}"#).unwrap_err();
+        assert!(
+            refused.contains("`user`, `pass`") || refused.contains("`pass`, `user`"),
+            "{refused}"
         );
+        assert!(!refused.contains("hunter2"), "{refused}");
     }
 
     #[test]

@@ -276,7 +276,13 @@ async fn watermark_set_refuses_a_future_cursor_and_a_key_of_the_wrong_width() {
         ensure!(said.contains("(a, b)") && said.contains("--key"), "{said}");
 
         let ok = set(&["--timestamp", "2025-01-01 00:00:00", "--key", "1", "--key", "x"]);
-        ensure!(ok.status.success(), "{}", describe(&ok));
+        let said = describe(&ok);
+        ensure!(ok.status.success(), "{said}");
+        ensure!(
+            said.contains("cursor the start -> timestamp 2025-01-01 00:00:00.000000, key (1, x)")
+                && !said.contains("Cursor {"),
+            "the edit must read as text, not Rust Debug: {said}"
+        );
         let forced = set(&["--timestamp", "2999-01-01 00:00:00", "--force"]);
         ensure!(forced.status.success(), "{}", describe(&forced));
         let cursor = scenario.watermark("pairs").await?.context("no watermark")?.extract.cursor;

@@ -156,6 +156,32 @@ async fn sync_change_and_compare(stack: &Stack<'_>) -> anyhow::Result<()> {
     stack.assert_target_equals_source().await
 }
 
+/// Empty source tables get their (empty) target tables on the first sync, through either
+/// warehouse path, and the rows inserted later arrive (issue #23 item 6).
+async fn empty_tables_get_target_tables(stack: &Stack<'_>) -> anyhow::Result<()> {
+    let mut conn = stack.mysql.conn().await?;
+    conn.query_drop("DELETE FROM orders").await?;
+    conn.query_drop("DELETE FROM customers").await?;
+    let outcome = stack.sync(json!({"pipeline": "p"})).await;
+    assert!(matches!(outcome, Outcome::Succeeded(_)), "{outcome:?}");
+    stack.assert_target_equals_source().await?;
+    conn.query_drop("INSERT INTO customers VALUES (1, 'Ada', 1)")
+        .await?;
+    let outcome = stack.sync(json!({"pipeline": "p"})).await;
+    assert!(matches!(outcome, Outcome::Succeeded(_)), "{outcome:?}");
+    stack.assert_target_equals_source().await
+}
+
+#[tokio::test]
+async fn empty_tables_get_target_tables_in_postgres() {
+    with_stack(Target::Postgres, empty_tables_get_target_tables).await;
+}
+
+#[tokio::test]
+async fn empty_tables_get_target_tables_in_redshift_through_the_data_api_standin() {
+    with_stack(Target::Redshift, empty_tables_get_target_tables).await;
+}
+
 #[tokio::test]
 async fn backup_only_then_redshift_only_loads_what_was_extracted() {
     with_stack(Target::Postgres, async |stack| {

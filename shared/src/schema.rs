@@ -2458,10 +2458,14 @@ mod tests {
             &SchemaOptions::default(),
         )
         .unwrap();
-        assert!(matches!(
-            long.postgres_ddl("a", "b"),
-            Err(Error::InvalidName { .. })
-        ));
+        // Names the column, the fix, and how to drop runs committed with it.
+        let refused = long.postgres_ddl("a", "b").unwrap_err().to_string();
+        assert!(
+            refused.contains(&format!("column `{}`", "c".repeat(64)))
+                && refused.contains("exclude")
+                && refused.contains("--drop-pending"),
+            "{refused}"
+        );
         assert!(long
             .redshift_ddl("a", "b", &RedshiftTableOptions::default())
             .is_ok());

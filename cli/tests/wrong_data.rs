@@ -1,6 +1,6 @@
-//! Silent wrong data (issue #23), through the real binary: each case once lost or changed rows,
-//! or left a table stuck, while `sync` reported success. Every test compares the target's rows
-//! with the source's.
+//! Silent wrong data (issues #23 and #24), through the real binary: each case once lost or
+//! changed rows, or left a table stuck, while `sync` reported success. Every test compares the
+//! target's rows with the source's.
 
 use anyhow::{ensure, Context};
 use mysql_async::prelude::Queryable;
@@ -601,4 +601,98 @@ fn a_closed_stdout_ends_quietly() {
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(said.starts_with("141\n"), "{said}");
     assert!(!said.contains("panicked"), "{said}");
+}
+
+/// `load: append` keeps every version of a row, once: an UPDATE appends the new version (it used
+/// to fail on the target's primary key and block the table), and re-reading the same versions —
+/// `watermark set` into the past, `watermark reset` — appends nothing twice (issue #24 item 1).
+#[tokio::test]
+async fn append_keeps_each_version_of_a_row_once() {
+    TestMysql::run(async |mysql| {
+        let yaml = "      \"{db}.events\":\n        cursor_column: updated_at\n        lag: 0s\n        load: append\n";
+        let scenario = Scenario::new(mysql, BINARY, yaml).await?;
+        let mut conn = mysql.conn().await?;
+        conn.query_drop(create_table("events")).await?;
+        insert_rows(&mut conn, "events", 1, 20, "2025-01-01 00:00:00").await?;
+        scenario.sync_ok("events")?;
+        conn.query_drop("UPDATE events SET v = 'second version', updated_at = '2025-02-01 00:00:00' WHERE id = 5")
+            .await?;
+        scenario.sync_ok("events")?;
+        let table = mysql.table("events").to_string();
+        let versions = async || -> anyhow::Result<(i64, i64)> {
+            let row = scenario
+                .pg
+                .client()
+                .query_one(
+                    &format!(
+                        "SELECT count(*), count(DISTINCT (id, updated_at)) FROM \"{}\".events",
+                        scenario.pg.schema()
+                    ),
+                    &[],
+                )
+                .await?;
+            Ok((row.get(0), row.get(1)))
+        };
+        ensure!(versions().await? == (21, 21), "after the update: {:?}", versions().await?);
+        for edit in [
+            vec!["watermark", "set", "-t", &table, "--timestamp", "2000-01-01 00:00:00"],
+            vec!["watermark", "reset", "-t", &table, "--yes"],
+        ] {
+            let out = scenario.run(&edit, None);
+            ensure!(out.status.success(), "{edit:?}: {}", describe(&out));
+            scenario.sync_ok("events")?;
+            ensure!(
+                versions().await? == (21, 21),
+                "after {edit:?} and a sync: {:?} (rows, distinct versions)",
+                versions().await?
+            );
+        }
+        // Every source row's current version is in the target.
+        let current = postgres_rows(
+            scenario.pg.client(),
+            &format!(
+                "SELECT count(*)::text FROM \"{}\".events WHERE id = 5 AND v = 'second version'",
+                scenario.pg.schema()
+            ),
+        )
+        .await?;
+        ensure!(current == ["1"], "{current:?}");
+        scenario.cleanup().await
+    })
+    .await
+    .unwrap();
+}
+
+/// `id_only`: a transaction that holds an auto-increment id while a later id commits and a sync
+/// passes it is still loaded once it commits, through the `id_lookback` re-read window (issue
+/// #24 item 2). Two sessions: one holds its insert open across a sync.
+#[tokio::test]
+async fn id_only_loads_a_row_committed_after_a_later_id() {
+    TestMysql::run(async |mysql| {
+        let yaml = "      \"{db}.ev\":\n        cdc_strategy: id_only\n        load: append\n";
+        let scenario = Scenario::new(mysql, BINARY, yaml).await?;
+        let mut conn = mysql.conn().await?;
+        conn.query_drop(
+            "CREATE TABLE ev (id BIGINT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(40), amount DECIMAL(12,2), updated_at DATETIME(6) NOT NULL)",
+        )
+        .await?;
+        // MariaDB's built-in sequence engine: 20 rows.
+        conn.query_drop("INSERT INTO ev (v, amount, updated_at) SELECT 'early', 1.5, '2025-01-01' FROM seq_1_to_20")
+            .await?;
+        let mut holder = mysql.conn().await?;
+        holder.query_drop("START TRANSACTION").await?;
+        holder
+            .query_drop("INSERT INTO ev (v, amount, updated_at) VALUES ('late commit', 2.5, '2025-01-02')")
+            .await?;
+        conn.query_drop("INSERT INTO ev (v, amount, updated_at) VALUES ('later id', 3.5, '2025-01-03')")
+            .await?;
+        scenario.sync_ok("ev")?;
+        holder.query_drop("COMMIT").await?;
+        scenario.sync_ok("ev")?;
+        let checked = scenario.check(Mode::Append, "ev").await?;
+        ensure!(checked.rows == 22, "{} rows compared", checked.rows);
+        scenario.cleanup().await
+    })
+    .await
+    .unwrap();
 }

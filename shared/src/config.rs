@@ -393,6 +393,13 @@ pub struct TableConfig {
     /// appended twice).
     #[serde(default)]
     pub lookback: Option<HumanDuration>,
+    /// For `id_only`: how many ids below the watermark each run starts re-reading, so that a
+    /// row whose transaction committed after a later id's is not lost (its id was invisible when
+    /// an earlier run read past it). A row is loaded when, at the first sync after its commit, its
+    /// id is within `id_lookback` of the watermark. Re-read rows are merged (`append` skips a row
+    /// already in the target). Default `1000`; `0` turns it off. Only for `id_only`.
+    #[serde(default)]
+    pub id_lookback: Option<u64>,
     /// `merge` (upsert by key; default), `append`, or `replace` (whole table; default for
     /// `full_sync`).
     #[serde(default)]
@@ -506,6 +513,14 @@ impl TableConfig {
             LoadMode::Append => HumanDuration::default(),
             LoadMode::Merge | LoadMode::Replace => default_lookback(),
         })
+    }
+
+    /// The `id_only` re-read window in ids (see the field); 0 for other strategies.
+    pub fn id_lookback(&self) -> u64 {
+        match self.cdc_strategy {
+            CdcStrategy::IdOnly => self.id_lookback.unwrap_or(DEFAULT_ID_LOOKBACK),
+            _ => 0,
+        }
     }
 
     /// The load mode, defaulted from the strategy.
@@ -1362,6 +1377,15 @@ fn validate_table(path: &[&str; 4], table: &TableConfig, problems: &mut Problems
             "`load: replace` makes the target equal to one run's rows, so it needs `cdc_strategy: full_sync`",
         );
     }
+    if table.id_lookback.is_some() && strategy != CdcStrategy::IdOnly {
+        problems.add(
+            &at("id_lookback"),
+            format!(
+                "`id_lookback` re-reads ids and only applies to `cdc_strategy: id_only`; `{}` re-reads by time with `lookback`",
+                strategy_name(strategy)
+            ),
+        );
+    }
     if table.chunk_rows == 0 {
         problems.add(&at("chunk_rows"), "must be at least 1");
     }
@@ -1379,6 +1403,9 @@ fn validate_table(path: &[&str; 4], table: &TableConfig, problems: &mut Problems
         }
     }
 }
+
+/// The `id_only` re-read window when the table does not set `id_lookback`.
+pub const DEFAULT_ID_LOOKBACK: u64 = 1000;
 
 fn strategy_name(strategy: CdcStrategy) -> &'static str {
     match strategy {

@@ -1166,6 +1166,14 @@ impl TableSchema {
         Ok(sql)
     }
 
+    /// This schema with `key` (source names) as the primary key its DDL declares.
+    pub fn declaring_key(&self, key: &[String]) -> TableSchema {
+        TableSchema {
+            primary_key: key.to_vec(),
+            ..self.clone()
+        }
+    }
+
     /// `CREATE TABLE IF NOT EXISTS` for PostgreSQL; also checks every name fits PostgreSQL.
     pub fn postgres_ddl(&self, schema: &str, table: &str) -> Result<String> {
         for column in &self.columns {

@@ -1034,11 +1034,7 @@ fn golden_plan(mode: LoadMode) -> anyhow::Result<LoadPlan> {
         schema: "analytics".into(),
         target: "orders".into(),
         mode,
-        key_columns: if mode == LoadMode::Append {
-            vec![]
-        } else {
-            vec!["id".into()]
-        },
+        key_columns: vec!["id".into()],
         cursor_column: (mode != LoadMode::Replace).then(|| "updated_at".into()),
         table_schema: schema,
         runs: vec![

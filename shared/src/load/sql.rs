@@ -172,12 +172,35 @@ pub fn create_target(
     plan: &LoadPlan,
     redshift: &RedshiftTableOptions,
 ) -> Result<String> {
+    let table_schema = plan.table_schema.declaring_key(&declared_key(plan));
     match dialect {
-        Dialect::Postgres => plan.table_schema.postgres_ddl(&plan.schema, &plan.target),
-        Dialect::Redshift => plan
-            .table_schema
-            .redshift_ddl(&plan.schema, &plan.target, redshift),
+        Dialect::Postgres => table_schema.postgres_ddl(&plan.schema, &plan.target),
+        Dialect::Redshift => table_schema.redshift_ddl(&plan.schema, &plan.target, redshift),
     }
+}
+
+/// The key a new target table declares (source names): the load's key columns where tidemark
+/// guarantees one row per key — `merge` and `replace` — and none for `append`, which keeps every
+/// version of a row. Redshift does not enforce a key but its planner trusts it (the guide warns
+/// that a false one gives wrong results); PostgreSQL enforces it. A key column that may hold NULL
+/// declares no key.
+fn declared_key(plan: &LoadPlan) -> Vec<String> {
+    if plan.mode == LoadMode::Append {
+        return Vec::new();
+    }
+    let columns: Option<Vec<&crate::schema::Column>> = plan
+        .key_columns
+        .iter()
+        .map(|key| {
+            plan.table_schema
+                .columns
+                .iter()
+                .find(|c| &c.target_name == key && !c.nullable)
+        })
+        .collect();
+    columns
+        .map(|columns| columns.iter().map(|c| c.name.clone()).collect())
+        .unwrap_or_default()
 }
 
 /// `CREATE TABLE IF NOT EXISTS` for the load ledger in `schema`. Its primary key is informational
@@ -373,7 +396,41 @@ pub fn load_script(dialect: Dialect, plan: &LoadPlan) -> Result<LoadScript> {
     );
     let latest = plan.runs.len() - 1;
     let dedupe_select = match plan.mode {
-        LoadMode::Append => format!("SELECT {columns}, {run_column} FROM {staging}"),
+        LoadMode::Append if plan.key_columns.is_empty() => {
+            // No key: no way to tell a row seen before; every staged row is appended.
+            format!("SELECT {columns}, {run_column} FROM {staging}")
+        }
+        LoadMode::Append => {
+            // One row per (key, cursor): a version of a row already in the target (a re-read
+            // after `watermark set` into the past, a reset, a lookback window) or twice in the
+            // runs is appended once.
+            let mut identity: Vec<String> = plan
+                .key_columns
+                .iter()
+                .map(|k| quote_warehouse(k))
+                .collect();
+            let mut seen: Vec<String> = identity
+                .iter()
+                .map(|k| format!("\"t\".{k} = \"ranked\".{k}"))
+                .collect();
+            if let Some(cursor) = &plan.cursor_column {
+                if !plan.key_columns.contains(cursor) {
+                    // A key is never NULL; a cursor may be (such rows are never read by it, but
+                    // a re-read of a NULL-cursor version must still match itself).
+                    let c = quote_warehouse(cursor);
+                    seen.push(format!(
+                        "(\"t\".{c} = \"ranked\".{c} OR (\"t\".{c} IS NULL AND \"ranked\".{c} IS NULL))"
+                    ));
+                    identity.push(c);
+                }
+            }
+            let seen = seen.join(" AND ");
+            format!(
+                "SELECT {columns}, {run_column} FROM (\n    SELECT {columns}, {run_column},\n        ROW_NUMBER() OVER (PARTITION BY {} ORDER BY {run_column}) AS {rank}\n    FROM {staging}\n) AS \"ranked\"\nWHERE {rank} = 1\n    AND NOT EXISTS (SELECT 1 FROM {target} AS \"t\" WHERE {seen})",
+                identity.join(", "),
+                rank = quote_warehouse(RANK_COLUMN)
+            )
+        }
         LoadMode::Merge | LoadMode::Replace => {
             let filter = if plan.mode == LoadMode::Replace {
                 // Replace: the newest run alone is the table's content.

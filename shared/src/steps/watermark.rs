@@ -724,9 +724,22 @@ pub(super) async fn inspect_source(
 }
 
 /// Where a run starts reading: the watermark's cursor, moved back by `lookback` (which restarts
-/// the key tie-break, so every row of the overlap window is read again).
+/// the key tie-break, so every row of the overlap window is read again), or for `id_only` by
+/// `id_lookback` ids.
 pub(super) fn start_cursor(cursor: &Cursor, table_config: &TableConfig) -> Result<Cursor> {
     let lookback = table_config.lookback().0;
+    if let (CdcStrategy::IdOnly, [id]) = (table_config.cdc_strategy, cursor.key.as_slice()) {
+        // `id_only`: back by `id_lookback` ids, for rows whose transaction committed after a
+        // later id's. A non-integer id column keeps its cursor.
+        let back = i128::from(table_config.id_lookback());
+        return Ok(match id.parse::<i128>() {
+            Ok(id) if back > 0 => Cursor {
+                timestamp: None,
+                key: vec![(id - back).to_string()],
+            },
+            _ => cursor.clone(),
+        });
+    }
     match &cursor.timestamp {
         Some(timestamp) if !lookback.is_zero() => {
             let parsed = chrono::NaiveDateTime::parse_from_str(timestamp, "%Y-%m-%d %H:%M:%S%.f")
@@ -1300,6 +1313,7 @@ pub async fn validate_counts(services: &Services, request: &TableRequest) -> Res
             source_rows,
             target: &target_counts,
             load_mode: table_config.load_mode(),
+            strategy: table_config.cdc_strategy,
         },
         &select,
     );
@@ -1331,6 +1345,7 @@ struct CountFacts<'a> {
     source_rows: u64,
     target: &'a TargetCounts,
     load_mode: LoadMode,
+    strategy: CdcStrategy,
 }
 
 /// The comparisons, worded for an operator. `select` is the command line's `-t T [-p P]`.
@@ -1436,9 +1451,13 @@ fn count_checks(facts: &CountFacts<'_>, select: &str) -> Vec<CountCheck> {
             CheckOutcome::Mismatch,
             format!("the target holds {target} rows, the source {source} up to the cursor: `merge` collapses updates by key, so the extra rows were deleted in the source (incremental syncs do not see hard deletes) or inserted in the target by hand"),
         ),
+        _ if facts.strategy == CdcStrategy::IdOnly => (
+            CheckOutcome::Mismatch,
+            format!("the target holds {target} rows, the source {source} up to the cursor: rows at or below the cursor's id were never extracted — their transaction committed after a later id's, by more ids than `id_lookback` re-reads, or the cursor was moved forward by hand; raise `id_lookback`, then `watermark set --id` to a lower id and `sync` to reload them"),
+        ),
         _ => (
             CheckOutcome::Mismatch,
-            format!("the target holds {target} rows, the source {source} up to the cursor: rows at or before the cursor were never extracted — they committed later than `lag` allows, or the cursor was moved forward by hand; `watermark set` to an earlier point (or `reset`) and `sync` reloads them"),
+            format!("the target holds {target} rows, the source {source} up to the cursor: rows at or before the cursor were never extracted — they committed later than `lag` + `lookback` allows, or the cursor was moved forward by hand; `watermark set` to an earlier point (or `reset`) and `sync` reloads them"),
         ),
     };
     checks.push(check("source_vs_target", outcome, detail, None));
@@ -1545,6 +1564,7 @@ mod tests {
             source_rows: 10,
             target: &appended,
             load_mode: LoadMode::Append,
+            strategy: CdcStrategy::Hybrid,
         };
         use CheckOutcome::*;
         assert_eq!(
@@ -1567,6 +1587,16 @@ mod tests {
             ..merge
         };
         assert_eq!(outcomes(&short)[3], Mismatch, "more missing than pending");
+        let ids = CountFacts {
+            strategy: CdcStrategy::IdOnly,
+            ..short
+        };
+        let checks = count_checks(&ids, "-t shop.orders");
+        assert!(
+            checks[3].detail.contains("id_lookback"),
+            "{}",
+            checks[3].detail
+        );
     }
 
     #[test]
@@ -1584,6 +1614,7 @@ mod tests {
                 source_rows: 10,
                 target: &loaded,
                 load_mode: LoadMode::Merge,
+                strategy: CdcStrategy::Hybrid,
             },
             "-t shop.orders -p p",
         );

@@ -30,7 +30,13 @@ WHERE "_tidemark_run" IN (
 );
 
 CREATE TEMP TABLE "tidemark_deduped" AS
-SELECT "id", "updated_at", "amount", "note", "payload", "_tidemark_run" FROM "tidemark_staging";
+SELECT "id", "updated_at", "amount", "note", "payload", "_tidemark_run" FROM (
+    SELECT "id", "updated_at", "amount", "note", "payload", "_tidemark_run",
+        ROW_NUMBER() OVER (PARTITION BY "id", "updated_at" ORDER BY "_tidemark_run") AS "_tidemark_rank"
+    FROM "tidemark_staging"
+) AS "ranked"
+WHERE "_tidemark_rank" = 1
+    AND NOT EXISTS (SELECT 1 FROM "analytics"."orders" AS "t" WHERE "t"."id" = "ranked"."id" AND ("t"."updated_at" = "ranked"."updated_at" OR ("t"."updated_at" IS NULL AND "ranked"."updated_at" IS NULL)));
 
 INSERT INTO "analytics"."tidemark_load_ledger" ("run_id", "pipeline", "source_table", "target_table", "files", "rows_staged", "rows_inserted", "rows_deleted", "loaded_at")
 SELECT "e"."run_id", 'p', 'shop.orders', 'orders', "e"."files", COALESCE("s"."n", 0), COALESCE("d"."n", 0), CAST(0 AS BIGINT), CAST('2026-11-27 06:00:00.123456' AS TIMESTAMP)

@@ -119,6 +119,7 @@ pub(crate) fn rewrite(sql: &str) -> Result<CustomQuery> {
             _ => out.push_str(token.text(sql)),
         }
     }
+    refuse_aggregates(sql, &tokens)?;
     match first_word {
         Some(word) if word.eq_ignore_ascii_case("select") || word.eq_ignore_ascii_case("with") => {}
         Some(word) => {
@@ -132,6 +133,55 @@ pub(crate) fn rewrite(sql: &str) -> Result<CustomQuery> {
         sql: out.trim_end().to_owned(),
         params,
     })
+}
+
+/// Aggregate functions whose value over one incremental run is a partial result.
+const AGGREGATES: [&str; 8] = [
+    "count",
+    "sum",
+    "avg",
+    "min",
+    "max",
+    "group_concat",
+    "json_arrayagg",
+    "json_objectagg",
+];
+
+/// Refuses `GROUP BY` and aggregate calls: `custom_sql` runs incrementally, so an aggregate sees
+/// only one run's rows and its partial result would overwrite the whole total in the target
+/// (6375 became 495). Anywhere in the statement — a lexer cannot tell a harmless subquery.
+fn refuse_aggregates(sql: &str, tokens: &[Token]) -> Result<()> {
+    let words: Vec<(usize, &str)> = tokens
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.kind == Kind::Word)
+        .map(|(i, t)| (i, t.text(sql)))
+        .collect();
+    let next_significant = |index: usize| {
+        tokens[index + 1..]
+            .iter()
+            .find(|t| !matches!(t.kind, Kind::Space | Kind::Comment))
+            .map(|t| t.text(sql))
+    };
+    for (index, word) in &words {
+        let found = if word.eq_ignore_ascii_case("group")
+            && next_significant(*index).is_some_and(|w| w.eq_ignore_ascii_case("by"))
+        {
+            Some("GROUP BY".to_owned())
+        } else if AGGREGATES.iter().any(|a| word.eq_ignore_ascii_case(a))
+            && next_significant(*index) == Some("(")
+        {
+            Some(format!("{}()", word.to_ascii_uppercase()))
+        } else {
+            None
+        };
+        if let Some(found) = found {
+            return Err(invalid(format!(
+                "it uses {found}: each run reads only the rows changed since the last one, so an aggregate over them is partial and would overwrite the whole total in the target; select the rows themselves (aggregate in the warehouse), or read a source view of the totals with `cdc_strategy: full_sync`"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn invalid(reason: String) -> Error {
@@ -308,6 +358,23 @@ mod tests {
             ]
         );
         assert!(query.pages() && query.uses_last_id());
+    }
+
+    #[test]
+    fn aggregates_are_refused_because_a_run_sees_only_its_rows() {
+        for sql in [
+            "SELECT customer_id, SUM(amount) AS total FROM t WHERE ts > :last_ts GROUP BY customer_id",
+            "SELECT c.id, (SELECT count (*) FROM o WHERE o.c = c.id) AS n FROM c",
+            "select max(ts) from t group\n  by x",
+        ] {
+            let err = rewrite(sql).unwrap_err().to_string();
+            assert!(err.contains("partial") && err.contains("full_sync"), "{sql}: {err}");
+        }
+        // Column names and quoted text that merely look like aggregates pass.
+        rewrite(
+            "SELECT t.count, t.`sum(x)`, 'GROUP BY' AS note, max_price FROM t WHERE ts > :last_ts",
+        )
+        .unwrap();
     }
 
     #[test]

@@ -197,11 +197,13 @@ impl ExtractOptions {
 }
 
 /// Splits a run into chunks. An ordinary incremental run is one chunk. An initial load (the run
-/// starts at the start of the table) of `hybrid`, `timestamp_only` or `id_only`, or any
-/// `full_sync`, of a table paged by a single integer key with more rows than `chunk_rows`, is
-/// split into up to `max_chunks` key ranges from the key's MIN and MAX. A run with `limit` is
-/// one chunk, so the limit holds run-wide. Rows with NULL in the cursor column are counted and
-/// warned about.
+/// starts at the start of the table) of `hybrid`, `timestamp_only` or `id_only` of a table paged
+/// by a single integer key with more rows than `chunk_rows` is split into up to `max_chunks` key
+/// ranges from the key's MIN and MAX. A `full_sync` run is one chunk, read by one connection
+/// under one consistent snapshot: its rows replace the target's, so they must be one state of
+/// the source (key ranges read at different moments lost or doubled rows that a writer moved
+/// between them). A run with `limit` is one chunk, so the limit holds run-wide. Rows with NULL in
+/// the cursor column are counted and warned about.
 pub async fn plan(
     conn: &mut mysql_async::Conn,
     schema: &TableSchema,
@@ -240,7 +242,7 @@ pub async fn plan(
     let estimated_rows = estimated_rows(conn, &table_id).await?;
 
     let initial_load = match run.strategy {
-        CdcStrategy::FullSync => true,
+        CdcStrategy::FullSync => false,
         CdcStrategy::Hybrid | CdcStrategy::TimestampOnly | CdcStrategy::IdOnly => {
             run.start_cursor.is_start()
         }
@@ -470,7 +472,12 @@ pub async fn extract_chunk(
     };
 
     let limit_left = run.limit.map(|limit| limit.saturating_sub(manifest.rows));
-    let chunk_rows = table.chunk_rows.max(1);
+    // `full_sync` reads on in one invocation (one snapshot) until it is done or the deadline
+    // comes: a continuation would start a new snapshot (see `plan`).
+    let chunk_rows = match run.strategy {
+        CdcStrategy::FullSync => u64::MAX,
+        _ => table.chunk_rows.max(1),
+    };
     let budget = Budget {
         rows: limit_left.map_or(chunk_rows, |left| left.min(chunk_rows)),
         ends_chunk: limit_left.is_some_and(|left| left <= chunk_rows),

@@ -487,9 +487,15 @@ async fn full_sync_reads_the_whole_table_whatever_the_watermark() -> anyhow::Res
         let (results, manifest) = h
             .extract_all(&run, &whole_chunk(), &ExtractOptions::default())
             .await?;
-        assert_eq!(results.len(), 3);
+        assert_eq!(
+            results.len(),
+            1,
+            "one invocation, one snapshot: `chunk_rows` does not split a full_sync"
+        );
         let ids = ints(&h.read_files(&schema, &manifest).await?, "id")?;
         assert_eq!(ids, (1..=295).collect::<Vec<_>>());
+        let plan = h.plan(&run, 4).await?;
+        assert_eq!(plan.chunks.len(), 1, "a full_sync is one chunk: {plan:?}");
         h.remove().await
     })
     .await
@@ -612,7 +618,8 @@ async fn id_only_reads_after_the_start_and_up_to_the_ceiling() -> anyhow::Result
 }
 
 #[tokio::test]
-async fn full_sync_splits_into_key_ranges_that_cover_the_table() -> anyhow::Result<()> {
+async fn an_id_only_initial_load_splits_into_key_ranges_that_cover_the_table() -> anyhow::Result<()>
+{
     TestMysql::run(async |mysql| {
         let mut conn = mysql.conn().await?;
         seed_events(&mut conn).await?;
@@ -621,7 +628,7 @@ async fn full_sync_splits_into_key_ranges_that_cover_the_table() -> anyhow::Resu
             mysql,
             &table_yaml(
                 "events",
-                "        cdc_strategy: full_sync\n        chunk_rows: 50\n",
+                "        cdc_strategy: id_only\n        chunk_rows: 50\n",
             ),
         )
         .await?;

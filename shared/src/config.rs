@@ -404,6 +404,12 @@ pub struct TableConfig {
     /// `full_sync`).
     #[serde(default)]
     pub load: Option<LoadMode>,
+    /// A target column no source column feeds any more (dropped, renamed or excluded in the
+    /// source): `keep` (default: it stays, NULL in every row loaded from now on, with a warning
+    /// at each sync) or `drop` (`ALTER TABLE … DROP COLUMN` in the schema step, and its data is
+    /// gone). A rename is a drop and an add: the new column is backfilled (see README).
+    #[serde(default)]
+    pub dropped_columns: DroppedColumns,
     /// Redshift table layout.
     #[serde(default)]
     pub redshift: RedshiftTableConfig,
@@ -428,6 +434,17 @@ pub struct TableConfig {
     /// U+FFFD). Counted and logged. Binary columns keep NUL bytes: they are data there.
     #[serde(default)]
     pub nul_in_text: NulPolicy,
+}
+
+/// What the schema step does with a target column no source column feeds any more.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DroppedColumns {
+    /// Keep it (NULL from now on), with a warning.
+    #[default]
+    Keep,
+    /// Drop it from the target.
+    Drop,
 }
 
 /// Column selection and per-column overrides.

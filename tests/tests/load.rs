@@ -1044,6 +1044,7 @@ fn golden_plan(mode: LoadMode) -> anyhow::Result<LoadPlan> {
         iam_role: "arn:aws:iam::123456789012:role/tidemark-copy".into(),
         loaded_at: chrono::DateTime::parse_from_rfc3339("2026-11-27T06:00:00.123456Z")?
             .with_timezone(&chrono::Utc),
+        dropped_columns: Default::default(),
     })
 }
 

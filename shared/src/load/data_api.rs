@@ -519,12 +519,13 @@ impl DataApi {
         if let Some(error) = drift_error(&qualified, &drifts) {
             return Err(error);
         }
-        let ddl = drift_ddl(
+        let mut ddl = drift_ddl(
             &plan.schema,
             &plan.target,
             &drifts,
             Dialect::Redshift.warehouse(),
         )?;
+        ddl.extend(super::missing_column_ddl(plan, &drifts)?);
         for statement in &ddl {
             tracing::info!(table = %qualified, ddl = %statement, "applying schema drift");
             self.execute(statement, &[], timeout).await?;

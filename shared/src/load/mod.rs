@@ -24,11 +24,12 @@ pub mod wire;
 
 use chrono::{DateTime, Utc};
 
-use crate::config::{CdcStrategy, LoadMode, TableConfig};
+use crate::config::{CdcStrategy, DroppedColumns, LoadMode, TableConfig};
 use crate::error::{Error, Result};
 use crate::manifest::{self, RunManifest};
-use crate::naming::{RunId, StorageLayout, TableId};
+use crate::naming::{self, RunId, StorageLayout, TableId};
 use crate::run::RunContext;
+use crate::schema::Drift;
 use crate::storage::Bucket;
 use crate::watermark::{LoadedRun, PendingRun};
 
@@ -290,7 +291,37 @@ fn plan_with_runs(
         runs: planned,
         iam_role: target.iam_role.to_owned(),
         loaded_at: target.now,
+        dropped_columns: target.table_config.dropped_columns,
     })
+}
+
+/// The schema step's part for target columns no source column feeds (a column dropped, renamed
+/// or excluded in the source): under `dropped_columns: keep`, a warning per column, which the
+/// sync shows; under `drop`, one `ALTER TABLE … DROP COLUMN` each.
+pub fn missing_column_ddl(plan: &LoadPlan, drifts: &[Drift]) -> Result<Vec<String>> {
+    let qualified = naming::quote_warehouse_qualified(
+        &naming::target_identifier(&plan.schema)?,
+        &naming::target_identifier(&plan.target)?,
+    );
+    let mut ddl = Vec::new();
+    for drift in drifts {
+        let Drift::MissingInSource { column } = drift else {
+            continue;
+        };
+        match plan.dropped_columns {
+            DroppedColumns::Keep => tracing::warn!(
+                table = %plan.source_table,
+                target = %qualified,
+                column = %column,
+                "target column `{column}` is no longer fed by the source (dropped, renamed or excluded there): it stays, NULL in rows loaded from now on; set `dropped_columns: drop` to drop it"
+            ),
+            DroppedColumns::Drop => ddl.push(format!(
+                "ALTER TABLE {qualified} DROP COLUMN {}",
+                naming::quote_warehouse(column)
+            )),
+        }
+    }
+    Ok(ddl)
 }
 
 /// Writes each run's Redshift COPY manifest (exact byte sizes) next to the data, for COPY.

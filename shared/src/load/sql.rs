@@ -10,7 +10,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::config::LoadMode;
+use crate::config::{DroppedColumns, LoadMode};
 use crate::error::{Error, Result};
 use crate::manifest::DataFile;
 use crate::naming::{self, quote_warehouse, quote_warehouse_qualified, RunId};
@@ -94,6 +94,8 @@ pub struct LoadPlan {
     pub iam_role: String,
     /// The ledger's `loaded_at` for this load.
     pub loaded_at: DateTime<Utc>,
+    /// What the schema step does with target columns the source no longer feeds.
+    pub dropped_columns: DroppedColumns,
 }
 
 /// What a statement of a load script is for; executors use it to check counts and stream rows.

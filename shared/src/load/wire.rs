@@ -209,7 +209,8 @@ pub async fn prepare_target(
     if let Some(error) = drift_error(&table, &drifts) {
         return Err(error);
     }
-    let ddl = drift_ddl(&plan.schema, &plan.target, &drifts, dialect.warehouse())?;
+    let mut ddl = drift_ddl(&plan.schema, &plan.target, &drifts, dialect.warehouse())?;
+    ddl.extend(super::missing_column_ddl(plan, &drifts)?);
     for statement in &ddl {
         tracing::info!(table = %table, ddl = %statement, "applying schema drift");
         client

@@ -563,10 +563,18 @@ pub async fn begin(services: &Services, request: &BeginRequest) -> Result<RunCon
         table_config,
         &table,
         request.mode,
-        &run_id,
+        RunIds {
+            this: &run_id,
+            previous: watermark.extract.last_committed_run_id.as_ref(),
+        },
     )
     .await;
-    let (ceiling, fingerprint, key_columns) = match prepared {
+    let PreparedRun {
+        ceiling,
+        fingerprint,
+        key_columns,
+        added_columns,
+    } = match prepared {
         Ok(prepared) => prepared,
         Err(err) => {
             let message = err.to_string();
@@ -580,7 +588,17 @@ pub async fn begin(services: &Services, request: &BeginRequest) -> Result<RunCon
             return Err(err);
         }
     };
-    let start = start_cursor(&watermark.extract.cursor, table_config)?;
+    let mut start = start_cursor(&watermark.extract.cursor, table_config)?;
+    if !added_columns.is_empty() && backfills(table_config) && !start.is_start() {
+        // Rows loaded before a column existed hold NULL there, while the source holds its
+        // default (or computed) value: re-read the whole table, through the same merge.
+        tracing::warn!(
+            table = %table,
+            columns = %added_columns.join(", "),
+            "columns were added to the source table: this run re-reads the whole table so that rows loaded before get their values (a backfill)"
+        );
+        start = Cursor::default();
+    }
     if let Some(warning) = start_beyond_ceiling(&start, &ceiling) {
         tracing::warn!(table = %table, "{warning}");
     }
@@ -601,7 +619,16 @@ pub async fn begin(services: &Services, request: &BeginRequest) -> Result<RunCon
     })
 }
 
-type PreparedRun = (manifest::Ceiling, String, Vec<String>);
+/// Whether an added column makes the next run re-read the whole table: for a cursor strategy
+/// under `merge`. `full_sync` reads everything anyway; `append` keeps the versions it has (an
+/// old version gets no value for a column added after it was read); `custom_sql` starts where
+/// its own statement says.
+fn backfills(table_config: &TableConfig) -> bool {
+    matches!(
+        table_config.cdc_strategy,
+        CdcStrategy::Hybrid | CdcStrategy::TimestampOnly | CdcStrategy::IdOnly
+    ) && table_config.load_mode() == LoadMode::Merge
+}
 
 /// Why a run starting at `start` reads nothing however the source changes, when its timestamp
 /// lies beyond the run's `ceiling` (a `watermark set` into the future, or a source clock moved
@@ -615,6 +642,22 @@ pub fn start_beyond_ceiling(start: &Cursor, ceiling: &manifest::Ceiling) -> Opti
     }
 }
 
+/// The run `begin` starts, and the table's last committed run (whose schema it compares).
+#[derive(Clone, Copy)]
+struct RunIds<'a> {
+    this: &'a RunId,
+    previous: Option<&'a RunId>,
+}
+
+/// What `begin` learns from the source and S3 before the run starts.
+struct PreparedRun {
+    ceiling: manifest::Ceiling,
+    fingerprint: String,
+    key_columns: Vec<String>,
+    /// Warehouse names of the columns the last committed run's schema did not have.
+    added_columns: Vec<String>,
+}
+
 async fn prepare_run(
     services: &Services,
     pipeline_name: &str,
@@ -622,8 +665,12 @@ async fn prepare_run(
     table_config: &TableConfig,
     table: &TableId,
     mode: SyncMode,
-    run_id: &RunId,
+    runs: RunIds<'_>,
 ) -> Result<PreparedRun> {
+    let RunIds {
+        this: run_id,
+        previous: previous_run,
+    } = runs;
     let SourceView {
         schema,
         key_columns,
@@ -631,6 +678,26 @@ async fn prepare_run(
     } = inspect_source(services, pipeline, table_config, table, mode).await?;
     // The schema travels in S3, not in the payload: commit embeds it in the run manifest.
     let layout = StorageLayout::new(&pipeline.s3.prefix);
+    let added_columns = match previous_run {
+        Some(previous) => {
+            let key = layout.run_manifest_key(pipeline_name, table, previous);
+            match services.bucket(pipeline).get(&key).await? {
+                // A manifest s3clean removed says nothing: no backfill is started on a guess.
+                None => Vec::new(),
+                Some(object) => {
+                    let manifest: RunManifest =
+                        manifest::parse_json(&object.body, &services.bucket(pipeline).uri(&key))?;
+                    schema
+                        .target_column_names()
+                        .into_iter()
+                        .filter(|name| !manifest.schema.target_column_names().contains(name))
+                        .map(str::to_owned)
+                        .collect()
+                }
+            }
+        }
+        None => Vec::new(),
+    };
     let schema_key = layout.run_schema_key(pipeline_name, table, run_id);
     let body = serde_json::to_vec_pretty(&schema)
         .map_err(|err| Error::InvalidRequest(format!("cannot encode the schema: {err}")))?;
@@ -638,7 +705,12 @@ async fn prepare_run(
         .bucket(pipeline)
         .put(&schema_key, body.into())
         .await?;
-    Ok((ceiling, schema.fingerprint(), key_columns))
+    Ok(PreparedRun {
+        ceiling,
+        fingerprint: schema.fingerprint(),
+        key_columns,
+        added_columns,
+    })
 }
 
 /// What a run needs to know of its source table before it starts; reading it changes nothing.

@@ -830,3 +830,93 @@ async fn added_and_renamed_columns_arrive_in_every_row() {
     .await
     .unwrap();
 }
+
+/// `merge` with `key_columns` that are not unique collapsed rows silently (100 became 10): the
+/// run is refused at begin, naming a unique key to use, and nothing is committed; with a unique
+/// key the table syncs (issue #24 item 6).
+#[tokio::test]
+async fn merge_refuses_key_columns_that_are_not_unique() {
+    TestMysql::run(async |mysql| {
+        let yaml = merged_table("merged", "        key_columns: [v]\n");
+        let scenario = Scenario::new(mysql, BINARY, &yaml).await?;
+        let mut conn = mysql.conn().await?;
+        conn.query_drop(create_table("merged")).await?;
+        insert_rows(&mut conn, "merged", 1, 100, "2025-01-01 00:00:00").await?;
+        conn.query_drop("UPDATE merged SET v = CONCAT('group ', id % 10)")
+            .await?;
+        let out = scenario.sync("merged", None);
+        let said = describe(&out);
+        ensure!(out.status.code() == Some(1), "{said}");
+        ensure!(
+            said.contains("are not unique in the source") && said.contains("key_columns: [id]"),
+            "{said}"
+        );
+        let watermark = scenario
+            .watermark("merged")
+            .await?
+            .context("no watermark")?;
+        ensure!(
+            watermark.pending_runs.is_empty() && watermark.extract.cursor.is_start(),
+            "a run was committed: {watermark:?}"
+        );
+        scenario.set_config(
+            &[
+                "pipelines",
+                "p",
+                "tables",
+                &format!("{}.merged", mysql.database()),
+                "key_columns",
+            ],
+            "[id]",
+        )?;
+        scenario.sync_ok("merged")?;
+        let checked = scenario.check(Mode::Merge, "merged").await?;
+        ensure!(checked.rows == 100, "{} rows compared", checked.rows);
+        scenario.cleanup().await
+    })
+    .await
+    .unwrap();
+}
+
+/// A changed source primary key ended in "db error": it is schema drift naming both keys and the
+/// fix, and the reload it names brings every row (issue #24 item 7).
+#[tokio::test]
+async fn a_changed_primary_key_is_drift_with_the_fix() {
+    TestMysql::run(async |mysql| {
+        let scenario = Scenario::new(mysql, BINARY, &merged_table("merged", "")).await?;
+        let mut conn = mysql.conn().await?;
+        conn.query_drop(create_table("merged")).await?;
+        insert_rows(&mut conn, "merged", 1, 20, "2025-01-01 00:00:00").await?;
+        scenario.sync_ok("merged")?;
+        conn.query_drop("ALTER TABLE merged MODIFY v VARCHAR(40) NOT NULL, DROP PRIMARY KEY, ADD PRIMARY KEY (id, v)")
+            .await?;
+        conn.query_drop("INSERT INTO merged VALUES (3, 'another v', 9.5, '2025-02-01')").await?;
+        let table = mysql.table("merged").to_string();
+        let out = scenario.run(&["sync", "-t", &table], None);
+        let said = describe(&out);
+        ensure!(out.status.code() == Some(1), "{said}");
+        ensure!(
+            said.contains("primary key changed from (id) to (id, v)")
+                && said.contains("watermark reset"),
+            "{said}"
+        );
+        scenario
+            .pg
+            .client()
+            .batch_execute(&format!("DROP TABLE \"{}\".merged", scenario.pg.schema()))
+            .await?;
+        let reset = scenario.run(&["watermark", "reset", "-t", &table, "--yes"], None);
+        ensure!(reset.status.success(), "{}", describe(&reset));
+        scenario.sync_ok("merged")?;
+        let source = mysql_rows(&mut conn, "SELECT id, v FROM merged ORDER BY id, v").await?;
+        let target = postgres_rows(
+            scenario.pg.client(),
+            &format!("SELECT id::text, v FROM \"{}\".merged AS t ORDER BY t.id, t.v", scenario.pg.schema()),
+        )
+        .await?;
+        ensure!(source == target && source.len() == 21, "source {source:?}\ntarget {target:?}");
+        scenario.cleanup().await
+    })
+    .await
+    .unwrap();
+}

@@ -144,6 +144,39 @@ pub async fn connect(
     Ok(source)
 }
 
+/// The column sets of the table's unique indexes (the primary key included) whose columns are
+/// all NOT NULL: each identifies one row. A UNIQUE index over a nullable column does not (it
+/// allows many NULLs).
+pub async fn unique_keys(
+    conn: &mut mysql_async::Conn,
+    table: &TableId,
+) -> Result<Vec<Vec<String>>> {
+    let rows: Vec<(String, String, String)> = conn
+        .exec(
+            "SELECT INDEX_NAME, COLUMN_NAME, NULLABLE FROM information_schema.STATISTICS \
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND NON_UNIQUE = 0 \
+             ORDER BY INDEX_NAME, SEQ_IN_INDEX",
+            (table.database(), table.table()),
+        )
+        .await
+        .map_err(|err| Error::mysql(format!("reading the unique indexes of `{table}`"), err))?;
+    let mut keys: Vec<(String, Vec<String>, bool)> = Vec::new();
+    for (index, column, nullable) in rows {
+        match keys.last_mut() {
+            Some((name, columns, all_not_null)) if *name == index => {
+                columns.push(column);
+                *all_not_null &= nullable.is_empty();
+            }
+            _ => keys.push((index, vec![column], nullable.is_empty())),
+        }
+    }
+    Ok(keys
+        .into_iter()
+        .filter(|(_, _, all_not_null)| *all_not_null)
+        .map(|(_, columns, _)| columns)
+        .collect())
+}
+
 /// The source's clock, `NOW(6)` of a UTC session, as a cursor timestamp.
 pub async fn clock(conn: &mut mysql_async::Conn) -> Result<String> {
     let now: Option<String> = conn

@@ -565,7 +565,13 @@ pub async fn begin(services: &Services, request: &BeginRequest) -> Result<RunCon
         request.mode,
         RunIds {
             this: &run_id,
-            previous: watermark.extract.last_committed_run_id.as_ref(),
+            // A run from the start of the table (a first load, a reset) re-reads every row: no
+            // earlier schema to compare with.
+            previous: watermark
+                .extract
+                .last_committed_run_id
+                .as_ref()
+                .filter(|_| !watermark.extract.cursor.is_start()),
         },
     )
     .await;
@@ -616,6 +622,36 @@ pub async fn begin(services: &Services, request: &BeginRequest) -> Result<RunCon
         key_columns,
         limit: request.limit,
         lease_expires_at,
+    })
+}
+
+/// The target's rows are keyed by the source's primary key of the runs loaded so far (unless
+/// `key_columns` fixes the key): a changed primary key would merge by another key than the
+/// target's, and a PostgreSQL target refuses the rows ("duplicate key"). Refused as drift, with
+/// the two ways out.
+fn refuse_a_changed_primary_key(
+    table: &TableId,
+    table_config: &TableConfig,
+    before: &schema::TableSchema,
+    now: &schema::TableSchema,
+) -> Result<()> {
+    let same = before.primary_key.len() == now.primary_key.len()
+        && before
+            .primary_key
+            .iter()
+            .zip(&now.primary_key)
+            .all(|(a, b)| a.eq_ignore_ascii_case(b));
+    if same || table_config.key_columns.is_some() {
+        return Ok(());
+    }
+    Err(Error::SchemaDrift {
+        table: table.to_string(),
+        details: format!(
+            "the source's primary key changed from ({}) to ({}), and the target's rows are keyed by the old one; keep loading by the old key with `key_columns: [{}]` (if it still identifies a row), or reload under the new key: drop the target table, `tidemark watermark reset -t {table} --yes`, and sync",
+            before.primary_key.join(", "),
+            now.primary_key.join(", "),
+            before.primary_key.join(", ")
+        ),
     })
 }
 
@@ -687,6 +723,7 @@ async fn prepare_run(
                 Some(object) => {
                     let manifest: RunManifest =
                         manifest::parse_json(&object.body, &services.bucket(pipeline).uri(&key))?;
+                    refuse_a_changed_primary_key(table, table_config, &manifest.schema, &schema)?;
                     schema
                         .target_column_names()
                         .into_iter()
@@ -763,6 +800,33 @@ pub(super) async fn inspect_source(
         if schema.column(key).is_none() {
             return Err(Error::InvalidRequest(format!(
                 "key column `{key}` of `{table}` is not an extracted column; check `key_columns` and `columns`"
+            )));
+        }
+    }
+    if let (Some(configured), LoadMode::Merge | LoadMode::Replace) =
+        (&table_config.key_columns, table_config.load_mode())
+    {
+        // `merge` keeps one row per key: a key that is not unique collapses rows silently.
+        let unique = source
+            .within(
+                "reading the unique indexes",
+                crate::source::unique_keys(&mut conn, table),
+            )
+            .await?;
+        let covered = unique.iter().any(|index| {
+            index
+                .iter()
+                .all(|column| configured.iter().any(|k| k.eq_ignore_ascii_case(column)))
+        });
+        if !covered {
+            return Err(Error::Schema(format!(
+                "`key_columns` ({}) of `{table}` are not unique in the source: no PRIMARY KEY or UNIQUE index over NOT NULL columns lies within them, so `load: {}` would keep one row of every group sharing them; list columns such an index covers{}",
+                configured.join(", "),
+                table_config.load_mode(),
+                match unique.first() {
+                    Some(index) => format!(" (for example `key_columns: [{}]`)", index.join(", ")),
+                    None => ", or use `load: append`".to_owned(),
+                }
             )));
         }
     }

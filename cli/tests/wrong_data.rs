@@ -920,3 +920,95 @@ async fn a_changed_primary_key_is_drift_with_the_fix() {
     .await
     .unwrap();
 }
+
+/// The first sync into a brand-new database works: the target schema is created when missing
+/// (it failed as "db error") (issue #14 item 5).
+#[tokio::test]
+async fn a_missing_target_schema_is_created() {
+    TestMysql::run(async |mysql| {
+        let scenario = Scenario::new(mysql, BINARY, &merged_table("merged", "")).await?;
+        let fresh = format!("{}_new", scenario.pg.schema());
+        scenario.set_config(&["connections", "wh", "schema"], &format!("\"{fresh}\""))?;
+        let mut conn = mysql.conn().await?;
+        conn.query_drop(create_table("merged")).await?;
+        insert_rows(&mut conn, "merged", 1, 10, "2025-01-01 00:00:00").await?;
+        let out = scenario.sync("merged", None);
+        let rows: anyhow::Result<i64> = async {
+            Ok(scenario
+                .pg
+                .client()
+                .query_one(&format!("SELECT count(*) FROM \"{fresh}\".merged"), &[])
+                .await?
+                .get(0))
+        }
+        .await;
+        scenario
+            .pg
+            .client()
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{fresh}\" CASCADE"))
+            .await?;
+        ensure!(out.status.success(), "{}", describe(&out));
+        ensure!(rows? == 10, "not every row arrived in the new schema");
+        scenario.cleanup().await
+    })
+    .await
+    .unwrap();
+}
+
+/// A database error carries the server's words — SQLSTATE, message, detail — not "db error"
+/// (issue #14 item 6): here a check constraint an operator put on the target table.
+#[tokio::test]
+async fn a_database_error_carries_the_server_s_words() {
+    TestMysql::run(async |mysql| {
+        let scenario = Scenario::new(mysql, BINARY, &merged_table("merged", "")).await?;
+        let mut conn = mysql.conn().await?;
+        conn.query_drop(create_table("merged")).await?;
+        insert_rows(&mut conn, "merged", 1, 10, "2025-01-01 00:00:00").await?;
+        scenario.sync_ok("merged")?;
+        scenario
+            .pg
+            .client()
+            .batch_execute(&format!(
+                "ALTER TABLE \"{}\".merged ADD CONSTRAINT no_big_amounts CHECK (amount < 100)",
+                scenario.pg.schema()
+            ))
+            .await?;
+        conn.query_drop("UPDATE merged SET amount = 500, updated_at = '2025-02-01' WHERE id = 2")
+            .await?;
+        let out = scenario.sync("merged", None);
+        let said = describe(&out);
+        ensure!(out.status.code() == Some(1), "{said}");
+        ensure!(
+            said.contains("23514")
+                && said.contains("no_big_amounts")
+                && !said.contains(": db error"),
+            "{said}"
+        );
+        scenario.cleanup().await
+    })
+    .await
+    .unwrap();
+}
+
+/// A key column that may hold NULL never matches in a merge (rows with a NULL key piled up at
+/// every sync): refused at begin, naming the column (issue #14 item 7).
+#[tokio::test]
+async fn merge_refuses_a_nullable_key_column() {
+    TestMysql::run(async |mysql| {
+        let yaml = merged_table("merged", "        key_columns: [id, v]\n");
+        let scenario = Scenario::new(mysql, BINARY, &yaml).await?;
+        let mut conn = mysql.conn().await?;
+        conn.query_drop(create_table("merged")).await?;
+        insert_rows(&mut conn, "merged", 1, 10, "2025-01-01 00:00:00").await?;
+        let out = scenario.sync("merged", None);
+        let said = describe(&out);
+        ensure!(out.status.code() == Some(1), "{said}");
+        ensure!(
+            said.contains("key column `v`") && said.contains("NULL"),
+            "{said}"
+        );
+        scenario.cleanup().await
+    })
+    .await
+    .unwrap();
+}

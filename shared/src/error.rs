@@ -103,7 +103,7 @@ pub enum Error {
     },
 
     /// A PostgreSQL-protocol target failed.
-    #[error("postgres: {context}: {source}{}", closed_connection_hint(.source))]
+    #[error("postgres: {context}: {}{}", server_words(.source), closed_connection_hint(.source))]
     Postgres {
         context: String,
         #[source]
@@ -229,6 +229,24 @@ impl Error {
                 }
             }
         }
+    }
+}
+
+/// A PostgreSQL-protocol error in the server's own words — severity, SQLSTATE, message, detail
+/// and hint — where tokio-postgres alone prints only "db error".
+fn server_words(source: &tokio_postgres::Error) -> String {
+    match source.as_db_error() {
+        Some(db) => {
+            let mut words = format!("{} {}: {}", db.severity(), db.code().code(), db.message());
+            if let Some(detail) = db.detail() {
+                words.push_str(&format!("; detail: {detail}"));
+            }
+            if let Some(hint) = db.hint() {
+                words.push_str(&format!("; hint: {hint}"));
+            }
+            words
+        }
+        None => source.to_string(),
     }
 }
 

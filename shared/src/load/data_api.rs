@@ -482,6 +482,8 @@ impl DataApi {
         redshift: &RedshiftTableOptions,
     ) -> Result<Vec<String>> {
         let timeout = self.connection.statement_timeout.0;
+        self.execute(&sql::create_schema(&plan.schema)?, &[], timeout)
+            .await?;
         self.execute(&sql::create_ledger(&plan.schema)?, &[], timeout)
             .await?;
         let owner = self

@@ -205,6 +205,15 @@ fn declared_key(plan: &LoadPlan) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// `CREATE SCHEMA IF NOT EXISTS` for the warehouse schema: the first sync into a brand-new
+/// database creates it (both PostgreSQL and Redshift take this form).
+pub fn create_schema(schema: &str) -> Result<String> {
+    Ok(format!(
+        "CREATE SCHEMA IF NOT EXISTS {}",
+        quote_warehouse(&naming::target_identifier(schema)?)
+    ))
+}
+
 /// `CREATE TABLE IF NOT EXISTS` for the load ledger in `schema`. Its primary key is informational
 /// in Redshift; the load's `NOT EXISTS` check is what keeps one row per run and target.
 pub fn create_ledger(schema: &str) -> Result<String> {

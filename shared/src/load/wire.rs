@@ -187,6 +187,10 @@ pub async fn prepare_target(
     redshift: &RedshiftTableOptions,
 ) -> Result<Vec<String>> {
     client
+        .batch_execute(&sql::create_schema(&plan.schema)?)
+        .await
+        .map_err(|err| Error::postgres(format!("creating schema `{}`", plan.schema), err))?;
+    client
         .batch_execute(&sql::create_ledger(&plan.schema)?)
         .await
         .map_err(|err| Error::postgres("creating the load ledger", err))?;

@@ -830,6 +830,18 @@ pub(super) async fn inspect_source(
             )));
         }
     }
+    if table_config.load_mode() == LoadMode::Merge {
+        // `DELETE … USING` matches by `=`, and NULL never equals NULL: rows with a NULL key
+        // would pile up in the target at every merge.
+        if let Some(nullable) = key_columns
+            .iter()
+            .find(|key| schema.column(key).is_some_and(|c| c.nullable))
+        {
+            return Err(Error::Schema(format!(
+                "key column `{nullable}` of `{table}` may hold NULL, which never matches in a merge (rows with a NULL key would be inserted again at every sync); use NOT NULL key columns in `key_columns`"
+            )));
+        }
+    }
     if key_columns.is_empty() && table_config.load_mode() == LoadMode::Merge {
         return Err(Error::InvalidRequest(format!(
             "`{table}` has no primary key, so `load: merge` cannot match rows; set `key_columns`, or use `load: append`"

@@ -21,7 +21,7 @@
 //!
 //! | Redshift does | PostgreSQL gets instead |
 //! |---|---|
-//! | `COPY t (cols) FROM 's3://….manifest' IAM_ROLE '…' FORMAT AS PARQUET MANIFEST`: reads the manifest, fails on a missing `mandatory` file or a size other than `meta.content_length`, loads each file's columns by position | [`copy_from_manifest`] does exactly that on the local S3 endpoint and streams the rows with binary `COPY t (cols) FROM STDIN` (tidemark's own encoder) |
+//! | `COPY t FROM 's3://….manifest' IAM_ROLE '…' FORMAT AS PARQUET MANIFEST`: reads the manifest, fails on a missing `mandatory` file or a size other than `meta.content_length`, refuses a column list and a table whose column count differs from the file's ("COPY from columnar data formats", https://docs.aws.amazon.com/redshift/latest/dg/copy-usage_notes-copy-from-columnar.html), loads each file's columns by position | [`copy_from_manifest`] does exactly that on the local S3 endpoint and streams the rows with binary `COPY t FROM STDIN` (tidemark's own encoder) |
 //! | `VARCHAR(n)` holds n BYTES: COPY fails on a longer string | PostgreSQL's `varchar(n)` counts characters, so [`copy_from_manifest`] checks every string's byte length against its column's n first |
 //! | `DISTSTYLE …`, `DISTKEY (…)`, `SORTKEY (…)`, `ENCODE …`: data layout | dropped |
 //! | `PRIMARY KEY (…)` in `CREATE TABLE`: informational, never enforced | dropped, so a duplicate key shows in the rows as it would in Redshift |
@@ -109,13 +109,10 @@ static COMPILED: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
 static COPY: LazyLock<Regex> = LazyLock::new(|| {
     let ident = r#"(?:"(?:[^"]|"")*"|\w+)"#;
     Regex::new(&format!(
-        r#"(?is)^\s*COPY\s+(?P<table>{ident}(?:\.{ident})?)\s*\((?P<columns>(?:"(?:[^"]|"")*"|[^)"])*)\)\s*FROM\s+'(?P<manifest>[^']*)'\s+IAM_ROLE\s+'(?P<role>[^']*)'\s+FORMAT\s+AS\s+PARQUET\s+MANIFEST\s*;?\s*$"#
+        r#"(?is)^\s*COPY\s+(?P<table>{ident}(?:\.{ident})?)\s*(?:\((?P<columns>(?:"(?:[^"]|"")*"|[^)"])*)\))?\s*FROM\s+'(?P<manifest>[^']*)'\s+IAM_ROLE\s+'(?P<role>[^']*)'\s+FORMAT\s+AS\s+PARQUET\s+MANIFEST\s*;?\s*$"#
     ))
     .expect("the COPY pattern compiles")
 });
-
-static IDENTIFIER: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r#""(?:[^"]|"")*"|\w+"#).expect("the identifier pattern compiles"));
 
 /// `pattern` (case-insensitive) as a `hit` group after the quoted alternatives, so that a match
 /// starting at a quote is a literal or identifier and is kept as it is.
@@ -650,7 +647,7 @@ async fn run_statement(
         .is_some_and(|w| w.eq_ignore_ascii_case("COPY"))
     {
         let copy = COPY.captures(sql).ok_or_else(|| {
-            "ERROR: the Redshift stand-in runs only `COPY t (cols) FROM 's3://….manifest' IAM_ROLE '…' FORMAT AS PARQUET MANIFEST`".to_owned()
+            "ERROR: the Redshift stand-in runs only `COPY t FROM 's3://….manifest' IAM_ROLE '…' FORMAT AS PARQUET MANIFEST`".to_owned()
         })?;
         let rows = copy_from_manifest(state, client, &copy).await?;
         return Ok(Done {
@@ -767,13 +764,14 @@ async fn copy_from_manifest(
             "ERROR: no file of manifest {manifest_uri} exists; COPY needs at least one"
         ));
     }
-    let columns = &copy["columns"];
-    let listed = IDENTIFIER.find_iter(columns).count();
-    let octet_limits = varchar_octet_limits(client, &copy["table"], columns).await?;
-    let statement = format!(
-        "COPY {} ({columns}) FROM STDIN WITH (FORMAT binary)",
-        &copy["table"]
-    );
+    // "COPY from columnar data formats": no column list among the columnar parameters, and the
+    // table's column count must equal the file's.
+    if copy.name("columns").is_some() {
+        return Err("ERROR: COPY from a columnar format (PARQUET) takes no column list: columns map by position, and the table must have exactly the file's columns".to_owned());
+    }
+    let octet_limits = varchar_octet_limits(client, &copy["table"]).await?;
+    let table_columns = octet_limits.len();
+    let statement = format!("COPY {} FROM STDIN WITH (FORMAT binary)", &copy["table"]);
     let mut loaded = 0;
     for (url, body) in files {
         let scan_error =
@@ -781,9 +779,9 @@ async fn copy_from_manifest(
         let reader = ParquetRecordBatchReaderBuilder::try_new(body)
             .map_err(|err| scan_error(format!("not a Parquet file ({err})")))?;
         let schema = positional_schema(reader.schema()).map_err(|e| scan_error(e.to_string()))?;
-        if schema.columns.len() != listed {
+        if schema.columns.len() != table_columns {
             return Err(scan_error(format!(
-                "it has {} columns but COPY lists {listed}; the numbers must match",
+                "Unmatched number of columns between table and file. Table columns: {table_columns}, Data columns: {}",
                 schema.columns.len()
             )));
         }
@@ -807,38 +805,32 @@ async fn copy_from_manifest(
     Ok(loaded)
 }
 
-/// The name and declared length of each listed column that is a `varchar(n)`, in COPY order
-/// (`None` for the others): Redshift's n is bytes.
+/// Every column of `table` in order, with the name and declared length of each that is a
+/// `varchar(n)` (`None` for the others): Redshift's n is bytes.
 async fn varchar_octet_limits(
     client: &tokio_postgres::Client,
     table: &str,
-    columns: &str,
 ) -> Result<Vec<Option<(String, usize)>>, String> {
-    let declared = client
+    let columns = client
         .query(
-            "SELECT attname::text, atttypmod - 4 FROM pg_attribute \
+            "SELECT attname::text, CASE WHEN atttypid = 'varchar'::regtype AND atttypmod > 4 \
+             THEN atttypmod - 4 END FROM pg_attribute \
              WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped \
-             AND atttypid = 'varchar'::regtype AND atttypmod > 4",
+             ORDER BY attnum",
             &[&table],
         )
         .await
         .map_err(redshift_error)?;
-    let lengths: HashMap<String, usize> = declared
+    if columns.is_empty() {
+        return Err(format!("ERROR: relation {table} does not exist"));
+    }
+    Ok(columns
         .iter()
-        .filter_map(|row| {
-            let length: i32 = row.get(1);
-            Some((row.get(0), usize::try_from(length).ok()?))
-        })
-        .collect();
-    Ok(IDENTIFIER
-        .find_iter(columns)
-        .map(|name| {
-            let name = name.as_str();
-            let name = match name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
-                Some(quoted) => quoted.replace("\"\"", "\""),
-                None => name.to_lowercase(),
-            };
-            lengths.get(&name).map(|&length| (name, length))
+        .map(|row| {
+            let length: Option<i32> = row.get(1);
+            length
+                .and_then(|length| usize::try_from(length).ok())
+                .map(|length| (row.get::<_, String>(0), length))
         })
         .collect())
 }
@@ -1113,10 +1105,15 @@ mod tests {
 
     #[test]
     fn copy_statements_are_recognised() {
-        let sql = "COPY \"tidemark_staging\" (\"id\", \"a, b\")\nFROM 's3://b/k.manifest'\nIAM_ROLE 'arn:aws:iam::1:role/r'\nFORMAT AS PARQUET\nMANIFEST";
+        let sql = "COPY \"tidemark_copy\"\nFROM 's3://b/k.manifest'\nIAM_ROLE 'arn:aws:iam::1:role/r'\nFORMAT AS PARQUET\nMANIFEST";
         let caps = COPY.captures(sql).expect("matches");
-        assert_eq!(&caps["table"], "\"tidemark_staging\"");
-        assert_eq!(IDENTIFIER.find_iter(&caps["columns"]).count(), 2);
+        assert_eq!(&caps["table"], "\"tidemark_copy\"");
+        assert!(caps.name("columns").is_none());
         assert_eq!(&caps["manifest"], "s3://b/k.manifest");
+        let listed = "COPY \"tidemark_staging\" (\"id\", \"a, b\")\nFROM 's3://b/k.manifest'\nIAM_ROLE 'arn:aws:iam::1:role/r'\nFORMAT AS PARQUET\nMANIFEST";
+        let caps = COPY
+            .captures(listed)
+            .expect("a column list is recognised, to be refused");
+        assert_eq!(&caps["columns"], "\"id\", \"a, b\"");
     }
 }

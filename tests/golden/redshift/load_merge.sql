@@ -1,3 +1,11 @@
+CREATE TEMP TABLE "tidemark_copy" (
+    "id" BIGINT,
+    "updated_at" TIMESTAMP,
+    "amount" DECIMAL(12, 2),
+    "note" VARCHAR(200),
+    "payload" VARCHAR(65535)
+);
+
 CREATE TEMP TABLE "tidemark_staging" (
     "id" BIGINT,
     "updated_at" TIMESTAMP,
@@ -7,21 +15,27 @@ CREATE TEMP TABLE "tidemark_staging" (
     "_tidemark_run" INTEGER
 );
 
-COPY "tidemark_staging" ("id", "updated_at", "amount", "note", "payload")
+COPY "tidemark_copy"
 FROM 's3://tidemark-data/tm/copy/p/shop/orders/20261127T041530123Z-0000000000ab.manifest'
 IAM_ROLE 'arn:aws:iam::123456789012:role/tidemark-copy'
 FORMAT AS PARQUET
 MANIFEST;
 
-UPDATE "tidemark_staging" SET "_tidemark_run" = 0 WHERE "_tidemark_run" IS NULL;
+INSERT INTO "tidemark_staging" ("id", "updated_at", "amount", "note", "payload", "_tidemark_run")
+SELECT "id", "updated_at", "amount", "note", "payload", 0 FROM "tidemark_copy";
 
-COPY "tidemark_staging" ("id", "updated_at", "amount", "note", "payload")
+DELETE FROM "tidemark_copy";
+
+COPY "tidemark_copy"
 FROM 's3://tidemark-data/tm/copy/p/shop/orders/20261127T051530123Z-0000000000cd.manifest'
 IAM_ROLE 'arn:aws:iam::123456789012:role/tidemark-copy'
 FORMAT AS PARQUET
 MANIFEST;
 
-UPDATE "tidemark_staging" SET "_tidemark_run" = 1 WHERE "_tidemark_run" IS NULL;
+INSERT INTO "tidemark_staging" ("id", "updated_at", "amount", "note", "payload", "_tidemark_run")
+SELECT "id", "updated_at", "amount", "note", "payload", 1 FROM "tidemark_copy";
+
+DELETE FROM "tidemark_copy";
 
 SELECT CAST(CASE WHEN COUNT(*) = 0 THEN '0' ELSE 'tidemark: rows staged differ from the run manifests in ' || CAST(COUNT(*) AS VARCHAR(20)) || ' run(s)' END AS INTEGER) AS "verified"
 FROM (SELECT CAST(0 AS INTEGER) AS "run", CAST('20261127T041530123Z-0000000000ab' AS VARCHAR(64)) AS "run_id", CAST(1200 AS BIGINT) AS "expected", CAST(2 AS BIGINT) AS "files"
@@ -69,6 +83,8 @@ SELECT "id", "updated_at", "amount", "note", JSON_PARSE("payload") FROM "tidemar
 DROP TABLE "tidemark_deduped";
 
 DROP TABLE "tidemark_staging";
+
+DROP TABLE "tidemark_copy";
 
 SELECT "run_id", "rows_staged", "rows_inserted", "rows_deleted" FROM "analytics"."tidemark_load_ledger"
 WHERE "target_table" = 'orders' AND "run_id" IN ('20261127T041530123Z-0000000000ab', '20261127T051530123Z-0000000000cd')

@@ -27,7 +27,8 @@
 //! | `PRIMARY KEY (…)` in `CREATE TABLE`: informational, never enforced | dropped, so a duplicate key shows in the rows as it would in Redshift |
 //! | `SUPER`: semi-structured values | `jsonb` |
 //! | `VARBYTE(n)`: binary of at most n bytes | `bytea` |
-//! | `JSON_PARSE(col)`: text → `SUPER` | `CAST(col AS jsonb)` |
+//! | `JSON_PARSE(col)`: text → `SUPER`; duplicate object keys fail unless `json_parse_dedup_attributes` is on, then the last wins (https://docs.aws.amazon.com/redshift/latest/dg/super-configurations.html) | `pg_temp.tidemark_json_parse(col)`, which does the same ([`JSON_PARSE_FUNCTIONS`]) |
+//! | `SET json_parse_dedup_attributes TO ON` | a session setting that function reads |
 //! | `svv_columns`: every column, Redshift type names | `information_schema.columns`, `jsonb` named `super` and `bytea` `binary varying` |
 //!
 //! Everything else runs as written: where PostgreSQL and Redshift disagree on SQL the loader
@@ -85,7 +86,11 @@ const TRANSLATIONS: &[Translation] = &[
     },
     Translation {
         pattern: r#"\bJSON_PARSE\s*\(\s*(?P<arg>"(?:[^"]|"")*"|\w+)\s*\)"#,
-        replacement: "CAST($arg AS jsonb)",
+        replacement: "pg_temp.tidemark_json_parse(CAST($arg AS text))",
+    },
+    Translation {
+        pattern: r"\bSET\s+json_parse_dedup_attributes\s+(?:TO|=)\s+(?P<arg>ON|OFF|TRUE|FALSE)\b",
+        replacement: "SET tidemark_standin.json_parse_dedup_attributes TO '$arg'",
     },
     Translation {
         pattern: r"\b(?:pg_catalog\.)?svv_columns\b",
@@ -95,6 +100,41 @@ const TRANSLATIONS: &[Translation] = &[
              numeric_precision, numeric_scale FROM information_schema.columns) AS svv_columns",
     },
 ];
+
+/// Redshift's JSON_PARSE on every statement's session, as PL/pgSQL in `pg_temp` (gone with the
+/// session): the document as `jsonb`, keeping the last of duplicate keys only when
+/// `json_parse_dedup_attributes` is on, and refusing them otherwise ("Parsing options for
+/// SUPER", https://docs.aws.amazon.com/redshift/latest/dg/super-configurations.html).
+/// PostgreSQL's `jsonb` alone keeps the last silently; its `json` keeps every key, so the
+/// duplicates can be found.
+const JSON_PARSE_FUNCTIONS: &str = r#"
+CREATE FUNCTION pg_temp.tidemark_json_duplicates(doc json) RETURNS boolean LANGUAGE plpgsql AS $f$
+DECLARE item json;
+BEGIN
+    IF json_typeof(doc) = 'object' THEN
+        IF (SELECT count(*) <> count(DISTINCT key) FROM json_object_keys(doc) AS key) THEN
+            RETURN true;
+        END IF;
+        FOR item IN SELECT value FROM json_each(doc) LOOP
+            IF pg_temp.tidemark_json_duplicates(item) THEN RETURN true; END IF;
+        END LOOP;
+    ELSIF json_typeof(doc) = 'array' THEN
+        FOR item IN SELECT value FROM json_array_elements(doc) LOOP
+            IF pg_temp.tidemark_json_duplicates(item) THEN RETURN true; END IF;
+        END LOOP;
+    END IF;
+    RETURN false;
+END $f$;
+CREATE FUNCTION pg_temp.tidemark_json_parse(doc text) RETURNS jsonb LANGUAGE plpgsql AS $f$
+BEGIN
+    IF doc IS NULL THEN RETURN NULL; END IF;
+    IF lower(coalesce(current_setting('tidemark_standin.json_parse_dedup_attributes', true), 'off')) NOT IN ('on', 'true')
+        AND pg_temp.tidemark_json_duplicates(CAST(doc AS json)) THEN
+        RAISE EXCEPTION 'JSON parsing error: duplicate key in an object (set json_parse_dedup_attributes to keep the last)';
+    END IF;
+    RETURN CAST(doc AS jsonb);
+END $f$;
+"#;
 
 /// String literals and quoted identifiers, which no translation may touch.
 const QUOTED: &str = r#"'(?:[^']|'')*'|"(?:[^"]|"")*""#;
@@ -572,6 +612,10 @@ async fn run(state: Arc<State>, id: String, sqls: Vec<String>, batch: bool) {
             // The connection ends with the statement; its error has no one to go to.
             let _ = connection.await;
         });
+        client
+            .batch_execute(JSON_PARSE_FUNCTIONS)
+            .await
+            .map_err(redshift_error)?;
         if batch {
             client
                 .batch_execute("BEGIN")
@@ -1074,7 +1118,7 @@ mod tests {
         );
         assert_eq!(
             translate("SELECT JSON_PARSE(\"payload\"), 'JSON_PARSE(x) SUPER' FROM t"),
-            "SELECT CAST(\"payload\" AS jsonb), 'JSON_PARSE(x) SUPER' FROM t"
+            "SELECT pg_temp.tidemark_json_parse(CAST(\"payload\" AS text)), 'JSON_PARSE(x) SUPER' FROM t"
         );
         assert!(translate("SELECT 1 FROM svv_columns WHERE x")
             .contains("information_schema.columns) AS svv_columns WHERE x"));

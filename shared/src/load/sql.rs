@@ -387,6 +387,13 @@ pub fn load_script(dialect: Dialect, plan: &LoadPlan) -> Result<LoadScript> {
         .collect();
     let copy_table = quote_warehouse(COPY_TABLE);
     if dialect == Dialect::Redshift {
+        // MariaDB's JSON is LONGTEXT with a `json_valid` check and may hold duplicate object
+        // keys; JSON_PARSE refuses them unless this is on, and then keeps the last — MySQL's own
+        // rule (https://docs.aws.amazon.com/redshift/latest/dg/super-configurations.html).
+        push(
+            Role::WorkTable,
+            "SET json_parse_dedup_attributes TO ON".to_owned(),
+        );
         push(
             Role::WorkTable,
             format!(
@@ -642,9 +649,9 @@ pub fn foreign_ledger_owner(plan: &LoadPlan) -> Result<String> {
 /// Statements per run in a load script (COPY, tag), and outside the runs.
 /// Redshift: COPY into the copy table, INSERT into staging with the run's tag, DELETE the copy.
 const STATEMENTS_PER_RUN: usize = 3;
-/// Redshift: the copy and staging tables, verify, skip, dedupe, ledger, delete, insert, three
-/// drops and the ledger read-back.
-const STATEMENTS_FIXED: usize = 12;
+/// Redshift: the JSON setting, the copy and staging tables, verify, skip, dedupe, ledger,
+/// delete, insert, three drops and the ledger read-back.
+const STATEMENTS_FIXED: usize = 13;
 
 /// How many runs one Data API batch can load within its statement limit.
 pub fn max_runs_per_batch() -> usize {

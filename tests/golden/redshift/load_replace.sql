@@ -1,3 +1,5 @@
+SET json_parse_dedup_attributes TO ON;
+
 CREATE TEMP TABLE "tidemark_copy" (
     "id" BIGINT,
     "updated_at" TIMESTAMP,

@@ -9,8 +9,8 @@ use crate::error::{Error, Result};
 
 /// Longest MySQL identifier, in characters.
 const MYSQL_IDENTIFIER_MAX_CHARS: usize = 64;
-/// Longest Redshift identifier, in bytes.
-const REDSHIFT_IDENTIFIER_MAX_BYTES: usize = 127;
+/// The longest identifier Redshift takes, in bytes.
+pub const REDSHIFT_IDENTIFIER_MAX_BYTES: usize = 127;
 /// The longest identifier PostgreSQL keeps whole (it silently cuts longer ones).
 pub const POSTGRES_IDENTIFIER_MAX_BYTES: usize = 63;
 

@@ -566,6 +566,23 @@ pub enum Drift {
     /// A target column no source column feeds (dropped or excluded in the source, or added by
     /// the loader): loads leave it NULL. Informational, never an error.
     MissingInSource { column: String },
+    /// A column whose source type widened in a way every old value survives (INT → BIGINT,
+    /// DECIMAL(8,2) → DECIMAL(12,4)): PostgreSQL changes it in place; Redshift, which changes
+    /// only VARCHAR in place, creates `temporary` with the new type, copies, drops the old column
+    /// and renames — `temporary_exists` when an interrupted retype already created it.
+    Retype {
+        column: String,
+        ddl_type: String,
+        temporary: String,
+        temporary_exists: bool,
+    },
+    /// A Redshift retype interrupted after dropping the old column: only the rename is left.
+    FinishRetype { column: String, temporary: String },
+}
+
+/// The temporary name of a column being retyped in Redshift (see [`Drift::Retype`]).
+pub fn retype_temporary(column: &str) -> String {
+    format!("tidemark_retype_{column}")
 }
 
 /// Maps one source column. The whole MySQL → Arrow → Redshift / PostgreSQL type table lives in
@@ -1263,15 +1280,46 @@ impl TableSchema {
     pub fn drift(&self, existing: &[TargetColumn], warehouse: Warehouse) -> Vec<Drift> {
         let mut drifts = Vec::new();
         for column in &self.columns {
+            let temporary = retype_temporary(&column.target_name);
+            let interrupted = existing.iter().find(|t| t.name == temporary);
             let Some(target) = existing.iter().find(|t| t.name == column.target_name) else {
-                drifts.push(Drift::AddColumn {
-                    column: column.target_name.clone(),
-                    ddl_type: column.ty.warehouse_type(warehouse, self.json_in_redshift),
-                });
+                match interrupted {
+                    Some(_) => drifts.push(Drift::FinishRetype {
+                        column: column.target_name.clone(),
+                        temporary,
+                    }),
+                    None => drifts.push(Drift::AddColumn {
+                        column: column.target_name.clone(),
+                        ddl_type: column.ty.warehouse_type(warehouse, self.json_in_redshift),
+                    }),
+                }
                 continue;
             };
             match self.fit(column, target, warehouse) {
                 Fit::Holds => {}
+                Fit::Retype
+                    if warehouse == Warehouse::Redshift
+                        && (contains_name(&self.primary_key, &column.name)
+                            || temporary.len() > naming::REDSHIFT_IDENTIFIER_MAX_BYTES) =>
+                {
+                    let needed = column.ty.warehouse_type(warehouse, self.json_in_redshift);
+                    drifts.push(Drift::Incompatible {
+                        column: column.target_name.clone(),
+                        target_type: describe_target(target),
+                        source_type: column.column_type.clone(),
+                        hint: format!(
+                            "the source widened it to `{needed}`; Redshift changes only VARCHAR in \
+                             place, and a key column cannot be dropped and re-added: recreate the \
+                             target with `{needed}` (drop it, `tidemark watermark reset`, sync)"
+                        ),
+                    });
+                }
+                Fit::Retype => drifts.push(Drift::Retype {
+                    column: column.target_name.clone(),
+                    ddl_type: column.ty.warehouse_type(warehouse, self.json_in_redshift),
+                    temporary_exists: interrupted.is_some(),
+                    temporary,
+                }),
                 Fit::Widen { from, to } => drifts.push(Drift::WidenVarchar {
                     column: column.target_name.clone(),
                     from,
@@ -1295,7 +1343,9 @@ impl TableSchema {
             }
         }
         for target in existing {
-            if !self.columns.iter().any(|c| c.target_name == target.name) {
+            if !self.columns.iter().any(|c| {
+                c.target_name == target.name || retype_temporary(&c.target_name) == target.name
+            }) {
                 drifts.push(Drift::MissingInSource {
                     column: target.name.clone(),
                 });
@@ -1309,6 +1359,8 @@ impl TableSchema {
         if let Some(digits) = integer_digits(&column.ty) {
             return match family {
                 TargetFamily::Integer { digits: held } if held >= digits => Fit::Holds,
+                // A narrower integer column: every value it holds fits the wider type.
+                TargetFamily::Integer { .. } => Fit::Retype,
                 TargetFamily::Numeric { precision, scale }
                     if numeric_holds(precision, scale, i64::from(digits), 0) =>
                 {
@@ -1334,6 +1386,22 @@ impl TableSchema {
                     scale: s,
                 },
             ) if numeric_holds(p, s, i64::from(*precision), i64::from(*scale)) => Fit::Holds,
+            // A narrower decimal whose every value the source's new type holds.
+            (
+                ColumnType::Decimal { precision, scale },
+                TargetFamily::Numeric {
+                    precision: Some(p),
+                    scale: s,
+                },
+            ) if numeric_holds(
+                Some(i64::from(*precision)),
+                Some(i64::from(*scale)),
+                p,
+                s.unwrap_or(0),
+            ) =>
+            {
+                Fit::Retype
+            }
             (ColumnType::Bits { width: 64 }, TargetFamily::Numeric { precision, scale })
                 if numeric_holds(precision, scale, i64::from(UNSIGNED_64_DIGITS), 0) =>
             {
@@ -1382,8 +1450,15 @@ impl TableSchema {
 /// How well an existing target column holds a source column.
 enum Fit {
     Holds,
-    Widen { from: i64, to: i64 },
-    Incompatible { extra_hint: &'static str },
+    Widen {
+        from: i64,
+        to: i64,
+    },
+    /// The source's type holds every value of the target's (a widened INT or DECIMAL).
+    Retype,
+    Incompatible {
+        extra_hint: &'static str,
+    },
 }
 
 impl Fit {
@@ -1565,9 +1640,67 @@ pub fn drift_ddl(
                     naming::quote_warehouse(column)
                 ))
             }
-            Drift::Incompatible { .. } | Drift::MissingInSource { .. } => None,
+            Drift::Incompatible { .. }
+            | Drift::MissingInSource { .. }
+            | Drift::Retype { .. }
+            | Drift::FinishRetype { .. } => None,
         })
+        .chain(
+            drifts
+                .iter()
+                .flat_map(|drift| retype_ddl(&qualified, drift, warehouse)),
+        )
         .collect())
+}
+
+/// The statements of a retype. PostgreSQL: `ALTER COLUMN … TYPE`. Redshift (r_ALTER_TABLE: only
+/// VARCHAR changes in place, outside a transaction): add the temporary column (unless an
+/// interrupted retype did), copy, drop the old column, rename — each autocommitted, and each
+/// safe to repeat from where a crash left it (see [`Drift::FinishRetype`]).
+fn retype_ddl(qualified: &str, drift: &Drift, warehouse: Warehouse) -> Vec<String> {
+    match (drift, warehouse) {
+        (
+            Drift::Retype {
+                column, ddl_type, ..
+            },
+            Warehouse::Postgres,
+        ) => vec![format!(
+            "ALTER TABLE {qualified} ALTER COLUMN {} TYPE {ddl_type}",
+            naming::quote_warehouse(column)
+        )],
+        (
+            Drift::Retype {
+                column,
+                ddl_type,
+                temporary,
+                temporary_exists,
+            },
+            Warehouse::Redshift,
+        ) => {
+            let (column, temporary) = (
+                naming::quote_warehouse(column),
+                naming::quote_warehouse(temporary),
+            );
+            let mut ddl = Vec::new();
+            if !temporary_exists {
+                ddl.push(format!(
+                    "ALTER TABLE {qualified} ADD COLUMN {temporary} {ddl_type}"
+                ));
+            }
+            ddl.push(format!("UPDATE {qualified} SET {temporary} = {column}"));
+            ddl.push(format!("ALTER TABLE {qualified} DROP COLUMN {column}"));
+            ddl.push(format!(
+                "ALTER TABLE {qualified} RENAME COLUMN {temporary} TO {column}"
+            ));
+            ddl
+        }
+        (Drift::FinishRetype { column, temporary }, _) => vec![format!(
+            "ALTER TABLE {qualified} RENAME COLUMN {} TO {}",
+            naming::quote_warehouse(temporary),
+            naming::quote_warehouse(column)
+        )],
+        _ => Vec::new(),
+    }
 }
 
 /// Option names must name real columns: a typo must not silently extract everything.
@@ -2726,6 +2859,83 @@ mod tests {
     }
 
     #[test]
+    fn a_widening_is_retyped_and_an_interrupted_redshift_retype_resumes() {
+        let schema = TableSchema::from_source_columns(
+            &zoo(),
+            vec![
+                src("id", "bigint", "bigint(20)"),
+                src("qty", "bigint", "bigint(20)"),
+                src("price", "decimal", "decimal(16,4)"),
+            ],
+            vec!["id".to_owned()],
+            &SchemaOptions::default(),
+        )
+        .unwrap();
+        let id = target("id", "bigint", None, Some(64), Some(0));
+        let qty = target("qty", "integer", None, Some(32), Some(0));
+        let price = target("price", "numeric", None, Some(12), Some(2));
+        let fresh = schema.drift(
+            &[id.clone(), qty.clone(), price.clone()],
+            Warehouse::Redshift,
+        );
+        assert_eq!(
+            drift_ddl("a", "b", &fresh, Warehouse::Redshift).unwrap(),
+            [
+                "ALTER TABLE \"a\".\"b\" ADD COLUMN \"tidemark_retype_qty\" BIGINT",
+                "UPDATE \"a\".\"b\" SET \"tidemark_retype_qty\" = \"qty\"",
+                "ALTER TABLE \"a\".\"b\" DROP COLUMN \"qty\"",
+                "ALTER TABLE \"a\".\"b\" RENAME COLUMN \"tidemark_retype_qty\" TO \"qty\"",
+                "ALTER TABLE \"a\".\"b\" ADD COLUMN \"tidemark_retype_price\" DECIMAL(16, 4)",
+                "UPDATE \"a\".\"b\" SET \"tidemark_retype_price\" = \"price\"",
+                "ALTER TABLE \"a\".\"b\" DROP COLUMN \"price\"",
+                "ALTER TABLE \"a\".\"b\" RENAME COLUMN \"tidemark_retype_price\" TO \"price\"",
+            ]
+        );
+        assert_eq!(
+            drift_ddl(
+                "a",
+                "b",
+                &schema.drift(
+                    &[id.clone(), qty.clone(), price.clone()],
+                    Warehouse::Postgres
+                ),
+                Warehouse::Postgres
+            )
+            .unwrap(),
+            [
+                "ALTER TABLE \"a\".\"b\" ALTER COLUMN \"qty\" TYPE bigint",
+                "ALTER TABLE \"a\".\"b\" ALTER COLUMN \"price\" TYPE numeric(16, 4)",
+            ]
+        );
+        // Crashed after ADD COLUMN: the temporary column is reused, not added again, and is no
+        // column "missing in the source".
+        let mut temporary = target("tidemark_retype_qty", "bigint", None, Some(64), Some(0));
+        let added = schema.drift(
+            &[id.clone(), qty, temporary.clone(), price.clone()],
+            Warehouse::Redshift,
+        );
+        let ddl = drift_ddl("a", "b", &added, Warehouse::Redshift).unwrap();
+        assert_eq!(
+            ddl[0],
+            "UPDATE \"a\".\"b\" SET \"tidemark_retype_qty\" = \"qty\""
+        );
+        assert!(
+            !added
+                .iter()
+                .any(|d| matches!(d, Drift::MissingInSource { .. })),
+            "{added:?}"
+        );
+        // Crashed after DROP COLUMN: only the rename is left.
+        temporary.name = "tidemark_retype_qty".to_owned();
+        let dropped = schema.drift(&[id, temporary, price], Warehouse::Redshift);
+        let ddl = drift_ddl("a", "b", &dropped, Warehouse::Redshift).unwrap();
+        assert_eq!(
+            ddl[0],
+            "ALTER TABLE \"a\".\"b\" RENAME COLUMN \"tidemark_retype_qty\" TO \"qty\""
+        );
+    }
+
+    #[test]
     fn drift_is_classified_column_by_column() {
         let schema = TableSchema::from_source_columns(
             &zoo(),
@@ -2797,11 +3007,13 @@ mod tests {
             "`price`",
             "`flag`",
             "`at`",
-            "exclude: [id]",
+            "exclude: [price]",
             "reload",
         ] {
             assert!(message.contains(needle), "{needle} missing from: {message}");
         }
+        // A key column cannot be left out: its fix is a reload, never `exclude`.
+        assert!(!message.contains("exclude: [id]"), "{message}");
         assert!(
             !message.contains("`name`") && !message.contains("`gone`"),
             "{message}"

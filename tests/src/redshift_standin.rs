@@ -29,6 +29,7 @@
 //! | `VARBYTE(n)`: binary of at most n bytes | `bytea` |
 //! | `JSON_PARSE(col)`: text → `SUPER`; duplicate object keys fail unless `json_parse_dedup_attributes` is on, then the last wins (https://docs.aws.amazon.com/redshift/latest/dg/super-configurations.html) | `pg_temp.tidemark_json_parse(col)`, which does the same ([`JSON_PARSE_FUNCTIONS`]) |
 //! | `SET json_parse_dedup_attributes TO ON` | a session setting that function reads |
+//! | `ALTER TABLE … ALTER COLUMN … TYPE` only to VARCHAR (https://docs.aws.amazon.com/redshift/latest/dg/r_ALTER_TABLE.html) | any other type refused ([`refuse_what_redshift_refuses`]) |
 //! | `svv_columns`: every column, Redshift type names | `information_schema.columns`, `jsonb` named `super` and `bytea` `binary varying` |
 //!
 //! Everything else runs as written: where PostgreSQL and Redshift disagree on SQL the loader
@@ -145,6 +146,26 @@ static COMPILED: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
         .map(|t| (protected(t.pattern), t.replacement))
         .collect()
 });
+
+static ALTER_TYPE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r#"(?is)^\s*ALTER\s+TABLE\s+.+?\s+ALTER\s+COLUMN\s+(?:"(?:[^"]|"")*"|\w+)\s+TYPE\s+(?P<type>\w+)"#)
+        .expect("the ALTER TYPE pattern compiles")
+});
+
+/// Statements PostgreSQL would run but Redshift refuses, refused here as Redshift words it:
+/// `ALTER COLUMN … TYPE` to anything but VARCHAR (r_ALTER_TABLE: "ALTER COLUMN column_name TYPE
+/// updated_varchar_data_type_size", https://docs.aws.amazon.com/redshift/latest/dg/r_ALTER_TABLE.html).
+fn refuse_what_redshift_refuses(sql: &str) -> Result<(), String> {
+    if let Some(alter) = ALTER_TYPE.captures(sql) {
+        if !alter["type"].eq_ignore_ascii_case("varchar") {
+            return Err(format!(
+                "ERROR: target data type \"{}\" is not supported: ALTER COLUMN TYPE changes only VARCHAR columns",
+                &alter["type"]
+            ));
+        }
+    }
+    Ok(())
+}
 
 static COPY: LazyLock<Regex> = LazyLock::new(|| {
     let ident = r#"(?:"(?:[^"]|"")*"|\w+)"#;
@@ -699,6 +720,7 @@ async fn run_statement(
             result: None,
         });
     }
+    refuse_what_redshift_refuses(sql)?;
     let sql = translate(sql);
     let first_word = sql
         .split_whitespace()

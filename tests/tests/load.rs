@@ -705,6 +705,50 @@ async fn an_incompatible_change_is_schema_drift(kind: Target) {
     .await;
 }
 
+/// A safe widening (DECIMAL(12,2) → DECIMAL(16,4)) was refused as "cannot change in place": it is
+/// applied — in place on PostgreSQL, by add/copy/drop/rename on Redshift, whose stand-in refuses
+/// ALTER COLUMN TYPE to anything but VARCHAR as Redshift does — and old and new values load
+/// exactly (issue #24 item 8).
+async fn a_widened_decimal_is_retyped_and_keeps_every_value(kind: Target) {
+    in_world(kind, ORDERS, "orders", ORDERS_CONFIG, async |w| {
+        w.sync(&[vec![order(1, "2024-01-01 00:00:00", "1234567890.25", "one")]])
+            .await?;
+        w.mysql
+            .conn()
+            .await?
+            .query_drop("ALTER TABLE orders MODIFY amount DECIMAL(16,4)")
+            .await?;
+        w.sync(&[vec![order(2, "2024-02-01 00:00:00", "123456789012.3456", "two")]])
+            .await?;
+        // By name: Redshift's add/copy/drop/rename moves the column to the end of the table.
+        let rows = tidemark_tests::compare::postgres_rows(
+            w.pg.client(),
+            &format!(
+                "SELECT id::text, amount::text, note FROM \"{}\".orders ORDER BY id",
+                w.pg.schema()
+            ),
+        )
+        .await?;
+        assert_eq!(
+            rows,
+            ["1|1234567890.2500|one", "2|123456789012.3456|two"],
+            "{rows:?}"
+        );
+        let typed: String = w
+            .pg
+            .client()
+            .query_one(
+                "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = 'amount'",
+                &[&format!("\"{}\".\"orders\"", w.pg.schema())],
+            )
+            .await?
+            .get(0);
+        assert_eq!(typed, "numeric(16,4)");
+        Ok(())
+    })
+    .await;
+}
+
 const ZOO: &str = "CREATE TABLE zoo (
     id INT NOT NULL PRIMARY KEY, flag TINYINT(1), si SMALLINT, i INT, bi BIGINT,
     bu BIGINT UNSIGNED, dw DECIMAL(38,10), f FLOAT, d DOUBLE, b10 BIT(10), dt DATE,
@@ -787,6 +831,7 @@ on_every_target!(
     a_file_of_another_size_fails_the_load_and_commits_nothing,
     an_added_column_is_added_to_the_target,
     an_incompatible_change_is_schema_drift,
+    a_widened_decimal_is_retyped_and_keeps_every_value,
     every_type_loads_exactly,
 );
 

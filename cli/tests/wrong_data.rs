@@ -1012,3 +1012,39 @@ async fn merge_refuses_a_nullable_key_column() {
     .await
     .unwrap();
 }
+
+/// `replace` when the source becomes empty: the target keeps its rows — an empty read is more
+/// often a mistake than the truth, and emptying a warehouse table cannot be undone — and the
+/// sync says so (issue #14 item 8: documented and tested rather than changed).
+#[tokio::test]
+async fn an_empty_full_sync_keeps_the_target_and_says_so() {
+    TestMysql::run(async |mysql| {
+        let yaml = "      \"{db}.replaced\":\n        cdc_strategy: full_sync\n";
+        let scenario = Scenario::new(mysql, BINARY, yaml).await?;
+        let mut conn = mysql.conn().await?;
+        conn.query_drop(create_table("replaced")).await?;
+        insert_rows(&mut conn, "replaced", 1, 10, "2025-01-01 00:00:00").await?;
+        scenario.sync_ok("replaced")?;
+        conn.query_drop("DELETE FROM replaced").await?;
+        let out = scenario.run(&["sync", "-t", &mysql.table("replaced").to_string()], None);
+        let said = describe(&out);
+        ensure!(out.status.success(), "{said}");
+        ensure!(
+            said.contains("the source table is empty"),
+            "the sync must say so: {said}"
+        );
+        let rows: i64 = scenario
+            .pg
+            .client()
+            .query_one(
+                &format!("SELECT count(*) FROM \"{}\".replaced", scenario.pg.schema()),
+                &[],
+            )
+            .await?
+            .get(0);
+        ensure!(rows == 10, "the target holds {rows} rows");
+        scenario.cleanup().await
+    })
+    .await
+    .unwrap();
+}

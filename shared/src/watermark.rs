@@ -787,6 +787,21 @@ impl WatermarkStore {
         for _ in 0..CAS_ATTEMPTS {
             let current = self.bucket.get(&key).await?;
             let mut record = restored.clone();
+            // The lease is about now, not about the saved version: a version saved mid-run must
+            // not bring back that run's lease, and a run holding the table now keeps it — and
+            // is waited for, since restoring under it would be overwritten or overwrite it.
+            let current_lease = current
+                .as_ref()
+                .and_then(|c| parse_watermark(&c.body, &self.bucket.uri(&key), table).ok())
+                .and_then(|w| w.lease);
+            if let Some(lease) = current_lease.filter(|l| l.expires_at > now) {
+                return Err(Error::LeaseHeld {
+                    table: table.to_string(),
+                    owner: lease.owner.to_string(),
+                    expires_at: lease.expires_at.to_rfc3339(),
+                });
+            }
+            record.lease = None;
             record.updated_at = now;
             record.manual = Some(ManualEdit {
                 by: operator_name(),

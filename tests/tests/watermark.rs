@@ -347,3 +347,52 @@ async fn history_keeps_the_configured_number_of_versions() {
     assert_eq!(list[0].totals.rows_extracted, 5);
     bucket.remove().await.unwrap();
 }
+
+/// A version saved mid-run does not bring that run's lease back on `restore`, and a run that
+/// holds the table now is waited for: `restore` answers `LeaseHeld` (issue #24).
+#[tokio::test]
+async fn restore_never_resurrects_a_lease_and_waits_for_a_live_one() {
+    let bucket = TestBucket::fresh().await.unwrap();
+    let store = store(&bucket, 10);
+    let table = orders();
+    let first = run(1);
+    store
+        .update("p", &table, "orders", &first, now(), |w| {
+            begin(w, &first, now())
+        })
+        .await
+        .unwrap();
+    // Saves the mid-run version (lease held by `first`) in history, and releases the lease.
+    store
+        .update("p", &table, "orders", &first, now(), |w| {
+            w.release_lease(&first);
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let history = store.history("p", &table).await.unwrap();
+    let mid_run = history
+        .iter()
+        .find(|h| h.summary.as_ref().is_some_and(|s| s.lease_owner.is_some()))
+        .expect("a version with a lease")
+        .version
+        .clone();
+    let restored = store.restore("p", &table, &mid_run, now()).await.unwrap();
+    assert!(restored.lease.is_none(), "{:?}", restored.lease);
+
+    let second = run(2);
+    store
+        .update("p", &table, "orders", &second, now(), |w| {
+            begin(w, &second, now())
+        })
+        .await
+        .unwrap();
+    let refused = store
+        .restore("p", &table, &mid_run, now())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::LeaseHeld, "{refused}");
+    let current = store.read("p", &table).await.unwrap().unwrap().record;
+    assert_eq!(current.lease.map(|l| l.owner), Some(second));
+    bucket.remove().await.unwrap();
+}

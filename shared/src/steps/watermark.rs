@@ -992,6 +992,16 @@ pub async fn commit(services: &Services, request: &CommitRequest) -> Result<Comm
             Ok(newly)
         })
         .await?;
+    if newly_committed && run.strategy == CdcStrategy::FullSync && run_manifest.rows == 0 {
+        // An empty read replaces nothing: it is more often a mistake (a source truncated during
+        // a migration, a view the user may no longer read) than the truth, and emptying a
+        // warehouse table cannot be undone. Said, so that nobody mistakes it for a sync.
+        tracing::warn!(
+            table = %table,
+            target = %run.target,
+            "the source table is empty: a `replace` target keeps the rows it has (an empty read is never loaded); truncate the target yourself if the source is really empty"
+        );
+    }
     if newly_committed {
         crate::metrics::run_committed(
             &run.pipeline,

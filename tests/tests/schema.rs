@@ -586,26 +586,30 @@ async fn drift_against_a_real_postgres_table() -> anyhow::Result<()> {
 
             // The source grows a column and changes a type.
             let mut conn = mysql.conn().await?;
-            conn.query_drop("ALTER TABLE type_zoo ADD COLUMN note VARCHAR(30), MODIFY i BIGINT")
-                .await?;
+            conn.query_drop(
+                "ALTER TABLE type_zoo ADD COLUMN note VARCHAR(30), MODIFY i BIGINT, \
+                 MODIFY dec_money VARCHAR(20) NOT NULL DEFAULT '0'",
+            )
+            .await?;
             let table = mysql.table(type_zoo::TABLE);
             let changed = schema::discover(&mut conn, &table, &options).await?;
             let drifts = changed.drift(&existing, Warehouse::Postgres);
-            let error =
-                schema::drift_error(&table, &drifts).context("bigint into integer is drift")?;
+            let error = schema::drift_error(&table, &drifts)
+                .context("text into a decimal column is drift")?;
             let message = error.to_string();
             assert!(
-                message.contains("`i`") && message.contains("bigint"),
-                "{message}"
+                message.contains("`dec_money`") && !message.contains("`i`"),
+                "a widened integer is no drift error: {message}"
             );
             assert_eq!(error.kind(), tidemark::ErrorKind::SchemaDrift);
 
-            // Without the incompatible column, the rest is applied automatically.
-            let without_i = SchemaOptions {
-                exclude: vec!["i".into()],
+            // Without the incompatible column, the rest is applied automatically: the added
+            // column, and the widened integer in place.
+            let without_money = SchemaOptions {
+                exclude: vec!["dec_money".into()],
                 ..SchemaOptions::default()
             };
-            let changed = schema::discover(&mut conn, &table, &without_i).await?;
+            let changed = schema::discover(&mut conn, &table, &without_money).await?;
             let drifts = changed.drift(&existing, Warehouse::Postgres);
             assert!(schema::drift_error(&table, &drifts).is_none(), "{drifts:?}");
             for statement in
@@ -618,7 +622,7 @@ async fn drift_against_a_real_postgres_table() -> anyhow::Result<()> {
             assert_eq!(
                 left,
                 vec![schema::Drift::MissingInSource {
-                    column: "i".to_owned()
+                    column: "dec_money".to_owned()
                 }]
             );
             Ok(())

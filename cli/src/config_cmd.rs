@@ -33,12 +33,15 @@ pub(crate) fn run(command: &ConfigCommand, path: &Path, json: bool) -> Result<()
                     }).collect::<Vec<_>>(),
                 }));
             } else {
-                println!("{}: valid", path.display());
+                crate::output::print_line(&format!("{}: valid", path.display()));
                 for (name, connection) in &config.connections {
-                    println!("  connection {name}: {}", describe_connection(connection));
+                    crate::output::print_line(&format!(
+                        "  connection {name}: {}",
+                        describe_connection(connection)
+                    ));
                 }
                 for (name, pipeline) in &config.pipelines {
-                    println!(
+                    crate::output::print_line(&format!(
                         "  pipeline {name}: {} → {} via s3://{}/{}, {} table(s), {} at a time",
                         pipeline.source,
                         pipeline.target,
@@ -46,7 +49,7 @@ pub(crate) fn run(command: &ConfigCommand, path: &Path, json: bool) -> Result<()
                         pipeline.s3.prefix,
                         pipeline.tables.len(),
                         pipeline.table_concurrency
-                    );
+                    ));
                 }
             }
         }
@@ -54,7 +57,7 @@ pub(crate) fn run(command: &ConfigCommand, path: &Path, json: bool) -> Result<()
             if json {
                 print_json(&serde_json::to_value(&config).map_err(Failure::config)?);
             } else {
-                print!("{}", serde_yaml_string(&config)?);
+                crate::output::print_text(&serde_yaml_string(&config)?);
             }
         }
         ConfigCommand::List => {
@@ -70,11 +73,11 @@ pub(crate) fn run(command: &ConfigCommand, path: &Path, json: bool) -> Result<()
             } else {
                 for (name, pipeline) in &config.pipelines {
                     for (table, table_config) in &pipeline.tables {
-                        println!(
+                        crate::output::print_line(&format!(
                             "{name}\t{table}\t{}\t{}",
                             table_config.cdc_strategy,
                             table_config.load_mode()
-                        );
+                        ));
                     }
                 }
             }

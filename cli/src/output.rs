@@ -18,6 +18,19 @@ pub(crate) fn print_line(line: &str) {
     }
 }
 
+/// Writes text to stdout as it is (no newline added), ending quietly on a closed pipe like
+/// [`print_line`].
+pub(crate) fn print_text(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(err) = write!(stdout, "{text}").and_then(|()| stdout.flush()) {
+        if err.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(BROKEN_PIPE_EXIT);
+        }
+        eprintln!("error: cannot write to stdout: {err}");
+    }
+}
+
 /// Prints one JSON document.
 pub(crate) fn print_json(value: &serde_json::Value) {
     print_line(&format!("{value:#}"));

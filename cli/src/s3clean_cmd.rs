@@ -162,22 +162,22 @@ async fn list(
 }
 
 fn print_listing(listing: &Listing, show_timestamps: bool) {
-    println!(
+    crate::output::print_line(&format!(
         "{} (pipeline {}) in s3://{}",
         listing.table, listing.pipeline, listing.bucket
-    );
+    ));
     for prefix in &listing.prefixes {
-        println!("  prefix {prefix}");
+        crate::output::print_line(&format!("  prefix {prefix}"));
     }
     let stamp_header = if show_timestamps {
         format!("  {:<20}  {:<20}", "OLDEST", "NEWEST")
     } else {
         String::new()
     };
-    println!(
+    crate::output::print_line(&format!(
         "{:<34}  {:<11}  {:>7}  {:>7}  {:>10}{stamp_header}",
         "RUN", "STATUS", "FILES", "OBJECTS", "SIZE"
-    );
+    ));
     for run in &listing.runs {
         let stamps = if show_timestamps {
             let at = |t: Option<chrono::DateTime<Utc>>| {
@@ -188,21 +188,21 @@ fn print_listing(listing: &Listing, show_timestamps: bool) {
         } else {
             String::new()
         };
-        println!(
+        crate::output::print_line(&format!(
             "{:<34}  {:<11}  {:>7}  {:>7}  {:>10}{stamps}",
             run.run_id.as_str(),
             run.status.name(),
             run.data_files,
             run.objects.len(),
             human_bytes(run.bytes)
-        );
+        ));
     }
     for object in &listing.unrecognized {
-        println!(
+        crate::output::print_line(&format!(
             "unrecognized (never deleted): {} ({})",
             object.key,
             human_bytes(object.bytes)
-        );
+        ));
     }
     let by_status: Vec<String> = listing
         .by_status
@@ -217,7 +217,7 @@ fn print_listing(listing: &Listing, show_timestamps: bool) {
             )
         })
         .collect();
-    println!(
+    crate::output::print_line(&format!(
         "total: {} run(s), {} data file(s), {} object(s), {}{}{}",
         listing.total.runs,
         listing.total.data_files,
@@ -225,7 +225,7 @@ fn print_listing(listing: &Listing, show_timestamps: bool) {
         human_bytes(listing.total.bytes),
         if by_status.is_empty() { "" } else { " — " },
         by_status.join(", ")
-    );
+    ));
 }
 
 /// Lists and plans every table, shows the plans, asks once, then deletes table by table.
@@ -259,14 +259,14 @@ async fn clean_tables(
     let mut reports: Vec<Option<CleanReport>> = plans.iter().map(|_| None).collect();
     if dry_run {
         if !json {
-            println!(
+            crate::output::print_line(&format!(
                 "dry run: would delete {objects} object(s), {}; nothing was deleted",
                 human_bytes(bytes)
-            );
+            ));
         }
     } else if objects == 0 {
         if !json {
-            println!("nothing to delete");
+            crate::output::print_line("nothing to delete");
         }
     } else {
         if !confirm(objects, bytes, plans.len(), force)? {
@@ -336,17 +336,17 @@ async fn plan_table(
 }
 
 fn print_plan(plan: &CleanPlan) {
-    println!(
+    crate::output::print_line(&format!(
         "{} (pipeline {}) in s3://{}: delete {} object(s), {}",
         plan.table,
         plan.pipeline,
         plan.bucket,
         plan.objects,
         human_bytes(plan.bytes)
-    );
+    ));
     for run in &plan.runs {
         let bytes: u64 = run.delete.iter().map(|d| d.bytes).sum();
-        println!(
+        crate::output::print_line(&format!(
             "  {:<34}  {:<11}  delete {:>6} ({:>10})  keep {:>6}  {}",
             run.run_id.as_str(),
             run.status.name(),
@@ -354,13 +354,13 @@ fn print_plan(plan: &CleanPlan) {
             human_bytes(bytes),
             run.kept,
             run.reason
-        );
+        ));
     }
     if plan.unrecognized > 0 {
-        println!(
+        crate::output::print_line(&format!(
             "  {} unrecognized object(s) under the table's prefixes: never deleted (`tidemark s3clean list -t {}` shows them)",
             plan.unrecognized, plan.table
-        );
+        ));
     }
     let pending = plan
         .runs
@@ -368,19 +368,21 @@ fn print_plan(plan: &CleanPlan) {
         .filter(|r| r.status == RunStatus::Pending)
         .count();
     if pending > 0 {
-        println!("  {pending} pending run(s) kept: they are not loaded yet");
+        crate::output::print_line(&format!(
+            "  {pending} pending run(s) kept: they are not loaded yet"
+        ));
     }
 }
 
 fn print_summary(plans: &[CleanPlan], reports: &[Option<CleanReport>]) {
-    println!("summary:");
+    crate::output::print_line("summary:");
     let (mut objects, mut bytes) = (0, 0);
     for (plan, report) in plans.iter().zip(reports) {
         match report {
             Some(report) => {
                 objects += report.deleted_objects;
                 bytes += report.bytes_freed;
-                println!(
+                crate::output::print_line(&format!(
                     "  {} {}: deleted {} object(s), freed {}{}{}",
                     plan.pipeline,
                     plan.table,
@@ -399,15 +401,21 @@ fn print_summary(plans: &[CleanPlan], reports: &[Option<CleanReport>]) {
                             report.skipped_runs.len()
                         )
                     }
-                );
+                ));
                 for failure in &report.failures {
                     eprintln!("    not deleted: {} ({})", failure.key, failure.reason);
                 }
             }
-            None => println!("  {} {}: nothing deleted", plan.pipeline, plan.table),
+            None => crate::output::print_line(&format!(
+                "  {} {}: nothing deleted",
+                plan.pipeline, plan.table
+            )),
         }
     }
-    println!("deleted {objects} object(s), freed {}", human_bytes(bytes));
+    crate::output::print_line(&format!(
+        "deleted {objects} object(s), freed {}",
+        human_bytes(bytes)
+    ));
 }
 
 /// Asks on a terminal; refuses without `--force` anywhere else.
@@ -451,7 +459,7 @@ fn human_bytes(bytes: u64) -> String {
 
 fn print_json(value: &impl serde::Serialize) {
     match serde_json::to_string_pretty(value) {
-        Ok(text) => println!("{text}"),
+        Ok(text) => crate::output::print_line(&text),
         Err(err) => eprintln!("error: cannot encode the answer: {err}"),
     }
 }

@@ -25,6 +25,16 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// Every kind: the only names besides `States.*` and `Lambda.*` a `Retry` or `Catch` of the
+    /// state machine may match (`tests/tests/infra.rs` checks it).
+    pub const ALL: [ErrorKind; 5] = [
+        ErrorKind::Retryable,
+        ErrorKind::NonRetryable,
+        ErrorKind::LeaseHeld,
+        ErrorKind::SchemaDrift,
+        ErrorKind::ConcurrentUpdate,
+    ];
+
     /// The name used as the Lambda `errorType` and in the state machine's `ErrorEquals`.
     pub fn name(self) -> &'static str {
         match self {

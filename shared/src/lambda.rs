@@ -4,7 +4,7 @@
 use lambda_runtime::Diagnostic;
 
 use crate::config::{Config, Environment};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::steps::Services;
 use crate::storage::{self, Bucket};
 
@@ -55,7 +55,16 @@ pub async fn services_from_env() -> Result<Services> {
 
 /// The Lambda error for `err`: `errorType` is one of the documented kinds.
 pub fn diagnostic(err: Error) -> Diagnostic {
-    tracing::error!(error_type = err.kind().name(), error = %err, "step failed");
+    // ERROR is for data loss or operator action (STYLE §6): a fault the state machine retries,
+    // or a table another run holds, is a warning.
+    match err.kind() {
+        ErrorKind::Retryable | ErrorKind::ConcurrentUpdate | ErrorKind::LeaseHeld => {
+            tracing::warn!(error_type = err.kind().name(), error = %err, "step failed; the state machine retries it, or fails the table");
+        }
+        ErrorKind::NonRetryable | ErrorKind::SchemaDrift => {
+            tracing::error!(error_type = err.kind().name(), error = %err, "step failed");
+        }
+    }
     Diagnostic {
         error_type: err.kind().name().to_owned(),
         error_message: err.to_string(),

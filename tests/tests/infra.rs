@@ -289,3 +289,46 @@ fn placeholders_are_found_and_jsonpath_is_not_mistaken_for_one() {
         ])
     );
 }
+
+/// Every name a `Retry` or `Catch` of the state machine matches is a Step Functions name
+/// (`States.*`), a Lambda service error (`Lambda.*`), or an error kind the library produces: a
+/// misspelt `Retryable` would silently turn off retries.
+#[test]
+fn the_state_machine_matches_only_error_names_the_library_produces() {
+    fn names(value: &serde_json::Value, found: &mut BTreeSet<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, inner) in map {
+                    if key == "ErrorEquals" {
+                        found.extend(
+                            inner
+                                .as_array()
+                                .into_iter()
+                                .flatten()
+                                .filter_map(|n| n.as_str().map(str::to_owned)),
+                        );
+                    }
+                    names(inner, found);
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| names(v, found)),
+            _ => {}
+        }
+    }
+    let definition: serde_json::Value =
+        serde_json::from_str(tidemark::steps::local_sync::DEFINITION).unwrap();
+    let mut found = BTreeSet::new();
+    names(&definition, &mut found);
+    assert!(found.contains("Retryable"), "{found:?}");
+    let kinds: Vec<&str> = tidemark::ErrorKind::ALL.iter().map(|k| k.name()).collect();
+    let unknown: Vec<&String> = found
+        .iter()
+        .filter(|n| {
+            !n.starts_with("States.") && !n.starts_with("Lambda.") && !kinds.contains(&n.as_str())
+        })
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "ErrorEquals names no error kind: {unknown:?}"
+    );
+}

@@ -546,6 +546,9 @@ pub struct TargetColumn {
     pub character_maximum_length: Option<i64>,
     pub numeric_precision: Option<i64>,
     pub numeric_scale: Option<i64>,
+    /// `false` when the column is NOT NULL (`is_nullable = 'NO'`); `true` when it takes NULL or
+    /// the catalog did not say.
+    pub nullable: bool,
 }
 
 /// One difference between the source schema and an existing target table. Column names are
@@ -578,6 +581,15 @@ pub enum Drift {
     },
     /// A Redshift retype interrupted after dropping the old column: only the rename is left.
     FinishRetype { column: String, temporary: String },
+    /// A NOT NULL target column that must take NULL now: PostgreSQL drops the constraint;
+    /// Redshift, which cannot change a column's nullability, rebuilds the column like a
+    /// [`Drift::Retype`] to the same, nullable, type.
+    DropNotNull {
+        column: String,
+        ddl_type: String,
+        temporary: String,
+        temporary_exists: bool,
+    },
 }
 
 /// The temporary name of a column being retyped in Redshift (see [`Drift::Retype`]).
@@ -1296,6 +1308,16 @@ impl TableSchema {
                 continue;
             };
             match self.fit(column, target, warehouse) {
+                // The type holds, but the target refuses NULL where the source (or tidemark:
+                // zero dates, `oversize_in_redshift: null`) may now write one.
+                Fit::Holds if column.nullable && !target.nullable => {
+                    drifts.push(Drift::DropNotNull {
+                        column: column.target_name.clone(),
+                        ddl_type: column.ty.warehouse_type(warehouse, self.json_in_redshift),
+                        temporary_exists: interrupted.is_some(),
+                        temporary,
+                    })
+                }
                 Fit::Holds => {}
                 Fit::Retype
                     if warehouse == Warehouse::Redshift
@@ -1643,7 +1665,8 @@ pub fn drift_ddl(
             Drift::Incompatible { .. }
             | Drift::MissingInSource { .. }
             | Drift::Retype { .. }
-            | Drift::FinishRetype { .. } => None,
+            | Drift::FinishRetype { .. }
+            | Drift::DropNotNull { .. } => None,
         })
         .chain(
             drifts
@@ -1659,6 +1682,28 @@ pub fn drift_ddl(
 /// safe to repeat from where a crash left it (see [`Drift::FinishRetype`]).
 fn retype_ddl(qualified: &str, drift: &Drift, warehouse: Warehouse) -> Vec<String> {
     match (drift, warehouse) {
+        (Drift::DropNotNull { column, .. }, Warehouse::Postgres) => vec![format!(
+            "ALTER TABLE {qualified} ALTER COLUMN {} DROP NOT NULL",
+            naming::quote_warehouse(column)
+        )],
+        (
+            Drift::DropNotNull {
+                column,
+                ddl_type,
+                temporary,
+                temporary_exists,
+            },
+            Warehouse::Redshift,
+        ) => retype_ddl(
+            qualified,
+            &Drift::Retype {
+                column: column.clone(),
+                ddl_type: ddl_type.clone(),
+                temporary: temporary.clone(),
+                temporary_exists: *temporary_exists,
+            },
+            warehouse,
+        ),
         (
             Drift::Retype {
                 column, ddl_type, ..
@@ -2774,6 +2819,7 @@ mod tests {
             character_maximum_length: length,
             numeric_precision: precision,
             numeric_scale: scale,
+            nullable: true,
         }
     }
 

@@ -98,7 +98,7 @@ const TRANSLATIONS: &[Translation] = &[
         replacement: "(SELECT table_schema, table_name, column_name, ordinal_position, \
              CAST(CASE data_type WHEN 'jsonb' THEN 'super' WHEN 'bytea' THEN 'binary varying' \
              ELSE data_type END AS VARCHAR(128)) AS data_type, character_maximum_length, \
-             numeric_precision, numeric_scale FROM information_schema.columns) AS svv_columns",
+             numeric_precision, numeric_scale, is_nullable FROM information_schema.columns) AS svv_columns",
     },
 ];
 

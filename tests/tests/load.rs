@@ -749,6 +749,47 @@ async fn a_widened_decimal_is_retyped_and_keeps_every_value(kind: Target) {
     .await;
 }
 
+const LABELS: &str = "CREATE TABLE labels (id BIGINT PRIMARY KEY, label VARCHAR(20) NOT NULL, \
+                      updated_at DATETIME(6) NOT NULL)";
+const LABELS_CONFIG: &str =
+    "      \"{db}.labels\":\n        cursor_column: updated_at\n        lag: 0s\n";
+
+/// A source column that now takes NULL used to fail the load on the target's NOT NULL: the
+/// schema step drops the constraint (PostgreSQL) or rebuilds the column nullable (Redshift,
+/// which cannot change nullability in place), and the NULL arrives (issue #14 item 10).
+async fn a_column_that_now_takes_null_takes_it_in_the_target(kind: Target) {
+    in_world(kind, LABELS, "labels", LABELS_CONFIG, async |w| {
+        w.sync(&[vec![vec![
+            json!(1),
+            json!("first"),
+            json!("2024-01-01 00:00:00"),
+        ]]])
+        .await?;
+        w.mysql
+            .conn()
+            .await?
+            .query_drop("ALTER TABLE labels MODIFY label VARCHAR(20) NULL")
+            .await?;
+        w.sync(&[vec![vec![
+            json!(2),
+            Value::Null,
+            json!("2024-02-01 00:00:00"),
+        ]]])
+        .await?;
+        let rows = tidemark_tests::compare::postgres_rows(
+            w.pg.client(),
+            &format!(
+                "SELECT id::text, label FROM \"{}\".labels ORDER BY id",
+                w.pg.schema()
+            ),
+        )
+        .await?;
+        assert_eq!(rows, ["1|first", "2|∅"], "{rows:?}");
+        Ok(())
+    })
+    .await;
+}
+
 const ZOO: &str = "CREATE TABLE zoo (
     id INT NOT NULL PRIMARY KEY, flag TINYINT(1), si SMALLINT, i INT, bi BIGINT,
     bu BIGINT UNSIGNED, dw DECIMAL(38,10), f FLOAT, d DOUBLE, b10 BIT(10), dt DATE,
@@ -832,6 +873,7 @@ on_every_target!(
     an_added_column_is_added_to_the_target,
     an_incompatible_change_is_schema_drift,
     a_widened_decimal_is_retyped_and_keeps_every_value,
+    a_column_that_now_takes_null_takes_it_in_the_target,
     every_type_loads_exactly,
 );
 

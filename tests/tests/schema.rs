@@ -553,7 +553,7 @@ async fn target_columns(pg: &TestPostgres, table: &str) -> anyhow::Result<Vec<Ta
         .client()
         .query(
             "SELECT column_name::text, data_type::text, character_maximum_length::bigint, \
-                    numeric_precision::bigint, numeric_scale::bigint \
+                    numeric_precision::bigint, numeric_scale::bigint, is_nullable::text \
              FROM information_schema.columns \
              WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position",
             &[&pg.schema(), &table],
@@ -567,6 +567,7 @@ async fn target_columns(pg: &TestPostgres, table: &str) -> anyhow::Result<Vec<Ta
             character_maximum_length: row.get(2),
             numeric_precision: row.get(3),
             numeric_scale: row.get(4),
+            nullable: row.get::<_, String>(5) != "NO",
         })
         .collect())
 }

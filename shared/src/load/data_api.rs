@@ -512,6 +512,7 @@ impl DataApi {
                 character_maximum_length: field_number(record.get(2)),
                 numeric_precision: field_number(record.get(3)),
                 numeric_scale: field_number(record.get(4)),
+                nullable: field_text(record.get(5)) != "NO",
             })
             .collect();
         let drifts = plan

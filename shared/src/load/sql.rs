@@ -241,7 +241,7 @@ pub fn existing_columns_query(dialect: Dialect, data_api: bool) -> String {
     format!(
         "SELECT CAST(column_name AS VARCHAR(128)), CAST(data_type AS VARCHAR(128)), \
          CAST(character_maximum_length AS BIGINT), CAST(numeric_precision AS BIGINT), \
-         CAST(numeric_scale AS BIGINT) FROM {view} \
+         CAST(numeric_scale AS BIGINT), CAST(is_nullable AS VARCHAR(3)) FROM {view} \
          WHERE table_schema = {schema} AND table_name = {table} ORDER BY ordinal_position"
     )
 }

@@ -247,6 +247,7 @@ async fn existing_columns(
             character_maximum_length: row.get(2),
             numeric_precision: row.get(3),
             numeric_scale: row.get(4),
+            nullable: row.get::<_, Option<String>>(5).as_deref() != Some("NO"),
         })
         .collect())
 }

@@ -31,6 +31,32 @@ pub(crate) fn print_text(text: &str) {
     }
 }
 
+/// Asks `question` on a terminal (`y` or `yes`, any case, confirms); `yes` (`--yes`, or its
+/// alias `--force`) skips the question. Not confirmed, or no terminal to ask on, is a usage
+/// error (exit 2) that changes nothing. The one confirmation of every command.
+pub(crate) fn confirm(question: &str, yes: bool) -> Result<(), crate::Failure> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(crate::Failure::config(anyhow::anyhow!(
+            "{question}: refusing without a terminal to confirm; pass `--yes` (`--force` is the same)"
+        )));
+    }
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush().ok();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer).ok();
+    if matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
+        Ok(())
+    } else {
+        Err(crate::Failure::config(anyhow::anyhow!(
+            "not confirmed; nothing changed"
+        )))
+    }
+}
+
 /// Prints one JSON document.
 pub(crate) fn print_json(value: &serde_json::Value) {
     print_line(&format!("{value:#}"));

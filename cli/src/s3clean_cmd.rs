@@ -2,7 +2,6 @@
 //! orphaned; what may go) is `tidemark::clean`; this module parses flags, prints plans, asks for
 //! confirmation and maps outcomes to exit codes.
 
-use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 use std::time::Duration;
 
@@ -57,8 +56,8 @@ pub(crate) enum S3cleanCommand {
         /// Print the plan and delete nothing.
         #[arg(long)]
         dry_run: bool,
-        /// Delete without asking (required when stdin is not a terminal).
-        #[arg(long)]
+        /// Delete without asking (required when stdin is not a terminal); `--force` is the same.
+        #[arg(long = "yes", alias = "force")]
         force: bool,
     },
     /// `clean --older-than AGE` for every table of every pipeline, one by one, with a summary.
@@ -71,8 +70,8 @@ pub(crate) enum S3cleanCommand {
         /// Print the plans and delete nothing.
         #[arg(long)]
         dry_run: bool,
-        /// Delete without asking (required when stdin is not a terminal).
-        #[arg(long)]
+        /// Delete without asking (required when stdin is not a terminal); `--force` is the same.
+        #[arg(long = "yes", alias = "force")]
         force: bool,
     },
 }
@@ -269,10 +268,14 @@ async fn clean_tables(
             crate::output::print_line("nothing to delete");
         }
     } else {
-        if !confirm(objects, bytes, plans.len(), force)? {
-            eprintln!("not confirmed; nothing was deleted");
-            return Ok(());
-        }
+        crate::output::confirm(
+            &format!(
+                "delete {objects} object(s), {} from {} table(s)",
+                human_bytes(bytes),
+                plans.len()
+            ),
+            force,
+        )?;
         for (plan, report) in plans.iter().zip(reports.iter_mut()) {
             if plan.is_empty() {
                 continue;
@@ -416,30 +419,6 @@ fn print_summary(plans: &[CleanPlan], reports: &[Option<CleanReport>]) {
         "deleted {objects} object(s), freed {}",
         human_bytes(bytes)
     ));
-}
-
-/// Asks on a terminal; refuses without `--force` anywhere else.
-fn confirm(objects: u64, bytes: u64, tables: usize, force: bool) -> Result<bool, Failure> {
-    if force {
-        return Ok(true);
-    }
-    let stdin = std::io::stdin();
-    if !stdin.is_terminal() {
-        return Err(Failure::config(anyhow::anyhow!(
-            "refusing to delete {objects} object(s) without confirmation: stdin is not a terminal; pass `--force` to delete, or `--dry-run` to only see the plan"
-        )));
-    }
-    eprint!(
-        "delete {objects} object(s), {} from {tables} table(s)? [y/N] ",
-        human_bytes(bytes)
-    );
-    std::io::stderr().flush().ok();
-    let mut answer = String::new();
-    stdin
-        .lock()
-        .read_line(&mut answer)
-        .map_err(|err| Failure::config(anyhow::Error::new(err).context("reading the answer")))?;
-    Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
 }
 
 fn human_bytes(bytes: u64) -> String {

@@ -1,7 +1,6 @@
 //! `tidemark watermark …` and `tidemark watermark-count …`: the operator's view and edits of a
 //! table's state, through the same library steps the watermark Lambda runs.
 
-use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 
 use clap::{Args, Subcommand, ValueEnum};
@@ -11,7 +10,7 @@ use tidemark::steps::watermark::{
 };
 use tidemark::watermark::{CountField, CountMode, Watermark};
 
-use crate::output::emit;
+use crate::output::{confirm, emit};
 use crate::Failure;
 
 /// Names the table (and optionally its pipeline).
@@ -140,28 +139,6 @@ pub(crate) enum CountCommand {
         #[command(flatten)]
         table: TableArgs,
     },
-}
-
-fn confirm(question: &str, yes: bool) -> Result<(), Failure> {
-    if yes {
-        return Ok(());
-    }
-    if !std::io::stdin().is_terminal() {
-        return Err(Failure::config(anyhow::anyhow!(
-            "{question}: refusing without a terminal to confirm; pass `--yes`"
-        )));
-    }
-    eprint!("{question} [y/N] ");
-    std::io::stderr().flush().ok();
-    let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer).ok();
-    if matches!(answer.trim(), "y" | "Y" | "yes") {
-        Ok(())
-    } else {
-        Err(Failure::config(anyhow::anyhow!(
-            "not confirmed; nothing changed"
-        )))
-    }
 }
 
 fn describe(w: &Watermark) -> Vec<String> {

@@ -122,6 +122,28 @@ fn merged_table(name: &str, extra: &str) -> String {
     )
 }
 
+/// A sync of `table` that fails (exit 1) saying each of `needles`, with no run committed.
+async fn refused_before_commit(
+    scenario: &Scenario<'_>,
+    table: &str,
+    needles: &[&str],
+) -> anyhow::Result<()> {
+    let out = scenario.sync(table, None);
+    let said = describe(&out);
+    ensure!(out.status.code() == Some(1), "expected exit 1: {said}");
+    for needle in needles {
+        ensure!(said.contains(needle), "`{needle}` missing from: {said}");
+    }
+    let watermark = scenario.watermark(table).await?;
+    ensure!(
+        watermark
+            .as_ref()
+            .is_none_or(|w| w.pending_runs.is_empty() && w.extract.cursor.is_start()),
+        "a run was committed: {watermark:?}"
+    );
+    Ok(())
+}
+
 /// A second pipeline whose table loads into the first's target table (another config file, so
 /// `config check` cannot see both) is refused at load, before the schema step adds its columns,
 /// naming both pipelines and tables; the first table's rows stay the source's.
@@ -189,18 +211,7 @@ async fn source_columns_named_like_tidemark_s_own_are_refused_with_the_fix() {
         insert_rows(&mut conn, "merged", 1, 20, "2025-01-01 00:00:00").await?;
         conn.query_drop("ALTER TABLE merged ADD COLUMN _tidemark_run INT DEFAULT 1, ADD COLUMN _TIDEMARK_rank INT")
             .await?;
-        let out = scenario.sync("merged", None);
-        let said = describe(&out);
-        ensure!(out.status.code() == Some(1), "expected exit 1: {said}");
-        ensure!(
-            said.contains("`_tidemark_run`") && said.contains("exclude"),
-            "the error must name the column and the fix: {said}"
-        );
-        let watermark = scenario.watermark("merged").await?.context("no watermark")?;
-        ensure!(
-            watermark.pending_runs.is_empty() && watermark.extract.cursor.is_start(),
-            "a run was committed: {watermark:?}"
-        );
+        refused_before_commit(&scenario, "merged", &["`_tidemark_run`", "exclude"]).await?;
         scenario.set_config(
             &["pipelines", "p", "tables", &format!("{}.merged", mysql.database()), "columns"],
             "{ exclude: [_tidemark_run, _TIDEMARK_rank] }",
@@ -509,21 +520,7 @@ async fn a_nul_byte_in_text_is_refused_with_the_fix_or_stripped() {
         insert_rows(&mut conn, "merged", 1, 20, "2025-01-01 00:00:00").await?;
         conn.query_drop("UPDATE merged SET v = CONCAT('bad', CHAR(0), 'value') WHERE id = 7")
             .await?;
-        let out = scenario.sync("merged", None);
-        let said = describe(&out);
-        ensure!(out.status.code() == Some(1), "{said}");
-        ensure!(
-            said.contains("column `v`") && said.contains("`7`") && said.contains("nul_in_text"),
-            "{said}"
-        );
-        let watermark = scenario
-            .watermark("merged")
-            .await?
-            .context("no watermark")?;
-        ensure!(
-            watermark.pending_runs.is_empty() && watermark.extract.cursor.is_start(),
-            "a run was committed: {watermark:?}"
-        );
+        refused_before_commit(&scenario, "merged", &["column `v`", "`7`", "nul_in_text"]).await?;
         scenario.set_config(
             &[
                 "pipelines",
@@ -559,18 +556,12 @@ async fn a_column_name_too_long_for_the_target_is_refused_before_any_run_commits
         let long = "c".repeat(64);
         conn.query_drop(format!("ALTER TABLE merged ADD COLUMN `{long}` INT"))
             .await?;
-        let out = scenario.sync("merged", None);
-        let said = describe(&out);
-        ensure!(out.status.code() == Some(1), "{said}");
-        ensure!(
-            said.contains(&format!("column `{long}`")) && said.contains("exclude"),
-            "the error must name the column and the fix: {said}"
-        );
-        let watermark = scenario.watermark("merged").await?;
-        ensure!(
-            watermark.as_ref().is_none_or(|w| w.pending_runs.is_empty()),
-            "a run that cannot load was committed: {watermark:?}"
-        );
+        refused_before_commit(
+            &scenario,
+            "merged",
+            &[&format!("column `{long}`"), "exclude"],
+        )
+        .await?;
         scenario.set_config(
             &[
                 "pipelines",
@@ -844,21 +835,12 @@ async fn merge_refuses_key_columns_that_are_not_unique() {
         insert_rows(&mut conn, "merged", 1, 100, "2025-01-01 00:00:00").await?;
         conn.query_drop("UPDATE merged SET v = CONCAT('group ', id % 10)")
             .await?;
-        let out = scenario.sync("merged", None);
-        let said = describe(&out);
-        ensure!(out.status.code() == Some(1), "{said}");
-        ensure!(
-            said.contains("are not unique in the source") && said.contains("key_columns: [id]"),
-            "{said}"
-        );
-        let watermark = scenario
-            .watermark("merged")
-            .await?
-            .context("no watermark")?;
-        ensure!(
-            watermark.pending_runs.is_empty() && watermark.extract.cursor.is_start(),
-            "a run was committed: {watermark:?}"
-        );
+        refused_before_commit(
+            &scenario,
+            "merged",
+            &["are not unique in the source", "key_columns: [id]"],
+        )
+        .await?;
         scenario.set_config(
             &[
                 "pipelines",
@@ -984,6 +966,14 @@ async fn a_database_error_carries_the_server_s_words() {
                 && !said.contains(": db error"),
             "{said}"
         );
+        // The load failed after the run committed: the summary still says what it extracted
+        // (it said 0) (issue #24).
+        let document: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        let table = &document["summary"]["tables"][0];
+        ensure!(
+            table["status"] == "failed" && table["rows_extracted"] == 1 && table["files"] == 1,
+            "{document}"
+        );
         scenario.cleanup().await
     })
     .await
@@ -1000,13 +990,7 @@ async fn merge_refuses_a_nullable_key_column() {
         let mut conn = mysql.conn().await?;
         conn.query_drop(create_table("merged")).await?;
         insert_rows(&mut conn, "merged", 1, 10, "2025-01-01 00:00:00").await?;
-        let out = scenario.sync("merged", None);
-        let said = describe(&out);
-        ensure!(out.status.code() == Some(1), "{said}");
-        ensure!(
-            said.contains("key column `v`") && said.contains("NULL"),
-            "{said}"
-        );
+        refused_before_commit(&scenario, "merged", &["key column `v`", "NULL"]).await?;
         scenario.cleanup().await
     })
     .await

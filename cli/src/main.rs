@@ -32,7 +32,8 @@ use tidemark::ErrorKind;
 #[derive(Debug, Parser)]
 #[command(name = "tidemark", version, about, long_about = None)]
 struct Cli {
-    /// Configuration file. Default: `$TIDEMARK_CONFIG`, else `./tidemark.yaml`.
+    /// Configuration: a file, or an `s3://bucket/key` object (as the Lambda functions read it).
+    /// Default: `$TIDEMARK_CONFIG`, else `./tidemark.yaml`.
     #[arg(
         long,
         global = true,
@@ -140,6 +141,15 @@ impl From<tidemark::Error> for Failure {
 /// Loads the configuration named on the command line.
 pub(crate) fn load_config(path: &Path) -> Result<Config, Failure> {
     let environment: Environment = std::env::vars().collect();
+    let location = path.to_string_lossy();
+    if location.starts_with("s3://") {
+        // The same loader as the Lambda functions' `TIDEMARK_CONFIG` (DESIGN §7).
+        return tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current()
+                .block_on(tidemark::lambda::load_config(&location, &environment))
+        })
+        .map_err(Failure::from);
+    }
     Config::from_file(path, &environment).map_err(|err| match err {
         tidemark::Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
             Failure::config(anyhow::anyhow!(

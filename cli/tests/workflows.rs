@@ -292,3 +292,40 @@ async fn progress_is_a_line_per_stage_off_a_terminal_and_bars_on_one() {
     })
     .await;
 }
+
+/// `--config s3://bucket/key` reads the configuration from S3, as the Lambda functions do with
+/// `TIDEMARK_CONFIG` (DESIGN §7); it used to read only local files.
+#[tokio::test]
+async fn the_config_can_live_in_s3() {
+    with_stack(ORDERS_TABLE, async |stack| {
+        let text = std::fs::read(stack.config.path())?;
+        stack
+            .bucket
+            .bucket()
+            .put("config/tidemark.yaml", text.into())
+            .await?;
+        let location = format!("s3://{}/config/tidemark.yaml", stack.bucket.bucket().name());
+        let out = support::tidemark(
+            std::path::Path::new(&location),
+            &["sync", "-t", &stack.table],
+            &[],
+        );
+        assert!(out.status.success(), "{}", text_of(&out));
+        assert_eq!(stack.target_orders().await?, stack.source_orders().await?);
+        let missing = support::tidemark(
+            std::path::Path::new(&format!(
+                "s3://{}/config/nope.yaml",
+                stack.bucket.bucket().name()
+            )),
+            &["config", "check"],
+            &[],
+        );
+        assert_eq!(missing.status.code(), Some(2), "{}", text_of(&missing));
+        Ok(())
+    })
+    .await;
+}
+
+fn text_of(out: &std::process::Output) -> String {
+    format!("{}{}", text(&out.stdout), text(&out.stderr))
+}

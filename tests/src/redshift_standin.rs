@@ -29,7 +29,9 @@
 //! | `VARBYTE(n)`: binary of at most n bytes | `bytea` |
 //! | `JSON_PARSE(col)`: text → `SUPER`; duplicate object keys fail unless `json_parse_dedup_attributes` is on, then the last wins (https://docs.aws.amazon.com/redshift/latest/dg/super-configurations.html) | `pg_temp.tidemark_json_parse(col)`, which does the same ([`JSON_PARSE_FUNCTIONS`]) |
 //! | `SET json_parse_dedup_attributes TO ON` | a session setting that function reads |
-//! | `ALTER TABLE … ALTER COLUMN … TYPE` only to VARCHAR (https://docs.aws.amazon.com/redshift/latest/dg/r_ALTER_TABLE.html) | any other type refused ([`refuse_what_redshift_refuses`]) |
+//! | `ALTER TABLE … ALTER COLUMN … TYPE` only to VARCHAR; one `ADD COLUMN` per `ALTER TABLE` (https://docs.aws.amazon.com/redshift/latest/dg/r_ALTER_TABLE.html) | anything else refused ([`refuse_what_redshift_refuses`]) |
+//! | `TRUNCATE` commits the transaction it runs in (https://docs.aws.amazon.com/redshift/latest/dg/r_TRUNCATE.html) | refused: the loader must never send it |
+//! | Data API: 1 to 40 statements a request, each under 100 KB (https://docs.aws.amazon.com/redshift/latest/mgmt/data-api.html) | `ValidationException` |
 //! | `svv_columns`: every column, Redshift type names | `information_schema.columns`, `jsonb` named `super` and `bytea` `binary varying` |
 //!
 //! Everything else runs as written: where PostgreSQL and Redshift disagree on SQL the loader
@@ -156,6 +158,16 @@ static ALTER_TYPE: LazyLock<Regex> = LazyLock::new(|| {
 /// `ALTER COLUMN … TYPE` to anything but VARCHAR (r_ALTER_TABLE: "ALTER COLUMN column_name TYPE
 /// updated_varchar_data_type_size", https://docs.aws.amazon.com/redshift/latest/dg/r_ALTER_TABLE.html).
 fn refuse_what_redshift_refuses(sql: &str) -> Result<(), String> {
+    let words = translate_outside_quotes_upper(sql);
+    // r_ALTER_TABLE: "You can add only one column in each ALTER TABLE statement."
+    if words.starts_with("ALTER TABLE") && words.matches(" ADD COLUMN ").count() > 1 {
+        return Err("ERROR: ALTER TABLE ADD COLUMN adds one column per statement".to_owned());
+    }
+    // r_TRUNCATE: "TRUNCATE commits the transaction in which it is run": inside a load's batch
+    // it would commit half a load. tidemark never sends it; the stand-in refuses it.
+    if words.starts_with("TRUNCATE") {
+        return Err("ERROR: the Redshift stand-in refuses TRUNCATE: in Redshift it commits the transaction it runs in (https://docs.aws.amazon.com/redshift/latest/dg/r_TRUNCATE.html); delete rows with DELETE".to_owned());
+    }
     if let Some(alter) = ALTER_TYPE.captures(sql) {
         if !alter["type"].eq_ignore_ascii_case("varchar") {
             return Err(format!(
@@ -165,6 +177,22 @@ fn refuse_what_redshift_refuses(sql: &str) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// `sql` upper-cased with string literals and quoted identifiers blanked and whitespace folded,
+/// for matching keywords.
+fn translate_outside_quotes_upper(sql: &str) -> String {
+    let blanked = Regex::new(QUOTED)
+        .map(|quoted| quoted.replace_all(sql, "''").into_owned())
+        .unwrap_or_else(|_| sql.to_owned());
+    format!(
+        "{} ",
+        blanked
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_ascii_uppercase()
+    )
 }
 
 static COPY: LazyLock<Regex> = LazyLock::new(|| {
@@ -1130,6 +1158,24 @@ fn cancel_record(record: &mut Record) -> Result<Value, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_redshift_refuses_is_refused() {
+        for refused in [
+            "ALTER TABLE \"a\".\"t\" ALTER COLUMN \"n\" TYPE BIGINT",
+            "ALTER TABLE t ADD COLUMN a INT, ADD COLUMN b INT",
+            "truncate t",
+        ] {
+            assert!(refuse_what_redshift_refuses(refused).is_err(), "{refused}");
+        }
+        for allowed in [
+            "ALTER TABLE \"a\".\"t\" ALTER COLUMN \"n\" TYPE VARCHAR(40)",
+            "ALTER TABLE t ADD COLUMN \"add column x\" INT",
+            "DELETE FROM t WHERE note = 'truncate'",
+        ] {
+            assert!(refuse_what_redshift_refuses(allowed).is_ok(), "{allowed}");
+        }
+    }
 
     #[test]
     fn only_redshift_syntax_outside_quotes_is_translated() {

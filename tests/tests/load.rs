@@ -749,6 +749,49 @@ async fn a_widened_decimal_is_retyped_and_keeps_every_value(kind: Target) {
     .await;
 }
 
+const KEYED: &str =
+    "CREATE TABLE keyed (id BIGINT PRIMARY KEY, at DATETIME(6) NOT NULL, kind VARCHAR(20))";
+const KEYED_CONFIG: &str =
+    "      \"{db}.keyed\":\n        cursor_column: at\n        lag: 0s\n        load: append\n";
+
+/// `append` with a key keeps each version of a row once: a later run that reads a version
+/// again (a lookback window, `watermark set` into the past) appends only the new version, and
+/// the target declares no key, so versions sharing a key load (issue #24 item 1, on every
+/// warehouse path).
+async fn append_keeps_each_version_of_a_key_once(kind: Target) {
+    in_world(kind, KEYED, "keyed", KEYED_CONFIG, async |w| {
+        w.sync(&[vec![
+            event(1, "2024-01-01 00:00:00", "open"),
+            event(2, "2024-01-01 00:00:00", "open"),
+        ]])
+        .await?;
+        let answer = w
+            .sync(&[vec![
+                event(1, "2024-01-01 00:00:00", "open"),
+                event(1, "2024-01-02 00:00:00", "close"),
+            ]])
+            .await?;
+        assert_eq!(
+            answer
+                .loaded
+                .iter()
+                .map(|r| r.rows_loaded)
+                .collect::<Vec<_>>(),
+            [1]
+        );
+        assert_eq!(
+            w.rows().await?,
+            [
+                "(1,\"2024-01-01 00:00:00\",open)",
+                "(1,\"2024-01-02 00:00:00\",close)",
+                "(2,\"2024-01-01 00:00:00\",open)",
+            ]
+        );
+        Ok(())
+    })
+    .await;
+}
+
 const LABELS: &str = "CREATE TABLE labels (id BIGINT PRIMARY KEY, label VARCHAR(20) NOT NULL, \
                       updated_at DATETIME(6) NOT NULL)";
 const LABELS_CONFIG: &str =
@@ -874,6 +917,7 @@ on_every_target!(
     an_incompatible_change_is_schema_drift,
     a_widened_decimal_is_retyped_and_keeps_every_value,
     a_column_that_now_takes_null_takes_it_in_the_target,
+    append_keeps_each_version_of_a_key_once,
     every_type_loads_exactly,
 );
 

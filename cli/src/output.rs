@@ -5,21 +5,13 @@
 /// a Unix tool killed by the signal reports.
 const BROKEN_PIPE_EXIT: i32 = 141;
 
-/// Writes one line to stdout. A reader that closed the pipe ends the process quietly (no panic,
-/// no message) with [`BROKEN_PIPE_EXIT`].
+/// Writes one line to stdout, ending quietly on a closed pipe like [`print_text`].
 pub(crate) fn print_line(line: &str) {
-    use std::io::Write;
-    let mut stdout = std::io::stdout().lock();
-    if let Err(err) = writeln!(stdout, "{line}").and_then(|()| stdout.flush()) {
-        if err.kind() == std::io::ErrorKind::BrokenPipe {
-            std::process::exit(BROKEN_PIPE_EXIT);
-        }
-        eprintln!("error: cannot write to stdout: {err}");
-    }
+    print_text(&format!("{line}\n"));
 }
 
-/// Writes text to stdout as it is (no newline added), ending quietly on a closed pipe like
-/// [`print_line`].
+/// Writes text to stdout as it is (no newline added). A reader that closed the pipe ends the
+/// process quietly (no panic, no message) with [`BROKEN_PIPE_EXIT`].
 pub(crate) fn print_text(text: &str) {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
@@ -31,17 +23,18 @@ pub(crate) fn print_text(text: &str) {
     }
 }
 
-/// Asks `question` on a terminal (`y` or `yes`, any case, confirms); `yes` (`--yes`, or its
-/// alias `--force`) skips the question. Not confirmed, or no terminal to ask on, is a usage
-/// error (exit 2) that changes nothing. The one confirmation of every command.
-pub(crate) fn confirm(question: &str, yes: bool) -> Result<(), crate::Failure> {
+/// Asks `question` on a terminal (`y` or `yes`, any case, confirms); `yes` (the command's
+/// `--yes`, which `flags` names for the error) skips the question. Not confirmed, or no terminal
+/// to ask on, is a usage error (exit 2) that changes nothing. The one confirmation of every
+/// command.
+pub(crate) fn confirm(question: &str, yes: bool, flags: &str) -> Result<(), crate::Failure> {
     use std::io::{BufRead, IsTerminal, Write};
     if yes {
         return Ok(());
     }
     if !std::io::stdin().is_terminal() {
         return Err(crate::Failure::config(anyhow::anyhow!(
-            "{question}: refusing without a terminal to confirm; pass `--yes` (`--force` is the same)"
+            "{question}: refusing without a terminal to confirm; pass {flags}"
         )));
     }
     eprint!("{question} [y/N] ");

@@ -275,6 +275,7 @@ async fn clean_tables(
                 plans.len()
             ),
             force,
+            "`--yes` (or `--force`) to delete, or `--dry-run` to only see the plan",
         )?;
         for (plan, report) in plans.iter().zip(reports.iter_mut()) {
             if plan.is_empty() {

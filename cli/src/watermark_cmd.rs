@@ -289,6 +289,7 @@ pub(crate) async fn run(
             confirm(
                 &format!("reset the watermark of `{}` to the start", table.table),
                 *yes,
+                "`--yes`",
             )?;
             let answer = steps::reset(
                 &services,
@@ -379,6 +380,7 @@ pub(crate) async fn run(
                     table.table
                 ),
                 *yes,
+                "`--yes`",
             )?;
             let answer = steps::unlock(
                 &services,

@@ -532,6 +532,12 @@ impl TableConfig {
         })
     }
 
+    /// The warehouse name of the table `table` loads into: `target_name`, else the source
+    /// table's name, folded.
+    pub fn target_table(&self, table: &TableId) -> Result<String> {
+        naming::target_identifier(self.target_name.as_deref().unwrap_or(table.table()))
+    }
+
     /// The `id_only` re-read window in ids (see the field); 0 for other strategies.
     pub fn id_lookback(&self) -> u64 {
         match self.cdc_strategy {
@@ -1127,8 +1133,7 @@ impl Config {
                 let Ok(table_id) = TableId::parse(table_key) else {
                     continue;
                 };
-                let target = table.target_name.as_deref().unwrap_or(table_id.table());
-                let Ok(folded) = naming::target_identifier(target) else {
+                let Ok(folded) = table.target_table(&table_id) else {
                     continue;
                 };
                 match owners.get(&(place.clone(), folded.clone())) {
@@ -1213,8 +1218,7 @@ impl Config {
                 }
             };
             validate_table(&path, table, problems);
-            let target = table.target_name.as_deref().unwrap_or(table_id.table());
-            match naming::target_identifier(target) {
+            match table.target_table(&table_id) {
                 Ok(folded) if folded.starts_with(naming::RESERVED_TARGET_PREFIX) => problems.add(
                     &path,
                     format!(

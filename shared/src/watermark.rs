@@ -599,8 +599,8 @@ pub struct VersionSummary {
     pub load_status: StageStatus,
     /// Runs it lists as pending.
     pub pending_runs: usize,
-    /// The run that held the lease in it: restoring a version taken mid-run brings that lease
-    /// back (release it with `unlock` once that run is gone).
+    /// The run that held the lease in it (a version taken mid-run); `restore` never brings a
+    /// lease back.
     pub lease_owner: Option<RunId>,
 }
 
@@ -738,7 +738,9 @@ impl WatermarkStore {
                 .bucket
                 .get(&object.key)
                 .await?
-                .and_then(|stored| serde_json::from_slice::<Watermark>(&stored.body).ok())
+                .and_then(|stored| {
+                    parse_watermark(&stored.body, &self.bucket.uri(&object.key), table).ok()
+                })
                 .map(|watermark| VersionSummary::of(&watermark));
             entries.push(HistoryEntry {
                 version: object

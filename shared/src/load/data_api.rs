@@ -19,7 +19,7 @@ use aws_sdk_redshiftdata::types::{Field, SqlParameter, StatusString};
 use crate::config::RedshiftConnection;
 use crate::error::{Error, ErrorKind, Result};
 use crate::naming::{self, RunId};
-use crate::schema::{drift_ddl, drift_error, RedshiftTableOptions, TargetColumn};
+use crate::schema::{drift_error, RedshiftTableOptions, TargetColumn};
 
 use super::sql::{self, Dialect, LoadPlan, LoadScript};
 use super::LedgerRow;
@@ -522,13 +522,7 @@ impl DataApi {
         if let Some(error) = drift_error(&qualified, &drifts) {
             return Err(error);
         }
-        let mut ddl = drift_ddl(
-            &plan.schema,
-            &plan.target,
-            &drifts,
-            Dialect::Redshift.warehouse(),
-        )?;
-        ddl.extend(super::missing_column_ddl(plan, &drifts)?);
+        let ddl = super::schema_changes(plan, &drifts, Dialect::Redshift.warehouse())?;
         for statement in &ddl {
             tracing::info!(table = %qualified, ddl = %statement, "applying schema drift");
             self.execute(statement, &[], timeout).await?;

@@ -29,7 +29,7 @@ use crate::error::{Error, Result};
 use crate::manifest::{self, RunManifest};
 use crate::naming::{self, RunId, StorageLayout, TableId};
 use crate::run::RunContext;
-use crate::schema::Drift;
+use crate::schema::{drift_ddl, Drift, Warehouse};
 use crate::storage::Bucket;
 use crate::watermark::{LoadedRun, PendingRun};
 
@@ -154,15 +154,13 @@ pub async fn committed_runs(bucket: &Bucket, pending: &[PendingRun]) -> Result<V
     let mut runs = Vec::with_capacity(pending.len());
     for run in pending {
         let uri = bucket.uri(&run.manifest_key);
-        let object = bucket
-            .get(&run.manifest_key)
+        let manifest = read_run_manifest(bucket, &run.manifest_key)
             .await?
             .ok_or_else(|| Error::Corrupt {
                 uri: uri.clone(),
                 reason: format!("the manifest of pending run `{}` is missing", run.run_id),
                 fix: "restore it from S3 versioning, or reset the table with `--drop-pending` and sync again".to_owned(),
             })?;
-        let manifest: RunManifest = manifest::parse_json(&object.body, &uri)?;
         if manifest.run_id != run.run_id {
             return Err(Error::Corrupt {
                 uri,
@@ -181,6 +179,14 @@ pub async fn committed_runs(bucket: &Bucket, pending: &[PendingRun]) -> Result<V
         });
     }
     Ok(runs)
+}
+
+/// The run manifest at `key`; `None` when there is none.
+pub async fn read_run_manifest(bucket: &Bucket, key: &str) -> Result<Option<RunManifest>> {
+    match bucket.get(key).await? {
+        Some(object) => Ok(Some(manifest::parse_json(&object.body, &bucket.uri(key))?)),
+        None => Ok(None),
+    }
 }
 
 /// Where the plan's target lives and what it may hold at most.
@@ -295,10 +301,23 @@ fn plan_with_runs(
     })
 }
 
+/// The statements the schema step runs for `drifts`, each on its own, outside any transaction:
+/// the automatic drift ([`drift_ddl`], which refuses incompatible drift), then what
+/// `dropped_columns` does with target columns the source no longer feeds.
+pub fn schema_changes(
+    plan: &LoadPlan,
+    drifts: &[Drift],
+    warehouse: Warehouse,
+) -> Result<Vec<String>> {
+    let mut ddl = drift_ddl(&plan.schema, &plan.target, drifts, warehouse)?;
+    ddl.extend(missing_column_ddl(plan, drifts)?);
+    Ok(ddl)
+}
+
 /// The schema step's part for target columns no source column feeds (a column dropped, renamed
 /// or excluded in the source): under `dropped_columns: keep`, a warning per column, which the
 /// sync shows; under `drop`, one `ALTER TABLE … DROP COLUMN` each.
-pub fn missing_column_ddl(plan: &LoadPlan, drifts: &[Drift]) -> Result<Vec<String>> {
+fn missing_column_ddl(plan: &LoadPlan, drifts: &[Drift]) -> Result<Vec<String>> {
     let qualified = naming::quote_warehouse_qualified(
         &naming::target_identifier(&plan.schema)?,
         &naming::target_identifier(&plan.target)?,

@@ -14,7 +14,7 @@ use tokio_postgres::{Client, SimpleQueryMessage};
 use crate::config::{PostgresConnection, RedshiftConnection, TlsMode};
 use crate::error::{Error, Result};
 use crate::naming::{self, RunId};
-use crate::schema::{drift_ddl, drift_error, RedshiftTableOptions, TargetColumn};
+use crate::schema::{drift_error, RedshiftTableOptions, TargetColumn};
 use crate::storage::Bucket;
 
 use super::pg_copy;
@@ -213,8 +213,7 @@ pub async fn prepare_target(
     if let Some(error) = drift_error(&table, &drifts) {
         return Err(error);
     }
-    let mut ddl = drift_ddl(&plan.schema, &plan.target, &drifts, dialect.warehouse())?;
-    ddl.extend(super::missing_column_ddl(plan, &drifts)?);
+    let ddl = super::schema_changes(plan, &drifts, dialect.warehouse())?;
     for statement in &ddl {
         tracing::info!(table = %table, ddl = %statement, "applying schema drift");
         client

@@ -22,7 +22,6 @@ use crate::config::{
 use crate::error::{Error, ErrorKind, Result};
 use crate::load::data_api::{self, DataApi, StatementState};
 use crate::load::{self, sql, tunnel, wire, CommittedRun, Dialect, LoadPlan, PlanTarget};
-use crate::manifest::{self, RunManifest};
 use crate::naming::{self, RunId};
 use crate::run::RunContext;
 use crate::schema::RedshiftTableOptions;
@@ -144,13 +143,7 @@ pub async fn submit(services: &Services, request: &SubmitRequest) -> Result<Load
     let empty_table_manifest = match (&committed[..], &watermark.extract.last_committed_run_id) {
         ([], Some(last)) if watermark.totals.runs_loaded == 0 => {
             let key = layout.run_manifest_key(&run.pipeline, &table, last);
-            match bucket.get(&key).await? {
-                Some(object) => Some(manifest::parse_json::<RunManifest>(
-                    &object.body,
-                    &bucket.uri(&key),
-                )?),
-                None => None,
-            }
+            load::read_run_manifest(&bucket, &key).await?
         }
         _ => None,
     };
@@ -181,9 +174,6 @@ pub async fn submit(services: &Services, request: &SubmitRequest) -> Result<Load
             let wire_target = postgres_wire_target(services, postgres).await?;
             let rows =
                 load_over_wire(services, &wire_target, &plan, &bucket, &redshift_options).await?;
-            if plan.runs.is_empty() {
-                return Ok(nothing_pending(run));
-            }
             Ok(finished(run, &plan, &committed, &rows, started.elapsed()))
         }
         Connection::Redshift(redshift) => {
@@ -200,9 +190,6 @@ pub async fn submit(services: &Services, request: &SubmitRequest) -> Result<Load
                 let rows =
                     load_over_wire(services, &wire_target, &plan, &bucket, &redshift_options)
                         .await?;
-                if plan.runs.is_empty() {
-                    return Ok(nothing_pending(run));
-                }
                 Ok(finished(run, &plan, &committed, &rows, started.elapsed()))
             };
             match redshift.access {
@@ -442,6 +429,11 @@ fn finished(
     rows: &[load::LedgerRow],
     elapsed: std::time::Duration,
 ) -> LoadSubmission {
+    if plan.runs.is_empty() {
+        // A schema-only plan (a table that never loaded a row): the target exists now, nothing
+        // was loaded.
+        return nothing_pending(run);
+    }
     let loaded: Vec<LoadedRun> = rows.iter().map(load::LedgerRow::loaded).collect();
     let inserted: u64 = rows.iter().map(|r| r.rows_inserted).sum();
     let deleted: u64 = rows.iter().map(|r| r.rows_deleted).sum();

@@ -87,6 +87,7 @@ pub async fn preview(
         schema,
         key_columns,
         ceiling,
+        ..
     } = inspect_source(services, pipeline, table_config, &table_id, mode).await?;
     let now = Utc::now();
     let run = RunContext {

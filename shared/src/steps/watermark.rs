@@ -518,7 +518,7 @@ pub fn locate_table<'c>(
 }
 
 pub(super) fn target_name(table_config: &TableConfig, table: &TableId) -> Result<String> {
-    naming::target_identifier(table_config.target_name.as_deref().unwrap_or(table.table()))
+    table_config.target_table(table)
 }
 
 /// A new run id: the time now and 48 random bits.
@@ -711,18 +711,17 @@ async fn prepare_run(
         schema,
         key_columns,
         ceiling,
+        ..
     } = inspect_source(services, pipeline, table_config, table, mode).await?;
     // The schema travels in S3, not in the payload: commit embeds it in the run manifest.
     let layout = StorageLayout::new(&pipeline.s3.prefix);
     let added_columns = match previous_run {
         Some(previous) => {
             let key = layout.run_manifest_key(pipeline_name, table, previous);
-            match services.bucket(pipeline).get(&key).await? {
+            match crate::load::read_run_manifest(&services.bucket(pipeline), &key).await? {
                 // A manifest s3clean removed says nothing: no backfill is started on a guess.
                 None => Vec::new(),
-                Some(object) => {
-                    let manifest: RunManifest =
-                        manifest::parse_json(&object.body, &services.bucket(pipeline).uri(&key))?;
+                Some(manifest) => {
                     refuse_a_changed_primary_key(table, table_config, &manifest.schema, &schema)?;
                     schema
                         .target_column_names()
@@ -758,6 +757,8 @@ pub(super) struct SourceView {
     pub key_columns: Vec<String>,
     /// The run's upper bound (none for `redshift_only`).
     pub ceiling: manifest::Ceiling,
+    /// `id_only`'s id column: `cursor_column`, else a one-column key.
+    pub id_column: Option<String>,
 }
 
 /// Discovers the table's schema, checks its key columns against the load mode, and fixes the
@@ -868,6 +869,7 @@ pub(super) async fn inspect_source(
         schema,
         key_columns,
         ceiling,
+        id_column,
     })
 }
 
@@ -1266,12 +1268,7 @@ pub async fn set(services: &Services, request: &SetRequest) -> Result<EditResult
     }
     let view = inspect_source(services, pipeline, table_config, &table, SyncMode::Full).await?;
     let key_names: Vec<String> = match strategy {
-        CdcStrategy::IdOnly => table_config
-            .cursor_column
-            .clone()
-            .or_else(|| view.key_columns.first().cloned())
-            .into_iter()
-            .collect(),
+        CdcStrategy::IdOnly => view.id_column.clone().into_iter().collect(),
         _ => view.key_columns.clone(),
     };
     if let Some(key) = &key {

@@ -122,6 +122,22 @@ fn merged_table(name: &str, extra: &str) -> String {
     )
 }
 
+/// `COUNT(*)` of target table `table` in the scenario's schema.
+async fn target_count(scenario: &Scenario<'_>, table: &str) -> anyhow::Result<i64> {
+    Ok(scenario
+        .pg
+        .client()
+        .query_one(
+            &format!(
+                "SELECT count(*) FROM \"{}\".\"{table}\"",
+                scenario.pg.schema()
+            ),
+            &[],
+        )
+        .await?
+        .get(0))
+}
+
 /// A sync of `table` that fails (exit 1) saying each of `needles`, with no run committed.
 async fn refused_before_commit(
     scenario: &Scenario<'_>,
@@ -233,16 +249,9 @@ async fn an_empty_source_table_gets_its_target_table_on_the_first_sync() {
         let mut conn = mysql.conn().await?;
         conn.query_drop(create_table("merged")).await?;
         scenario.sync_ok("merged")?;
-        let rows: i64 = scenario
-            .pg
-            .client()
-            .query_one(
-                &format!("SELECT count(*) FROM \"{}\".merged", scenario.pg.schema()),
-                &[],
-            )
+        let rows = target_count(&scenario, "merged")
             .await
-            .context("the target table was not created")?
-            .get(0);
+            .context("the target table was not created")?;
         ensure!(rows == 0, "{rows} rows in the target of an empty table");
         scenario.sync_ok("merged")?;
         insert_rows(&mut conn, "merged", 1, 25, "2025-01-01 00:00:00").await?;
@@ -373,15 +382,7 @@ async fn setting_a_timestamp_rereads_every_row_of_that_instant() {
         );
         ensure!(out.status.success(), "{}", describe(&out));
         scenario.sync_ok("merged")?;
-        let target: i64 = scenario
-            .pg
-            .client()
-            .query_one(
-                &format!("SELECT count(*) FROM \"{}\".merged", scenario.pg.schema()),
-                &[],
-            )
-            .await?
-            .get(0);
+        let target = target_count(&scenario, "merged").await?;
         ensure!(
             target == 30,
             "the target holds {target} of 30 rows after the re-read"
@@ -1017,15 +1018,7 @@ async fn an_empty_full_sync_keeps_the_target_and_says_so() {
             said.contains("the source table is empty"),
             "the sync must say so: {said}"
         );
-        let rows: i64 = scenario
-            .pg
-            .client()
-            .query_one(
-                &format!("SELECT count(*) FROM \"{}\".replaced", scenario.pg.schema()),
-                &[],
-            )
-            .await?
-            .get(0);
+        let rows = target_count(&scenario, "replaced").await?;
         ensure!(rows == 10, "the target holds {rows} rows");
         scenario.cleanup().await
     })

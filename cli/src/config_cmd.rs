@@ -12,17 +12,28 @@ pub(crate) enum ConfigCommand {
     /// Validate the file and print a summary. Errors name the file, line and column.
     ///
     /// Example: `tidemark config check --config tidemark.yaml`
-    Check,
+    Check {
+        /// Also connect to each pipeline's source and say, for every table with `key_columns`,
+        /// whether a unique index of the source makes them identify one row (`merge` and
+        /// `replace` refuse keys that do not).
+        #[arg(long)]
+        source: bool,
+    },
     /// Print the configuration as tidemark resolved it (defaults filled in, secrets masked).
     Show,
     /// List the pipelines and their tables.
     List,
 }
 
-pub(crate) fn run(command: &ConfigCommand, path: &Path, json: bool) -> Result<(), Failure> {
+pub(crate) async fn run(command: &ConfigCommand, path: &Path, json: bool) -> Result<(), Failure> {
     let config = crate::load_config(path)?;
     match command {
-        ConfigCommand::Check => {
+        ConfigCommand::Check { source } => {
+            let keys = if *source {
+                Some(check_keys(path, &config).await?)
+            } else {
+                None
+            };
             if json {
                 print_json(&serde_json::json!({
                     "valid": true,
@@ -31,6 +42,7 @@ pub(crate) fn run(command: &ConfigCommand, path: &Path, json: bool) -> Result<()
                     "pipelines": config.pipelines.iter().map(|(name, p)| {
                         serde_json::json!({"name": name, "tables": p.tables.len()})
                     }).collect::<Vec<_>>(),
+                    "keys": keys,
                 }));
             } else {
                 crate::output::print_line(&format!("{}: valid", path.display()));
@@ -51,6 +63,12 @@ pub(crate) fn run(command: &ConfigCommand, path: &Path, json: bool) -> Result<()
                         pipeline.table_concurrency
                     ));
                 }
+                for key in keys.iter().flatten() {
+                    crate::output::print_line(&format!("  {}", key.describe()));
+                }
+            }
+            if let Some(refused) = keys.iter().flatten().find(|k| k.refused) {
+                return Err(Failure::config(anyhow::anyhow!("{}", refused.describe())));
             }
         }
         ConfigCommand::Show => {
@@ -84,6 +102,74 @@ pub(crate) fn run(command: &ConfigCommand, path: &Path, json: bool) -> Result<()
         }
     }
     Ok(())
+}
+
+/// How one table's `key_columns` stand against the source's unique indexes.
+#[derive(Debug, serde::Serialize)]
+struct KeyCheck {
+    table: String,
+    key_columns: Vec<String>,
+    /// The PRIMARY KEY or UNIQUE index (over NOT NULL columns) that lies within the key.
+    unique_index: Option<Vec<String>>,
+    /// Another unique index the user could name instead.
+    suggestion: Option<Vec<String>>,
+    /// The load mode refuses this key at the run's start.
+    refused: bool,
+}
+
+impl KeyCheck {
+    fn describe(&self) -> String {
+        let key = self.key_columns.join(", ");
+        match (&self.unique_index, &self.suggestion) {
+            (Some(index), _) => format!(
+                "key_columns ({key}) of {}: unique in the source (index over {})",
+                self.table,
+                index.join(", ")
+            ),
+            (None, suggestion) => format!(
+                "key_columns ({key}) of {}: NOT unique in the source — no PRIMARY KEY or UNIQUE index over NOT NULL columns lies within them{}{}",
+                self.table,
+                if self.refused { "; `merge` and `replace` refuse them" } else { "" },
+                suggestion
+                    .as_ref()
+                    .map(|s| format!("; a unique key is ({})", s.join(", ")))
+                    .unwrap_or_default()
+            ),
+        }
+    }
+}
+
+/// For every table with `key_columns`: whether a unique index of its source covers them.
+async fn check_keys(path: &Path, config: &Config) -> Result<Vec<KeyCheck>, Failure> {
+    let services = crate::services(path).await?;
+    let mut checks = Vec::new();
+    for pipeline in config.pipelines.values() {
+        let keyed: Vec<_> = pipeline
+            .tables
+            .iter()
+            .filter_map(|(table, t)| t.key_columns.as_ref().map(|k| (table, t, k)))
+            .collect();
+        if keyed.is_empty() {
+            continue;
+        }
+        let source = services.source(pipeline).await?;
+        let mut conn = source.conn().await?;
+        for (table, table_config, key_columns) in keyed {
+            let id = tidemark::naming::TableId::parse(table)?;
+            let unique = tidemark::source::unique_keys(&mut conn, &id).await?;
+            let unique_index =
+                tidemark::source::covering_index(&unique, key_columns).map(<[String]>::to_vec);
+            checks.push(KeyCheck {
+                table: table.clone(),
+                key_columns: key_columns.clone(),
+                refused: unique_index.is_none()
+                    && table_config.load_mode() != tidemark::config::LoadMode::Append,
+                suggestion: unique.first().cloned().filter(|_| unique_index.is_none()),
+                unique_index,
+            });
+        }
+    }
+    Ok(checks)
 }
 
 fn describe_connection(connection: &Connection) -> String {

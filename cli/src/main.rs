@@ -219,7 +219,7 @@ async fn main() -> ExitCode {
             let display = progress::Display::for_stderr(cli.quiet);
             sync_cmd::run(args, &cli.config, cli.json, display).await
         }
-        Command::Config(command) => config_cmd::run(command, &cli.config, cli.json),
+        Command::Config(command) => config_cmd::run(command, &cli.config, cli.json).await,
         Command::Watermark(command) => watermark_cmd::run(command, &cli.config, cli.json).await,
         Command::WatermarkCount(command) => {
             watermark_cmd::run_count(command, &cli.config, cli.json).await

@@ -824,8 +824,8 @@ async fn added_and_renamed_columns_arrive_in_every_row() {
 }
 
 /// `merge` with `key_columns` that are not unique collapsed rows silently (100 became 10): the
-/// run is refused at begin, naming a unique key to use, and nothing is committed; with a unique
-/// key the table syncs (issue #24 item 6).
+/// run is refused at begin, naming a unique key to use, and nothing is committed; `config check
+/// --source` says the same before any sync; with a unique key the table syncs (issue #24 item 6).
 #[tokio::test]
 async fn merge_refuses_key_columns_that_are_not_unique() {
     TestMysql::run(async |mysql| {
@@ -842,6 +842,16 @@ async fn merge_refuses_key_columns_that_are_not_unique() {
             &["are not unique in the source", "key_columns: [id]"],
         )
         .await?;
+        // `config check --source` says so before any sync, exit 2, naming a unique key.
+        let out = scenario.run(&["config", "check", "--source"], None);
+        let said = describe(&out);
+        ensure!(
+            out.status.code() == Some(2)
+                && said.contains("key_columns (v)")
+                && said.contains("NOT unique in the source")
+                && said.contains("a unique key is (id)"),
+            "{said}"
+        );
         scenario.set_config(
             &[
                 "pipelines",
@@ -852,6 +862,14 @@ async fn merge_refuses_key_columns_that_are_not_unique() {
             ],
             "[id]",
         )?;
+        let out = scenario.run(&["config", "check", "--source"], None);
+        let said = describe(&out);
+        ensure!(
+            out.status.success()
+                && said.contains("key_columns (id)")
+                && said.contains("unique in the source (index over id)"),
+            "{said}"
+        );
         scenario.sync_ok("merged")?;
         let checked = scenario.check(Mode::Merge, "merged").await?;
         ensure!(checked.rows == 100, "{} rows compared", checked.rows);
@@ -1020,6 +1038,63 @@ async fn an_empty_full_sync_keeps_the_target_and_says_so() {
         );
         let rows = target_count(&scenario, "replaced").await?;
         ensure!(rows == 10, "the target holds {rows} rows");
+        scenario.cleanup().await
+    })
+    .await
+    .unwrap();
+}
+
+/// A TIMESTAMP column altered to DATETIME was refused as "cannot change in place". MySQL rewrites
+/// each value in the altering session's time zone (here the server's, +05:30), so the target's
+/// column becomes a zone-less TIMESTAMP and the next sync re-reads the table: every row then
+/// holds the source's new wall-clock value, not the UTC one loaded before (issue #24 item 8).
+#[tokio::test]
+async fn a_timestamp_become_datetime_holds_the_source_s_values() {
+    TestMysql::run_on(MysqlServer::HalfHourOffset, async |mysql| {
+        let scenario = Scenario::new(mysql, BINARY, EVENTS_TABLE).await?;
+        let mut conn = mysql.conn().await?;
+        conn.query_drop(EVENTS_DDL).await?;
+        conn.query_drop(
+            "INSERT INTO events VALUES (1, '2026-01-01 00:00:00.25', '2026-01-02 00:00:00'), \
+             (2, '2026-06-30 20:00:00', '2026-01-02 00:00:00'), (3, NULL, '2026-01-03 00:00:00')",
+        )
+        .await?;
+        scenario.sync_ok("events")?;
+        // As a DBA runs it: in the server's own time zone.
+        conn.query_drop("SET time_zone = @@global.time_zone").await?;
+        conn.query_drop("ALTER TABLE events MODIFY happened_at DATETIME(6) NULL").await?;
+        conn.query_drop("SET time_zone = '+00:00'").await?;
+        conn.query_drop("INSERT INTO events VALUES (4, '1969-07-20 20:17:40', '2026-01-04 00:00:00')")
+            .await?;
+        scenario.sync_ok("events")?;
+        let source = mysql_rows(
+            &mut conn,
+            "SELECT id, DATE_FORMAT(happened_at, '%Y-%m-%d %H:%i:%s.%f') FROM events ORDER BY id",
+        )
+        .await?;
+        let target = postgres_rows(
+            scenario.pg.client(),
+            &format!(
+                "SELECT id::text, to_char(happened_at, 'YYYY-MM-DD HH24:MI:SS.US') \
+                 FROM \"{}\".events AS t ORDER BY t.id",
+                scenario.pg.schema()
+            ),
+        )
+        .await?;
+        ensure!(
+            source == target && source[0] == "1|2026-01-01 05:30:00.250000",
+            "source {source:?}\ntarget {target:?}"
+        );
+        let typed: String = scenario
+            .pg
+            .client()
+            .query_one(
+                "SELECT data_type FROM information_schema.columns WHERE table_schema = $1 AND table_name = 'events' AND column_name = 'happened_at'",
+                &[&scenario.pg.schema()],
+            )
+            .await?
+            .get(0);
+        ensure!(typed == "timestamp without time zone", "{typed}");
         scenario.cleanup().await
     })
     .await

@@ -573,11 +573,15 @@ pub enum Drift {
     /// DECIMAL(8,2) → DECIMAL(12,4)): PostgreSQL changes it in place; Redshift, which changes
     /// only VARCHAR in place, creates `temporary` with the new type, copies, drops the old column
     /// and renames — `temporary_exists` when an interrupted retype already created it.
+    /// `from_utc`: a TIMESTAMPTZ that becomes a zone-less TIMESTAMP (MySQL TIMESTAMP → DATETIME);
+    /// old values become their UTC wall-clock time, until the backfill the change starts
+    /// ([`TableSchema::backfill_reason`]) brings the source's own.
     Retype {
         column: String,
         ddl_type: String,
         temporary: String,
         temporary_exists: bool,
+        from_utc: bool,
     },
     /// A Redshift retype interrupted after dropping the old column: only the rename is left.
     FinishRetype { column: String, temporary: String },
@@ -1102,6 +1106,46 @@ impl TableSchema {
             .collect()
     }
 
+    /// Why rows loaded under `before` (the last committed run's schema) need the source's values
+    /// again: columns added since (old target rows hold NULL there, the source its default or
+    /// computed value), or a TIMESTAMP become DATETIME (MySQL rewrote each value in the zone of
+    /// the session that altered it). `None` when every loaded value still stands.
+    pub fn backfill_reason(&self, before: &TableSchema) -> Option<String> {
+        let added: Vec<&str> = self
+            .columns
+            .iter()
+            .filter(|c| {
+                !before
+                    .columns
+                    .iter()
+                    .any(|b| b.target_name == c.target_name)
+            })
+            .map(|c| c.target_name.as_str())
+            .collect();
+        let rezoned: Vec<&str> =
+            self.columns
+                .iter()
+                .filter(|c| {
+                    c.ty == ColumnType::Timestamp
+                        && before.columns.iter().any(|b| {
+                            b.target_name == c.target_name && b.ty == ColumnType::TimestampTz
+                        })
+                })
+                .map(|c| c.target_name.as_str())
+                .collect();
+        let mut reasons = Vec::new();
+        if !added.is_empty() {
+            reasons.push(format!("columns were added ({})", added.join(", ")));
+        }
+        if !rezoned.is_empty() {
+            reasons.push(format!(
+                "TIMESTAMP columns became DATETIME ({}), whose values MySQL rewrote in the altering session's time zone",
+                rezoned.join(", ")
+            ));
+        }
+        (!reasons.is_empty()).then(|| reasons.join("; "))
+    }
+
     /// The extraction SELECT list: [`Column::mysql_select_expr`] of every column, in order.
     pub fn mysql_select_list(&self) -> String {
         self.columns
@@ -1319,7 +1363,7 @@ impl TableSchema {
                     })
                 }
                 Fit::Holds => {}
-                Fit::Retype
+                Fit::Retype { .. }
                     if warehouse == Warehouse::Redshift
                         && (contains_name(&self.primary_key, &column.name)
                             || temporary.len() > naming::REDSHIFT_IDENTIFIER_MAX_BYTES) =>
@@ -1336,11 +1380,12 @@ impl TableSchema {
                         ),
                     });
                 }
-                Fit::Retype => drifts.push(Drift::Retype {
+                Fit::Retype { from_utc } => drifts.push(Drift::Retype {
                     column: column.target_name.clone(),
                     ddl_type: column.ty.warehouse_type(warehouse, self.json_in_redshift),
                     temporary_exists: interrupted.is_some(),
                     temporary,
+                    from_utc,
                 }),
                 Fit::Widen { from, to } => drifts.push(Drift::WidenVarchar {
                     column: column.target_name.clone(),
@@ -1382,7 +1427,7 @@ impl TableSchema {
             return match family {
                 TargetFamily::Integer { digits: held } if held >= digits => Fit::Holds,
                 // A narrower integer column: every value it holds fits the wider type.
-                TargetFamily::Integer { .. } => Fit::Retype,
+                TargetFamily::Integer { .. } => Fit::Retype { from_utc: false },
                 TargetFamily::Numeric { precision, scale }
                     if numeric_holds(precision, scale, i64::from(digits), 0) =>
                 {
@@ -1422,8 +1467,10 @@ impl TableSchema {
                 s.unwrap_or(0),
             ) =>
             {
-                Fit::Retype
+                Fit::Retype { from_utc: false }
             }
+            // MySQL TIMESTAMP → DATETIME: the range only grows (1970–2038 → 1000–9999).
+            (ColumnType::Timestamp, TargetFamily::TimestampTz) => Fit::Retype { from_utc: true },
             (ColumnType::Bits { width: 64 }, TargetFamily::Numeric { precision, scale })
                 if numeric_holds(precision, scale, i64::from(UNSIGNED_64_DIGITS), 0) =>
             {
@@ -1476,8 +1523,11 @@ enum Fit {
         from: i64,
         to: i64,
     },
-    /// The source's type holds every value of the target's (a widened INT or DECIMAL).
-    Retype,
+    /// The source's type holds every value of the target's (a widened INT or DECIMAL, a
+    /// TIMESTAMP become DATETIME: `from_utc`).
+    Retype {
+        from_utc: bool,
+    },
     Incompatible {
         extra_hint: &'static str,
     },
@@ -1701,24 +1751,36 @@ fn retype_ddl(qualified: &str, drift: &Drift, warehouse: Warehouse) -> Vec<Strin
                 ddl_type: ddl_type.clone(),
                 temporary: temporary.clone(),
                 temporary_exists: *temporary_exists,
+                from_utc: false,
             },
             warehouse,
         ),
         (
             Drift::Retype {
-                column, ddl_type, ..
+                column,
+                ddl_type,
+                from_utc,
+                ..
             },
             Warehouse::Postgres,
-        ) => vec![format!(
-            "ALTER TABLE {qualified} ALTER COLUMN {} TYPE {ddl_type}",
-            naming::quote_warehouse(column)
-        )],
+        ) => {
+            let column = naming::quote_warehouse(column);
+            let using = if *from_utc {
+                format!(" USING {}", utc_wall_clock(&column))
+            } else {
+                String::new()
+            };
+            vec![format!(
+                "ALTER TABLE {qualified} ALTER COLUMN {column} TYPE {ddl_type}{using}"
+            )]
+        }
         (
             Drift::Retype {
                 column,
                 ddl_type,
                 temporary,
                 temporary_exists,
+                from_utc,
             },
             Warehouse::Redshift,
         ) => {
@@ -1726,13 +1788,18 @@ fn retype_ddl(qualified: &str, drift: &Drift, warehouse: Warehouse) -> Vec<Strin
                 naming::quote_warehouse(column),
                 naming::quote_warehouse(temporary),
             );
+            let value = if *from_utc {
+                utc_wall_clock(&column)
+            } else {
+                column.clone()
+            };
             let mut ddl = Vec::new();
             if !temporary_exists {
                 ddl.push(format!(
                     "ALTER TABLE {qualified} ADD COLUMN {temporary} {ddl_type}"
                 ));
             }
-            ddl.push(format!("UPDATE {qualified} SET {temporary} = {column}"));
+            ddl.push(format!("UPDATE {qualified} SET {temporary} = {value}"));
             ddl.push(format!("ALTER TABLE {qualified} DROP COLUMN {column}"));
             ddl.push(format!(
                 "ALTER TABLE {qualified} RENAME COLUMN {temporary} TO {column}"
@@ -1746,6 +1813,12 @@ fn retype_ddl(qualified: &str, drift: &Drift, warehouse: Warehouse) -> Vec<Strin
         )],
         _ => Vec::new(),
     }
+}
+
+/// A TIMESTAMPTZ column's values as zone-less UTC wall-clock time, whatever the session's time
+/// zone (PostgreSQL; Redshift's AT TIME ZONE likewise returns TIMESTAMP for a TIMESTAMPTZ).
+fn utc_wall_clock(quoted_column: &str) -> String {
+    format!("{quoted_column} AT TIME ZONE 'UTC'")
 }
 
 /// Option names must name real columns: a typo must not silently extract everything.

@@ -177,6 +177,19 @@ pub async fn unique_keys(
         .collect())
 }
 
+/// The first of `unique` (see [`unique_keys`]) whose columns all lie within `key`: an index that
+/// makes `key` identify one row. `None` when no index does, and rows may share `key`.
+pub fn covering_index<'a>(unique: &'a [Vec<String>], key: &[String]) -> Option<&'a [String]> {
+    unique
+        .iter()
+        .find(|index| {
+            index
+                .iter()
+                .all(|column| key.iter().any(|k| k.eq_ignore_ascii_case(column)))
+        })
+        .map(Vec::as_slice)
+}
+
 /// The source's clock, `NOW(6)` of a UTC session, as a cursor timestamp.
 pub async fn clock(conn: &mut mysql_async::Conn) -> Result<String> {
     let now: Option<String> = conn

@@ -674,6 +674,38 @@ async fn an_added_column_is_added_to_the_target(kind: Target) {
     .await;
 }
 
+/// Two rows of one run with the same key and cursor value: which is the newest version cannot be
+/// told, and the merge once kept one of them at random. The load fails, names the count, and
+/// commits nothing (issue #24 item 6).
+async fn keys_held_twice_with_one_cursor_value_fail_the_load(kind: Target) {
+    in_world(kind, ORDERS, "orders", ORDERS_CONFIG, async |w| {
+        w.sync(&[vec![order(1, "2024-01-01 00:00:00", "1.00", "one")]])
+            .await?;
+        let rows = w.rows().await?;
+        let run = w.begin(SyncMode::Full).await?;
+        let at = "2024-02-01 00:00:00";
+        commit_rows(
+            &w.services,
+            &run,
+            &[
+                vec![order(2, at, "2.00", "two"), order(3, at, "3.00", "three")],
+                vec![
+                    order(2, at, "2.50", "two again"),
+                    order(3, at, "3.50", "three again"),
+                ],
+                vec![order(4, at, "4.00", "four")],
+            ],
+        )
+        .await?;
+        let (error_type, text) = w.failed_load(&run).await?;
+        assert_eq!(error_type, ErrorKind::SchemaDrift.name(), "{text}");
+        assert!(text.contains("2 keys appear twice in one run"), "{text}");
+        assert_eq!(w.rows().await?, rows);
+        Ok(())
+    })
+    .await;
+}
+
 async fn an_incompatible_change_is_schema_drift(kind: Target) {
     in_world(kind, ORDERS, "orders", ORDERS_CONFIG, async |w| {
         w.sync(&[vec![order(1, "2024-01-01 00:00:00", "1.00", "one")]])
@@ -744,6 +776,55 @@ async fn a_widened_decimal_is_retyped_and_keeps_every_value(kind: Target) {
             .await?
             .get(0);
         assert_eq!(typed, "numeric(16,4)");
+        Ok(())
+    })
+    .await;
+}
+
+const STAMPS: &str = "CREATE TABLE stamps (id BIGINT PRIMARY KEY, seen TIMESTAMP(6) NULL, \
+                      updated_at DATETIME(6) NOT NULL)";
+const STAMPS_CONFIG: &str =
+    "      \"{db}.stamps\":\n        cursor_column: updated_at\n        lag: 0s\n";
+
+/// A TIMESTAMP altered to DATETIME is retyped from TIMESTAMPTZ to TIMESTAMP — in place on
+/// PostgreSQL, by add/copy/drop/rename on Redshift — and the loaded values become their UTC
+/// wall-clock time until the backfill the change starts re-reads them (issue #24 item 8; the
+/// backfill itself is `a_timestamp_become_datetime_holds_the_source_s_values` in the CLI tests).
+async fn a_timestamp_become_datetime_is_retyped(kind: Target) {
+    in_world(kind, STAMPS, "stamps", STAMPS_CONFIG, async |w| {
+        w.sync(&[vec![vec![
+            json!(1),
+            json!("2024-01-01 23:30:00.5"),
+            json!("2024-01-01 00:00:00"),
+        ]]])
+        .await?;
+        w.mysql
+            .conn()
+            .await?
+            .query_drop("ALTER TABLE stamps MODIFY seen DATETIME(6) NULL")
+            .await?;
+        w.sync(&[vec![vec![
+            json!(2),
+            json!("2024-06-01 12:00:00"),
+            json!("2024-02-01 00:00:00"),
+        ]]])
+        .await?;
+        let rows = tidemark_tests::compare::postgres_rows(
+            w.pg.client(),
+            &format!(
+                "SELECT id::text, seen::text, pg_typeof(seen)::text FROM \"{}\".stamps ORDER BY id",
+                w.pg.schema()
+            ),
+        )
+        .await?;
+        assert_eq!(
+            rows,
+            [
+                "1|2024-01-01 23:30:00.5|timestamp without time zone",
+                "2|2024-06-01 12:00:00|timestamp without time zone"
+            ],
+            "{rows:?}"
+        );
         Ok(())
     })
     .await;
@@ -915,7 +996,9 @@ on_every_target!(
     a_file_of_another_size_fails_the_load_and_commits_nothing,
     an_added_column_is_added_to_the_target,
     an_incompatible_change_is_schema_drift,
+    keys_held_twice_with_one_cursor_value_fail_the_load,
     a_widened_decimal_is_retyped_and_keeps_every_value,
+    a_timestamp_become_datetime_is_retyped,
     a_column_that_now_takes_null_takes_it_in_the_target,
     append_keeps_each_version_of_a_key_once,
     every_type_loads_exactly,
@@ -1231,10 +1314,11 @@ fn the_load_sql_matches_the_golden_files() -> anyhow::Result<()> {
         ] {
             let script = sql::load_script(dialect, &plan)?;
             // Redshift copies each run into a table of exactly the files' columns, then moves
-            // its rows into staging with their tag: one more statement per run, two fixed.
+            // its rows into staging with their tag: one more statement per run, two fixed. The
+            // key verification is one more on both.
             let (fixed, per_run) = match dialect {
-                Dialect::Redshift => (13, 3),
-                Dialect::Postgres => (10, 2),
+                Dialect::Redshift => (14, 3),
+                Dialect::Postgres => (11, 2),
             };
             let expected =
                 fixed + per_run * plan.runs.len() - usize::from(mode == LoadMode::Append);

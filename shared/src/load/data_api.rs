@@ -196,6 +196,12 @@ pub fn statement_state(
         },
         _ => {
             let (query, sub_error) = failed_sub_statement.unwrap_or(("", ""));
+            if query.contains(sql::AMBIGUOUS_MARKER) {
+                return StatementState::Failed {
+                    message: sql::ambiguous_keys_message(sub_error),
+                    kind: ErrorKind::SchemaDrift,
+                };
+            }
             if query.contains(sql::VERIFY_MARKER) {
                 return StatementState::Failed {
                     message: format!(

@@ -30,6 +30,8 @@ pub const RUN_COLUMN: &str = "_tidemark_run";
 const RANK_COLUMN: &str = "_tidemark_rank";
 /// Text of the error the verification statement raises; the Data API status looks for it.
 pub const VERIFY_MARKER: &str = "tidemark: rows staged differ from the run manifests";
+/// Text of the error the key verification raises, followed by the number of such keys.
+pub const AMBIGUOUS_MARKER: &str = "tidemark: keys held twice with one cursor value in a run: ";
 /// The Data API refuses a statement of 100 KB or more.
 pub const MAX_STATEMENT_BYTES: usize = 100_000;
 /// Runs one wire-protocol load takes at most: keeps every statement far below
@@ -113,6 +115,9 @@ pub enum Role {
     TagRun { run: usize },
     /// Fails the transaction when a run staged a different number of rows than its manifest says.
     VerifyStaged,
+    /// Fails the transaction when one run holds two rows with the same key and cursor value:
+    /// which of them is the row's newest version cannot be told.
+    VerifyKeys,
     /// Drops the staged rows of runs the ledger already has: a repeated load changes nothing.
     SkipLoadedRuns,
     /// Keeps the rows the target gets (one per key for `merge`).
@@ -437,6 +442,28 @@ pub fn load_script(dialect: Dialect, plan: &LoadPlan) -> Result<LoadScript> {
             literal(&format!("{VERIFY_MARKER} in "))?
         ),
     );
+    if !plan.key_columns.is_empty() {
+        let mut identity: Vec<String> = plan
+            .key_columns
+            .iter()
+            .map(|k| quote_warehouse(k))
+            .collect();
+        if let Some(cursor) = plan
+            .cursor_column
+            .as_ref()
+            .filter(|c| !plan.key_columns.contains(c))
+        {
+            identity.push(quote_warehouse(cursor));
+        }
+        push(
+            Role::VerifyKeys,
+            format!(
+                "SELECT CAST(CASE WHEN COUNT(*) = 0 THEN '0' ELSE {} || CAST(COUNT(*) AS VARCHAR(20)) END AS INTEGER) AS \"verified\"\nFROM (\n    SELECT {run_column} FROM {staging}\n    GROUP BY {run_column}, {}\n    HAVING COUNT(*) > 1\n) AS \"twice\"",
+                literal(AMBIGUOUS_MARKER)?,
+                identity.join(", ")
+            ),
+        );
+    }
     push(
         Role::SkipLoadedRuns,
         format!(
@@ -594,6 +621,25 @@ pub fn load_script(dialect: Dialect, plan: &LoadPlan) -> Result<LoadScript> {
     Ok(LoadScript { statements })
 }
 
+/// What a failed [`Role::VerifyKeys`] means, from the server's error text (which carries the
+/// number of keys on PostgreSQL; Redshift's cast error shows only the first character).
+pub fn ambiguous_keys_message(server_text: &str) -> String {
+    let count = server_text
+        .split(AMBIGUOUS_MARKER)
+        .nth(1)
+        .map(|rest| {
+            rest.chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+        })
+        .filter(|digits| !digits.is_empty())
+        .map(|digits| format!("{digits} keys"))
+        .unwrap_or_else(|| "keys".to_owned());
+    format!(
+        "{count} appear twice in one run with the same cursor value, so which row is the newest version cannot be told; nothing was committed. Make `key_columns` name a unique key of the source (`tidemark config check` says whether it is one), or a `custom_sql` return one row per key"
+    )
+}
+
 /// The ledger rows of the plan's runs: `run_id, rows_staged, rows_inserted, rows_deleted`.
 pub fn read_ledger(plan: &LoadPlan) -> Result<String> {
     let ids = plan
@@ -649,9 +695,9 @@ pub fn foreign_ledger_owner(plan: &LoadPlan) -> Result<String> {
 /// Statements per run in a load script (COPY, tag), and outside the runs.
 /// Redshift: COPY into the copy table, INSERT into staging with the run's tag, DELETE the copy.
 const STATEMENTS_PER_RUN: usize = 3;
-/// Redshift: the JSON setting, the copy and staging tables, verify, skip, dedupe, ledger,
-/// delete, insert, three drops and the ledger read-back.
-const STATEMENTS_FIXED: usize = 13;
+/// Redshift: the JSON setting, the copy and staging tables, the two verifications, skip,
+/// dedupe, ledger, delete, insert, three drops and the ledger read-back.
+const STATEMENTS_FIXED: usize = 14;
 
 /// How many runs one Data API batch can load within its statement limit.
 pub fn max_runs_per_batch() -> usize {
@@ -688,8 +734,9 @@ mod tests {
 
     #[test]
     fn a_batch_fits_the_statement_limit() {
-        // 9 since the per-run copy table (15 before, with a COPY Redshift refuses).
-        assert_eq!(max_runs_per_batch(), 9);
+        // 8 since the key verification; 9 with the per-run copy table alone (15 before, with a
+        // COPY Redshift refuses).
+        assert_eq!(max_runs_per_batch(), 8);
         assert!(
             STATEMENTS_FIXED + STATEMENTS_PER_RUN * max_runs_per_batch() <= MAX_BATCH_STATEMENTS
         );

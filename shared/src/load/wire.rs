@@ -517,5 +517,17 @@ fn verification_error(
             fix: "a file of a run was changed after it committed; restore it, or reset the table with `--drop-pending` and sync again".to_owned(),
         };
     }
+    if role == Role::VerifyKeys {
+        let text = match err.as_db_error() {
+            Some(db) => db.message().to_owned(),
+            None => err.to_string(),
+        };
+        if text.contains(sql::AMBIGUOUS_MARKER) {
+            return Error::SchemaDrift {
+                table: plan.source_table.clone(),
+                details: sql::ambiguous_keys_message(&text),
+            };
+        }
+    }
     Error::postgres(context(&format!("{role:?}")), err)
 }

@@ -579,7 +579,7 @@ pub async fn begin(services: &Services, request: &BeginRequest) -> Result<RunCon
         ceiling,
         fingerprint,
         key_columns,
-        added_columns,
+        backfill_reason,
     } = match prepared {
         Ok(prepared) => prepared,
         Err(err) => {
@@ -595,15 +595,23 @@ pub async fn begin(services: &Services, request: &BeginRequest) -> Result<RunCon
         }
     };
     let mut start = start_cursor(&watermark.extract.cursor, table_config)?;
-    if !added_columns.is_empty() && backfills(table_config) && !start.is_start() {
-        // Rows loaded before a column existed hold NULL there, while the source holds its
-        // default (or computed) value: re-read the whole table, through the same merge.
-        tracing::warn!(
-            table = %table,
-            columns = %added_columns.join(", "),
-            "columns were added to the source table: this run re-reads the whole table so that rows loaded before get their values (a backfill)"
-        );
-        start = Cursor::default();
+    if let Some(reason) = backfill_reason.filter(|_| !start.is_start()) {
+        if backfills(table_config) {
+            // Rows loaded before hold NULL in an added column, or a value MySQL has since
+            // rewritten: re-read the whole table, through the same merge.
+            tracing::warn!(
+                table = %table,
+                "{reason}: this run re-reads the whole table so that rows loaded before get the source's values (a backfill)"
+            );
+            start = Cursor::default();
+        } else {
+            tracing::warn!(
+                table = %table,
+                "{reason}: rows loaded before keep their old values under `cdc_strategy: {}` with `load: {}`; to reload them, `tidemark watermark reset -t {table} --yes` and sync",
+                table_config.cdc_strategy,
+                table_config.load_mode()
+            );
+        }
     }
     if let Some(warning) = start_beyond_ceiling(&start, &ceiling) {
         tracing::warn!(table = %table, "{warning}");
@@ -690,8 +698,8 @@ struct PreparedRun {
     ceiling: manifest::Ceiling,
     fingerprint: String,
     key_columns: Vec<String>,
-    /// Warehouse names of the columns the last committed run's schema did not have.
-    added_columns: Vec<String>,
+    /// Why rows loaded before need the source's values again ([`schema::TableSchema::backfill_reason`]).
+    backfill_reason: Option<String>,
 }
 
 async fn prepare_run(
@@ -715,24 +723,19 @@ async fn prepare_run(
     } = inspect_source(services, pipeline, table_config, table, mode).await?;
     // The schema travels in S3, not in the payload: commit embeds it in the run manifest.
     let layout = StorageLayout::new(&pipeline.s3.prefix);
-    let added_columns = match previous_run {
+    let backfill_reason = match previous_run {
         Some(previous) => {
             let key = layout.run_manifest_key(pipeline_name, table, previous);
             match crate::load::read_run_manifest(&services.bucket(pipeline), &key).await? {
                 // A manifest s3clean removed says nothing: no backfill is started on a guess.
-                None => Vec::new(),
+                None => None,
                 Some(manifest) => {
                     refuse_a_changed_primary_key(table, table_config, &manifest.schema, &schema)?;
-                    schema
-                        .target_column_names()
-                        .into_iter()
-                        .filter(|name| !manifest.schema.target_column_names().contains(name))
-                        .map(str::to_owned)
-                        .collect()
+                    schema.backfill_reason(&manifest.schema)
                 }
             }
         }
-        None => Vec::new(),
+        None => None,
     };
     let schema_key = layout.run_schema_key(pipeline_name, table, run_id);
     let body = serde_json::to_vec_pretty(&schema)
@@ -745,7 +748,7 @@ async fn prepare_run(
         ceiling,
         fingerprint: schema.fingerprint(),
         key_columns,
-        added_columns,
+        backfill_reason,
     })
 }
 
@@ -814,12 +817,7 @@ pub(super) async fn inspect_source(
                 crate::source::unique_keys(&mut conn, table),
             )
             .await?;
-        let covered = unique.iter().any(|index| {
-            index
-                .iter()
-                .all(|column| configured.iter().any(|k| k.eq_ignore_ascii_case(column)))
-        });
-        if !covered {
+        if crate::source::covering_index(&unique, configured).is_none() {
             return Err(Error::Schema(format!(
                 "`key_columns` ({}) of `{table}` are not unique in the source: no PRIMARY KEY or UNIQUE index over NOT NULL columns lies within them, so `load: {}` would keep one row of every group sharing them; list columns such an index covers{}",
                 configured.join(", "),

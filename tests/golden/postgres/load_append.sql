@@ -22,6 +22,13 @@ LEFT JOIN (SELECT "_tidemark_run", COUNT(*) AS "staged" FROM "tidemark_staging" 
     ON "s"."_tidemark_run" = "e"."run"
 WHERE COALESCE("s"."staged", 0) <> "e"."expected";
 
+SELECT CAST(CASE WHEN COUNT(*) = 0 THEN '0' ELSE 'tidemark: keys held twice with one cursor value in a run: ' || CAST(COUNT(*) AS VARCHAR(20)) END AS INTEGER) AS "verified"
+FROM (
+    SELECT "_tidemark_run" FROM "tidemark_staging"
+    GROUP BY "_tidemark_run", "id", "updated_at"
+    HAVING COUNT(*) > 1
+) AS "twice";
+
 DELETE FROM "tidemark_staging"
 WHERE "_tidemark_run" IN (
     SELECT "e"."run" FROM (SELECT CAST(0 AS INTEGER) AS "run", CAST('20261127T041530123Z-0000000000ab' AS VARCHAR(64)) AS "run_id", CAST(1200 AS BIGINT) AS "expected", CAST(2 AS BIGINT) AS "files"

@@ -150,8 +150,8 @@ pub struct ExtractOptions {
     pub row_group_rows: usize,
     /// At most this many encoded bytes per row group; bounds the encoder's memory. Default 32 MiB.
     pub row_group_bytes: usize,
-    /// Parquet compression. Default zstd level 1.
-    pub compression: FileCompression,
+    /// Parquet compression. Default: the target's profile ([`FileCompression::for_warehouse`]).
+    pub compression: Option<FileCompression>,
     /// Rows decoded into one Arrow batch. Default 8192.
     pub batch_rows: usize,
     /// Rows per keyset page (`LIMIT`). Default 500000. Larger pages mean fewer restarts of the
@@ -175,7 +175,7 @@ impl Default for ExtractOptions {
             max_rows_per_file: None,
             row_group_rows: 1024 * 1024,
             row_group_bytes: 32 * 1024 * 1024,
-            compression: FileCompression::default(),
+            compression: None,
             batch_rows: 8192,
             page_rows: 500_000,
             part_bytes: 8 * 1024 * 1024,
@@ -191,7 +191,9 @@ impl ExtractOptions {
             part_bytes: self.part_bytes,
             row_group_rows: self.row_group_rows,
             row_group_bytes: self.row_group_bytes,
-            compression: self.compression,
+            compression: self
+                .compression
+                .unwrap_or_else(|| FileCompression::for_warehouse(self.target)),
         }
     }
 }

@@ -24,6 +24,7 @@ use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
 use crate::manifest::{Cursor, DataFile};
+use crate::schema::Warehouse;
 use crate::storage::{Bucket, MultipartUpload};
 use crate::watermark::compare_cursors;
 
@@ -41,9 +42,16 @@ pub enum FileCompression {
     Uncompressed,
 }
 
-impl Default for FileCompression {
-    fn default() -> Self {
-        FileCompression::Zstd(1)
+impl FileCompression {
+    /// The codec of the warehouse's write profile (README, "Type mapping"). Redshift: Snappy —
+    /// what its own UNLOAD writes and the codec its Parquet reader (Redshift Spectrum) lists,
+    /// where zstd is not listed. PostgreSQL: zstd level 1 — tidemark reads those files itself,
+    /// and they are smaller.
+    pub fn for_warehouse(warehouse: Warehouse) -> Self {
+        match warehouse {
+            Warehouse::Redshift => FileCompression::Snappy,
+            Warehouse::Postgres => FileCompression::Zstd(1),
+        }
     }
 }
 

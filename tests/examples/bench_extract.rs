@@ -177,7 +177,7 @@ fn options_from_env() -> anyhow::Result<ExtractOptions> {
         options.row_group_bytes = mib.parse::<usize>()? * 1024 * 1024;
     }
     if let Ok(codec) = std::env::var("BENCH_COMPRESSION") {
-        options.compression = match codec.as_str() {
+        options.compression = Some(match codec.as_str() {
             "snappy" => FileCompression::Snappy,
             "none" => FileCompression::Uncompressed,
             zstd => FileCompression::Zstd(
@@ -185,7 +185,7 @@ fn options_from_env() -> anyhow::Result<ExtractOptions> {
                     .context("BENCH_COMPRESSION: zstdN, snappy or none")?
                     .parse()?,
             ),
-        };
+        });
     }
     Ok(options)
 }

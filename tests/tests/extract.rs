@@ -290,6 +290,23 @@ impl Harness {
     }
 }
 
+/// The distinct codecs of a Parquet file's column chunks, as text.
+fn codecs(metadata: &parquet::file::metadata::ParquetMetaData) -> Vec<String> {
+    let mut codecs: Vec<String> = metadata
+        .row_groups()
+        .iter()
+        .flat_map(|group| {
+            group
+                .columns()
+                .iter()
+                .map(|c| format!("{:?}", c.compression()))
+        })
+        .collect();
+    codecs.sort();
+    codecs.dedup();
+    codecs
+}
+
 fn whole_chunk() -> ChunkSpec {
     ChunkSpec {
         chunk: 0,
@@ -467,7 +484,8 @@ async fn a_run_starts_strictly_after_its_start_cursor_inside_a_shared_timestamp(
 }
 
 #[tokio::test]
-async fn full_sync_reads_the_whole_table_whatever_the_watermark() -> anyhow::Result<()> {
+async fn full_sync_reads_the_whole_table_whatever_the_watermark_in_the_redshift_profile(
+) -> anyhow::Result<()> {
     TestMysql::run(async |mysql| {
         seed_events(&mut mysql.conn().await?).await?;
         let h = Harness::new(
@@ -494,6 +512,15 @@ async fn full_sync_reads_the_whole_table_whatever_the_watermark() -> anyhow::Res
         );
         let ids = ints(&h.read_files(&schema, &manifest).await?, "id")?;
         assert_eq!(ids, (1..=295).collect::<Vec<_>>());
+        // The default target is Redshift, whose write profile compresses with Snappy.
+        let object = h
+            .bucket
+            .bucket()
+            .get(&manifest.files[0].key)
+            .await?
+            .context("file")?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(object.body)?;
+        assert_eq!(codecs(reader.metadata()), ["SNAPPY"]);
         let plan = h.plan(&run, 4).await?;
         assert_eq!(plan.chunks.len(), 1, "a full_sync is one chunk: {plan:?}");
         h.remove().await
@@ -1250,6 +1277,8 @@ async fn the_type_zoo_reads_back_equal_to_the_source() -> anyhow::Result<()> {
             };
             assert_eq!((decimal.precision, decimal.scale), (precision, scale), "{name}");
         }
+        // The PostgreSQL write profile compresses with zstd (the Redshift one: `full_sync_…`).
+        assert_eq!(codecs(reader.metadata()), ["ZSTD(ZstdLevel(1))"]);
         let dtm6 = (0..parquet_schema.num_columns())
             .map(|i| parquet_schema.column(i))
             .find(|c| c.name() == "dtm6")

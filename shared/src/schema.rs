@@ -549,6 +549,8 @@ pub struct TargetColumn {
     /// `false` when the column is NOT NULL (`is_nullable = 'NO'`); `true` when it takes NULL or
     /// the catalog did not say.
     pub nullable: bool,
+    /// The name of the PRIMARY KEY constraint the column is part of, if any.
+    pub primary_key: Option<String>,
 }
 
 /// One difference between the source schema and an existing target table. Column names are
@@ -594,6 +596,17 @@ pub enum Drift {
         temporary: String,
         temporary_exists: bool,
     },
+    /// Redshift: a VARCHAR to widen is part of PRIMARY KEY `constraint`, and r_ALTER_TABLE
+    /// refuses ALTER COLUMN TYPE on such a column. The constraint is dropped before the
+    /// widenings and declared again after them over `columns`, each statement autocommitted.
+    WidenKeyOf {
+        constraint: String,
+        columns: Vec<String>,
+    },
+    /// Redshift: the target declares no PRIMARY KEY, though the load mode guarantees one over
+    /// `columns` (a `merge`/`replace` table whose key was dropped by an interrupted
+    /// [`Drift::WidenKeyOf`]): declared again. Redshift never enforces it; its planner uses it.
+    DeclareKey { columns: Vec<String> },
 }
 
 /// The temporary name of a column being retyped in Redshift (see [`Drift::Retype`]).
@@ -1366,6 +1379,7 @@ impl TableSchema {
                 Fit::Retype { .. }
                     if warehouse == Warehouse::Redshift
                         && (contains_name(&self.primary_key, &column.name)
+                            || target.primary_key.is_some()
                             || temporary.len() > naming::REDSHIFT_IDENTIFIER_MAX_BYTES) =>
                 {
                     let needed = column.ty.warehouse_type(warehouse, self.json_in_redshift);
@@ -1418,7 +1432,44 @@ impl TableSchema {
                 });
             }
         }
+        if warehouse == Warehouse::Redshift {
+            if let Some(drift) = self.key_drift(existing, &drifts) {
+                drifts.push(drift);
+            }
+        }
         drifts
+    }
+
+    /// Redshift's PRIMARY KEY around `drifts`: dropped and declared again when a VARCHAR of it
+    /// widens ([`Drift::WidenKeyOf`]); declared when the target lost it ([`Drift::DeclareKey`]).
+    /// `self.primary_key` is the key the load mode declares (see [`TableSchema::declaring_key`]).
+    fn key_drift(&self, existing: &[TargetColumn], drifts: &[Drift]) -> Option<Drift> {
+        let widened_key = drifts.iter().find_map(|drift| match drift {
+            Drift::WidenVarchar { column, .. } => existing
+                .iter()
+                .find(|t| &t.name == column)
+                .and_then(|t| t.primary_key.clone()),
+            _ => None,
+        });
+        if let Some(constraint) = widened_key {
+            let columns = existing
+                .iter()
+                .filter(|t| t.primary_key.as_ref() == Some(&constraint))
+                .map(|t| t.name.clone())
+                .collect();
+            return Some(Drift::WidenKeyOf {
+                constraint,
+                columns,
+            });
+        }
+        let declared: Vec<String> = self
+            .primary_key
+            .iter()
+            .filter_map(|key| self.column(key).map(|c| c.target_name.clone()))
+            .collect();
+        let lost = !existing.is_empty() && existing.iter().all(|t| t.primary_key.is_none());
+        (lost && !declared.is_empty() && declared.len() == self.primary_key.len())
+            .then_some(Drift::DeclareKey { columns: declared })
     }
 
     fn fit(&self, column: &Column, target: &TargetColumn, warehouse: Warehouse) -> Fit {
@@ -1695,9 +1746,40 @@ pub fn drift_ddl(
         return Err(error);
     }
     let qualified = naming::quote_warehouse_qualified(&schema, &table);
-    Ok(drifts
-        .iter()
-        .filter_map(|drift| match drift {
+    let key_list = |columns: &[String]| {
+        columns
+            .iter()
+            .map(|c| naming::quote_warehouse(c))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    // A key to widen is dropped first and declared again last (r_ALTER_TABLE: ALTER COLUMN TYPE
+    // cannot change a PRIMARY KEY column).
+    let drop_key = drifts.iter().filter_map(|drift| match drift {
+        Drift::WidenKeyOf { constraint, .. } => Some(format!(
+            "ALTER TABLE {qualified} DROP CONSTRAINT {}",
+            naming::quote_warehouse(constraint)
+        )),
+        _ => None,
+    });
+    let declare_key = drifts.iter().filter_map(|drift| match drift {
+        Drift::WidenKeyOf {
+            constraint,
+            columns,
+        } => Some(format!(
+            "ALTER TABLE {qualified} ADD CONSTRAINT {} PRIMARY KEY ({})",
+            naming::quote_warehouse(constraint),
+            key_list(columns)
+        )),
+        Drift::DeclareKey { columns } => Some(format!(
+            "ALTER TABLE {qualified} ADD PRIMARY KEY ({})",
+            key_list(columns)
+        )),
+        _ => None,
+    });
+    let declare_key: Vec<String> = declare_key.collect();
+    Ok(drop_key
+        .chain(drifts.iter().filter_map(|drift| match drift {
             Drift::AddColumn { column, ddl_type } => Some(format!(
                 "ALTER TABLE {qualified} ADD COLUMN {} {ddl_type}",
                 naming::quote_warehouse(column)
@@ -1716,13 +1798,16 @@ pub fn drift_ddl(
             | Drift::MissingInSource { .. }
             | Drift::Retype { .. }
             | Drift::FinishRetype { .. }
-            | Drift::DropNotNull { .. } => None,
-        })
+            | Drift::DropNotNull { .. }
+            | Drift::WidenKeyOf { .. }
+            | Drift::DeclareKey { .. } => None,
+        }))
         .chain(
             drifts
                 .iter()
                 .flat_map(|drift| retype_ddl(&qualified, drift, warehouse)),
         )
+        .chain(declare_key)
         .collect())
 }
 
@@ -2893,13 +2978,17 @@ mod tests {
             numeric_precision: precision,
             numeric_scale: scale,
             nullable: true,
+            primary_key: None,
         }
     }
 
     /// `orders()` as SVV_COLUMNS reports the table created by `redshift_ddl`.
     fn redshift_orders() -> Vec<TargetColumn> {
         vec![
-            target("id", "numeric", None, Some(20), Some(0)),
+            TargetColumn {
+                primary_key: Some("orders_pkey".to_owned()),
+                ..target("id", "numeric", None, Some(20), Some(0))
+            },
             target("customer name", "character varying", Some(400), None, None),
             target("amount", "numeric", None, Some(12), Some(2)),
             target(
@@ -2978,6 +3067,70 @@ mod tests {
     }
 
     #[test]
+    fn a_widened_redshift_key_varchar_drops_and_declares_its_key_again() {
+        let schema = TableSchema::from_source_columns(
+            &zoo(),
+            vec![
+                src("code", "varchar", "varchar(40)"),
+                src("region", "varchar", "varchar(10)"),
+            ],
+            vec!["code".to_owned(), "region".to_owned()],
+            &SchemaOptions::default(),
+        )
+        .unwrap();
+        let keyed = |name: &str, length: i64| TargetColumn {
+            primary_key: Some("b_pkey".to_owned()),
+            ..target(name, "character varying", Some(length), None, None)
+        };
+        // r_ALTER_TABLE: ALTER COLUMN TYPE cannot change a PRIMARY KEY column.
+        let widened = schema.drift(
+            &[keyed("code", 80), keyed("region", 40)],
+            Warehouse::Redshift,
+        );
+        assert_eq!(
+            drift_ddl("a", "b", &widened, Warehouse::Redshift).unwrap(),
+            [
+                "ALTER TABLE \"a\".\"b\" DROP CONSTRAINT \"b_pkey\"",
+                "ALTER TABLE \"a\".\"b\" ALTER COLUMN \"code\" TYPE VARCHAR(160)",
+                "ALTER TABLE \"a\".\"b\" ADD CONSTRAINT \"b_pkey\" PRIMARY KEY (\"code\", \"region\")",
+            ]
+        );
+        // Interrupted after the drop: the next run widens without it and declares the key again.
+        let unkeyed = |t: TargetColumn| TargetColumn {
+            primary_key: None,
+            ..t
+        };
+        let resumed = schema.drift(
+            &[unkeyed(keyed("code", 80)), unkeyed(keyed("region", 40))],
+            Warehouse::Redshift,
+        );
+        assert_eq!(
+            drift_ddl("a", "b", &resumed, Warehouse::Redshift).unwrap(),
+            [
+                "ALTER TABLE \"a\".\"b\" ALTER COLUMN \"code\" TYPE VARCHAR(160)",
+                "ALTER TABLE \"a\".\"b\" ADD PRIMARY KEY (\"code\", \"region\")",
+            ]
+        );
+        // An append table declares no key, and gets none; PostgreSQL widens a key in place.
+        let append = schema.declaring_key(&[]);
+        let plain = [unkeyed(keyed("code", 160)), unkeyed(keyed("region", 40))];
+        assert!(append.drift(&plain, Warehouse::Redshift).is_empty());
+        assert_eq!(
+            drift_ddl(
+                "a",
+                "b",
+                &schema.drift(
+                    &[keyed("code", 80), keyed("region", 40)],
+                    Warehouse::Postgres
+                ),
+                Warehouse::Postgres
+            )
+            .unwrap(),
+            ["ALTER TABLE \"a\".\"b\" ALTER COLUMN \"code\" TYPE text"]
+        );
+    }
+
+    #[test]
     fn a_widening_is_retyped_and_an_interrupted_redshift_retype_resumes() {
         let schema = TableSchema::from_source_columns(
             &zoo(),
@@ -2990,7 +3143,10 @@ mod tests {
             &SchemaOptions::default(),
         )
         .unwrap();
-        let id = target("id", "bigint", None, Some(64), Some(0));
+        let id = TargetColumn {
+            primary_key: Some("b_pkey".to_owned()),
+            ..target("id", "bigint", None, Some(64), Some(0))
+        };
         let qty = target("qty", "integer", None, Some(32), Some(0));
         let price = target("price", "numeric", None, Some(12), Some(2));
         let fresh = schema.drift(
@@ -3071,7 +3227,10 @@ mod tests {
         )
         .unwrap();
         let existing = vec![
-            target("id", "integer", None, Some(32), Some(0)),
+            TargetColumn {
+                primary_key: Some("b_pkey".to_owned()),
+                ..target("id", "integer", None, Some(32), Some(0))
+            },
             target("name", "character varying", Some(100), None, None),
             target("price", "numeric", None, Some(12), Some(2)),
             target("flag", "smallint", None, Some(16), Some(0)),

@@ -24,12 +24,14 @@
 //! | `COPY t FROM 's3://….manifest' IAM_ROLE '…' FORMAT AS PARQUET MANIFEST`: reads the manifest, fails on a missing `mandatory` file or a size other than `meta.content_length`, refuses a column list and a table whose column count differs from the file's ("COPY from columnar data formats", https://docs.aws.amazon.com/redshift/latest/dg/copy-usage_notes-copy-from-columnar.html), loads each file's columns by position | [`copy_from_manifest`] does exactly that on the local S3 endpoint and streams the rows with binary `COPY t FROM STDIN` (tidemark's own encoder) |
 //! | `VARCHAR(n)` holds n BYTES: COPY fails on a longer string | PostgreSQL's `varchar(n)` counts characters, so [`copy_from_manifest`] checks every string's byte length against its column's n first |
 //! | `DISTSTYLE …`, `DISTKEY (…)`, `SORTKEY (…)`, `ENCODE …`: data layout | dropped |
-//! | `PRIMARY KEY (…)` in `CREATE TABLE`: informational, never enforced | dropped, so a duplicate key shows in the rows as it would in Redshift |
+//! | `PRIMARY KEY (…)`: informational, never enforced ("Defining table constraints", https://docs.aws.amazon.com/redshift/latest/dg/t_Defining_constraints.html) | kept, and PostgreSQL enforces it: tidemark declares a key only where it guarantees one row per key (`merge`, `replace`), so a duplicate is a loader defect, which the stand-in turns into a failure. `information_schema.table_constraints` names it, as the guide finds a constraint's name to drop it (r_ALTER_TABLE_examples_basic) |
 //! | `SUPER`: semi-structured values | `jsonb` |
 //! | `VARBYTE(n)`: binary of at most n bytes | `bytea` |
 //! | `JSON_PARSE(col)`: text → `SUPER`; duplicate object keys fail unless `json_parse_dedup_attributes` is on, then the last wins (https://docs.aws.amazon.com/redshift/latest/dg/super-configurations.html) | `pg_temp.tidemark_json_parse(col)`, which does the same ([`JSON_PARSE_FUNCTIONS`]) |
 //! | `SET json_parse_dedup_attributes TO ON` | a session setting that function reads |
-//! | `ALTER TABLE … ALTER COLUMN … TYPE` only to VARCHAR; one `ADD COLUMN` per `ALTER TABLE` (https://docs.aws.amazon.com/redshift/latest/dg/r_ALTER_TABLE.html) | anything else refused ([`refuse_what_redshift_refuses`]) |
+//! | `ALTER TABLE … ALTER COLUMN … TYPE` only to VARCHAR, never inside a transaction block, never on a column of a PRIMARY KEY, UNIQUE or FOREIGN KEY constraint or with a default; one `ADD COLUMN` per `ALTER TABLE` (https://docs.aws.amazon.com/redshift/latest/dg/r_ALTER_TABLE.html) | anything else refused ([`refuse_what_redshift_refuses`], [`refuse_an_alter_type_redshift_refuses`]) |
+//! | Names are 1 to 127 bytes ("Names and identifiers", https://docs.aws.amazon.com/redshift/latest/dg/r_names.html) | a longer quoted name refused (PostgreSQL would cut it at 63 bytes: names of 64 to 127 bytes are beyond this stand-in) |
+//! | COPY: "The maximum size of a single input row from any source is 4 MB" (https://docs.aws.amazon.com/redshift/latest/dg/r_COPY_usage_notes.html) | a row whose values add up to more is refused |
 //! | `TRUNCATE` commits the transaction it runs in (https://docs.aws.amazon.com/redshift/latest/dg/r_TRUNCATE.html) | refused: the loader must never send it |
 //! | Data API: 1 to 40 statements a request, each under 100 KB (https://docs.aws.amazon.com/redshift/latest/mgmt/data-api.html) | `ValidationException` |
 //! | `svv_columns`: every column, Redshift type names | `information_schema.columns`, `jsonb` named `super` and `bytea` `binary varying` |
@@ -73,10 +75,6 @@ struct Translation {
 const TRANSLATIONS: &[Translation] = &[
     Translation {
         pattern: r#"\b(?:DISTSTYLE\s+\w+|DISTKEY\s*\((?:"(?:[^"]|"")*"|[^)"])*\)|(?:COMPOUND\s+|INTERLEAVED\s+)?SORTKEY\s*\((?:"(?:[^"]|"")*"|[^)"])*\)|ENCODE\s+\w+)"#,
-        replacement: "",
-    },
-    Translation {
-        pattern: r#",\s*PRIMARY\s+KEY\s*\((?:"(?:[^"]|"")*"|[^)"])*\)"#,
         replacement: "",
     },
     Translation {
@@ -150,7 +148,8 @@ static COMPILED: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
 });
 
 static ALTER_TYPE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r#"(?is)^\s*ALTER\s+TABLE\s+.+?\s+ALTER\s+COLUMN\s+(?:"(?:[^"]|"")*"|\w+)\s+TYPE\s+(?P<type>\w+)"#)
+    let ident = r#"(?:"(?:[^"]|"")*"|\w+)"#;
+    Regex::new(&format!(r#"(?is)^\s*ALTER\s+TABLE\s+(?P<table>{ident}(?:\.{ident})?)\s+ALTER\s+COLUMN\s+(?P<column>{ident})\s+TYPE\s+(?P<type>\w+)"#))
         .expect("the ALTER TYPE pattern compiles")
 });
 
@@ -168,6 +167,16 @@ fn refuse_what_redshift_refuses(sql: &str) -> Result<(), String> {
     if words.starts_with("TRUNCATE") {
         return Err("ERROR: the Redshift stand-in refuses TRUNCATE: in Redshift it commits the transaction it runs in (https://docs.aws.amazon.com/redshift/latest/dg/r_TRUNCATE.html); delete rows with DELETE".to_owned());
     }
+    if let Some(long) = QUOTED_NAME
+        .find_iter(sql)
+        .map(|name| name.as_str())
+        .find(|name| name.len() - 2 > REDSHIFT_NAME_MAX_BYTES)
+    {
+        return Err(format!(
+            "ERROR: the name {long} is {} bytes long; names are at most {REDSHIFT_NAME_MAX_BYTES} bytes",
+            long.len() - 2
+        ));
+    }
     if let Some(alter) = ALTER_TYPE.captures(sql) {
         if !alter["type"].eq_ignore_ascii_case("varchar") {
             return Err(format!(
@@ -177,6 +186,66 @@ fn refuse_what_redshift_refuses(sql: &str) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Redshift's longest name, in bytes (r_names).
+const REDSHIFT_NAME_MAX_BYTES: usize = 127;
+
+/// A quoted identifier (literals are not matched: they use single quotes).
+static QUOTED_NAME: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r#""(?:[^"]|"")*""#).expect("the quoted-name pattern compiles"));
+
+/// r_ALTER_TABLE on `ALTER COLUMN … TYPE`: "You can't alter columns with UNIQUE, PRIMARY KEY, or
+/// FOREIGN KEY"; "You can't alter columns with default values"; it cannot run "inside a
+/// transaction block (BEGIN ... END)". PostgreSQL allows all three, so the stand-in asks its
+/// catalog first.
+async fn refuse_an_alter_type_redshift_refuses(
+    client: &tokio_postgres::Client,
+    sql: &str,
+    in_transaction: bool,
+) -> Result<(), String> {
+    let Some(alter) = ALTER_TYPE.captures(sql) else {
+        return Ok(());
+    };
+    if in_transaction {
+        return Err(
+            "ERROR: ALTER TABLE ALTER COLUMN cannot run inside a transaction block".to_owned(),
+        );
+    }
+    let column = unquote(&alter["column"]);
+    let row = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_constraint AS c JOIN pg_attribute AS a \
+               ON a.attrelid = c.conrelid AND a.attnum = ANY (c.conkey) \
+               WHERE c.conrelid = to_regclass($1) AND a.attname = $2 AND c.contype IN ('p', 'u', 'f')), \
+             EXISTS (SELECT 1 FROM pg_attrdef AS d JOIN pg_attribute AS a \
+               ON a.attrelid = d.adrelid AND a.attnum = d.adnum \
+               WHERE d.adrelid = to_regclass($1) AND a.attname = $2)",
+            &[&&alter["table"], &column],
+        )
+        .await
+        .map_err(redshift_error)?;
+    let (constrained, defaulted): (bool, bool) = (row.get(0), row.get(1));
+    if constrained {
+        return Err(format!("ERROR: cannot alter column \"{column}\": it is part of a PRIMARY KEY, UNIQUE or FOREIGN KEY constraint"));
+    }
+    if defaulted {
+        return Err(format!(
+            "ERROR: cannot alter column \"{column}\": it has a default value"
+        ));
+    }
+    Ok(())
+}
+
+/// An identifier as written in SQL, unquoted.
+fn unquote(identifier: &str) -> String {
+    match identifier
+        .strip_prefix('"')
+        .and_then(|rest| rest.strip_suffix('"'))
+    {
+        Some(inner) => inner.replace("\"\"", "\""),
+        None => identifier.to_ascii_lowercase(),
+    }
 }
 
 /// `sql` upper-cased with string literals and quoted identifiers blanked and whitespace folded,
@@ -673,7 +742,7 @@ async fn run(state: Arc<State>, id: String, sqls: Vec<String>, batch: bool) {
         }
         for (index, sql) in sqls.iter().enumerate() {
             state.update(&id, |r| r.subs[index].phase = Phase::Started);
-            match run_statement(&state, &client, sql).await {
+            match run_statement(&state, &client, sql, batch).await {
                 Ok(done) => state.update(&id, |r| {
                     let sub = &mut r.subs[index];
                     sub.phase = Phase::Finished;
@@ -733,6 +802,7 @@ async fn run_statement(
     state: &State,
     client: &tokio_postgres::Client,
     sql: &str,
+    in_transaction: bool,
 ) -> Result<Done, String> {
     if sql
         .trim_start()
@@ -749,6 +819,7 @@ async fn run_statement(
         });
     }
     refuse_what_redshift_refuses(sql)?;
+    refuse_an_alter_type_redshift_refuses(client, sql, in_transaction).await?;
     let sql = translate(sql);
     let first_word = sql
         .split_whitespace()
@@ -886,6 +957,7 @@ async fn copy_from_manifest(
         for batch in batches {
             let batch = batch.map_err(|err| scan_error(err.to_string()))?;
             check_octet_lengths(&batch, &octet_limits).map_err(scan_error)?;
+            check_row_sizes(&batch).map_err(scan_error)?;
             let mut buf = BytesMut::new();
             pg_copy::encode_batch(&batch, &schema, &mut buf)
                 .map_err(|e| scan_error(e.to_string()))?;
@@ -948,6 +1020,36 @@ fn check_octet_lengths(
         }
     }
     Ok(())
+}
+
+/// COPY's largest input row (r_COPY_usage_notes: "The maximum size of a single input row from any
+/// source is 4 MB"), counted as the sum of the row's value sizes.
+const MAX_COPY_ROW_BYTES: usize = 4 * 1024 * 1024;
+
+fn check_row_sizes(batch: &arrow_array::RecordBatch) -> Result<(), String> {
+    use arrow_array::cast::AsArray;
+    let mut sizes = vec![0usize; batch.num_rows()];
+    for column in batch.columns() {
+        for (row, size) in sizes.iter_mut().enumerate() {
+            *size += if let Some(strings) = column.as_string_opt::<i32>() {
+                strings.value_length(row) as usize
+            } else if let Some(bytes) = column.as_binary_opt::<i32>() {
+                bytes.value_length(row) as usize
+            } else {
+                column.data_type().primitive_width().unwrap_or(0)
+            };
+        }
+    }
+    match sizes
+        .iter()
+        .enumerate()
+        .find(|(_, size)| **size > MAX_COPY_ROW_BYTES)
+    {
+        Some((row, size)) => Err(format!(
+            "row {row} of a batch is {size} bytes; a COPY input row is at most 4 MB"
+        )),
+        None => Ok(()),
+    }
 }
 
 /// The file's columns as a schema for tidemark's binary COPY encoder: Redshift maps Parquet
@@ -1161,10 +1263,12 @@ mod tests {
 
     #[test]
     fn what_redshift_refuses_is_refused() {
+        let too_long = format!("CREATE TABLE \"{}\" (a INT)", "n".repeat(128));
         for refused in [
             "ALTER TABLE \"a\".\"t\" ALTER COLUMN \"n\" TYPE BIGINT",
             "ALTER TABLE t ADD COLUMN a INT, ADD COLUMN b INT",
             "truncate t",
+            too_long.as_str(),
         ] {
             assert!(refuse_what_redshift_refuses(refused).is_err(), "{refused}");
         }
@@ -1182,7 +1286,7 @@ mod tests {
         let ddl = "CREATE TABLE IF NOT EXISTS \"a\".\"super\" (\n    \"id\" BIGINT NOT NULL,\n    \"doc\" SUPER,\n    \"bin\" VARBYTE(16),\n    PRIMARY KEY (\"id\")\n)\nDISTSTYLE KEY\nDISTKEY (\"id\")\nSORTKEY (\"updated_at\", \"id\")\nENCODE AUTO";
         assert_eq!(
             translate(ddl).trim_end(),
-            "CREATE TABLE IF NOT EXISTS \"a\".\"super\" (\n    \"id\" BIGINT NOT NULL,\n    \"doc\" jsonb,\n    \"bin\" bytea\n)"
+            "CREATE TABLE IF NOT EXISTS \"a\".\"super\" (\n    \"id\" BIGINT NOT NULL,\n    \"doc\" jsonb,\n    \"bin\" bytea,\n    PRIMARY KEY (\"id\")\n)"
         );
         assert_eq!(
             translate("SELECT JSON_PARSE(\"payload\"), 'JSON_PARSE(x) SUPER' FROM t"),

@@ -830,6 +830,53 @@ async fn a_timestamp_become_datetime_is_retyped(kind: Target) {
     .await;
 }
 
+const CODES: &str = "CREATE TABLE codes (code VARCHAR(10) NOT NULL PRIMARY KEY, \
+                     updated_at DATETIME(6) NOT NULL, note VARCHAR(20))";
+const CODES_CONFIG: &str =
+    "      \"{db}.codes\":\n        cursor_column: updated_at\n        lag: 0s\n";
+
+/// A string key grows in the source (VARCHAR(10) → VARCHAR(40)). Redshift's ALTER COLUMN TYPE
+/// cannot change a PRIMARY KEY column (r_ALTER_TABLE; the stand-in refuses it, as it refuses it
+/// inside a transaction): the key is dropped, the column widened and the key declared again,
+/// each autocommitted, and the longer key loads. PostgreSQL widens it in place (issue #14 item 2).
+async fn a_widened_varchar_key_keeps_its_primary_key(kind: Target) {
+    in_world(kind, CODES, "codes", CODES_CONFIG, async |w| {
+        w.sync(&[vec![vec![json!("short"), json!("2024-01-01 00:00:00"), json!("one")]]])
+            .await?;
+        w.mysql
+            .conn()
+            .await?
+            .query_drop("ALTER TABLE codes MODIFY code VARCHAR(40) NOT NULL")
+            .await?;
+        let long = "a-key-of-forty-characters-0123456789abcd";
+        w.sync(&[vec![
+            vec![json!(long), json!("2024-02-01 00:00:00"), json!("two")],
+            vec![json!("short"), json!("2024-02-01 00:00:00"), json!("one again")],
+        ]])
+        .await?;
+        let rows = tidemark_tests::compare::postgres_rows(
+            w.pg.client(),
+            &format!("SELECT code, note FROM \"{}\".codes ORDER BY code", w.pg.schema()),
+        )
+        .await?;
+        assert_eq!(rows, [format!("{long}|two"), "short|one again".to_owned()], "{rows:?}");
+        let key: Vec<String> = tidemark_tests::compare::postgres_rows(
+            w.pg.client(),
+            &format!(
+                "SELECT u.column_name FROM information_schema.table_constraints AS c \
+                 JOIN information_schema.key_column_usage AS u ON u.constraint_name = c.constraint_name \
+                 AND u.table_schema = c.table_schema AND u.table_name = c.table_name \
+                 WHERE c.constraint_type = 'PRIMARY KEY' AND c.table_schema = '{}' AND c.table_name = 'codes'",
+                w.pg.schema()
+            ),
+        )
+        .await?;
+        assert_eq!(key, ["code"]);
+        Ok(())
+    })
+    .await;
+}
+
 const KEYED: &str =
     "CREATE TABLE keyed (id BIGINT PRIMARY KEY, at DATETIME(6) NOT NULL, kind VARCHAR(20))";
 const KEYED_CONFIG: &str =
@@ -999,6 +1046,7 @@ on_every_target!(
     keys_held_twice_with_one_cursor_value_fail_the_load,
     a_widened_decimal_is_retyped_and_keeps_every_value,
     a_timestamp_become_datetime_is_retyped,
+    a_widened_varchar_key_keeps_its_primary_key,
     a_column_that_now_takes_null_takes_it_in_the_target,
     append_keeps_each_version_of_a_key_once,
     every_type_loads_exactly,

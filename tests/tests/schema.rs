@@ -568,6 +568,7 @@ async fn target_columns(pg: &TestPostgres, table: &str) -> anyhow::Result<Vec<Ta
             numeric_precision: row.get(3),
             numeric_scale: row.get(4),
             nullable: row.get::<_, String>(5) != "NO",
+            primary_key: None,
         })
         .collect())
 }

@@ -376,6 +376,9 @@ pub(crate) struct ValueRules {
 /// Builds one RecordBatch at a time from rows, in the schema's column order.
 pub(crate) struct BatchBuilder {
     table: String,
+    /// The table's `oversize_in_redshift` for whole rows: `Some` when the target is Redshift,
+    /// whose COPY reads rows of at most [`MAX_COPY_ROW_BYTES`].
+    row_policy: Option<OversizePolicy>,
     schema: SchemaRef,
     columns: Vec<ColumnDecoder>,
     rows: usize,
@@ -422,6 +425,7 @@ impl BatchBuilder {
         }
         Ok(BatchBuilder {
             table: schema.table.to_string(),
+            row_policy: rules.oversize,
             schema: schema.arrow_schema(),
             columns,
             rows: 0,
@@ -444,7 +448,7 @@ impl BatchBuilder {
     /// (its key or cursor) for the error that refuses a value too long for Redshift.
     pub fn append(
         &mut self,
-        values: Vec<Option<Value>>,
+        mut values: Vec<Option<Value>>,
         row: impl FnOnce() -> String,
     ) -> Result<()> {
         if values.len() != self.columns.len() {
@@ -454,18 +458,24 @@ impl BatchBuilder {
                 self.columns.len()
             )));
         }
+        if let Some(policy) = self.row_policy.filter(|p| *p != OversizePolicy::Fail) {
+            self.hold_row_to_copy_limit(&mut values, policy);
+        }
+        // Each value is checked against its column first (so that one too long is named), then
+        // the row against COPY's limit.
+        let mut row_bytes = 0;
         for (decoder, value) in self.columns.iter_mut().zip(values) {
             let outcome = decoder.append(value.unwrap_or(Value::NULL));
             match outcome {
-                Ok(Appended::Value(bytes)) => self.value_bytes += bytes,
+                Ok(Appended::Value(bytes)) => row_bytes += bytes,
                 Ok(Appended::ZeroDate) => self.altered.zero_dates += 1,
                 Ok(Appended::Truncated(bytes)) => {
-                    self.value_bytes += bytes;
+                    row_bytes += bytes;
                     self.altered.oversize_truncated += 1;
                 }
                 Ok(Appended::OversizeNulled) => self.altered.oversize_nulled += 1,
                 Ok(Appended::NulAltered(bytes)) => {
-                    self.value_bytes += bytes;
+                    row_bytes += bytes;
                     self.altered.nul_altered += 1;
                 }
                 Err(Refusal::Nul) => {
@@ -487,8 +497,62 @@ impl BatchBuilder {
                 }
             }
         }
+        self.value_bytes += row_bytes;
+        if let Some(octets) = Some(row_bytes)
+            .filter(|&octets| self.row_policy.is_some() && octets > MAX_COPY_ROW_BYTES)
+        {
+            let fix = if self.row_policy == Some(OversizePolicy::Fail) {
+                "set `oversize_in_redshift: null` or `truncate` in the table's config (the row's largest values outside the key then become NULL until it fits), or leave its largest columns out with `columns: { exclude: [...] }`"
+            } else {
+                "its key and NOT NULL columns alone are larger: leave some of them out with `columns: { exclude: [...] }`"
+            };
+            return Err(Error::Schema(format!(
+                "`{}`: the row with {} is {octets} bytes, and Redshift's COPY reads rows of at most {MAX_COPY_ROW_BYTES} bytes (4 MB), so the run stops before anything is committed or loaded; {fix}, then sync again",
+                self.table,
+                row()
+            )));
+        }
         self.rows += 1;
         Ok(())
+    }
+
+    /// Holds a row to COPY's 4 MB under `null` or `truncate`: its largest values outside the key
+    /// (of nullable columns) become NULL, largest first, until it fits; each is counted as
+    /// nulled. A row that still does not fit (its key and NOT NULL columns alone are larger)
+    /// fails [`BatchBuilder::append`]'s check of the row.
+    fn hold_row_to_copy_limit(&mut self, values: &mut [Option<Value>], policy: OversizePolicy) {
+        // A value's size once its column's own limit applied it.
+        let sizes: Vec<usize> = values
+            .iter()
+            .zip(&self.columns)
+            .map(|(value, column)| {
+                let size = value_size(value);
+                match column.oversize {
+                    Some(rule) if size > rule.max_octets && policy == OversizePolicy::Null => 0,
+                    Some(rule) => size.min(rule.max_octets),
+                    None => size,
+                }
+            })
+            .collect();
+        let mut total: usize = sizes.iter().sum();
+        if total <= MAX_COPY_ROW_BYTES {
+            return;
+        }
+        let mut candidates: Vec<usize> = (0..values.len())
+            .filter(|&i| {
+                let column = &self.columns[i];
+                column.nullable && !column.oversize.is_some_and(|rule| rule.key)
+            })
+            .collect();
+        candidates.sort_by_key(|&i| std::cmp::Reverse(sizes[i]));
+        for i in candidates {
+            if total <= MAX_COPY_ROW_BYTES {
+                break;
+            }
+            total -= sizes[i];
+            values[i] = None;
+            self.altered.oversize_nulled += 1;
+        }
     }
 
     /// The batch of every row appended since the last finish, and the values altered in it.
@@ -505,6 +569,20 @@ impl BatchBuilder {
         self.rows = 0;
         self.value_bytes = 0;
         Ok((batch, altered))
+    }
+}
+
+/// The largest row Redshift's COPY reads: "The maximum size of a single input row from any source
+/// is 4 MB" (COPY usage notes, https://docs.aws.amazon.com/redshift/latest/dg/r_COPY_usage_notes.html).
+/// A row's size is the sum of its values' sizes (text and binary bytes, 8 for any other value).
+pub(crate) const MAX_COPY_ROW_BYTES: usize = 4 * 1024 * 1024;
+
+/// A value's size toward [`MAX_COPY_ROW_BYTES`].
+fn value_size(value: &Option<Value>) -> usize {
+    match value {
+        Some(Value::Bytes(bytes)) => bytes.len(),
+        Some(Value::NULL) | None => 0,
+        Some(_) => 8,
     }
 }
 
@@ -1050,13 +1128,9 @@ mod tests {
             decoded(Some(OversizePolicy::Truncate), OversizePolicy::Truncate).unwrap();
         assert_eq!(
             lengths(&batch),
-            [
-                Some(REDSHIFT_VARCHAR - 2),
-                None,
-                Some(REDSHIFT_VARBYTE),
-                Some(REDSHIFT_VARCHAR)
-            ],
-            "the 🚀 that straddles the limit goes whole; JSON becomes NULL"
+            [Some(REDSHIFT_VARCHAR - 2), None, None, Some(REDSHIFT_VARCHAR)],
+            "the 🚀 that straddles the limit goes whole; JSON becomes NULL; the blob, cut to 16 MiB, \
+             would still make the row larger than COPY's 4 MB: NULL"
         );
         use arrow_array::cast::AsArray;
         assert!(batch.column(1).as_string::<i32>().value(0).ends_with('a'));
@@ -1064,11 +1138,55 @@ mod tests {
             altered,
             AlteredValues {
                 zero_dates: 0,
-                oversize_truncated: 2,
-                oversize_nulled: 1,
+                oversize_truncated: 1,
+                oversize_nulled: 2,
                 nul_altered: 0,
             }
         );
+    }
+
+    #[test]
+    fn a_row_over_copy_s_4_mb_fails_or_loses_its_largest_values() {
+        use arrow_array::cast::AsArray;
+        use arrow_array::Array;
+        // Two 3 MB values: each fits its VARBYTE, the row does not fit COPY's 4 MB.
+        let row = || {
+            vec![
+                Some(Value::Int(7)),
+                Some(Value::Bytes(b"body".to_vec())),
+                Some(Value::Bytes(b"{}".to_vec())),
+                Some(Value::Bytes(vec![1; 3 * 1024 * 1024 + 1])),
+                Some(Value::Bytes(vec![b'n'; 3 * 1024 * 1024])),
+            ]
+        };
+        let decode = |policy: OversizePolicy| {
+            let mut schema = wide_schema(policy);
+            // `note` as a second blob, whose 3 MB fit its VARBYTE.
+            schema.columns[4].ty = ColumnType::Binary {
+                max_octets: 16_777_215,
+            };
+            let rules = ValueRules {
+                oversize: Some(policy),
+                nul: NulPolicy::Fail,
+            };
+            let mut builder = BatchBuilder::new(&schema, 1, rules, &["id".to_owned()])?;
+            builder.append(row(), || "key `id` = `7`".to_owned())?;
+            builder.finish()
+        };
+        let err = decode(OversizePolicy::Fail).unwrap_err().to_string();
+        assert!(
+            err.contains("key `id` = `7`")
+                && err.contains("at most 4194304 bytes")
+                && err.contains("oversize_in_redshift: null"),
+            "{err}"
+        );
+        let (batch, altered) = decode(OversizePolicy::Null).unwrap();
+        assert!(batch.column(3).is_null(0), "the largest value goes");
+        assert_eq!(
+            batch.column(4).as_binary::<i32>().value(0).len(),
+            3 * 1024 * 1024
+        );
+        assert_eq!(altered.oversize_nulled, 1);
     }
 
     #[test]

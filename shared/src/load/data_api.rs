@@ -519,11 +519,10 @@ impl DataApi {
                 numeric_precision: field_number(record.get(3)),
                 numeric_scale: field_number(record.get(4)),
                 nullable: field_text(record.get(5)) != "NO",
+                primary_key: Some(field_text(record.get(6))).filter(|name| !name.is_empty()),
             })
             .collect();
-        let drifts = plan
-            .table_schema
-            .drift(&existing, Dialect::Redshift.warehouse());
+        let drifts = sql::declared_schema(plan).drift(&existing, Dialect::Redshift.warehouse());
         let qualified = format!("{schema}.{table}");
         if let Some(error) = drift_error(&qualified, &drifts) {
             return Err(error);

@@ -182,7 +182,7 @@ pub fn create_target(
     plan: &LoadPlan,
     redshift: &RedshiftTableOptions,
 ) -> Result<String> {
-    let table_schema = plan.table_schema.declaring_key(&declared_key(plan));
+    let table_schema = declared_schema(plan);
     match dialect {
         Dialect::Postgres => table_schema.postgres_ddl(&plan.schema, &plan.target),
         Dialect::Redshift => table_schema.redshift_ddl(&plan.schema, &plan.target, redshift),
@@ -194,6 +194,12 @@ pub fn create_target(
 /// version of a row. Redshift does not enforce a key but its planner trusts it (the guide warns
 /// that a false one gives wrong results); PostgreSQL enforces it. A key column that may hold NULL
 /// declares no key.
+/// The run's schema with the key the load mode declares ([`TableSchema::declaring_key`]): the
+/// schema the target is created and compared with.
+pub fn declared_schema(plan: &LoadPlan) -> TableSchema {
+    plan.table_schema.declaring_key(&declared_key(plan))
+}
+
 fn declared_key(plan: &LoadPlan) -> Vec<String> {
     if plan.mode == LoadMode::Append {
         return Vec::new();
@@ -232,7 +238,9 @@ pub fn create_ledger(schema: &str) -> Result<String> {
 }
 
 /// The query for an existing table's columns, with its two parameters (schema, table) written
-/// `$1, $2` (wire protocol) or `:schema, :table` (Data API). Empty result: no such table.
+/// `$1, $2` (wire protocol) or `:schema, :table` (Data API): name, type, length, precision,
+/// scale, nullability and the PRIMARY KEY constraint the column is part of. Empty result: no
+/// such table.
 pub fn existing_columns_query(dialect: Dialect, data_api: bool) -> String {
     let (schema, table) = if data_api {
         (":schema", ":table")
@@ -243,10 +251,20 @@ pub fn existing_columns_query(dialect: Dialect, data_api: bool) -> String {
         Dialect::Postgres => "information_schema.columns",
         Dialect::Redshift => "svv_columns",
     };
+    // The PRIMARY KEY constraint each column is part of: Redshift's guide finds a constraint's
+    // name in information_schema.table_constraints ("Drop a table constraint",
+    // r_ALTER_TABLE_examples_basic), and it must be named to be dropped.
     format!(
         "SELECT CAST(column_name AS VARCHAR(128)), CAST(data_type AS VARCHAR(128)), \
          CAST(character_maximum_length AS BIGINT), CAST(numeric_precision AS BIGINT), \
-         CAST(numeric_scale AS BIGINT), CAST(is_nullable AS VARCHAR(3)) FROM {view} \
+         CAST(numeric_scale AS BIGINT), CAST(is_nullable AS VARCHAR(3)), \
+         CAST(\"key\".\"key_constraint\" AS VARCHAR(128)) FROM {view} \
+         LEFT JOIN (SELECT \"u\".column_name AS \"key_column\", \"u\".constraint_name AS \"key_constraint\" \
+         FROM information_schema.key_column_usage AS \"u\" \
+         JOIN information_schema.table_constraints AS \"c\" ON \"c\".constraint_schema = \"u\".constraint_schema \
+         AND \"c\".constraint_name = \"u\".constraint_name AND \"c\".table_name = \"u\".table_name \
+         WHERE \"c\".constraint_type = 'PRIMARY KEY' AND \"u\".table_schema = {schema} AND \"u\".table_name = {table}) AS \"key\" \
+         ON \"key\".\"key_column\" = column_name \
          WHERE table_schema = {schema} AND table_name = {table} ORDER BY ordinal_position"
     )
 }

@@ -208,7 +208,7 @@ pub async fn prepare_target(
         .await
         .map_err(|err| Error::postgres(format!("creating `{}`", plan.target), err))?;
     let existing = existing_columns(client, dialect, plan).await?;
-    let drifts = plan.table_schema.drift(&existing, dialect.warehouse());
+    let drifts = sql::declared_schema(plan).drift(&existing, dialect.warehouse());
     let table = format!("{}.{}", plan.schema, plan.target);
     if let Some(error) = drift_error(&table, &drifts) {
         return Err(error);
@@ -247,6 +247,7 @@ async fn existing_columns(
             numeric_precision: row.get(3),
             numeric_scale: row.get(4),
             nullable: row.get::<_, Option<String>>(5).as_deref() != Some("NO"),
+            primary_key: row.get(6),
         })
         .collect())
 }

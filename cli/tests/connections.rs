@@ -1,9 +1,15 @@
 //! `tidemark connections test` against the local stack: every referenced service answers with
-//! its version; a source on a port nobody listens on is reported with its address and exit 3.
+//! its version; a source on a port nobody listens on is reported with its address and exit 3;
+//! TLS to the warehouse and the source is verified by CA and host name.
 
 mod support;
 
-use support::{one_document, text, tidemark, with_stack, ORDERS_TABLE};
+use anyhow::ensure;
+use mysql_async::prelude::Queryable;
+use support::{one_document, text, tidemark, with_stack, ORDERS_DDL, ORDERS_ROWS, ORDERS_TABLE};
+use tidemark_tests::compare::mysql_rows;
+use tidemark_tests::scenario::Scenario;
+use tidemark_tests::{MysqlServer, TestMysql};
 
 /// The stack's config with the source's port (the first `port:` line) replaced.
 fn with_source_port(config: &str, port: u16) -> String {
@@ -103,4 +109,142 @@ async fn every_referenced_service_answers_and_an_unreachable_one_exits_3() {
         Ok(())
     })
     .await;
+}
+
+const BINARY: &str = env!("CARGO_BIN_EXE_tidemark");
+
+/// `connections test CONNECTION`'s one line, and whether it passed.
+fn probe_line(scenario: &Scenario<'_>, connection: &str) -> (bool, String) {
+    let out = scenario.run(&["connections", "test", connection], None);
+    (out.status.success(), text(&out.stdout))
+}
+
+/// TLS to a PostgreSQL warehouse (issue #14 item 9): `tls: required` verifies the server's
+/// certificate against Mozilla's roots plus `tls_ca_file`, and its host name; a sync over it
+/// creates the schema and loads every row. The wrong CA and the wrong host name (the
+/// certificate names `localhost`, not 127.0.0.1) are refused; `unverified` encrypts without
+/// proof of the server.
+#[tokio::test]
+async fn a_tls_warehouse_is_verified_by_its_ca_and_host_name() {
+    TestMysql::run(async |mysql| {
+        let scenario = Scenario::new(mysql, BINARY, ORDERS_TABLE).await?;
+        let mut conn = mysql.conn().await?;
+        conn.query_drop(ORDERS_DDL).await?;
+        conn.query_drop(ORDERS_ROWS).await?;
+        let port = tidemark_tests::tls_postgres_port().to_string();
+        let ca = tidemark_tests::test_ca();
+        for (key, value) in [
+            ("host", "localhost"),
+            ("port", port.as_str()),
+            ("tls", "required"),
+            ("tls_ca_file", ca.as_str()),
+        ] {
+            scenario.set_config(&["connections", "wh", key], value)?;
+        }
+        let (ok, line) = probe_line(&scenario, "wh");
+        ensure!(ok && line.starts_with("ok   postgres"), "{line}");
+        scenario.sync_ok("orders")?;
+        // Read back over a plain session of the same server (it takes both).
+        let (client, connection) = tokio_postgres::connect(
+            &format!("host=127.0.0.1 port={port} user=postgres dbname=postgres"),
+            tokio_postgres::NoTls,
+        )
+        .await?;
+        tokio::spawn(connection);
+        let schema = scenario.pg.schema().to_owned();
+        let target = tidemark_tests::compare::postgres_rows(
+            &client,
+            &format!("SELECT id::text, status FROM \"{schema}\".orders AS t ORDER BY t.id"),
+        )
+        .await?;
+        let source = mysql_rows(&mut conn, "SELECT id, status FROM orders ORDER BY id").await?;
+        client
+            .batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+            .await?;
+        ensure!(
+            source.len() == 20 && source == target,
+            "source {source:?}\ntarget {target:?}"
+        );
+
+        scenario.set_config(
+            &["connections", "wh", "tls_ca_file"],
+            &tidemark_tests::other_ca(),
+        )?;
+        let (ok, line) = probe_line(&scenario, "wh");
+        ensure!(
+            !ok && line.starts_with("FAIL postgres") && line.contains("certificate"),
+            "wrong CA: {line}"
+        );
+
+        scenario.set_config(&["connections", "wh", "tls_ca_file"], &ca)?;
+        scenario.set_config(&["connections", "wh", "host"], "127.0.0.1")?;
+        let (ok, line) = probe_line(&scenario, "wh");
+        ensure!(
+            !ok && line.contains("certificate"),
+            "wrong host name: {line}"
+        );
+
+        scenario.set_config(&["connections", "wh", "tls_ca_file"], "null")?;
+        scenario.set_config(&["connections", "wh", "tls"], "unverified")?;
+        let (ok, line) = probe_line(&scenario, "wh");
+        ensure!(ok, "unverified: {line}");
+        scenario.cleanup().await
+    })
+    .await
+    .unwrap();
+}
+
+/// TLS to a MySQL source (issue #25 item 1): verified against `tls_ca_file` (how an Amazon RDS
+/// bundle is given) and the host name, a sync reads every row over it; the wrong CA and the
+/// wrong host name are refused.
+#[tokio::test]
+async fn a_tls_source_is_verified_by_its_ca_and_host_name() {
+    TestMysql::run_on(MysqlServer::Tls, async |mysql| {
+        let scenario = Scenario::new(mysql, BINARY, ORDERS_TABLE).await?;
+        let mut conn = mysql.conn().await?;
+        conn.query_drop(ORDERS_DDL).await?;
+        conn.query_drop(ORDERS_ROWS).await?;
+        let ca = tidemark_tests::test_ca();
+        for (key, value) in [
+            ("host", "localhost"),
+            ("tls", "required"),
+            ("tls_ca_file", ca.as_str()),
+        ] {
+            scenario.set_config(&["connections", "src", key], value)?;
+        }
+        let (ok, line) = probe_line(&scenario, "src");
+        ensure!(ok && line.starts_with("ok   mysql"), "{line}");
+        scenario.sync_ok("orders")?;
+        let target = tidemark_tests::compare::postgres_rows(
+            scenario.pg.client(),
+            &format!(
+                "SELECT id::text, status FROM \"{}\".orders AS t ORDER BY t.id",
+                scenario.pg.schema()
+            ),
+        )
+        .await?;
+        let source = mysql_rows(&mut conn, "SELECT id, status FROM orders ORDER BY id").await?;
+        ensure!(
+            source.len() == 20 && source == target,
+            "source {source:?}\ntarget {target:?}"
+        );
+
+        scenario.set_config(
+            &["connections", "src", "tls_ca_file"],
+            &tidemark_tests::other_ca(),
+        )?;
+        let (ok, line) = probe_line(&scenario, "src");
+        ensure!(!ok && line.starts_with("FAIL mysql"), "wrong CA: {line}");
+
+        scenario.set_config(&["connections", "src", "tls_ca_file"], &ca)?;
+        scenario.set_config(&["connections", "src", "host"], "127.0.0.1")?;
+        let (ok, line) = probe_line(&scenario, "src");
+        ensure!(
+            !ok && line.starts_with("FAIL mysql"),
+            "wrong host name: {line}"
+        );
+        scenario.cleanup().await
+    })
+    .await
+    .unwrap();
 }

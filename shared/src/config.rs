@@ -75,6 +75,16 @@ pub enum Connection {
 }
 
 impl Connection {
+    /// `tls`, `tls_ca_file` and `tls_ca_secret`.
+    pub fn tls_settings(&self) -> (TlsMode, Option<&str>, Option<&str>) {
+        let (tls, file, secret) = match self {
+            Connection::Mysql(c) => (c.tls, &c.tls_ca_file, &c.tls_ca_secret),
+            Connection::Postgres(c) => (c.tls, &c.tls_ca_file, &c.tls_ca_secret),
+            Connection::Redshift(c) => (c.tls, &c.tls_ca_file, &c.tls_ca_secret),
+        };
+        (tls, file.as_deref(), secret.as_deref())
+    }
+
     fn kind_name(&self) -> &'static str {
         match self {
             Connection::Mysql(_) => "mysql",
@@ -150,9 +160,17 @@ pub struct MysqlConnection {
     /// Secrets Manager name or ARN holding the password (plain, or JSON with a `password` field).
     #[serde(default, deserialize_with = "interpolated_option")]
     pub password_secret: Option<String>,
-    /// TLS: `disabled` (default), `required` (encrypt, verify the server certificate).
+    /// TLS: `disabled` (default), `required` (encrypt; verify the certificate chain and the
+    /// host name) or `unverified` (encrypt; take any certificate).
     #[serde(default)]
     pub tls: TlsMode,
+    /// A PEM file of CA certificates trusted besides Mozilla's roots, for `tls: required` (the
+    /// Amazon RDS bundle, a private CA). Give this or `tls_ca_secret`.
+    #[serde(default, deserialize_with = "interpolated_option")]
+    pub tls_ca_file: Option<String>,
+    /// A Secrets Manager id whose string is that PEM (for Lambda, which has no such file).
+    #[serde(default, deserialize_with = "interpolated_option")]
+    pub tls_ca_secret: Option<String>,
     /// Connect timeout. Default `10s`.
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: HumanDuration,
@@ -193,9 +211,17 @@ pub struct PostgresConnection {
     /// Schema that holds the target tables and the load ledger. Default `public`.
     #[serde(default = "default_schema", deserialize_with = "interpolated")]
     pub schema: String,
-    /// TLS: `disabled` (default) or `required`.
+    /// TLS: `disabled` (default), `required` (encrypt; verify the certificate chain and the
+    /// host name) or `unverified` (encrypt; take any certificate).
     #[serde(default)]
     pub tls: TlsMode,
+    /// A PEM file of CA certificates trusted besides Mozilla's roots, for `tls: required` (the
+    /// Amazon RDS bundle, a private CA). Give this or `tls_ca_secret`.
+    #[serde(default, deserialize_with = "interpolated_option")]
+    pub tls_ca_file: Option<String>,
+    /// A Secrets Manager id whose string is that PEM (for Lambda, which has no such file).
+    #[serde(default, deserialize_with = "interpolated_option")]
+    pub tls_ca_secret: Option<String>,
     /// Longest any one statement may run: the server cancels it then, and tidemark stops
     /// waiting for an answer 10 s later (a stalled network), failing the step so it is retried.
     /// Default `30m`.
@@ -263,6 +289,19 @@ pub struct RedshiftConnection {
     /// Longest any one statement may run. Default `30m`.
     #[serde(default = "default_statement_timeout")]
     pub statement_timeout: HumanDuration,
+    /// TLS of `direct` and `tunnel` (the Data API is always HTTPS): `disabled` (default),
+    /// `required` (verify the certificate chain and the host name; Redshift's certificates chain
+    /// to Amazon's roots, which Mozilla's include) or `unverified`. Clusters with `require_ssl`
+    /// refuse plain connections.
+    #[serde(default)]
+    pub tls: TlsMode,
+    /// A PEM file of CA certificates trusted besides Mozilla's roots, for `tls: required` (the
+    /// Amazon RDS bundle, a private CA). Give this or `tls_ca_secret`.
+    #[serde(default, deserialize_with = "interpolated_option")]
+    pub tls_ca_file: Option<String>,
+    /// A Secrets Manager id whose string is that PEM (for Lambda, which has no such file).
+    #[serde(default, deserialize_with = "interpolated_option")]
+    pub tls_ca_secret: Option<String>,
 }
 
 /// An SSH bastion in front of a warehouse (Redshift or PostgreSQL).
@@ -312,8 +351,24 @@ pub enum TlsMode {
     /// Plain TCP.
     #[default]
     Disabled,
-    /// TLS with the server's certificate verified; connecting fails without it.
+    /// TLS with the server's certificate verified against Mozilla's roots and the connection's
+    /// CA bundle, and its host name checked; connecting fails otherwise (libpq's `verify-full`).
+    #[serde(alias = "verify_full")]
     Required,
+    /// TLS that takes any certificate (libpq's `require`): no eavesdropping, but no proof that
+    /// the server is the one named. For a server whose CA cannot be had; prefer `required`.
+    Unverified,
+}
+
+impl TlsMode {
+    /// The value as written in the config.
+    pub fn name(self) -> &'static str {
+        match self {
+            TlsMode::Disabled => "disabled",
+            TlsMode::Required => "required",
+            TlsMode::Unverified => "unverified",
+        }
+    }
 }
 
 /// One pipeline: tables from one source to one target through one S3 location.
@@ -1255,6 +1310,19 @@ impl Config {
 
 fn validate_connection(name: &str, connection: &Connection, problems: &mut Problems<'_>) {
     let at = |key: &'static str| ["connections", name, key];
+    let (tls, ca_file, ca_secret) = connection.tls_settings();
+    if ca_file.is_some() && ca_secret.is_some() {
+        problems.add(
+            &at("tls_ca_secret"),
+            "give `tls_ca_file` or `tls_ca_secret`, not both",
+        );
+    }
+    if (ca_file.is_some() || ca_secret.is_some()) && tls != TlsMode::Required {
+        problems.add(
+            &at("tls"),
+            "`tls_ca_file` and `tls_ca_secret` verify the server's certificate: set `tls: required`",
+        );
+    }
     match connection {
         Connection::Mysql(mysql) => {
             if mysql.password.is_some() && mysql.password_secret.is_some() {
@@ -1561,6 +1629,28 @@ mod tests {
         assert!(!shown.contains("s3cr3t-value"), "{shown}");
         assert!(shown.contains(MASK));
         assert!(!format!("{config:?}").contains("s3cr3t-value"));
+    }
+
+    #[test]
+    fn tls_ca_settings_need_tls_required_and_only_one_source() {
+        let with = |lines: &str| {
+            EXAMPLE.replace(
+                "    password: \"${TIDEMARK_MYSQL_PASSWORD:-}\"\n",
+                &format!("    password: \"${{TIDEMARK_MYSQL_PASSWORD:-}}\"\n{lines}"),
+            )
+        };
+        let err = error_of(&with("    tls_ca_file: /etc/ca.pem\n"));
+        assert!(err.contains("set `tls: required`"), "{err}");
+        let err = error_of(&with(
+            "    tls: required\n    tls_ca_file: /etc/ca.pem\n    tls_ca_secret: ca\n",
+        ));
+        assert!(err.contains("not both"), "{err}");
+        let config = parse(&with("    tls: verify_full\n    tls_ca_secret: ca\n")).unwrap();
+        assert_eq!(
+            config.connections["shop"].tls_settings(),
+            (TlsMode::Required, None, Some("ca"))
+        );
+        assert!(parse(&with("    tls: unverified\n")).is_ok());
     }
 
     #[test]

@@ -256,7 +256,22 @@ fn server_words(source: &tokio_postgres::Error) -> String {
             }
             words
         }
-        None => source.to_string(),
+        None => {
+            // tokio-postgres says only "error performing TLS handshake"; why is below it.
+            let mut words = source.to_string();
+            let mut cause = std::error::Error::source(source);
+            while let Some(below) = cause {
+                words.push_str(&format!(": {below}"));
+                cause = below.source();
+            }
+            if words.contains("certificate") {
+                words.push_str(
+                    " (the server's certificate must chain to Mozilla's roots or to `tls_ca_file` / \
+                     `tls_ca_secret`, and name the connection's `host`)",
+                );
+            }
+            words
+        }
     }
 }
 

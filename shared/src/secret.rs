@@ -37,6 +37,19 @@ impl SecretResolver {
         if let Some(value) = cache.get(id) {
             return Ok(value.clone());
         }
+        let raw = self.text(id).await?;
+        let value = SecretString::from(password_from_secret_text(&raw).map_err(|reason| {
+            Error::Secret {
+                id: id.to_owned(),
+                reason,
+            }
+        })?);
+        cache.insert(id.to_owned(), value.clone());
+        Ok(value)
+    }
+
+    /// The secret's whole string, e.g. a PEM certificate bundle; not cached.
+    pub async fn text(&self, id: &str) -> Result<String> {
         let output = self
             .client
             .get_secret_value()
@@ -50,19 +63,13 @@ impl SecretResolver {
                     aws_sdk_secretsmanager::error::DisplayErrorContext(&err)
                 ),
             })?;
-        let raw = output.secret_string().ok_or_else(|| Error::Secret {
-            id: id.to_owned(),
-            reason: "it holds binary data; store the password as a string".to_owned(),
-        })?;
-        let value =
-            SecretString::from(
-                password_from_secret_text(raw).map_err(|reason| Error::Secret {
-                    id: id.to_owned(),
-                    reason,
-                })?,
-            );
-        cache.insert(id.to_owned(), value.clone());
-        Ok(value)
+        output
+            .secret_string()
+            .map(str::to_owned)
+            .ok_or_else(|| Error::Secret {
+                id: id.to_owned(),
+                reason: "it holds binary data; store it as a string".to_owned(),
+            })
     }
 }
 

@@ -127,8 +127,24 @@ pub async fn connect(
         .setup(SESSION_SETUP.to_vec())
         .tcp_keepalive(Some(Duration::from_secs(30)))
         .prefer_socket(false);
-    if connection.tls == TlsMode::Required {
-        options = options.ssl_opts(Some(mysql_async::SslOpts::default()));
+    let ca = crate::tls::ca_bundle(
+        crate::tls::CaSource {
+            connection: &connection.host,
+            file: connection.tls_ca_file.as_deref(),
+            secret: connection.tls_ca_secret.as_deref(),
+        },
+        secrets,
+    )
+    .await?;
+    // Mozilla's roots (mysql_async's built-in ones, as for the warehouse) and the CA bundle.
+    let ssl =
+        mysql_async::SslOpts::default().with_root_certs(ca.into_iter().map(Into::into).collect());
+    match connection.tls {
+        TlsMode::Disabled => {}
+        TlsMode::Required => options = options.ssl_opts(Some(ssl)),
+        TlsMode::Unverified => {
+            options = options.ssl_opts(Some(ssl.with_danger_accept_invalid_certs(true)))
+        }
     }
     let source = Source {
         pool: mysql_async::Pool::new(options),

@@ -46,6 +46,9 @@ pub enum MysqlServer {
     HalfHourOffset,
     /// `TIDEMARK_MYSQL_DST_URL`: time zone `SYSTEM` on a process whose TZ is America/New_York.
     SystemZoneWithDst,
+    /// 127.0.0.1:`TIDEMARK_MYSQL_TLS_PORT`: TLS with a certificate for `localhost` signed by
+    /// [`test_ca`]; plain connections are taken too.
+    Tls,
 }
 
 impl MysqlServer {
@@ -59,9 +62,39 @@ impl MysqlServer {
             MysqlServer::SystemZoneWithDst => {
                 ("TIDEMARK_MYSQL_DST_URL", "mysql://root@127.0.0.1:3308")
             }
+            MysqlServer::Tls => {
+                return format!(
+                    "mysql://root@127.0.0.1:{}",
+                    tls_port("TIDEMARK_MYSQL_TLS_PORT", 3309)
+                )
+            }
         };
         std::env::var(variable).unwrap_or_else(|_| default.into())
     }
+}
+
+fn tls_port(variable: &str, default: u16) -> u16 {
+    std::env::var(variable)
+        .ok()
+        .and_then(|port| port.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The port of `scripts/stack`'s PostgreSQL with TLS (a certificate for `localhost` signed by
+/// [`test_ca`]; plain connections are taken too).
+pub fn tls_postgres_port() -> u16 {
+    tls_port("TIDEMARK_PG_TLS_PORT", 5433)
+}
+
+/// The PEM file of the CA that signed the TLS servers' certificates.
+pub fn test_ca() -> String {
+    std::env::var("TIDEMARK_TLS_CA").unwrap_or_else(|_| "/var/tmp/tidemark-stack/ca/ca.pem".into())
+}
+
+/// The PEM file of a CA that signed nothing: the wrong CA.
+pub fn other_ca() -> String {
+    std::env::var("TIDEMARK_TLS_OTHER_CA")
+        .unwrap_or_else(|_| "/var/tmp/tidemark-stack/ca/other-ca.pem".into())
 }
 
 /// `TIDEMARK_PG_URL`, or `postgres` with trust auth on 127.0.0.1:5432.

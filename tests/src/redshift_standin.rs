@@ -486,6 +486,9 @@ pub fn data_api_connection(schema: &str) -> tidemark::config::RedshiftConnection
         password: None,
         tunnel: None,
         statement_timeout: tidemark::config::HumanDuration(std::time::Duration::from_secs(60)),
+        tls: tidemark::config::TlsMode::Disabled,
+        tls_ca_file: None,
+        tls_ca_secret: None,
     }
 }
 

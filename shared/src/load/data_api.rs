@@ -633,6 +633,9 @@ mod tests {
             password: None,
             tunnel: None,
             statement_timeout: HumanDuration(Duration::from_secs(60)),
+            tls: crate::config::TlsMode::Disabled,
+            tls_ca_file: None,
+            tls_ca_secret: None,
         }
     }
 

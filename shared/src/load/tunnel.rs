@@ -214,6 +214,7 @@ impl Tunnel {
     pub async fn connect(
         &self,
         config: &tokio_postgres::Config,
+        tls: Option<&crate::tls::PostgresTls>,
         host: &str,
         port: u16,
         statement_timeout: Duration,
@@ -230,21 +231,13 @@ impl Tunnel {
                 retryable: false,
             })?;
         let guarded = StallGuard::new(channel.into_stream(), answer_limit(statement_timeout));
-        let (client, connection) = config
-            .connect_raw(guarded, tokio_postgres::NoTls)
-            .await
-            .map_err(|err| {
-                Error::postgres(
-                    format!("connecting to the warehouse through `{}`", self.bastion),
-                    err,
-                )
-            })?;
-        tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                tracing::warn!(error = %super::wire::error_chain(&err), "warehouse connection through the tunnel ended");
-            }
-        });
-        super::wire::set_statement_timeout(&client, statement_timeout).await?;
-        Ok(client)
+        super::wire::start_session(
+            config,
+            guarded,
+            tls,
+            statement_timeout,
+            &format!("connecting to the warehouse through `{}`", self.bastion),
+        )
+        .await
     }
 }

@@ -11,11 +11,12 @@ use std::time::Duration;
 use futures::{pin_mut, SinkExt};
 use tokio_postgres::{Client, SimpleQueryMessage};
 
-use crate::config::{PostgresConnection, RedshiftConnection, TlsMode};
+use crate::config::{PostgresConnection, RedshiftConnection};
 use crate::error::{Error, Result};
 use crate::naming::{self, RunId};
 use crate::schema::{drift_error, RedshiftTableOptions, TargetColumn};
 use crate::storage::Bucket;
+use crate::tls::PostgresTls;
 
 use super::pg_copy;
 use super::sql::{self, Dialect, LoadPlan, Role};
@@ -30,12 +31,6 @@ pub fn postgres_config(
     connection: &PostgresConnection,
     password: Option<&str>,
 ) -> Result<tokio_postgres::Config> {
-    if connection.tls == TlsMode::Required {
-        return Err(Error::config(
-            "connections",
-            "`tls: required` is not supported for PostgreSQL targets yet; use `tls: disabled` on a private network",
-        ));
-    }
     let mut config = tokio_postgres::Config::new();
     config
         .host(&connection.host)
@@ -82,24 +77,64 @@ pub fn redshift_config(
     Ok(config)
 }
 
-/// Connects without TLS, starts the connection task, and sets the statement timeout. A request
-/// left unanswered longer than `statement_timeout` allows fails the connection (a stalled
-/// network, see [`StallGuard`]).
+/// Connects (with TLS when `tls` is given), starts the connection task, and sets the statement
+/// timeout. A request left unanswered longer than `statement_timeout` allows fails the
+/// connection (a stalled network, see [`StallGuard`]).
 pub async fn connect(
     config: &tokio_postgres::Config,
+    tls: Option<&PostgresTls>,
     statement_timeout: Duration,
 ) -> Result<Client> {
     let socket = open_socket(config).await?;
     let guarded = StallGuard::new(socket, answer_limit(statement_timeout));
-    let (client, connection) = config
-        .connect_raw(guarded, tokio_postgres::NoTls)
-        .await
-        .map_err(|err| Error::postgres("connecting to the warehouse", err))?;
-    tokio::spawn(async move {
-        if let Err(err) = connection.await {
-            tracing::warn!(error = %error_chain(&err), "warehouse connection ended");
+    start_session(
+        config,
+        guarded,
+        tls,
+        statement_timeout,
+        "connecting to the warehouse",
+    )
+    .await
+}
+
+/// The session over `stream` (a TCP socket, or a tunnel's channel): the handshake, TLS when
+/// `tls` is given, the connection task, and the statement timeout.
+pub async fn start_session<S>(
+    config: &tokio_postgres::Config,
+    stream: S,
+    tls: Option<&PostgresTls>,
+    statement_timeout: Duration,
+    context: &str,
+) -> Result<Client>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let client = match tls {
+        None => {
+            let (client, connection) = config
+                .connect_raw(stream, tokio_postgres::NoTls)
+                .await
+                .map_err(|err| Error::postgres(context, err))?;
+            tokio::spawn(async move {
+                if let Err(err) = connection.await {
+                    tracing::warn!(error = %error_chain(&err), "warehouse connection ended");
+                }
+            });
+            client
         }
-    });
+        Some(tls) => {
+            let (client, connection) = config
+                .connect_raw(stream, tls.clone())
+                .await
+                .map_err(|err| Error::postgres(context, err))?;
+            tokio::spawn(async move {
+                if let Err(err) = connection.await {
+                    tracing::warn!(error = %error_chain(&err), "warehouse connection ended");
+                }
+            });
+            client
+        }
+    };
     set_statement_timeout(&client, statement_timeout).await?;
     Ok(client)
 }

@@ -265,6 +265,8 @@ pub(super) fn not_a_warehouse(pipeline: &crate::config::Pipeline) -> Error {
 struct WireTarget<'a> {
     dialect: Dialect,
     config: tokio_postgres::Config,
+    /// The connection's TLS; `None` for `tls: disabled`.
+    tls: Option<crate::tls::PostgresTls>,
     /// The bastion in front of it, if any.
     tunnel: Option<&'a TunnelConfig>,
     /// The server as the bastion sees it.
@@ -285,8 +287,20 @@ async fn postgres_wire_target<'a>(
         postgres.password_secret.as_deref(),
     )
     .await?;
+    let tls = crate::tls::postgres_tls(
+        postgres.tls,
+        crate::tls::CaSource {
+            connection: &postgres.host,
+            file: postgres.tls_ca_file.as_deref(),
+            secret: postgres.tls_ca_secret.as_deref(),
+        },
+        Some(services.secrets()),
+        &postgres.host,
+    )
+    .await?;
     Ok(WireTarget {
         dialect: Dialect::Postgres,
+        tls,
         config: wire::postgres_config(postgres, password.as_deref())?,
         tunnel: postgres.tunnel.as_ref(),
         host: &postgres.host,
@@ -309,8 +323,21 @@ async fn redshift_wire_target<'a>(
     )
     .await?;
     let config = wire::redshift_config(redshift, password.as_deref())?;
+    let host = redshift.host.as_deref().unwrap_or_default();
+    let tls = crate::tls::postgres_tls(
+        redshift.tls,
+        crate::tls::CaSource {
+            connection: host,
+            file: redshift.tls_ca_file.as_deref(),
+            secret: redshift.tls_ca_secret.as_deref(),
+        },
+        Some(services.secrets()),
+        host,
+    )
+    .await?;
     Ok(WireTarget {
         dialect: Dialect::Redshift,
+        tls,
         host: redshift.host.as_deref().unwrap_or_default(),
         port: redshift.port,
         statement_timeout: redshift.statement_timeout.0,
@@ -348,7 +375,12 @@ async fn connect_wire(
 ) -> Result<(tokio_postgres::Client, Option<tunnel::Tunnel>)> {
     match target.tunnel {
         None => Ok((
-            wire::connect(&target.config, target.statement_timeout).await?,
+            wire::connect(
+                &target.config,
+                target.tls.as_ref(),
+                target.statement_timeout,
+            )
+            .await?,
             None,
         )),
         Some(config) => {
@@ -357,6 +389,7 @@ async fn connect_wire(
             let client = open
                 .connect(
                     &target.config,
+                    target.tls.as_ref(),
                     target.host,
                     target.port,
                     target.statement_timeout,

@@ -1,5 +1,6 @@
-//! `tidemark connections test [NAME] [--all]`: reach each service the configuration references
-//! and report versions and latency, or exactly what failed (exit 3 when a required one fails).
+//! `tidemark connections test [NAME] [--all] [--deep]`: reach each service the configuration
+//! references and report versions and latency, or exactly what failed (exit 3 when a required
+//! one fails); with `--deep`, check one warehouse through the real load path.
 
 use std::path::Path;
 
@@ -20,6 +21,12 @@ pub(crate) enum ConnectionsCommand {
         /// Also connections that no pipeline uses.
         #[arg(long)]
         all: bool,
+        /// Check warehouse NAME in depth before the first production sync: in a scratch schema
+        /// it creates and drops, load every type at its limits, a JSON document with duplicate
+        /// keys, a 5 MB binary value and a widened VARCHAR key through the real load path, and
+        /// read every value back. Exit 3 when a check fails.
+        #[arg(long, requires = "name")]
+        deep: bool,
     },
 }
 
@@ -28,8 +35,11 @@ pub(crate) async fn run(
     config: &Path,
     json: bool,
 ) -> Result<(), Failure> {
-    let ConnectionsCommand::Test { name, all } = command;
+    let ConnectionsCommand::Test { name, all, deep } = command;
     let services = crate::services(config).await?;
+    if let (true, Some(name)) = (*deep, name) {
+        return deep_check(&services, name, json).await;
+    }
     let results = probe::probe(
         &services,
         &Selection {
@@ -73,6 +83,42 @@ pub(crate) async fn run(
         Err(Failure::reported(
             3,
             anyhow::anyhow!("could not reach {}", failed.join(", ")),
+        ))
+    }
+}
+
+/// `connections test --deep NAME`: one line per check; exit 3 when one failed.
+async fn deep_check(
+    services: &tidemark::steps::Services,
+    name: &str,
+    json: bool,
+) -> Result<(), Failure> {
+    use tidemark::deep_check::Outcome;
+    let checks = tidemark::deep_check::run(services, name).await?;
+    let failed = checks
+        .iter()
+        .filter(|c| matches!(c.outcome, Outcome::Failed(_)))
+        .count();
+    let document = serde_json::json!({"checks": checks, "passed": failed == 0});
+    emit(json, &document, || {
+        checks
+            .iter()
+            .map(|check| match &check.outcome {
+                Outcome::Passed => format!("passed   {}", check.name),
+                Outcome::Failed(why) => format!("FAILED   {}: {why}", check.name),
+                Outcome::Skipped(why) => format!("skipped  {}: {why}", check.name),
+            })
+            .collect()
+    });
+    if failed == 0 {
+        Ok(())
+    } else {
+        Err(Failure::reported(
+            3,
+            anyhow::anyhow!(
+                "{failed} of {} deep checks of `{name}` failed",
+                checks.len()
+            ),
         ))
     }
 }

@@ -14,7 +14,7 @@
 //! invocation leaves no object behind. It never commits anything: the commit step does.
 
 mod custom_sql;
-mod decode;
+pub(crate) mod decode;
 mod query;
 
 use std::time::{Duration, Instant as StdInstant};

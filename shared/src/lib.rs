@@ -15,6 +15,7 @@
 
 pub mod clean;
 pub mod config;
+pub mod deep_check;
 pub mod error;
 pub mod extract;
 pub mod faults;

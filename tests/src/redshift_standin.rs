@@ -29,6 +29,8 @@
 //! | `VARBYTE(n)`: binary of at most n bytes | `bytea` |
 //! | `JSON_PARSE(col)`: text → `SUPER`; duplicate object keys fail unless `json_parse_dedup_attributes` is on, then the last wins (https://docs.aws.amazon.com/redshift/latest/dg/super-configurations.html) | `pg_temp.tidemark_json_parse(col)`, which does the same ([`JSON_PARSE_FUNCTIONS`]) |
 //! | `SET json_parse_dedup_attributes TO ON` | a session setting that function reads |
+//! | `JSON_SERIALIZE(col)`: a SUPER's compact JSON text | `jsonb`'s text without the blanks after `:` and `,` (keys and strings free of `": "` and `, "`, as tidemark's checks use) |
+//! | `FROM_HEX('…')`: VARBYTE from hex | `decode('…', 'hex')` |
 //! | `ALTER TABLE … ALTER COLUMN … TYPE` only to VARCHAR, never inside a transaction block, never on a column of a PRIMARY KEY, UNIQUE or FOREIGN KEY constraint or with a default; one `ADD COLUMN` per `ALTER TABLE` (https://docs.aws.amazon.com/redshift/latest/dg/r_ALTER_TABLE.html) | anything else refused ([`refuse_what_redshift_refuses`], [`refuse_an_alter_type_redshift_refuses`]) |
 //! | Names are 1 to 127 bytes ("Names and identifiers", https://docs.aws.amazon.com/redshift/latest/dg/r_names.html) | a longer quoted name refused (PostgreSQL would cut it at 63 bytes: names of 64 to 127 bytes are beyond this stand-in) |
 //! | COPY: "The maximum size of a single input row from any source is 4 MB" (https://docs.aws.amazon.com/redshift/latest/dg/r_COPY_usage_notes.html) | a row whose values add up to more is refused |
@@ -88,6 +90,14 @@ const TRANSLATIONS: &[Translation] = &[
     Translation {
         pattern: r#"\bJSON_PARSE\s*\(\s*(?P<arg>"(?:[^"]|"")*"|\w+)\s*\)"#,
         replacement: "pg_temp.tidemark_json_parse(CAST($arg AS text))",
+    },
+    Translation {
+        pattern: r#"\bJSON_SERIALIZE\s*\(\s*(?P<arg>"(?:[^"]|"")*"|\w+)\s*\)"#,
+        replacement: "replace(replace(CAST($arg AS text), '\": ', '\":'), ', \"', ',\"')",
+    },
+    Translation {
+        pattern: r"\bFROM_HEX\s*\(\s*(?P<arg>'[0-9a-fA-F]*')\s*\)",
+        replacement: "decode($arg, 'hex')",
     },
     Translation {
         pattern: r"\bSET\s+json_parse_dedup_attributes\s+(?:TO|=)\s+(?P<arg>ON|OFF|TRUE|FALSE)\b",

@@ -153,6 +153,19 @@ impl<'a> World<'a> {
 
     /// A load that must fail: `submit`'s error, or the failed `status` of a Data API batch, as
     /// (error type, message).
+    /// Alters the source with `alter`, commits a run of `row` and loads it: the load must fail,
+    /// and its error type and text are returned.
+    async fn failed_load_after(
+        &self,
+        alter: &str,
+        row: Vec<Value>,
+    ) -> anyhow::Result<(String, String)> {
+        self.mysql.conn().await?.query_drop(alter).await?;
+        let run = self.begin(SyncMode::Full).await?;
+        commit_rows(&self.services, &run, &[vec![row]]).await?;
+        self.failed_load(&run).await
+    }
+
     async fn failed_load(&self, run: &RunContext) -> anyhow::Result<(String, String)> {
         let request = SubmitRequest {
             run: run.clone(),
@@ -674,6 +687,43 @@ async fn an_added_column_is_added_to_the_target(kind: Target) {
     .await;
 }
 
+/// An incompatible change to a key column: its hint names the reload, never `exclude`, which
+/// the run would refuse for a key (issue #24 item 8).
+#[tokio::test]
+async fn an_incompatible_key_change_names_the_reload_not_exclude() {
+    in_world(
+        Target::Postgres,
+        ORDERS,
+        "orders",
+        ORDERS_CONFIG,
+        async |w| {
+            w.sync(&[vec![order(1, "2024-01-01 00:00:00", "1.00", "one")]])
+                .await?;
+            let (error_type, text) = w
+                .failed_load_after(
+                    "ALTER TABLE orders MODIFY id VARCHAR(20)",
+                    vec![
+                        json!("2"),
+                        json!("2024-02-01 00:00:00"),
+                        json!("2.00"),
+                        json!("two"),
+                    ],
+                )
+                .await?;
+            assert_eq!(error_type, ErrorKind::SchemaDrift.name(), "{text}");
+            assert!(
+                text.contains("`id`")
+                    && text.contains("key column")
+                    && text.contains("watermark reset")
+                    && !text.contains("exclude"),
+                "{text}"
+            );
+            Ok(())
+        },
+    )
+    .await;
+}
+
 /// Two rows of one run with the same key and cursor value: which is the newest version cannot be
 /// told, and the merge once kept one of them at random. The load fails, names the count, and
 /// commits nothing (issue #24 item 6).
@@ -711,24 +761,17 @@ async fn an_incompatible_change_is_schema_drift(kind: Target) {
         w.sync(&[vec![order(1, "2024-01-01 00:00:00", "1.00", "one")]])
             .await?;
         let rows = w.rows().await?;
-        w.mysql
-            .conn()
-            .await?
-            .query_drop("ALTER TABLE orders MODIFY amount VARCHAR(20)")
+        let (error_type, text) = w
+            .failed_load_after(
+                "ALTER TABLE orders MODIFY amount VARCHAR(20)",
+                vec![
+                    json!(2),
+                    json!("2024-02-01 00:00:00"),
+                    json!("about 2"),
+                    json!("two"),
+                ],
+            )
             .await?;
-        let run = w.begin(SyncMode::Full).await?;
-        commit_rows(
-            &w.services,
-            &run,
-            &[vec![vec![
-                json!(2),
-                json!("2024-02-01 00:00:00"),
-                json!("about 2"),
-                json!("two"),
-            ]]],
-        )
-        .await?;
-        let (error_type, text) = w.failed_load(&run).await?;
         assert_eq!(error_type, ErrorKind::SchemaDrift.name(), "{text}");
         assert!(text.contains("`amount`"), "{text}");
         assert_eq!(w.rows().await?, rows);

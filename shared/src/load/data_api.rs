@@ -522,7 +522,7 @@ impl DataApi {
                 primary_key: Some(field_text(record.get(6))).filter(|name| !name.is_empty()),
             })
             .collect();
-        let drifts = sql::declared_schema(plan).drift(&existing, Dialect::Redshift.warehouse());
+        let drifts = super::target_drift(plan, &existing, Dialect::Redshift.warehouse());
         let qualified = format!("{schema}.{table}");
         if let Some(error) = drift_error(&qualified, &drifts) {
             return Err(error);
@@ -593,7 +593,7 @@ fn first_line(statement: &str) -> &str {
     statement.lines().next().unwrap_or_default()
 }
 
-fn field_text(field: Option<&Field>) -> String {
+pub(crate) fn field_text(field: Option<&Field>) -> String {
     match field {
         Some(Field::StringValue(text)) => text.clone(),
         Some(Field::LongValue(n)) => n.to_string(),

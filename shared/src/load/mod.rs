@@ -343,6 +343,33 @@ fn missing_column_ddl(plan: &LoadPlan, drifts: &[Drift]) -> Result<Vec<String>> 
     Ok(ddl)
 }
 
+/// How the existing target differs from the load's schema (the one the load mode declares).
+/// An incompatible change to the cursor or a key column cannot be left out with `exclude` —
+/// the run refuses that — so its hint names the reload instead.
+pub fn target_drift(
+    plan: &LoadPlan,
+    existing: &[crate::schema::TargetColumn],
+    warehouse: crate::schema::Warehouse,
+) -> Vec<crate::schema::Drift> {
+    let mut drifts = sql::declared_schema(plan).drift(existing, warehouse);
+    for drift in &mut drifts {
+        if let crate::schema::Drift::Incompatible { column, hint, .. } = drift {
+            let role = if plan.cursor_column.as_ref() == Some(column) {
+                "cursor"
+            } else if plan.key_columns.contains(column) {
+                "key"
+            } else {
+                continue;
+            };
+            *hint = format!(
+                "it is the table's {role} column, which cannot be left out, and a warehouse column cannot change to the source's type in place: reload the table (drop the target table, `tidemark watermark reset -t {} --yes`, sync)",
+                plan.source_table
+            );
+        }
+    }
+    drifts
+}
+
 /// Writes each run's Redshift COPY manifest (exact byte sizes) next to the data, for COPY.
 pub async fn write_copy_manifests(
     bucket: &Bucket,

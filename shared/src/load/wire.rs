@@ -110,32 +110,34 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let client = match tls {
-        None => {
-            let (client, connection) = config
-                .connect_raw(stream, tokio_postgres::NoTls)
-                .await
-                .map_err(|err| Error::postgres(context, err))?;
-            tokio::spawn(async move {
-                if let Err(err) = connection.await {
-                    tracing::warn!(error = %error_chain(&err), "warehouse connection ended");
-                }
-            });
-            client
-        }
-        Some(tls) => {
-            let (client, connection) = config
-                .connect_raw(stream, tls.clone())
-                .await
-                .map_err(|err| Error::postgres(context, err))?;
-            tokio::spawn(async move {
-                if let Err(err) = connection.await {
-                    tracing::warn!(error = %error_chain(&err), "warehouse connection ended");
-                }
-            });
-            client
-        }
+        None => handshake(config, stream, tokio_postgres::NoTls, context).await?,
+        Some(tls) => handshake(config, stream, tls.clone(), context).await?,
     };
     set_statement_timeout(&client, statement_timeout).await?;
+    Ok(client)
+}
+
+/// The protocol handshake over `stream` through `tls`, and the task that runs the connection.
+async fn handshake<S, T>(
+    config: &tokio_postgres::Config,
+    stream: S,
+    tls: T,
+    context: &str,
+) -> Result<Client>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    T: tokio_postgres::tls::TlsConnect<S>,
+    T::Stream: Send + 'static,
+{
+    let (client, connection) = config
+        .connect_raw(stream, tls)
+        .await
+        .map_err(|err| Error::postgres(context, err))?;
+    tokio::spawn(async move {
+        if let Err(err) = connection.await {
+            tracing::warn!(error = %error_chain(&err), "warehouse connection ended");
+        }
+    });
     Ok(client)
 }
 
@@ -243,7 +245,7 @@ pub async fn prepare_target(
         .await
         .map_err(|err| Error::postgres(format!("creating `{}`", plan.target), err))?;
     let existing = existing_columns(client, dialect, plan).await?;
-    let drifts = sql::declared_schema(plan).drift(&existing, dialect.warehouse());
+    let drifts = super::target_drift(plan, &existing, dialect.warehouse());
     let table = format!("{}.{}", plan.schema, plan.target);
     if let Some(error) = drift_error(&table, &drifts) {
         return Err(error);

@@ -282,10 +282,15 @@ pub struct RedshiftConnection {
         serialize_with = "masked"
     )]
     pub password: Option<SecretString>,
-    /// SSH bastion: required for `access: tunnel`; with `data_api`, the fallback when the Data API
-    /// cannot be reached or authorized.
+    /// SSH bastion: required for `access: tunnel`; with `data_api` and `fallback_to_tunnel`,
+    /// the way in when the Data API cannot be reached.
     #[serde(default)]
     pub tunnel: Option<TunnelConfig>,
+    /// With `access: data_api`: load through `tunnel` when the Data API cannot be reached (a
+    /// network failure; never an authorization error, so that revoking the Data API stops
+    /// writes). Logged at WARN and counted as `LoadFallbacks`. Default false.
+    #[serde(default)]
+    pub fallback_to_tunnel: bool,
     /// Longest any one statement may run. Default `30m`.
     #[serde(default = "default_statement_timeout")]
     pub statement_timeout: HumanDuration,
@@ -790,6 +795,16 @@ fn yes() -> bool {
 /// The variables `${VAR}` can name, for the duration of one parse.
 pub type Environment = BTreeMap<String, String>;
 
+/// The variables a config read by a Lambda function may name: `TIDEMARK_*` only. The function's
+/// environment also holds its AWS credentials; whoever may write the config object must not be
+/// able to read them through it.
+pub fn lambda_environment(process: impl IntoIterator<Item = (String, String)>) -> Environment {
+    process
+        .into_iter()
+        .filter(|(name, _)| name.starts_with("TIDEMARK_"))
+        .collect()
+}
+
 thread_local! {
     static PARSE_ENVIRONMENT: RefCell<Option<Environment>> = const { RefCell::new(None) };
 }
@@ -807,7 +822,10 @@ fn substitute(text: &str, env: &Environment) -> std::result::Result<String, Stri
         } else if let Some(body) = after.strip_prefix('{') {
             let close = body
                 .find('}')
-                .ok_or_else(|| format!("unclosed `${{` in `{text}`"))?;
+                // The value is never echoed: it may be a password.
+                .ok_or_else(|| {
+                    "an unclosed `${` in this value; write `$${` for a literal `${`".to_owned()
+                })?;
             let (name, default) = match body[..close].split_once(":-") {
                 Some((name, default)) => (name, Some(default)),
                 None => (&body[..close], None),
@@ -815,9 +833,14 @@ fn substitute(text: &str, env: &Environment) -> std::result::Result<String, Stri
             let valid_name =
                 !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             if !valid_name {
+                return Err(
+                    "a `${…}` in this value is not a variable reference (names are `A-Z a-z 0-9 _`); write `$$` for a literal `$`"
+                        .to_owned(),
+                );
+            }
+            if name.starts_with("AWS_") {
                 return Err(format!(
-                    "`${{{}}}` is not a variable reference: names are `A-Z a-z 0-9 _`",
-                    &body[..close]
+                    "`${{{name}}}` is refused: `AWS_*` variables hold the process's own AWS credentials and settings, which a config must never read (in a host name they would leave by DNS); put the value in a `TIDEMARK_*` variable or a secret"
                 ));
             }
             match (env.get(name), default) {
@@ -1383,6 +1406,14 @@ fn validate_connection(name: &str, connection: &Connection, problems: &mut Probl
                 }
                 RedshiftAccess::DataApi => {}
             }
+            if redshift.fallback_to_tunnel
+                && (redshift.access != RedshiftAccess::DataApi || redshift.tunnel.is_none())
+            {
+                problems.add(
+                    &at("fallback_to_tunnel"),
+                    "`fallback_to_tunnel` needs `access: data_api` and a `tunnel` block",
+                );
+            }
             if !redshift.iam_role.starts_with("arn:") {
                 problems.add(
                     &at("iam_role"),
@@ -1651,6 +1682,23 @@ mod tests {
             (TlsMode::Required, None, Some("ca"))
         );
         assert!(parse(&with("    tls: unverified\n")).is_ok());
+    }
+
+    #[test]
+    fn aws_variables_are_refused_and_values_never_echoed() {
+        let env = Environment::from([
+            ("AWS_SECRET_ACCESS_KEY".to_owned(), "leak".to_owned()),
+            ("TIDEMARK_HOST".to_owned(), "db".to_owned()),
+        ]);
+        let err = substitute("${AWS_SECRET_ACCESS_KEY}.example.com", &env).unwrap_err();
+        assert!(err.contains("is refused") && !err.contains("leak"), "{err}");
+        let err = substitute("pa${ss", &env).unwrap_err();
+        assert!(!err.contains("pa${ss"), "{err}");
+        assert!(err.contains("$${"), "{err}");
+        let err = substitute("se${cr et}", &env).unwrap_err();
+        assert!(!err.contains("cr et"), "{err}");
+        let lambda = lambda_environment(env);
+        assert_eq!(lambda.keys().collect::<Vec<_>>(), ["TIDEMARK_HOST"]);
     }
 
     #[test]

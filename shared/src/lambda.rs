@@ -44,7 +44,7 @@ pub async fn load_config(location: &str, env: &Environment) -> Result<Config> {
 
 /// Services for a Lambda function: config from `TIDEMARK_CONFIG` (path or `s3://` URI).
 pub async fn services_from_env() -> Result<Services> {
-    let env: Environment = std::env::vars().collect();
+    let env = crate::config::lambda_environment(std::env::vars());
     let location = env
         .get("TIDEMARK_CONFIG")
         .cloned()

@@ -257,6 +257,20 @@ pub fn run_failed(
     )
 }
 
+/// A load went through the SSH tunnel because the Data API could not be reached
+/// (`fallback_to_tunnel`): `LoadFallbacks` (1), also under the dimension set `[pipeline]`
+/// alone, which the template's fallback alarm watches.
+pub fn load_fallback(pipeline: &str, table: &TableId) -> Metric {
+    document(
+        "load_fallback",
+        pipeline,
+        table,
+        &[("LoadFallbacks", Unit::Count, 1.0)],
+        &[],
+        true,
+    )
+}
+
 /// How far the target is behind the source after a load: `LagSeconds`, also under the dimension
 /// set `[pipeline]` alone, which the template's freshness alarm watches (maximum over tables).
 pub fn freshness(pipeline: &str, table: &TableId, lag: Duration) -> Metric {

@@ -495,6 +495,7 @@ pub fn data_api_connection(schema: &str) -> tidemark::config::RedshiftConnection
         user: None,
         password: None,
         tunnel: None,
+        fallback_to_tunnel: false,
         statement_timeout: tidemark::config::HumanDuration(std::time::Duration::from_secs(60)),
         tls: tidemark::config::TlsMode::Disabled,
         tls_ca_file: None,

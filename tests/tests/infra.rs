@@ -332,3 +332,75 @@ fn the_state_machine_matches_only_error_names_the_library_produces() {
         "ErrorEquals names no error kind: {unknown:?}"
     );
 }
+
+/// Only the watermark function may write or delete `watermarks/` (issue #25 item 5): every other
+/// function's role denies it explicitly, whatever its Allow statements cover.
+#[test]
+fn only_the_watermark_role_may_write_watermarks() {
+    let template = template();
+    let denies_watermarks = |role: &Value| {
+        role["Properties"]["Policies"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+            .flat_map(|policy| {
+                policy["PolicyDocument"]["Statement"]
+                    .as_sequence()
+                    .into_iter()
+                    .flatten()
+            })
+            .any(|statement| {
+                let actions: Vec<&str> = statement["Action"]
+                    .as_sequence()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect();
+                let resource = tagged(&statement["Resource"])
+                    .and_then(|(_, v)| v.as_str())
+                    .unwrap_or_default();
+                statement["Effect"] == "Deny"
+                    && actions.contains(&"s3:PutObject")
+                    && actions.contains(&"s3:DeleteObject")
+                    && resource.ends_with("/${DataPrefix}/watermarks/*")
+            })
+    };
+    for (id, resource) in resources(&template) {
+        if resource["Type"] != "AWS::IAM::Role" || !id.ends_with("Role") {
+            continue;
+        }
+        let text = serde_yaml::to_string(resource).unwrap_or_default();
+        let writes_s3 = text.contains("s3:PutObject") || text.contains("s3:DeleteObject");
+        match id.as_str() {
+            "WatermarkRole" => assert!(!denies_watermarks(resource), "{id} must write watermarks"),
+            _ if writes_s3 => assert!(
+                denies_watermarks(resource),
+                "{id} may write or delete watermarks"
+            ),
+            _ => {}
+        }
+    }
+}
+
+/// Parameters that end up in IAM resource names carry an `AllowedPattern` that refuses a
+/// wildcard, so a typo or a hostile value cannot widen a policy (issue #25).
+#[test]
+fn parameters_that_reach_iam_refuse_wildcards() {
+    let template = template();
+    for (name, valid) in [
+        ("RedshiftClusterIdentifier", "analytics-1"),
+        ("RedshiftDbUser", "tidemark_loader"),
+        ("SchedulePipeline", "default"),
+        ("RedshiftWorkgroupArn", "arn:aws:redshift-serverless:eu-west-1:123456789012:workgroup/0f1e2d3c-aaaa-bbbb-cccc-0123456789ab"),
+        ("DataBucket", "my-data-bucket"),
+    ] {
+        let pattern = template["Parameters"][name]["AllowedPattern"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name} has no AllowedPattern"));
+        let pattern = regex::Regex::new(pattern).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(pattern.is_match(valid), "{name} refuses `{valid}`");
+        for widening in ["*", "a*", "a/b", "*:*"] {
+            assert!(!pattern.is_match(widening), "{name} takes `{widening}`");
+        }
+    }
+}

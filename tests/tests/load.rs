@@ -1155,6 +1155,41 @@ async fn the_standin_copy_refuses_a_string_longer_in_bytes_than_its_varchar() {
     .await;
 }
 
+/// RSA bastion keys are refused with the reason and the fix: tidemark is built without the
+/// `rsa` crate, whose timing side channel has no fix (RUSTSEC-2023-0071; issue #25).
+#[tokio::test]
+async fn an_rsa_bastion_key_is_refused_with_the_reason() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("id_rsa");
+    let made = tokio::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "rsa", "-b", "2048", "-N", "", "-f"])
+        .arg(&path)
+        .status()
+        .await?;
+    anyhow::ensure!(made.success(), "ssh-keygen failed");
+    let tunnel = tidemark::config::TunnelConfig {
+        bastion_host: "127.0.0.1".to_owned(),
+        bastion_port: 9,
+        user: "nobody".to_owned(),
+        private_key_secret: None,
+        private_key_file: None,
+        host_key: None,
+        verify_host_key: false,
+    };
+    let key = std::fs::read_to_string(&path)?;
+    let err = tidemark::load::tunnel::open(&tunnel, &key, std::time::Duration::from_secs(2))
+        .await
+        .err()
+        .ok_or_else(|| anyhow::anyhow!("an RSA key opened a tunnel"))?
+        .to_string();
+    assert!(
+        err.contains("RSA keys are not supported") && err.contains("ssh-keygen -t ed25519"),
+        "{err}"
+    );
+    assert!(!err.contains("PRIVATE KEY"), "{err}");
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_bastion_with_another_host_key_is_refused() {
     in_world(Target::Tunnel, ORDERS, "orders", ORDERS_CONFIG, async |w| {
@@ -1215,11 +1250,64 @@ async fn operator_questions_reach_a_tunnelled_target_through_its_tunnel() {
     .await;
 }
 
+/// Services for `config` with `redshift` as its warehouse `wh`, whose Data API calls go to a
+/// port nothing listens on: every call is a dispatch failure.
+async fn with_unreachable_data_api(
+    mut config: tidemark::config::Config,
+    redshift: tidemark::config::RedshiftConnection,
+) -> Services {
+    config
+        .connections
+        .insert("wh".into(), Connection::Redshift(Box::new(redshift)));
+    let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let unreachable = aws_sdk_redshiftdata::Client::from_conf(
+        aws_sdk_redshiftdata::config::Builder::from(&shared)
+            .endpoint_url("http://127.0.0.1:1")
+            .build(),
+    );
+    Services::from_env(config, None)
+        .await
+        .with_redshift_data(unreachable)
+}
+
+/// Without `fallback_to_tunnel`, the Data API's failure is the answer: nothing is rerouted, so
+/// revoking Data API access during an incident stops writes (issue #25 item 2). The tunnel here
+/// leads nowhere: had it been tried, the error would be the tunnel's.
 #[tokio::test]
-async fn an_unreachable_data_api_falls_back_to_the_tunnel() {
+async fn an_unreachable_data_api_does_not_fall_back_unless_opted_in() {
+    in_world(
+        Target::Postgres,
+        ORDERS,
+        "orders",
+        ORDERS_CONFIG,
+        async |w| {
+            let config = w.services.config.clone();
+            let mut redshift = redshift_standin::data_api_connection(w.pg.schema());
+            redshift.tunnel = Some(tidemark::config::TunnelConfig {
+                bastion_host: "127.0.0.1".into(),
+                bastion_port: 9,
+                user: "nobody".into(),
+                private_key_secret: None,
+                private_key_file: Some("/nonexistent".into()),
+                host_key: None,
+                verify_host_key: false,
+            });
+            let services = with_unreachable_data_api(config, redshift).await;
+            let err = w
+                .failing_submit(&services, order(1, "2024-01-01 00:00:00", "1.00", "one"))
+                .await?;
+            assert!(matches!(err, tidemark::Error::DataApi { .. }), "{err}");
+            Ok(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_unreachable_data_api_falls_back_to_the_tunnel_when_opted_in() {
     in_world(Target::Tunnel, ORDERS, "orders", ORDERS_CONFIG, async |w| {
         let bastion = w.bastion.as_ref().expect("a tunnel world has a bastion");
-        let mut config = w.services.config.clone();
+        let config = w.services.config.clone();
         let mut redshift = redshift_standin::data_api_connection(w.pg.schema());
         let pg: tokio_postgres::Config = tidemark_tests::postgres_url().parse()?;
         redshift.host = Some("127.0.0.1".into());
@@ -1227,19 +1315,8 @@ async fn an_unreachable_data_api_falls_back_to_the_tunnel() {
         redshift.user = pg.get_user().map(str::to_owned);
         redshift.database = pg.get_dbname().unwrap_or("postgres").to_owned();
         redshift.tunnel = Some(bastion.tunnel_config());
-        config
-            .connections
-            .insert("wh".into(), Connection::Redshift(Box::new(redshift)));
-        // Nothing listens on port 1: every Data API call is a dispatch failure.
-        let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        let unreachable = aws_sdk_redshiftdata::Client::from_conf(
-            aws_sdk_redshiftdata::config::Builder::from(&shared)
-                .endpoint_url("http://127.0.0.1:1")
-                .build(),
-        );
-        let services = Services::from_env(config, None)
-            .await
-            .with_redshift_data(unreachable);
+        redshift.fallback_to_tunnel = true;
+        let services = with_unreachable_data_api(config, redshift).await;
         let err = w
             .failing_submit(&services, order(1, "2024-01-01 00:00:00", "1.00", "one"))
             .await?;

@@ -249,18 +249,12 @@ where
         ),
         _ => false,
     };
+    // Only a network failure makes the tunnel fallback worth trying. An authorization error
+    // (AccessDenied, ExpiredToken, InvalidSignature…) never does: revoking Data API access
+    // during an incident must stop writes, not reroute them.
     let unreachable = match &err {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => true,
-        SdkError::ServiceError(service) => matches!(
-            service.err().code(),
-            Some(
-                "AccessDeniedException"
-                    | "UnrecognizedClientException"
-                    | "InvalidSignatureException"
-                    | "ExpiredTokenException"
-                    | "DatabaseConnectionException"
-            )
-        ),
+        SdkError::ServiceError(service) => cannot_reach_the_database(service.err().code()),
         _ => false,
     };
     Error::DataApi {
@@ -269,6 +263,12 @@ where
         retryable,
         unreachable,
     }
+}
+
+/// Whether a Data API error code means the cluster could not be reached (the only service
+/// error after which `fallback_to_tunnel` tries the tunnel).
+fn cannot_reach_the_database(code: Option<&str>) -> bool {
+    code == Some("DatabaseConnectionException")
 }
 
 /// A statement's status and, when it failed, why.
@@ -632,11 +632,28 @@ mod tests {
             user: None,
             password: None,
             tunnel: None,
+            fallback_to_tunnel: false,
             statement_timeout: HumanDuration(Duration::from_secs(60)),
             tls: crate::config::TlsMode::Disabled,
             tls_ca_file: None,
             tls_ca_secret: None,
         }
+    }
+
+    #[test]
+    fn an_authorization_error_never_counts_as_unreachable() {
+        for code in [
+            "AccessDeniedException",
+            "UnrecognizedClientException",
+            "InvalidSignatureException",
+            "ExpiredTokenException",
+            "ValidationException",
+        ] {
+            assert!(!cannot_reach_the_database(Some(code)), "{code}");
+        }
+        assert!(cannot_reach_the_database(Some(
+            "DatabaseConnectionException"
+        )));
     }
 
     fn script(statements: usize, bytes: usize) -> LoadScript {

@@ -124,12 +124,19 @@ pub async fn open(
         }
     };
     // The key's text stays out of the message: only the parser's reason is shown.
+    const KEY_TYPES: &str = "give an unencrypted Ed25519 or ECDSA key, OpenSSH or PEM (RSA keys are not supported: the `rsa` crate has an unfixed timing side channel, RUSTSEC-2023-0071; make one with `ssh-keygen -t ed25519`)";
     let key = russh::keys::decode_secret_key(private_key, None).map_err(|err| {
         Error::config(
             "connections",
-            format!("the tunnel's private key cannot be read ({err}); give an unencrypted OpenSSH or PEM key"),
+            format!("the tunnel's private key cannot be read ({err}); {KEY_TYPES}"),
         )
     })?;
+    if key.algorithm().is_rsa() {
+        return Err(Error::config(
+            "connections",
+            format!("the tunnel's private key is an RSA key; {KEY_TYPES}"),
+        ));
+    }
     let stream = tokio::time::timeout(
         connect_timeout,
         tokio::net::TcpStream::connect((tunnel.bastion_host.as_str(), tunnel.bastion_port)),

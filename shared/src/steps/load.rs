@@ -204,9 +204,8 @@ pub async fn submit(services: &Services, request: &SubmitRequest) -> Result<Load
                     )
                     .await;
                     match (submitted, &redshift.tunnel) {
-                        // Not a SQL error: the API is unreachable or refuses us. The tunnel runs
-                        // the same SQL; the ledger keeps it exactly once even if a batch did
-                        // start.
+                        // A network failure, with the fallback opted in: the tunnel runs the
+                        // same SQL; the ledger keeps it exactly once even if a batch did start.
                         (
                             Err(Error::DataApi {
                                 unreachable: true,
@@ -215,8 +214,13 @@ pub async fn submit(services: &Services, request: &SubmitRequest) -> Result<Load
                                 ..
                             }),
                             Some(tunnel),
-                        ) => {
-                            tracing::warn!(target = %run.target, bastion = %tunnel.bastion_host, context = %context, error = %message, "the Data API is not usable; loading through the SSH tunnel instead");
+                        ) if redshift.fallback_to_tunnel => {
+                            tracing::warn!(target = %run.target, bastion = %tunnel.bastion_host, context = %context, error = %message, "the Data API cannot be reached; loading through the SSH tunnel instead (fallback_to_tunnel)");
+                            crate::metrics::load_fallback(
+                                &run.pipeline,
+                                &naming::TableId::parse(&run.table)?,
+                            )
+                            .emit();
                             over_wire(Some(tunnel)).await
                         }
                         (submitted, _) => submitted,

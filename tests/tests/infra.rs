@@ -404,3 +404,63 @@ fn parameters_that_reach_iam_refuse_wildcards() {
         }
     }
 }
+
+/// The data bucket is always this account's (every S3 statement on it is conditioned on
+/// `s3:ResourceAccount`), the log groups outlive the stack, and the optional stack-owned bucket
+/// is hardened (issue #25 items 4 and 6).
+#[test]
+fn the_data_bucket_is_this_account_s_and_hardened_when_created() {
+    let template = template();
+    let mut conditioned = 0;
+    for (id, resource) in resources(&template) {
+        if resource["Type"] == "AWS::Logs::LogGroup" {
+            assert_eq!(resource["DeletionPolicy"], "Retain", "{id}");
+        }
+        if resource["Type"] != "AWS::IAM::Role" {
+            continue;
+        }
+        for policy in resource["Properties"]["Policies"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+        {
+            for statement in policy["PolicyDocument"]["Statement"]
+                .as_sequence()
+                .into_iter()
+                .flatten()
+            {
+                let text = serde_yaml::to_string(statement).unwrap_or_default();
+                if statement["Effect"] == "Allow" && text.contains("${DataBucket}") {
+                    assert!(
+                        statement["Condition"]["StringEquals"]["s3:ResourceAccount"] != Value::Null,
+                        "{id}: {text}"
+                    );
+                    conditioned += 1;
+                }
+            }
+        }
+    }
+    assert!(
+        conditioned >= 10,
+        "{conditioned} statements on the data bucket"
+    );
+    let bucket = &template["Resources"]["HardenedDataBucket"]["Properties"];
+    assert_eq!(bucket["VersioningConfiguration"]["Status"], "Enabled");
+    assert_eq!(
+        bucket["PublicAccessBlockConfiguration"]["RestrictPublicBuckets"],
+        true
+    );
+    assert_eq!(
+        bucket["OwnershipControls"]["Rules"][0]["ObjectOwnership"],
+        "BucketOwnerEnforced"
+    );
+    assert_eq!(
+        bucket["LifecycleConfiguration"]["Rules"][0]["AbortIncompleteMultipartUpload"]
+            ["DaysAfterInitiation"],
+        7
+    );
+    let https = &template["Resources"]["HardenedDataBucketPolicy"]["Properties"]["PolicyDocument"]
+        ["Statement"][0];
+    assert_eq!(https["Effect"], "Deny");
+    assert_eq!(https["Condition"]["Bool"]["aws:SecureTransport"], "false");
+}

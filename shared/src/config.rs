@@ -416,6 +416,11 @@ pub struct S3Location {
     /// Key prefix under which everything of the pipeline lives. Default `tidemark`.
     #[serde(default = "default_prefix", deserialize_with = "interpolated")]
     pub prefix: String,
+    /// The 12-digit AWS account that must own the bucket: every S3 call passes it as
+    /// `ExpectedBucketOwner`, so a mistyped or reclaimed bucket name of another account is never
+    /// read or written. Recommended; default none.
+    #[serde(default, deserialize_with = "interpolated_option")]
+    pub expected_bucket_owner: Option<String>,
 }
 
 /// How one table is synced.
@@ -1261,6 +1266,14 @@ impl Config {
                 "the bucket name is empty",
             );
         }
+        if let Some(owner) = &pipeline.s3.expected_bucket_owner {
+            if owner.len() != 12 || !owner.chars().all(|c| c.is_ascii_digit()) {
+                problems.add(
+                    &["pipelines", name, "s3", "expected_bucket_owner"],
+                    "an AWS account id: 12 digits",
+                );
+            }
+        }
         if pipeline.table_concurrency == 0 {
             problems.add(&at("table_concurrency"), "must be at least 1");
         }
@@ -1682,6 +1695,25 @@ mod tests {
             (TlsMode::Required, None, Some("ca"))
         );
         assert!(parse(&with("    tls: unverified\n")).is_ok());
+    }
+
+    #[test]
+    fn the_expected_bucket_owner_is_an_account_id() {
+        let with = |owner: &str| {
+            EXAMPLE.replace(
+                "s3: { bucket: tidemark-demo, prefix: tidemark }",
+                &format!("s3: {{ bucket: tidemark-demo, prefix: tidemark, expected_bucket_owner: \"{owner}\" }}"),
+            )
+        };
+        assert!(error_of(&with("12345")).contains("12 digits"));
+        let config = parse(&with("123456789012")).unwrap();
+        assert_eq!(
+            config.pipelines["default"]
+                .s3
+                .expected_bucket_owner
+                .as_deref(),
+            Some("123456789012")
+        );
     }
 
     #[test]

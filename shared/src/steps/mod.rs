@@ -78,6 +78,7 @@ impl Services {
     /// The pipeline's bucket.
     pub fn bucket(&self, pipeline: &Pipeline) -> Bucket {
         Bucket::new(self.s3.clone(), &pipeline.s3.bucket)
+            .with_expected_owner(pipeline.s3.expected_bucket_owner.clone())
     }
 
     /// The pipeline's watermark store.

@@ -393,6 +393,8 @@ fn parameters_that_reach_iam_refuse_wildcards() {
         ("SchedulePipeline", "default"),
         ("RedshiftWorkgroupArn", "arn:aws:redshift-serverless:eu-west-1:123456789012:workgroup/0f1e2d3c-aaaa-bbbb-cccc-0123456789ab"),
         ("DataBucket", "my-data-bucket"),
+        ("SourceSecretArns", "arn:aws:secretsmanager:eu-west-1:123456789012:secret:tidemark/shop-AbCdEf"),
+        ("TargetSecretArns", "arn:aws:secretsmanager:eu-west-1:123456789012:secret:tidemark/dw-AbCdEf"),
     ] {
         let pattern = template["Parameters"][name]["AllowedPattern"]
             .as_str()
@@ -463,4 +465,23 @@ fn the_data_bucket_is_this_account_s_and_hardened_when_created() {
         ["Statement"][0];
     assert_eq!(https["Effect"], "Deny");
     assert_eq!(https["Condition"]["Bool"]["aws:SecureTransport"], "false");
+}
+
+/// Secrets per function (issue #25 item 8): extract reads only source secrets, load only target
+/// ones (warehouse, Data API, tunnel key), watermark both (the source's clock, the target's
+/// counts), cleanup none.
+#[test]
+fn each_role_reads_only_its_own_secrets() {
+    let template = template();
+    let role = |id: &str| serde_yaml::to_string(&template["Resources"][id]).unwrap_or_default();
+    for (id, source, target) in [
+        ("ExtractRole", true, false),
+        ("WatermarkRole", true, true),
+        ("LoadRole", false, true),
+        ("CleanupRole", false, false),
+    ] {
+        let text = role(id);
+        assert_eq!(text.contains("SourceSecretArns"), source, "{id}");
+        assert_eq!(text.contains("TargetSecretArns"), target, "{id}");
+    }
 }

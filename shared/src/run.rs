@@ -74,6 +74,63 @@ impl RunContext {
                 self.table, self.pipeline
             ))
         })?;
-        Ok((pipeline, table, StorageLayout::new(&pipeline.s3.prefix)))
+        let table_config = table;
+        self.refuse_what_the_config_does_not_say(table_config)?;
+        Ok((
+            pipeline,
+            table_config,
+            StorageLayout::new(&pipeline.s3.prefix),
+        ))
+    }
+
+    /// A run's target, load mode, strategy and configured keys come from the configuration, not
+    /// from whoever sends the payload: a forged or stale one must not load into another table
+    /// or by other keys.
+    fn refuse_what_the_config_does_not_say(&self, table_config: &TableConfig) -> Result<()> {
+        let configured_target = table_config.target_table(&self.table_id()?)?;
+        let mut differs = Vec::new();
+        if self.target != configured_target {
+            differs.push(format!(
+                "target `{}` (configured: `{configured_target}`)",
+                self.target
+            ));
+        }
+        if self.load_mode != table_config.load_mode() {
+            differs.push(format!(
+                "load mode `{}` (configured: `{}`)",
+                self.load_mode,
+                table_config.load_mode()
+            ));
+        }
+        if self.strategy != table_config.cdc_strategy {
+            differs.push(format!(
+                "strategy `{}` (configured: `{}`)",
+                self.strategy, table_config.cdc_strategy
+            ));
+        }
+        if let Some(keys) = &table_config.key_columns {
+            let same = keys.len() == self.key_columns.len()
+                && keys
+                    .iter()
+                    .zip(&self.key_columns)
+                    .all(|(a, b)| a.eq_ignore_ascii_case(b));
+            if !same {
+                differs.push(format!(
+                    "key columns ({}) (configured: ({}))",
+                    self.key_columns.join(", "),
+                    keys.join(", ")
+                ));
+            }
+        }
+        if differs.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::InvalidRequest(format!(
+                "run `{}` of `{}` names {}: refused, since a run's target, keys and load mode come from the configuration; begin a new run (or, if the configuration changed during the run, let it end and sync again)",
+                self.run_id,
+                self.table,
+                differs.join(", ")
+            )))
+        }
     }
 }

@@ -724,6 +724,108 @@ async fn an_incompatible_key_change_names_the_reload_not_exclude() {
     .await;
 }
 
+/// A forged `commit_load` (issue #25 item 3): told that a committed but never loaded run was
+/// loaded, it asks the target's ledger instead, so the run stays pending (cleanup would delete
+/// the files of a run dropped from the pending list) and the next load brings its rows.
+async fn a_forged_commit_load_drops_no_pending_run(kind: Target) {
+    in_world(kind, ORDERS, "orders", ORDERS_CONFIG, async |w| {
+        w.sync(&[vec![order(1, "2024-01-01 00:00:00", "1.00", "one")]])
+            .await?;
+        let run = w.begin(SyncMode::Full).await?;
+        commit_rows(
+            &w.services,
+            &run,
+            &[vec![order(2, "2024-02-01 00:00:00", "2.00", "two")]],
+        )
+        .await?;
+        commit_load(
+            &w.services,
+            &CommitLoadRequest {
+                run: run.clone(),
+                loaded: vec![tidemark::watermark::LoadedRun {
+                    run_id: run.run_id.clone(),
+                    rows_loaded: 1,
+                }],
+            },
+        )
+        .await?;
+        let watermark = w.watermark().await?;
+        assert_eq!(
+            watermark
+                .pending_runs
+                .iter()
+                .map(|p| &p.run_id)
+                .collect::<Vec<_>>(),
+            [&run.run_id],
+            "the forged claim dropped a pending run"
+        );
+        assert_eq!(watermark.totals.rows_loaded, 1);
+        w.load_pending().await?;
+        assert_eq!(w.rows().await?.len(), 2);
+        Ok(())
+    })
+    .await;
+}
+
+/// A forged `submit` (issue #25 item 3): a payload naming another target table or other keys
+/// than the configuration is refused, and nothing is loaded anywhere; the true run loads.
+#[tokio::test]
+async fn a_forged_submit_is_refused() {
+    in_world(
+        Target::Postgres,
+        ORDERS,
+        "orders",
+        ORDERS_CONFIG,
+        async |w| {
+            let run = w.begin(SyncMode::Full).await?;
+            commit_rows(
+                &w.services,
+                &run,
+                &[vec![order(1, "2024-01-01 00:00:00", "1.00", "one")]],
+            )
+            .await?;
+            for forged in [
+                RunContext {
+                    target: "elsewhere".into(),
+                    ..run.clone()
+                },
+                RunContext {
+                    load_mode: tidemark::config::LoadMode::Append,
+                    ..run.clone()
+                },
+            ] {
+                let err = submit(
+                    &w.services,
+                    &SubmitRequest {
+                        run: forged,
+                        attempt: 0,
+                    },
+                )
+                .await
+                .err()
+                .ok_or_else(|| anyhow::anyhow!("a forged submit was taken"))?;
+                assert!(
+                    err.to_string().contains("come from the configuration"),
+                    "{err}"
+                );
+            }
+            let exists: bool =
+                w.pg.client()
+                    .query_one(
+                        "SELECT to_regclass($1) IS NOT NULL",
+                        &[&format!("\"{}\".\"elsewhere\"", w.pg.schema())],
+                    )
+                    .await?
+                    .get(0);
+            assert!(!exists, "a forged target was created");
+            w.load(&run).await?;
+            assert_eq!(w.rows().await?.len(), 1);
+            Ok(())
+        },
+    )
+    .await;
+}
+
 /// Two rows of one run with the same key and cursor value: which is the newest version cannot be
 /// told, and the merge once kept one of them at random. The load fails, names the count, and
 /// commits nothing (issue #24 item 6).
@@ -1087,6 +1189,7 @@ on_every_target!(
     an_added_column_is_added_to_the_target,
     an_incompatible_change_is_schema_drift,
     keys_held_twice_with_one_cursor_value_fail_the_load,
+    a_forged_commit_load_drops_no_pending_run,
     a_widened_decimal_is_retyped_and_keeps_every_value,
     a_timestamp_become_datetime_is_retyped,
     a_widened_varchar_key_keeps_its_primary_key,

@@ -547,6 +547,28 @@ impl DataApi {
         .await
     }
 
+    /// The ledger rows of `runs` loaded into `target` (none when there is no ledger yet).
+    pub async fn ledger_rows_of(&self, target: &str, runs: &[RunId]) -> Result<Vec<LedgerRow>> {
+        let schema = naming::target_identifier(&self.connection.schema)?;
+        if runs.is_empty() || self.columns(&schema, sql::LEDGER_TABLE).await?.is_empty() {
+            return Ok(Vec::new());
+        }
+        let records = self
+            .execute(
+                &sql::ledger_rows_of(&self.connection.schema, target, runs)?,
+                &[],
+                self.connection.statement_timeout.0,
+            )
+            .await?;
+        records
+            .iter()
+            .map(|record| {
+                let text = |i: usize| field_text(record.get(i));
+                LedgerRow::parse(&text(0), &text(1), &text(2), &text(3))
+            })
+            .collect()
+    }
+
     /// The server's version string (`SELECT version()`).
     pub async fn server_version(&self) -> Result<String> {
         let records = self

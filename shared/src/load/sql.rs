@@ -660,16 +660,22 @@ pub fn ambiguous_keys_message(server_text: &str) -> String {
 
 /// The ledger rows of the plan's runs: `run_id, rows_staged, rows_inserted, rows_deleted`.
 pub fn read_ledger(plan: &LoadPlan) -> Result<String> {
-    let ids = plan
-        .runs
+    let runs: Vec<RunId> = plan.runs.iter().map(|r| r.run_id.clone()).collect();
+    ledger_rows_of(&plan.schema, &plan.target, &runs)
+}
+
+/// The ledger rows of `runs` loaded into `schema`.`target`: `run_id, rows_staged,
+/// rows_inserted, rows_deleted`.
+pub fn ledger_rows_of(schema: &str, target: &str, runs: &[RunId]) -> Result<String> {
+    let ids = runs
         .iter()
-        .map(|r| literal(r.run_id.as_str()))
+        .map(|run| literal(run.as_str()))
         .collect::<Result<Vec<_>>>()?
         .join(", ");
     Ok(format!(
         "SELECT \"run_id\", \"rows_staged\", \"rows_inserted\", \"rows_deleted\" FROM {}\nWHERE \"target_table\" = {} AND \"run_id\" IN ({ids})\nORDER BY \"run_id\"",
-        ledger(&plan.schema)?,
-        literal(&naming::target_identifier(&plan.target)?)?
+        ledger(schema)?,
+        literal(&naming::target_identifier(target)?)?
     ))
 }
 

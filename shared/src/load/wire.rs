@@ -310,6 +310,31 @@ pub async fn server_version(client: &Client) -> Result<String> {
 }
 
 /// The target table's rows and its ledger's totals; a missing table or ledger counts as empty.
+/// The ledger rows of `runs` loaded into `schema`.`target` (none when there is no ledger yet).
+pub async fn ledger_rows_of(
+    client: &Client,
+    dialect: Dialect,
+    schema: &str,
+    target: &str,
+    runs: &[RunId],
+) -> Result<Vec<LedgerRow>> {
+    let columns = client
+        .query(
+            &sql::existing_columns_query(dialect, false),
+            &[&naming::target_identifier(schema)?, &sql::LEDGER_TABLE],
+        )
+        .await
+        .map_err(|err| Error::postgres("looking for the load ledger", err))?;
+    if columns.is_empty() || runs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let messages = client
+        .simple_query(&sql::ledger_rows_of(schema, target, runs)?)
+        .await
+        .map_err(|err| Error::postgres("reading the load ledger", err))?;
+    ledger_rows(&messages)
+}
+
 pub async fn target_counts(
     client: &Client,
     dialect: Dialect,

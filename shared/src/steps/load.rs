@@ -582,6 +582,19 @@ impl TargetClient {
         }
     }
 
+    /// The ledger rows of `runs` loaded into `target`: what the warehouse itself says was loaded.
+    pub async fn ledger_rows(&self, target: &str, runs: &[RunId]) -> Result<Vec<load::LedgerRow>> {
+        match self {
+            TargetClient::Wire {
+                client,
+                dialect,
+                schema,
+                ..
+            } => wire::ledger_rows_of(client, *dialect, schema, target, runs).await,
+            TargetClient::DataApi(api) => api.ledger_rows_of(target, runs).await,
+        }
+    }
+
     /// The target table's rows and its ledger's totals.
     pub async fn counts(&self, target: &str) -> Result<load::TargetCounts> {
         match self {

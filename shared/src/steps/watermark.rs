@@ -297,7 +297,8 @@ pub struct CommitResult {
 pub struct CommitLoadRequest {
     /// The run holding the lease.
     pub run: RunContext,
-    /// Runs loaded, with rows from the target's ledger.
+    /// Runs the load step reports loaded. Advisory: commit_load re-reads the target's ledger and
+    /// commits what it holds; a run listed here but not there stays pending (logged at WARN).
     pub loaded: Vec<LoadedRun>,
 }
 
@@ -1048,15 +1049,49 @@ fn refuse_a_limit_that_cannot_progress(
 /// `commit_load`: marks runs loaded, counts their rows once, releases the lease.
 pub async fn commit_load(services: &Services, request: &CommitLoadRequest) -> Result<Watermark> {
     let run = &request.run;
-    let (pipeline, _, _) = run.resolve(&services.config)?;
+    let (pipeline, table_config, _) = run.resolve(&services.config)?;
     let table = run.table_id()?;
     crate::faults::point("before_commit_load")?;
+    // The payload's `loaded` list is not trusted: a forged or stale one would drop runs the
+    // warehouse never received from the pending list (and cleanup would then delete their
+    // files). The target's own ledger says which of the pending runs are loaded.
+    let target = target_name(table_config, &table)?;
+    let pending: Vec<RunId> = services
+        .watermarks(pipeline)
+        .read(&run.pipeline, &table)
+        .await?
+        .map(|v| {
+            v.record
+                .pending_runs
+                .iter()
+                .map(|p| p.run_id.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    let ledger = if pending.is_empty() {
+        Vec::new()
+    } else {
+        super::load::TargetClient::connect(services, &pipeline.target)
+            .await?
+            .ledger_rows(&target, &pending)
+            .await?
+    };
+    let loaded: Vec<LoadedRun> = ledger.iter().map(|row| row.loaded()).collect();
+    let unconfirmed: Vec<&str> = request
+        .loaded
+        .iter()
+        .filter(|claimed| !loaded.iter().any(|l| l.run_id == claimed.run_id))
+        .map(|claimed| claimed.run_id.as_str())
+        .collect();
+    if !unconfirmed.is_empty() {
+        tracing::warn!(table = %table, runs = %unconfirmed.join(", "), "commit_load was told these runs were loaded, but the target's ledger does not hold them: they stay pending");
+    }
     let now = Utc::now();
     let (watermark, ()) = services
         .watermarks(pipeline)
         .update(&run.pipeline, &table, &run.target, &run.run_id, now, |w| {
             w.require_lease(&run.run_id)?;
-            w.apply_load(&request.loaded, now);
+            w.apply_load(&loaded, now);
             w.release_lease(&run.run_id);
             Ok(())
         })

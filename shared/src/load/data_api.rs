@@ -378,14 +378,7 @@ impl DataApi {
 
     /// The ledger rows a finished load batch read back in its last sub-statement.
     pub async fn ledger_rows(&self, last_result_id: &str) -> Result<Vec<LedgerRow>> {
-        let records = self.records(last_result_id).await?;
-        records
-            .iter()
-            .map(|record| {
-                let text = |i: usize| field_text(record.get(i));
-                LedgerRow::parse(&text(0), &text(1), &text(2), &text(3))
-            })
-            .collect()
+        ledger_records(&self.records(last_result_id).await?)
     }
 
     /// Runs one statement on its own (autocommit) and waits for it, up to `timeout`. Returns its
@@ -560,13 +553,7 @@ impl DataApi {
                 self.connection.statement_timeout.0,
             )
             .await?;
-        records
-            .iter()
-            .map(|record| {
-                let text = |i: usize| field_text(record.get(i));
-                LedgerRow::parse(&text(0), &text(1), &text(2), &text(3))
-            })
-            .collect()
+        ledger_records(&records)
     }
 
     /// The server's version string (`SELECT version()`).
@@ -613,6 +600,18 @@ impl DataApi {
 
 fn first_line(statement: &str) -> &str {
     statement.lines().next().unwrap_or_default()
+}
+
+/// Ledger rows from the records of a ledger query (`run_id, rows_staged, rows_inserted,
+/// rows_deleted`).
+fn ledger_records(records: &[Vec<Field>]) -> Result<Vec<LedgerRow>> {
+    records
+        .iter()
+        .map(|record| {
+            let text = |i: usize| field_text(record.get(i));
+            LedgerRow::parse(&text(0), &text(1), &text(2), &text(3))
+        })
+        .collect()
 }
 
 pub(crate) fn field_text(field: Option<&Field>) -> String {

@@ -58,11 +58,21 @@ impl fmt::Display for ErrorKind {
 pub enum Error {
     /// The configuration file is malformed or inconsistent. `location` is `file:line:column` when known.
     #[error("{location}: {message}")]
-    Config { location: String, message: String },
+    Config {
+        /// Where: `file:line:column`, or the file or setting.
+        location: String,
+        /// What is wrong, and the fix.
+        message: String,
+    },
 
     /// A table, column or other name cannot be used safely.
     #[error("invalid name {name}: {reason}")]
-    InvalidName { name: String, reason: String },
+    InvalidName {
+        /// The name as given.
+        name: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
 
     /// The source schema cannot be represented in the target.
     #[error("{0}")]
@@ -70,31 +80,52 @@ pub enum Error {
 
     /// The source schema changed incompatibly with an existing target table.
     #[error("schema drift in `{table}`: {details}")]
-    SchemaDrift { table: String, details: String },
+    SchemaDrift {
+        /// The table (source or target), as the message names it.
+        table: String,
+        /// Each difference, with the fix.
+        details: String,
+    },
 
     /// A target table that belongs to another pipeline or source table (its load ledger says so).
     #[error("target `{target}` belongs to another table: {message}")]
-    TargetConflict { target: String, message: String },
+    TargetConflict {
+        /// The target table.
+        target: String,
+        /// Who else loads into it, and the fix.
+        message: String,
+    },
 
     /// A stored object that tidemark wrote cannot be read back.
     #[error("`{uri}` cannot be read: {reason}; {fix}")]
     Corrupt {
+        /// The object (`s3://…`) or table.
         uri: String,
+        /// What is wrong with it.
         reason: String,
+        /// What to do.
         fix: String,
     },
 
     /// Another live run holds the table's lease.
     #[error("`{table}` is locked by run `{owner}` until {expires_at}; wait for it, or if that run is dead, `tidemark watermark unlock -t {table}`")]
     LeaseHeld {
+        /// The source table.
         table: String,
+        /// The run holding the lease.
         owner: String,
+        /// When the lease lapses.
         expires_at: String,
     },
 
     /// A compare-and-swap write kept losing to other writers.
     #[error("`{uri}` was changed by someone else {attempts} times while tidemark was updating it; retry the command")]
-    ConcurrentUpdate { uri: String, attempts: u32 },
+    ConcurrentUpdate {
+        /// The object being updated.
+        uri: String,
+        /// How many compare-and-swap writes lost.
+        attempts: u32,
+    },
 
     /// A request (Lambda payload, CLI arguments) that cannot be carried out as given.
     #[error("{0}")]
@@ -102,12 +133,19 @@ pub enum Error {
 
     /// A secret could not be resolved. The message names the secret's id, never its value.
     #[error("secret `{id}`: {reason}")]
-    Secret { id: String, reason: String },
+    Secret {
+        /// The secret's name or ARN (never its value).
+        id: String,
+        /// Why it could not be used.
+        reason: String,
+    },
 
     /// The MySQL source failed.
     #[error("mysql: {context}: {source}")]
     Mysql {
+        /// What tidemark was doing.
         context: String,
+        /// The driver's error.
         #[source]
         source: mysql_async::Error,
     },
@@ -115,7 +153,9 @@ pub enum Error {
     /// A PostgreSQL-protocol target failed.
     #[error("postgres: {context}: {}{}", server_words(.source), closed_connection_hint(.source))]
     Postgres {
+        /// What tidemark was doing.
         context: String,
+        /// The driver's error (with the server's words, when it answered).
         #[source]
         source: tokio_postgres::Error,
     },
@@ -123,8 +163,11 @@ pub enum Error {
     /// An S3 call failed.
     #[error("s3: {context}: {message}")]
     S3 {
+        /// What tidemark was doing.
         context: String,
+        /// S3's error, in one line.
         message: String,
+        /// Whether trying again can succeed.
         retryable: bool,
     },
 
@@ -132,11 +175,14 @@ pub enum Error {
     /// understood (see `load::data_api::classify_statement_error`).
     #[error("redshift data api: {context}: {message}")]
     DataApi {
+        /// What tidemark was doing.
         context: String,
+        /// The API's or Redshift's words.
         message: String,
+        /// Whether trying again can succeed.
         retryable: bool,
-        /// The API could not be reached or refused the credentials (not a SQL error): with a
-        /// `tunnel` block the load falls back to the SSH tunnel.
+        /// The API or the cluster could not be reached (a network failure, never an authorization
+        /// or SQL error): with `fallback_to_tunnel` the load goes through the SSH tunnel.
         unreachable: bool,
     },
 
@@ -144,15 +190,20 @@ pub enum Error {
     /// failures are not retryable; a lost or unreachable bastion is.
     #[error("ssh tunnel through `{bastion}`: {message}")]
     Tunnel {
+        /// The bastion, `host:port`.
         bastion: String,
+        /// What failed, and the fix.
         message: String,
+        /// Whether trying again can succeed.
         retryable: bool,
     },
 
     /// A network connection could not be opened, or stalled.
     #[error("{context}: {source}")]
     Network {
+        /// What tidemark was reaching.
         context: String,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
@@ -160,7 +211,9 @@ pub enum Error {
     /// Reading or writing a local file failed.
     #[error("{context}: {source}")]
     Io {
+        /// The file or operation.
         context: String,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },

@@ -5,6 +5,8 @@
 // The habits the code keeps, enforced outside tests (clippy.toml lets `#[cfg(test)]` code unwrap,
 // expect and panic; integration tests are crates of their own). Stdout belongs to the metrics
 // sink alone (see `metrics`).
+// Every public item says what it is for (issue #13).
+#![deny(missing_docs)]
 #![deny(
     clippy::unwrap_used,
     clippy::expect_used,

@@ -200,7 +200,10 @@ pub enum BooleanSource {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ColumnType {
     /// Arrow Boolean; BOOLEAN.
-    Boolean { source: BooleanSource },
+    Boolean {
+        /// The MySQL type it comes from.
+        source: BooleanSource,
+    },
     /// Arrow Int16; SMALLINT.
     Int16,
     /// Arrow Int32; INTEGER.
@@ -208,10 +211,18 @@ pub enum ColumnType {
     /// Arrow Int64; BIGINT.
     Int64,
     /// Arrow Decimal128(p, s); DECIMAL(p, s). `bigint unsigned` is `Decimal { 20, 0 }`.
-    Decimal { precision: u8, scale: i8 },
+    Decimal {
+        /// Total digits.
+        precision: u8,
+        /// Digits after the point.
+        scale: i8,
+    },
     /// `bit(2..=64)`, read as an unsigned big-endian number: Int64/BIGINT up to 63 bits,
     /// Decimal128(20, 0)/DECIMAL(20, 0) for 64 bits.
-    Bits { width: u8 },
+    Bits {
+        /// The `bit(n)` width.
+        width: u8,
+    },
     /// Arrow Float32; REAL.
     Float32,
     /// Arrow Float64; DOUBLE PRECISION.
@@ -223,11 +234,19 @@ pub enum ColumnType {
     /// `timestamp`: Arrow Timestamp(µs, "UTC"); TIMESTAMPTZ.
     TimestampTz,
     /// Arrow Utf8; VARCHAR(`max_octets` capped at 65535) / text.
-    Text { max_octets: u64, source: TextSource },
+    Text {
+        /// The longest value, in bytes.
+        max_octets: u64,
+        /// The MySQL type it comes from.
+        source: TextSource,
+    },
     /// Arrow Utf8; SUPER or VARCHAR(65535) per [`JsonTarget`] / jsonb.
     Json,
     /// Arrow Binary; VARBYTE(`max_octets` capped at 16 MiB) / bytea.
-    Binary { max_octets: u64 },
+    Binary {
+        /// The longest value, in bytes.
+        max_octets: u64,
+    },
 }
 
 impl ColumnType {
@@ -501,9 +520,13 @@ mod table_id_text {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DistStyle {
+    /// Redshift chooses, and changes it as the table grows.
     Auto,
+    /// Rows spread round-robin.
     Even,
+    /// A copy on every node (small dimension tables).
     All,
+    /// By the `distkey` column.
     Key,
 }
 
@@ -532,7 +555,9 @@ pub struct RedshiftTableOptions {
 /// Which warehouse a target table lives in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Warehouse {
+    /// Amazon Redshift (Data API or wire protocol).
     Redshift,
+    /// PostgreSQL.
     Postgres,
 }
 
@@ -540,11 +565,15 @@ pub enum Warehouse {
 /// `SVV_COLUMNS` (Redshift) report it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TargetColumn {
+    /// The column's name.
     pub name: String,
     /// e.g. `character varying`, `integer`, `numeric`, `timestamp without time zone`.
     pub data_type: String,
+    /// A VARCHAR's length (characters in PostgreSQL, bytes in Redshift).
     pub character_maximum_length: Option<i64>,
+    /// A number's precision (digits, or bits for PostgreSQL's integers and floats).
     pub numeric_precision: Option<i64>,
+    /// A number's scale.
     pub numeric_scale: Option<i64>,
     /// `false` when the column is NOT NULL (`is_nullable = 'NO'`); `true` when it takes NULL or
     /// the catalog did not say.
@@ -558,55 +587,92 @@ pub struct TargetColumn {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Drift {
     /// A source column the target lacks: `ALTER TABLE … ADD COLUMN column ddl_type`.
-    AddColumn { column: String, ddl_type: String },
+    AddColumn {
+        /// The column.
+        column: String,
+        /// Its warehouse type.
+        ddl_type: String,
+    },
     /// A VARCHAR that must grow to hold the source's longest value.
-    WidenVarchar { column: String, from: i64, to: i64 },
+    WidenVarchar {
+        /// The column.
+        column: String,
+        /// Its length now.
+        from: i64,
+        /// The length it needs.
+        to: i64,
+    },
     /// A target column whose type cannot hold the source's values: needs an operator.
     Incompatible {
+        /// The column.
         column: String,
+        /// Its type in the target.
         target_type: String,
+        /// Its type in the source (MySQL's `COLUMN_TYPE`).
         source_type: String,
+        /// What to do.
         hint: String,
     },
     /// A target column no source column feeds (dropped or excluded in the source, or added by
     /// the loader): loads leave it NULL. Informational, never an error.
-    MissingInSource { column: String },
+    MissingInSource {
+        /// The column.
+        column: String,
+    },
     /// A column whose source type widened in a way every old value survives (INT → BIGINT,
     /// DECIMAL(8,2) → DECIMAL(12,4)): PostgreSQL changes it in place; Redshift, which changes
     /// only VARCHAR in place, creates `temporary` with the new type, copies, drops the old column
-    /// and renames — `temporary_exists` when an interrupted retype already created it.
-    /// `from_utc`: a TIMESTAMPTZ that becomes a zone-less TIMESTAMP (MySQL TIMESTAMP → DATETIME);
-    /// old values become their UTC wall-clock time, until the backfill the change starts
-    /// ([`TableSchema::backfill_reason`]) brings the source's own.
+    /// and renames.
     Retype {
+        /// The column.
         column: String,
+        /// Its new warehouse type.
         ddl_type: String,
+        /// Redshift's temporary column ([`retype_temporary`]).
         temporary: String,
+        /// An interrupted retype already created `temporary`.
         temporary_exists: bool,
+        /// A TIMESTAMPTZ that becomes a zone-less TIMESTAMP (MySQL TIMESTAMP → DATETIME): old
+        /// values become their UTC wall-clock time, until the backfill the change starts
+        /// ([`TableSchema::backfill_reason`]) brings the source's own.
         from_utc: bool,
     },
     /// A Redshift retype interrupted after dropping the old column: only the rename is left.
-    FinishRetype { column: String, temporary: String },
+    FinishRetype {
+        /// The column.
+        column: String,
+        /// The temporary column to rename to it.
+        temporary: String,
+    },
     /// A NOT NULL target column that must take NULL now: PostgreSQL drops the constraint;
     /// Redshift, which cannot change a column's nullability, rebuilds the column like a
     /// [`Drift::Retype`] to the same, nullable, type.
     DropNotNull {
+        /// The column.
         column: String,
+        /// Its warehouse type.
         ddl_type: String,
+        /// Redshift's temporary column ([`retype_temporary`]).
         temporary: String,
+        /// An interrupted rebuild already created `temporary`.
         temporary_exists: bool,
     },
     /// Redshift: a VARCHAR to widen is part of PRIMARY KEY `constraint`, and r_ALTER_TABLE
     /// refuses ALTER COLUMN TYPE on such a column. The constraint is dropped before the
     /// widenings and declared again after them over `columns`, each statement autocommitted.
     WidenKeyOf {
+        /// The PRIMARY KEY constraint's name.
         constraint: String,
+        /// Its columns.
         columns: Vec<String>,
     },
     /// Redshift: the target declares no PRIMARY KEY, though the load mode guarantees one over
     /// `columns` (a `merge`/`replace` table whose key was dropped by an interrupted
     /// [`Drift::WidenKeyOf`]): declared again. Redshift never enforces it; its planner uses it.
-    DeclareKey { columns: Vec<String> },
+    DeclareKey {
+        /// The key's columns.
+        columns: Vec<String>,
+    },
 }
 
 /// The temporary name of a column being retyped in Redshift (see [`Drift::Retype`]).

@@ -110,9 +110,15 @@ pub enum Role {
     WorkTable,
     /// Copies run `run`'s files into staging. PostgreSQL: a `COPY … FROM STDIN` sent once per
     /// file of the run, with the file's rows.
-    CopyRun { run: usize },
+    CopyRun {
+        /// The run's position in the load.
+        run: usize,
+    },
     /// Tags the rows just copied with their run's position.
-    TagRun { run: usize },
+    TagRun {
+        /// The run's position in the load.
+        run: usize,
+    },
     /// Fails the transaction when a run staged a different number of rows than its manifest says.
     VerifyStaged,
     /// Fails the transaction when one run holds two rows with the same key and cursor value:

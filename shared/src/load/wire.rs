@@ -335,6 +335,7 @@ pub async fn ledger_rows_of(
     ledger_rows(&messages)
 }
 
+/// The target table's rows and its ledger's totals; a missing table or ledger counts as empty.
 pub async fn target_counts(
     client: &Client,
     dialect: Dialect,

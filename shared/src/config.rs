@@ -396,9 +396,13 @@ pub struct Pipeline {
     /// longer than the state machine's timeout. Default `6h`.
     #[serde(default = "default_lease_ttl")]
     pub lease_ttl: HumanDuration,
-    /// How many earlier versions of each watermark are kept for `restore`. Default 50.
+    /// How many earlier versions of each watermark are kept for `restore`, at least. Default 50.
     #[serde(default = "default_watermark_history")]
     pub watermark_history: usize,
+    /// Every earlier version younger than this is kept too, whatever `watermark_history` says
+    /// (an hourly schedule writes 24 a day). Default `30d`.
+    #[serde(default = "default_watermark_history_age")]
+    pub watermark_history_age: HumanDuration,
     /// EventBridge schedule expression for the deployed state machine, e.g. `rate(1 hour)`.
     #[serde(default)]
     pub schedule: Option<String>,
@@ -784,6 +788,10 @@ fn default_lag() -> HumanDuration {
 fn default_lease_ttl() -> HumanDuration {
     HumanDuration(Duration::from_secs(6 * 3600))
 }
+fn default_watermark_history_age() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30 * 24 * 3600))
+}
+
 fn default_watermark_history() -> usize {
     50
 }

@@ -622,16 +622,27 @@ pub struct WatermarkStore {
     bucket: Bucket,
     layout: StorageLayout,
     history_keep: usize,
+    /// Versions younger than this are kept whatever their number.
+    history_age: std::time::Duration,
 }
 
 impl WatermarkStore {
-    /// A store under `layout` in `bucket` that keeps `history_keep` earlier versions per table.
+    /// A store under `layout` in `bucket` that keeps `history_keep` earlier versions per table
+    /// (and, with [`WatermarkStore::keeping_for`], every version younger than an age).
     pub fn new(bucket: Bucket, layout: StorageLayout, history_keep: usize) -> Self {
         WatermarkStore {
             bucket,
             layout,
             history_keep,
+            history_age: std::time::Duration::ZERO,
         }
+    }
+
+    /// This store, keeping every earlier version younger than `age` too: an hourly schedule
+    /// writes 24 versions a day, so a count alone keeps too little to undo last week's mistake.
+    pub fn keeping_for(mut self, age: std::time::Duration) -> Self {
+        self.history_age = age;
+        self
     }
 
     /// The bucket.
@@ -723,8 +734,18 @@ impl WatermarkStore {
             .await?;
         if kept.len() > self.history_keep {
             let excess = kept.len() - self.history_keep;
-            let oldest: Vec<String> = kept.into_iter().take(excess).map(|o| o.key).collect();
-            self.bucket.delete_many(&oldest).await?;
+            let horizon = Utc::now().timestamp()
+                - i64::try_from(self.history_age.as_secs()).unwrap_or(i64::MAX);
+            // Oldest first: beyond the newest `history_keep`, only versions older than the age go.
+            let expired: Vec<String> = kept
+                .into_iter()
+                .take(excess)
+                .filter(|o| o.last_modified_epoch_seconds <= horizon)
+                .map(|o| o.key)
+                .collect();
+            if !expired.is_empty() {
+                self.bucket.delete_many(&expired).await?;
+            }
         }
         Ok(())
     }

@@ -348,6 +348,27 @@ async fn history_keeps_the_configured_number_of_versions() {
     bucket.remove().await.unwrap();
 }
 
+/// Retention is time-based too (issue #25 item 4): versions younger than
+/// `watermark_history_age` are kept beyond `watermark_history`, so an hourly schedule does not
+/// wipe last week's history.
+#[tokio::test]
+async fn history_keeps_every_version_younger_than_its_age() {
+    let bucket = TestBucket::fresh().await.unwrap();
+    let store = store(&bucket, 2).keeping_for(std::time::Duration::from_secs(3600));
+    let table = orders();
+    let manual = RunId::parse("manual").unwrap();
+    for n in 0..6 {
+        store
+            .update("p", &table, "orders", &manual, now(), |w| {
+                w.set_count(CountField::RowsExtracted, CountMode::Absolute, n, now())
+            })
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.history("p", &table).await.unwrap().len(), 5);
+    bucket.remove().await.unwrap();
+}
+
 /// A version saved mid-run does not bring that run's lease back on `restore`, and a run that
 /// holds the table now is waited for: `restore` answers `LeaseHeld` (issue #24).
 #[tokio::test]

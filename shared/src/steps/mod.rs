@@ -88,6 +88,7 @@ impl Services {
             StorageLayout::new(&pipeline.s3.prefix),
             pipeline.watermark_history,
         )
+        .keeping_for(pipeline.watermark_history_age.0)
     }
 
     /// A connection pool to the pipeline's source, opened once per process.

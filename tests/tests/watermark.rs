@@ -326,20 +326,25 @@ async fn a_corrupt_record_is_named_and_restore_fixes_it() {
     bucket.remove().await.unwrap();
 }
 
-#[tokio::test]
-async fn history_keeps_the_configured_number_of_versions() {
-    let bucket = TestBucket::fresh().await.unwrap();
-    let store = store(&bucket, 3);
-    let table = orders();
+/// Six operator edits of `table`'s watermark: six versions, five of them earlier ones.
+async fn write_six_versions(store: &WatermarkStore, table: &TableId) {
     let manual = RunId::parse("manual").unwrap();
     for n in 0..6 {
         store
-            .update("p", &table, "orders", &manual, now(), |w| {
+            .update("p", table, "orders", &manual, now(), |w| {
                 w.set_count(CountField::RowsExtracted, CountMode::Absolute, n, now())
             })
             .await
             .unwrap();
     }
+}
+
+#[tokio::test]
+async fn history_keeps_the_configured_number_of_versions() {
+    let bucket = TestBucket::fresh().await.unwrap();
+    let store = store(&bucket, 3);
+    let table = orders();
+    write_six_versions(&store, &table).await;
     let history = store.history("p", &table).await.unwrap();
     assert_eq!(history.len(), 3);
     let list = store.list("p").await.unwrap();
@@ -356,15 +361,7 @@ async fn history_keeps_every_version_younger_than_its_age() {
     let bucket = TestBucket::fresh().await.unwrap();
     let store = store(&bucket, 2).keeping_for(std::time::Duration::from_secs(3600));
     let table = orders();
-    let manual = RunId::parse("manual").unwrap();
-    for n in 0..6 {
-        store
-            .update("p", &table, "orders", &manual, now(), |w| {
-                w.set_count(CountField::RowsExtracted, CountMode::Absolute, n, now())
-            })
-            .await
-            .unwrap();
-    }
+    write_six_versions(&store, &table).await;
     assert_eq!(store.history("p", &table).await.unwrap().len(), 5);
     bucket.remove().await.unwrap();
 }

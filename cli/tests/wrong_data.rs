@@ -122,6 +122,21 @@ fn merged_table(name: &str, extra: &str) -> String {
     )
 }
 
+/// A scenario for `tables` (YAML) whose source table `table` ([`create_table`]'s shape) holds
+/// ids 1 to `rows`, from 2025-01-01 on, and a connection to the source.
+async fn seeded<'a>(
+    mysql: &'a TestMysql,
+    tables: &str,
+    table: &str,
+    rows: u64,
+) -> anyhow::Result<(Scenario<'a>, mysql_async::Conn)> {
+    let scenario = Scenario::new(mysql, BINARY, tables).await?;
+    let mut conn = mysql.conn().await?;
+    conn.query_drop(create_table(table)).await?;
+    insert_rows(&mut conn, table, 1, rows, "2025-01-01 00:00:00").await?;
+    Ok((scenario, conn))
+}
+
 /// `COUNT(*)` of target table `table` in the scenario's schema.
 async fn target_count(scenario: &Scenario<'_>, table: &str) -> anyhow::Result<i64> {
     Ok(scenario
@@ -166,10 +181,7 @@ async fn refused_before_commit(
 #[tokio::test]
 async fn a_target_table_of_another_pipeline_is_refused_at_load() {
     TestMysql::run(async |mysql| {
-        let scenario = Scenario::new(mysql, BINARY, &merged_table("orders", "")).await?;
-        let mut conn = mysql.conn().await?;
-        conn.query_drop(create_table("orders")).await?;
-        insert_rows(&mut conn, "orders", 1, 30, "2025-01-01 00:00:00").await?;
+        let (scenario, mut conn) = seeded(mysql, &merged_table("orders", ""), "orders", 30).await?;
         conn.query_drop(create_table("other")).await?;
         insert_rows(&mut conn, "other", 1, 40, "2025-03-01 00:00:00").await?;
         conn.query_drop("ALTER TABLE other ADD COLUMN extra INT DEFAULT 7").await?;
@@ -221,10 +233,7 @@ async fn a_target_table_of_another_pipeline_is_refused_at_load() {
 #[tokio::test]
 async fn source_columns_named_like_tidemark_s_own_are_refused_with_the_fix() {
     TestMysql::run(async |mysql| {
-        let scenario = Scenario::new(mysql, BINARY, &merged_table("merged", "")).await?;
-        let mut conn = mysql.conn().await?;
-        conn.query_drop(create_table("merged")).await?;
-        insert_rows(&mut conn, "merged", 1, 20, "2025-01-01 00:00:00").await?;
+        let (scenario, mut conn) = seeded(mysql, &merged_table("merged", ""), "merged", 20).await?;
         conn.query_drop("ALTER TABLE merged ADD COLUMN _tidemark_run INT DEFAULT 1, ADD COLUMN _TIDEMARK_rank INT")
             .await?;
         refused_before_commit(&scenario, "merged", &["`_tidemark_run`", "exclude"]).await?;
@@ -479,10 +488,7 @@ async fn usage_errors_and_service_errors_read_as_documented() {
 async fn a_limit_smaller_than_the_lookback_window_says_so() {
     TestMysql::run(async |mysql| {
         let yaml = "      \"{db}.merged\":\n        cursor_column: updated_at\n        lag: 0s\n        lookback: 1h\n";
-        let scenario = Scenario::new(mysql, BINARY, yaml).await?;
-        let mut conn = mysql.conn().await?;
-        conn.query_drop(create_table("merged")).await?;
-        insert_rows(&mut conn, "merged", 1, 30, "2025-01-01 00:00:00").await?;
+        let (scenario, mut conn) = seeded(mysql, yaml, "merged", 30).await?;
         scenario.sync_ok("merged")?;
         insert_rows(&mut conn, "merged", 31, 35, "2025-01-01 00:10:00").await?;
         let table = mysql.table("merged").to_string();
@@ -515,10 +521,7 @@ async fn a_limit_smaller_than_the_lookback_window_says_so() {
 #[tokio::test]
 async fn a_nul_byte_in_text_is_refused_with_the_fix_or_stripped() {
     TestMysql::run(async |mysql| {
-        let scenario = Scenario::new(mysql, BINARY, &merged_table("merged", "")).await?;
-        let mut conn = mysql.conn().await?;
-        conn.query_drop(create_table("merged")).await?;
-        insert_rows(&mut conn, "merged", 1, 20, "2025-01-01 00:00:00").await?;
+        let (scenario, mut conn) = seeded(mysql, &merged_table("merged", ""), "merged", 20).await?;
         conn.query_drop("UPDATE merged SET v = CONCAT('bad', CHAR(0), 'value') WHERE id = 7")
             .await?;
         refused_before_commit(&scenario, "merged", &["column `v`", "`7`", "nul_in_text"]).await?;
@@ -550,10 +553,7 @@ async fn a_nul_byte_in_text_is_refused_with_the_fix_or_stripped() {
 #[tokio::test]
 async fn a_column_name_too_long_for_the_target_is_refused_before_any_run_commits() {
     TestMysql::run(async |mysql| {
-        let scenario = Scenario::new(mysql, BINARY, &merged_table("merged", "")).await?;
-        let mut conn = mysql.conn().await?;
-        conn.query_drop(create_table("merged")).await?;
-        insert_rows(&mut conn, "merged", 1, 20, "2025-01-01 00:00:00").await?;
+        let (scenario, mut conn) = seeded(mysql, &merged_table("merged", ""), "merged", 20).await?;
         let long = "c".repeat(64);
         conn.query_drop(format!("ALTER TABLE merged ADD COLUMN `{long}` INT"))
             .await?;
@@ -602,10 +602,7 @@ fn a_closed_stdout_ends_quietly() {
 async fn append_keeps_each_version_of_a_row_once() {
     TestMysql::run(async |mysql| {
         let yaml = "      \"{db}.events\":\n        cursor_column: updated_at\n        lag: 0s\n        load: append\n";
-        let scenario = Scenario::new(mysql, BINARY, yaml).await?;
-        let mut conn = mysql.conn().await?;
-        conn.query_drop(create_table("events")).await?;
-        insert_rows(&mut conn, "events", 1, 20, "2025-01-01 00:00:00").await?;
+        let (scenario, mut conn) = seeded(mysql, yaml, "events", 20).await?;
         scenario.sync_ok("events")?;
         conn.query_drop("UPDATE events SET v = 'second version', updated_at = '2025-02-01 00:00:00' WHERE id = 5")
             .await?;
@@ -697,10 +694,7 @@ async fn id_only_loads_a_row_committed_after_a_later_id() {
 async fn a_replace_sync_publishes_one_snapshot_while_rows_move() {
     TestMysql::run(async |mysql| {
         let yaml = "      \"{db}.moving\":\n        cdc_strategy: full_sync\n        chunk_rows: 50\n";
-        let scenario = Scenario::new(mysql, BINARY, yaml).await?;
-        let mut conn = mysql.conn().await?;
-        conn.query_drop(create_table("moving")).await?;
-        insert_rows(&mut conn, "moving", 1, 2000, "2025-01-01 00:00:00").await?;
+        let (scenario, _) = seeded(mysql, yaml, "moving", 2000).await?;
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut writer_conn = mysql.conn().await?;
         let writer_stop = stop.clone();
@@ -775,10 +769,7 @@ async fn column_pairs(
 #[tokio::test]
 async fn added_and_renamed_columns_arrive_in_every_row() {
     TestMysql::run(async |mysql| {
-        let scenario = Scenario::new(mysql, BINARY, &merged_table("merged", "")).await?;
-        let mut conn = mysql.conn().await?;
-        conn.query_drop(create_table("merged")).await?;
-        insert_rows(&mut conn, "merged", 1, 30, "2025-01-01 00:00:00").await?;
+        let (scenario, mut conn) = seeded(mysql, &merged_table("merged", ""), "merged", 30).await?;
         scenario.sync_ok("merged")?;
 
         conn.query_drop("ALTER TABLE merged ADD COLUMN qty INT NOT NULL DEFAULT 7").await?;
@@ -830,10 +821,7 @@ async fn added_and_renamed_columns_arrive_in_every_row() {
 async fn merge_refuses_key_columns_that_are_not_unique() {
     TestMysql::run(async |mysql| {
         let yaml = merged_table("merged", "        key_columns: [v]\n");
-        let scenario = Scenario::new(mysql, BINARY, &yaml).await?;
-        let mut conn = mysql.conn().await?;
-        conn.query_drop(create_table("merged")).await?;
-        insert_rows(&mut conn, "merged", 1, 100, "2025-01-01 00:00:00").await?;
+        let (scenario, mut conn) = seeded(mysql, &yaml, "merged", 100).await?;
         conn.query_drop("UPDATE merged SET v = CONCAT('group ', id % 10)")
             .await?;
         refused_before_commit(
@@ -884,10 +872,7 @@ async fn merge_refuses_key_columns_that_are_not_unique() {
 #[tokio::test]
 async fn a_changed_primary_key_is_drift_with_the_fix() {
     TestMysql::run(async |mysql| {
-        let scenario = Scenario::new(mysql, BINARY, &merged_table("merged", "")).await?;
-        let mut conn = mysql.conn().await?;
-        conn.query_drop(create_table("merged")).await?;
-        insert_rows(&mut conn, "merged", 1, 20, "2025-01-01 00:00:00").await?;
+        let (scenario, mut conn) = seeded(mysql, &merged_table("merged", ""), "merged", 20).await?;
         scenario.sync_ok("merged")?;
         conn.query_drop("ALTER TABLE merged MODIFY v VARCHAR(40) NOT NULL, DROP PRIMARY KEY, ADD PRIMARY KEY (id, v)")
             .await?;
@@ -961,10 +946,7 @@ async fn a_missing_target_schema_is_created() {
 #[tokio::test]
 async fn a_database_error_carries_the_server_s_words() {
     TestMysql::run(async |mysql| {
-        let scenario = Scenario::new(mysql, BINARY, &merged_table("merged", "")).await?;
-        let mut conn = mysql.conn().await?;
-        conn.query_drop(create_table("merged")).await?;
-        insert_rows(&mut conn, "merged", 1, 10, "2025-01-01 00:00:00").await?;
+        let (scenario, mut conn) = seeded(mysql, &merged_table("merged", ""), "merged", 10).await?;
         scenario.sync_ok("merged")?;
         scenario
             .pg
@@ -1005,10 +987,7 @@ async fn a_database_error_carries_the_server_s_words() {
 async fn merge_refuses_a_nullable_key_column() {
     TestMysql::run(async |mysql| {
         let yaml = merged_table("merged", "        key_columns: [id, v]\n");
-        let scenario = Scenario::new(mysql, BINARY, &yaml).await?;
-        let mut conn = mysql.conn().await?;
-        conn.query_drop(create_table("merged")).await?;
-        insert_rows(&mut conn, "merged", 1, 10, "2025-01-01 00:00:00").await?;
+        let (scenario, _) = seeded(mysql, &yaml, "merged", 10).await?;
         refused_before_commit(&scenario, "merged", &["key column `v`", "NULL"]).await?;
         scenario.cleanup().await
     })
@@ -1023,10 +1002,7 @@ async fn merge_refuses_a_nullable_key_column() {
 async fn an_empty_full_sync_keeps_the_target_and_says_so() {
     TestMysql::run(async |mysql| {
         let yaml = "      \"{db}.replaced\":\n        cdc_strategy: full_sync\n";
-        let scenario = Scenario::new(mysql, BINARY, yaml).await?;
-        let mut conn = mysql.conn().await?;
-        conn.query_drop(create_table("replaced")).await?;
-        insert_rows(&mut conn, "replaced", 1, 10, "2025-01-01 00:00:00").await?;
+        let (scenario, mut conn) = seeded(mysql, yaml, "replaced", 10).await?;
         scenario.sync_ok("replaced")?;
         conn.query_drop("DELETE FROM replaced").await?;
         let out = scenario.run(&["sync", "-t", &mysql.table("replaced").to_string()], None);

@@ -3048,13 +3048,21 @@ mod tests {
         }
     }
 
+    /// `column`, part of PRIMARY KEY `constraint`.
+    fn in_key(constraint: &str, column: TargetColumn) -> TargetColumn {
+        TargetColumn {
+            primary_key: Some(constraint.to_owned()),
+            ..column
+        }
+    }
+
     /// `orders()` as SVV_COLUMNS reports the table created by `redshift_ddl`.
     fn redshift_orders() -> Vec<TargetColumn> {
         vec![
-            TargetColumn {
-                primary_key: Some("orders_pkey".to_owned()),
-                ..target("id", "numeric", None, Some(20), Some(0))
-            },
+            in_key(
+                "orders_pkey",
+                target("id", "numeric", None, Some(20), Some(0)),
+            ),
             target("customer name", "character varying", Some(400), None, None),
             target("amount", "numeric", None, Some(12), Some(2)),
             target(
@@ -3144,9 +3152,11 @@ mod tests {
             &SchemaOptions::default(),
         )
         .unwrap();
-        let keyed = |name: &str, length: i64| TargetColumn {
-            primary_key: Some("b_pkey".to_owned()),
-            ..target(name, "character varying", Some(length), None, None)
+        let keyed = |name: &str, length: i64| {
+            in_key(
+                "b_pkey",
+                target(name, "character varying", Some(length), None, None),
+            )
         };
         // r_ALTER_TABLE: ALTER COLUMN TYPE cannot change a PRIMARY KEY column.
         let widened = schema.drift(
@@ -3209,10 +3219,7 @@ mod tests {
             &SchemaOptions::default(),
         )
         .unwrap();
-        let id = TargetColumn {
-            primary_key: Some("b_pkey".to_owned()),
-            ..target("id", "bigint", None, Some(64), Some(0))
-        };
+        let id = in_key("b_pkey", target("id", "bigint", None, Some(64), Some(0)));
         let qty = target("qty", "integer", None, Some(32), Some(0));
         let price = target("price", "numeric", None, Some(12), Some(2));
         let fresh = schema.drift(
@@ -3293,10 +3300,7 @@ mod tests {
         )
         .unwrap();
         let existing = vec![
-            TargetColumn {
-                primary_key: Some("b_pkey".to_owned()),
-                ..target("id", "integer", None, Some(32), Some(0))
-            },
+            in_key("b_pkey", target("id", "integer", None, Some(32), Some(0))),
             target("name", "character varying", Some(100), None, None),
             target("price", "numeric", None, Some(12), Some(2)),
             target("flag", "smallint", None, Some(16), Some(0)),

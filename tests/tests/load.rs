@@ -153,6 +153,11 @@ impl<'a> World<'a> {
 
     /// A load that must fail: `submit`'s error, or the failed `status` of a Data API batch, as
     /// (error type, message).
+    /// Runs `statement` (an `ALTER TABLE`) on the source, as a DBA changing the schema would.
+    async fn alter_source(&self, statement: &str) -> anyhow::Result<()> {
+        Ok(self.mysql.conn().await?.query_drop(statement).await?)
+    }
+
     /// Alters the source with `alter`, commits a run of `row` and loads it: the load must fail,
     /// and its error type and text are returned.
     async fn failed_load_after(
@@ -160,7 +165,7 @@ impl<'a> World<'a> {
         alter: &str,
         row: Vec<Value>,
     ) -> anyhow::Result<(String, String)> {
-        self.mysql.conn().await?.query_drop(alter).await?;
+        self.alter_source(alter).await?;
         let run = self.begin(SyncMode::Full).await?;
         commit_rows(&self.services, &run, &[vec![row]]).await?;
         self.failed_load(&run).await
@@ -661,10 +666,7 @@ async fn an_added_column_is_added_to_the_target(kind: Target) {
     in_world(kind, ORDERS, "orders", ORDERS_CONFIG, async |w| {
         w.sync(&[vec![order(1, "2024-01-01 00:00:00", "1.00", "one")]])
             .await?;
-        w.mysql
-            .conn()
-            .await?
-            .query_drop("ALTER TABLE orders ADD COLUMN channel VARCHAR(10) AFTER amount")
+        w.alter_source("ALTER TABLE orders ADD COLUMN channel VARCHAR(10) AFTER amount")
             .await?;
         w.sync(&[vec![vec![
             json!(2),
@@ -890,11 +892,7 @@ async fn a_widened_decimal_is_retyped_and_keeps_every_value(kind: Target) {
     in_world(kind, ORDERS, "orders", ORDERS_CONFIG, async |w| {
         w.sync(&[vec![order(1, "2024-01-01 00:00:00", "1234567890.25", "one")]])
             .await?;
-        w.mysql
-            .conn()
-            .await?
-            .query_drop("ALTER TABLE orders MODIFY amount DECIMAL(16,4)")
-            .await?;
+        w.alter_source("ALTER TABLE orders MODIFY amount DECIMAL(16,4)").await?;
         w.sync(&[vec![order(2, "2024-02-01 00:00:00", "123456789012.3456", "two")]])
             .await?;
         // By name: Redshift's add/copy/drop/rename moves the column to the end of the table.
@@ -943,10 +941,7 @@ async fn a_timestamp_become_datetime_is_retyped(kind: Target) {
             json!("2024-01-01 00:00:00"),
         ]]])
         .await?;
-        w.mysql
-            .conn()
-            .await?
-            .query_drop("ALTER TABLE stamps MODIFY seen DATETIME(6) NULL")
+        w.alter_source("ALTER TABLE stamps MODIFY seen DATETIME(6) NULL")
             .await?;
         w.sync(&[vec![vec![
             json!(2),
@@ -988,11 +983,7 @@ async fn a_widened_varchar_key_keeps_its_primary_key(kind: Target) {
     in_world(kind, CODES, "codes", CODES_CONFIG, async |w| {
         w.sync(&[vec![vec![json!("short"), json!("2024-01-01 00:00:00"), json!("one")]]])
             .await?;
-        w.mysql
-            .conn()
-            .await?
-            .query_drop("ALTER TABLE codes MODIFY code VARCHAR(40) NOT NULL")
-            .await?;
+        w.alter_source("ALTER TABLE codes MODIFY code VARCHAR(40) NOT NULL").await?;
         let long = "a-key-of-forty-characters-0123456789abcd";
         w.sync(&[vec![
             vec![json!(long), json!("2024-02-01 00:00:00"), json!("two")],
@@ -1081,10 +1072,7 @@ async fn a_column_that_now_takes_null_takes_it_in_the_target(kind: Target) {
             json!("2024-01-01 00:00:00"),
         ]]])
         .await?;
-        w.mysql
-            .conn()
-            .await?
-            .query_drop("ALTER TABLE labels MODIFY label VARCHAR(20) NULL")
+        w.alter_source("ALTER TABLE labels MODIFY label VARCHAR(20) NULL")
             .await?;
         w.sync(&[vec![vec![
             json!(2),

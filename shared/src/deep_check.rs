@@ -4,8 +4,6 @@
 //! by the same SQL (COPY for Redshift) — reads every value back in the warehouse, and reports one
 //! line per check: passed, failed with the warehouse's words, or skipped with why.
 
-use std::time::Duration;
-
 use chrono::Utc;
 use mysql_async::Value;
 use serde::Serialize;
@@ -13,7 +11,7 @@ use serde::Serialize;
 use crate::config::{Connection, DroppedColumns, LoadMode, RedshiftConnection};
 use crate::error::{Error, Result};
 use crate::extract::decode::{BatchBuilder, ValueRules};
-use crate::load::data_api::{self, StatementState};
+use crate::load::data_api;
 use crate::load::sql::{self, Dialect, LoadPlan, PlannedRun};
 use crate::load::wire;
 use crate::manifest::Cursor;
@@ -93,15 +91,12 @@ pub async fn run(services: &Services, name: &str) -> Result<Vec<Check>> {
     checks.push(duplicate_json_keys(&scratch, &mut session).await);
     checks.push(large_binary(&scratch, &mut session).await);
     checks.push(widened_key(&scratch, &mut session).await);
-    let dropped = execute(
-        &scratch,
-        &mut session,
-        &format!(
+    let dropped = session
+        .execute(&format!(
             "DROP SCHEMA IF EXISTS {} CASCADE",
             naming::quote_warehouse(&scratch.schema)
-        ),
-    )
-    .await;
+        ))
+        .await;
     for area in ["data", "copy"] {
         let staged: Vec<String> = scratch
             .bucket
@@ -444,16 +439,13 @@ async fn type_zoo(scratch: &Scratch<'_>, session: &mut TargetClient) -> Vec<Chec
                 format!("CAST({high} + {low} + {null} AS BIGINT)")
             })
             .collect();
-        let found = query_row(
-            scratch,
-            session,
-            &format!(
+        let found = session
+            .first_row(&format!(
                 "SELECT {} FROM {}",
                 sums.join(", "),
                 qualified(scratch, "zoo")
-            ),
-        )
-        .await?;
+            ))
+            .await?;
         Ok::<Vec<String>, Error>(found)
     }
     .await;
@@ -539,10 +531,7 @@ async fn large_binary(scratch: &Scratch<'_>, session: &mut TargetClient) -> Chec
             }
             other => other?,
         }
-        let size = query_row(
-            scratch,
-            session,
-            &format!(
+        let size = session.first_row(&format!(
                 "SELECT CAST(octet_length(\"blob\") AS BIGINT) FROM {}",
                 qualified(scratch, "large_binary")
             ),
@@ -629,15 +618,12 @@ async fn count_where(
     table: &str,
     test: &str,
 ) -> Result<i64> {
-    let row = query_row(
-        scratch,
-        session,
-        &format!(
+    let row = session
+        .first_row(&format!(
             "SELECT CAST(COUNT(*) AS BIGINT) FROM {} WHERE {test}",
             qualified(scratch, table)
-        ),
-    )
-    .await?;
+        ))
+        .await?;
     row.first()
         .and_then(|n| n.parse().ok())
         .ok_or_else(|| Error::InvalidRequest(format!("`COUNT(*)` answered {row:?}")))
@@ -756,88 +742,8 @@ async fn load(
                 token,
                 format!("tidemark-deep-check-{table}"),
             )?;
-            let id = api.submit(&batch).await?;
-            wait_for(api, &id, redshift.statement_timeout.0).await?;
+            api.run_batch(&batch, redshift.statement_timeout.0).await?;
         }
     }
     Ok(())
-}
-
-/// Polls a Data API batch until it ends; its failure, in Redshift's words, is the error.
-async fn wait_for(api: &data_api::DataApi, id: &str, timeout: Duration) -> Result<()> {
-    let deadline = tokio::time::Instant::now() + timeout;
-    let mut pause = Duration::from_millis(100);
-    loop {
-        match api.describe(id).await?.state {
-            StatementState::Finished => return Ok(()),
-            StatementState::Failed { message, .. } => {
-                return Err(Error::InvalidRequest(format!("Redshift: {message}")))
-            }
-            StatementState::Submitted | StatementState::Running => {}
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Err(Error::InvalidRequest(format!(
-                "the load batch `{id}` did not end within {timeout:?}"
-            )));
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_secs(2));
-    }
-}
-
-/// The first row of `query`, each value as text.
-async fn query_row(
-    scratch: &Scratch<'_>,
-    session: &mut TargetClient,
-    query: &str,
-) -> Result<Vec<String>> {
-    match session {
-        TargetClient::Wire { client, .. } => {
-            let messages = client
-                .simple_query(query)
-                .await
-                .map_err(|err| Error::postgres("reading the checked values back", err))?;
-            Ok(messages
-                .iter()
-                .find_map(|m| match m {
-                    tokio_postgres::SimpleQueryMessage::Row(row) => Some(
-                        (0..row.len())
-                            .map(|i| row.get(i).unwrap_or_default().to_owned())
-                            .collect(),
-                    ),
-                    _ => None,
-                })
-                .unwrap_or_default())
-        }
-        TargetClient::DataApi(api) => {
-            let timeout = scratch
-                .redshift
-                .map_or(Duration::from_secs(300), |r| r.statement_timeout.0);
-            let records = api.execute(query, &[], timeout).await?;
-            Ok(records
-                .first()
-                .map(|record| {
-                    record
-                        .iter()
-                        .map(|field| data_api::field_text(Some(field)))
-                        .collect()
-                })
-                .unwrap_or_default())
-        }
-    }
-}
-
-async fn execute(scratch: &Scratch<'_>, session: &mut TargetClient, statement: &str) -> Result<()> {
-    match session {
-        TargetClient::Wire { client, .. } => client
-            .batch_execute(statement)
-            .await
-            .map_err(|err| Error::postgres("dropping the scratch schema", err)),
-        TargetClient::DataApi(api) => {
-            let timeout = scratch
-                .redshift
-                .map_or(Duration::from_secs(300), |r| r.statement_timeout.0);
-            api.execute(statement, &[], timeout).await.map(|_| ())
-        }
-    }
 }

@@ -33,23 +33,21 @@ impl SecretResolver {
     /// The secret's string value. A JSON secret (the RDS/Redshift convention,
     /// `{"username": …, "password": …}`) yields its `password` field.
     pub async fn password(&self, id: &str) -> Result<SecretString> {
+        let raw = self.text(id).await?;
+        password_from_secret_text(expose(&raw))
+            .map(SecretString::from)
+            .map_err(|reason| Error::Secret {
+                id: id.to_owned(),
+                reason,
+            })
+    }
+
+    /// The secret's whole string (a password document, a PEM certificate bundle, a key).
+    pub async fn text(&self, id: &str) -> Result<SecretString> {
         let mut cache = self.cache.lock().await;
         if let Some(value) = cache.get(id) {
             return Ok(value.clone());
         }
-        let raw = self.text(id).await?;
-        let value = SecretString::from(password_from_secret_text(&raw).map_err(|reason| {
-            Error::Secret {
-                id: id.to_owned(),
-                reason,
-            }
-        })?);
-        cache.insert(id.to_owned(), value.clone());
-        Ok(value)
-    }
-
-    /// The secret's whole string, e.g. a PEM certificate bundle; not cached.
-    pub async fn text(&self, id: &str) -> Result<String> {
         let output = self
             .client
             .get_secret_value()
@@ -63,13 +61,12 @@ impl SecretResolver {
                     aws_sdk_secretsmanager::error::DisplayErrorContext(&err)
                 ),
             })?;
-        output
-            .secret_string()
-            .map(str::to_owned)
-            .ok_or_else(|| Error::Secret {
-                id: id.to_owned(),
-                reason: "it holds binary data; store it as a string".to_owned(),
-            })
+        let value = SecretString::from(output.secret_string().ok_or_else(|| Error::Secret {
+            id: id.to_owned(),
+            reason: "it holds binary data; store it as a string".to_owned(),
+        })?);
+        cache.insert(id.to_owned(), value.clone());
+        Ok(value)
     }
 }
 

@@ -51,7 +51,9 @@ pub async fn ca_bundle(
                 id: id.to_owned(),
                 reason: "no Secrets Manager client is configured here".to_owned(),
             })?;
-            resolver.text(id).await?.into_bytes()
+            crate::secret::expose(&resolver.text(id).await?)
+                .as_bytes()
+                .to_vec()
         }
         (None, None) => return Ok(None),
     };

@@ -278,6 +278,8 @@ pub struct Described {
     pub state: StatementState,
     /// The id of the batch's last sub-statement (the ledger read-back), or the statement's own id.
     pub last_result_id: String,
+    /// The statement returned rows (read them with [`DataApi::records`]).
+    pub has_result_set: bool,
 }
 
 /// A Redshift target reached through the Data API.
@@ -325,7 +327,7 @@ impl DataApi {
             .id(id)
             .send()
             .await
-            .map_err(|err| sdk_error("describing the load statement", err))?;
+            .map_err(|err| sdk_error("describing a statement", err))?;
         let failed = output.sub_statements().iter().find(|s| {
             s.error().is_some_and(|e| !e.is_empty())
                 || matches!(
@@ -352,6 +354,7 @@ impl DataApi {
         Ok(Described {
             state,
             last_result_id,
+            has_result_set: output.has_result_set().unwrap_or(false),
         })
     }
 
@@ -425,32 +428,36 @@ impl DataApi {
             retryable: true,
             unreachable: false,
         })?;
+        let described = self
+            .wait(&id, &format!("`{}`", first_line(statement)), timeout)
+            .await?;
+        if described.has_result_set {
+            self.records(&id).await
+        } else {
+            Ok(Vec::new())
+        }
+    }
+
+    /// Submits `batch` and waits until it ends, up to `timeout`: for a caller that must know the
+    /// outcome now (the deep check). The load step polls with `status` instead.
+    pub async fn run_batch(&self, batch: &BatchRequest, timeout: Duration) -> Result<Described> {
+        let id = self.submit(batch).await?;
+        self.wait(&id, "the batch", timeout).await
+    }
+
+    /// Polls statement `id` (`what`, for errors) until it ends. A failure is the error, in
+    /// Redshift's words; past `timeout` the statement is cancelled (it would hold locks).
+    async fn wait(&self, id: &str, what: &str, timeout: Duration) -> Result<Described> {
         let started = Instant::now();
         loop {
-            let described = self
-                .client
-                .describe_statement()
-                .id(&id)
-                .send()
-                .await
-                .map_err(|err| sdk_error("waiting for a statement", err))?;
-            let status = described
-                .status()
-                .cloned()
-                .unwrap_or(StatusString::Submitted);
-            match statement_state(&status, described.error(), None) {
-                StatementState::Finished => {
-                    return if described.has_result_set().unwrap_or(false) {
-                        self.records(&id).await
-                    } else {
-                        Ok(Vec::new())
-                    };
-                }
+            let described = self.describe(id).await?;
+            match &described.state {
+                StatementState::Finished => return Ok(described),
                 StatementState::Failed { message, kind } => {
                     return Err(Error::DataApi {
-                        context: format!("running `{}`", first_line(statement)),
-                        message,
-                        retryable: kind == ErrorKind::Retryable,
+                        context: format!("running {what}"),
+                        message: message.clone(),
+                        retryable: *kind == ErrorKind::Retryable,
                         unreachable: false,
                     })
                 }
@@ -458,9 +465,9 @@ impl DataApi {
             }
             if started.elapsed() > timeout {
                 // Best effort: a statement left running would hold locks the load needs.
-                let _ = self.client.cancel_statement().id(&id).send().await;
+                let _ = self.client.cancel_statement().id(id).send().await;
                 return Err(Error::DataApi {
-                    context: format!("running `{}`", first_line(statement)),
+                    context: format!("running {what}"),
                     message: format!(
                         "it did not finish within {}s and was cancelled",
                         timeout.as_secs()
@@ -540,10 +547,18 @@ impl DataApi {
         .await
     }
 
+    /// Whether `table` exists in the connection's schema (it has columns).
+    async fn table_exists(&self, table: &str) -> Result<bool> {
+        let schema = naming::target_identifier(&self.connection.schema)?;
+        Ok(!self
+            .columns(&schema, &naming::target_identifier(table)?)
+            .await?
+            .is_empty())
+    }
+
     /// The ledger rows of `runs` loaded into `target` (none when there is no ledger yet).
     pub async fn ledger_rows_of(&self, target: &str, runs: &[RunId]) -> Result<Vec<LedgerRow>> {
-        let schema = naming::target_identifier(&self.connection.schema)?;
-        if runs.is_empty() || self.columns(&schema, sql::LEDGER_TABLE).await?.is_empty() {
+        if runs.is_empty() || !self.table_exists(sql::LEDGER_TABLE).await? {
             return Ok(Vec::new());
         }
         let records = self
@@ -556,26 +571,29 @@ impl DataApi {
         ledger_records(&records)
     }
 
+    /// The first row of `query`, each value as text (empty: no row).
+    pub async fn first_row(&self, query: &str) -> Result<Vec<String>> {
+        let records = self
+            .execute(query, &[], self.connection.statement_timeout.0)
+            .await?;
+        Ok(records
+            .first()
+            .map(|record| record.iter().map(|f| field_text(Some(f))).collect())
+            .unwrap_or_default())
+    }
+
     /// The server's version string (`SELECT version()`).
     pub async fn server_version(&self) -> Result<String> {
-        let records = self
-            .execute("SELECT version()", &[], self.connection.statement_timeout.0)
-            .await?;
-        Ok(field_text(records.first().and_then(|r| r.first())))
+        let row = self.first_row("SELECT version()").await?;
+        Ok(row.into_iter().next().unwrap_or_default())
     }
 
     /// The target table's rows and its ledger's totals; a missing table or ledger counts as empty.
     pub async fn target_counts(&self, target: &str) -> Result<super::TargetCounts> {
         let timeout = self.connection.statement_timeout.0;
         let schema_name = &self.connection.schema;
-        let schema = naming::target_identifier(schema_name)?;
-        let exists = |table: &str| {
-            let table = naming::target_identifier(table);
-            let schema = &schema;
-            async move { Ok::<bool, Error>(!self.columns(schema, &table?).await?.is_empty()) }
-        };
         let mut counts = super::TargetCounts::default();
-        if exists(target).await? {
+        if self.table_exists(target).await? {
             let records = self
                 .execute(&sql::count_target(schema_name, target)?, &[], timeout)
                 .await?;
@@ -584,7 +602,7 @@ impl DataApi {
                 Error::InvalidRequest(format!("`COUNT(*)` of `{target}` answered `{text}`"))
             })?);
         }
-        if exists(sql::LEDGER_TABLE).await? {
+        if self.table_exists(sql::LEDGER_TABLE).await? {
             let records = self
                 .execute(&sql::ledger_totals(schema_name, target)?, &[], timeout)
                 .await?;
@@ -614,7 +632,7 @@ fn ledger_records(records: &[Vec<Field>]) -> Result<Vec<LedgerRow>> {
         .collect()
 }
 
-pub(crate) fn field_text(field: Option<&Field>) -> String {
+fn field_text(field: Option<&Field>) -> String {
     match field {
         Some(Field::StringValue(text)) => text.clone(),
         Some(Field::LongValue(n)) => n.to_string(),

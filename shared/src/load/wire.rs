@@ -310,6 +310,27 @@ pub async fn server_version(client: &Client) -> Result<String> {
 }
 
 /// The target table's rows and its ledger's totals; a missing table or ledger counts as empty.
+/// Whether `schema`.`table` exists (it has columns).
+async fn table_exists(
+    client: &Client,
+    dialect: Dialect,
+    schema: &str,
+    table: &str,
+) -> Result<bool> {
+    let (schema, table) = (
+        naming::target_identifier(schema)?,
+        naming::target_identifier(table)?,
+    );
+    let columns = client
+        .query(
+            &sql::existing_columns_query(dialect, false),
+            &[&schema, &table],
+        )
+        .await
+        .map_err(|err| Error::postgres(format!("looking for `{schema}.{table}`"), err))?;
+    Ok(!columns.is_empty())
+}
+
 /// The ledger rows of `runs` loaded into `schema`.`target` (none when there is no ledger yet).
 pub async fn ledger_rows_of(
     client: &Client,
@@ -318,14 +339,7 @@ pub async fn ledger_rows_of(
     target: &str,
     runs: &[RunId],
 ) -> Result<Vec<LedgerRow>> {
-    let columns = client
-        .query(
-            &sql::existing_columns_query(dialect, false),
-            &[&naming::target_identifier(schema)?, &sql::LEDGER_TABLE],
-        )
-        .await
-        .map_err(|err| Error::postgres("looking for the load ledger", err))?;
-    if columns.is_empty() || runs.is_empty() {
+    if runs.is_empty() || !table_exists(client, dialect, schema, sql::LEDGER_TABLE).await? {
         return Ok(Vec::new());
     }
     let messages = client
@@ -342,21 +356,8 @@ pub async fn target_counts(
     schema: &str,
     target: &str,
 ) -> Result<super::TargetCounts> {
-    let exists = |table: &str| {
-        let query = sql::existing_columns_query(dialect, false);
-        let schema = naming::target_identifier(schema);
-        let table = naming::target_identifier(table);
-        async move {
-            let (schema, table) = (schema?, table?);
-            let columns = client
-                .query(&query, &[&schema, &table])
-                .await
-                .map_err(|err| Error::postgres(format!("looking for `{schema}.{table}`"), err))?;
-            Ok::<bool, Error>(!columns.is_empty())
-        }
-    };
     let mut counts = super::TargetCounts::default();
-    if exists(target).await? {
+    if table_exists(client, dialect, schema, target).await? {
         let messages = client
             .simple_query(&sql::count_target(schema, target)?)
             .await
@@ -368,7 +369,7 @@ pub async fn target_counts(
             Error::InvalidRequest(format!("`COUNT(*)` of `{target}` answered `{text}`"))
         })?);
     }
-    if exists(sql::LEDGER_TABLE).await? {
+    if table_exists(client, dialect, schema, sql::LEDGER_TABLE).await? {
         let messages = client
             .simple_query(&sql::ledger_totals(schema, target)?)
             .await
@@ -383,7 +384,7 @@ pub async fn target_counts(
 }
 
 /// The first row of a simple query's answer, every column as text (NULL as empty).
-fn first_row(messages: &[SimpleQueryMessage]) -> Option<Vec<String>> {
+pub(crate) fn first_row(messages: &[SimpleQueryMessage]) -> Option<Vec<String>> {
     messages.iter().find_map(|message| match message {
         SimpleQueryMessage::Row(row) => Some(
             (0..row.len())

@@ -582,6 +582,31 @@ impl TargetClient {
         }
     }
 
+    /// The first row of `query`, each value as text (empty: no row).
+    pub async fn first_row(&self, query: &str) -> Result<Vec<String>> {
+        match self {
+            TargetClient::Wire { client, .. } => {
+                let messages = client
+                    .simple_query(query)
+                    .await
+                    .map_err(|err| Error::postgres("running a query", err))?;
+                Ok(wire::first_row(&messages).unwrap_or_default())
+            }
+            TargetClient::DataApi(api) => api.first_row(query).await,
+        }
+    }
+
+    /// Runs `statement` on its own (autocommit).
+    pub async fn execute(&self, statement: &str) -> Result<()> {
+        match self {
+            TargetClient::Wire { client, .. } => client
+                .batch_execute(statement)
+                .await
+                .map_err(|err| Error::postgres("running a statement", err)),
+            TargetClient::DataApi(api) => api.first_row(statement).await.map(|_| ()),
+        }
+    }
+
     /// The ledger rows of `runs` loaded into `target`: what the warehouse itself says was loaded.
     pub async fn ledger_rows(&self, target: &str, runs: &[RunId]) -> Result<Vec<load::LedgerRow>> {
         match self {

@@ -4,10 +4,12 @@
 use std::path::Path;
 
 use clap::{Args, Subcommand, ValueEnum};
-use tidemark::steps::watermark::{
+use tidemark::audit::Requester;
+use tidemark::steps::operator::{
     self as steps, CountReport, GetRequest, ListRequest, ResetRequest, RestoreRequest,
     SetCountRequest, SetRequest, TableRequest,
 };
+use tidemark::steps::Services;
 use tidemark::watermark::{CountField, CountMode, Watermark};
 
 use crate::output::{confirm, emit};
@@ -22,6 +24,34 @@ pub(crate) struct TableArgs {
     /// Pipeline; default: the one pipeline that holds the table.
     #[arg(short = 'p', long = "pipeline")]
     pipeline: Option<String>,
+}
+
+/// Why an edit is made: recorded with the caller's AWS identity in the table's audit record.
+#[derive(Debug, Args)]
+pub(crate) struct ReasonArg {
+    /// Why, for the audit record (`tidemark watermark audit`), e.g. a ticket number.
+    #[arg(long)]
+    reason: Option<String>,
+}
+
+impl ReasonArg {
+    /// Who asks (the caller's AWS identity, from STS) and why.
+    async fn requester(&self, services: &Services) -> Result<Requester, Failure> {
+        Ok(Requester {
+            requested_by: services.caller_identity().await?,
+            reason: self.reason.clone(),
+            via: "cli".to_owned(),
+        })
+    }
+}
+
+impl TableArgs {
+    fn request(&self) -> TableRequest {
+        TableRequest {
+            pipeline: self.pipeline.clone(),
+            table: self.table.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -57,6 +87,8 @@ pub(crate) enum WatermarkCommand {
         /// 0 rows until the source gets there.
         #[arg(long)]
         force: bool,
+        #[command(flatten)]
+        reason: ReasonArg,
     },
     /// Move the cursor back to the start; the next sync re-reads the whole table.
     ///
@@ -70,6 +102,8 @@ pub(crate) enum WatermarkCommand {
         /// Do not ask for confirmation.
         #[arg(long)]
         yes: bool,
+        #[command(flatten)]
+        reason: ReasonArg,
     },
     /// Every table of a pipeline, one line each, with its lag.
     List {
@@ -89,6 +123,8 @@ pub(crate) enum WatermarkCommand {
         /// A version name from `history`.
         #[arg(long)]
         version: String,
+        #[command(flatten)]
+        reason: ReasonArg,
     },
     /// Release a stuck lease, whoever holds it.
     Unlock {
@@ -97,6 +133,16 @@ pub(crate) enum WatermarkCommand {
         /// Do not ask for confirmation.
         #[arg(long)]
         yes: bool,
+        #[command(flatten)]
+        reason: ReasonArg,
+    },
+    /// The table's audit record: every edit's request and outcome, who asked and why, oldest
+    /// first. Nothing prunes it.
+    ///
+    /// Example: `tidemark watermark audit -t shop.orders`
+    Audit {
+        #[command(flatten)]
+        table: TableArgs,
     },
 }
 
@@ -129,6 +175,8 @@ pub(crate) enum CountCommand {
         /// Which total.
         #[arg(long, value_enum, default_value_t = FieldArg::RowsLoaded)]
         field: FieldArg,
+        #[command(flatten)]
+        reason: ReasonArg,
     },
     /// Compare the watermark's totals with the target's `COUNT(*)`, its load ledger and the
     /// source's `COUNT(*)` up to the cursor. Changes nothing; exit 1 on a mismatch, with the
@@ -198,8 +246,16 @@ fn describe(w: &Watermark) -> Vec<String> {
     });
     if let Some(manual) = &w.manual {
         lines.push(format!(
-            "last edit    {} by {} at {}: {}",
-            manual.action, manual.by, manual.at, manual.detail
+            "last edit    {} by {} at {}: {}{}",
+            manual.action,
+            manual.by,
+            manual.at,
+            manual.detail,
+            manual
+                .reason
+                .as_deref()
+                .map(|reason| format!(" (reason: {reason})"))
+                .unwrap_or_default()
         ));
     }
     lines
@@ -266,7 +322,9 @@ pub(crate) async fn run(
             id,
             key,
             force,
+            reason,
         } => {
+            let requester = reason.requester(&services).await?;
             let answer = steps::set(
                 &services,
                 &SetRequest {
@@ -277,6 +335,7 @@ pub(crate) async fn run(
                     key: (!key.is_empty()).then(|| key.clone()),
                     force: *force,
                 },
+                &requester,
             )
             .await?;
             emit(json, &answer, || vec![answer.message.clone()]);
@@ -285,12 +344,14 @@ pub(crate) async fn run(
             table,
             drop_pending,
             yes,
+            reason,
         } => {
             confirm(
                 &format!("reset the watermark of `{}` to the start", table.table),
                 *yes,
                 "`--yes`",
             )?;
+            let requester = reason.requester(&services).await?;
             let answer = steps::reset(
                 &services,
                 &ResetRequest {
@@ -298,6 +359,7 @@ pub(crate) async fn run(
                     table: table.table.clone(),
                     drop_pending: *drop_pending,
                 },
+                &requester,
             )
             .await?;
             emit(json, &answer, || vec![answer.message.clone()]);
@@ -332,14 +394,7 @@ pub(crate) async fn run(
             });
         }
         WatermarkCommand::History { table } => {
-            let answer = steps::history(
-                &services,
-                &TableRequest {
-                    pipeline: table.pipeline.clone(),
-                    table: table.table.clone(),
-                },
-            )
-            .await?;
+            let answer = steps::history(&services, &table.request()).await?;
             emit(json, &answer, || {
                 answer
                     .iter()
@@ -361,7 +416,12 @@ pub(crate) async fn run(
                     .collect()
             });
         }
-        WatermarkCommand::Restore { table, version } => {
+        WatermarkCommand::Restore {
+            table,
+            version,
+            reason,
+        } => {
+            let requester = reason.requester(&services).await?;
             let answer = steps::restore(
                 &services,
                 &RestoreRequest {
@@ -369,11 +429,44 @@ pub(crate) async fn run(
                     table: table.table.clone(),
                     version: version.clone(),
                 },
+                &requester,
             )
             .await?;
-            emit(json, &answer, || describe(&answer));
+            emit(json, &answer, || describe(&answer.watermark));
         }
-        WatermarkCommand::Unlock { table, yes } => {
+        WatermarkCommand::Audit { table } => {
+            let answer = steps::audit(&services, &table.request()).await?;
+            emit(json, &answer, || {
+                if answer.is_empty() {
+                    return vec![format!("{}: no operator edits recorded", table.table)];
+                }
+                answer
+                    .iter()
+                    .map(|entry| {
+                        format!(
+                            "{}\t{}\t{:?}\t{} via {}{}{}",
+                            entry.at.format("%Y-%m-%d %H:%M:%S%.3fZ"),
+                            entry.action,
+                            entry.phase,
+                            entry.requester.requested_by,
+                            entry.requester.via,
+                            entry
+                                .requester
+                                .reason
+                                .as_deref()
+                                .map(|reason| format!("\treason: {reason}"))
+                                .unwrap_or_default(),
+                            entry
+                                .detail
+                                .as_deref()
+                                .map(|detail| format!("\t{detail}"))
+                                .unwrap_or_default()
+                        )
+                    })
+                    .collect()
+            });
+        }
+        WatermarkCommand::Unlock { table, yes, reason } => {
             confirm(
                 &format!(
                     "release the lease of `{}` (only if its run is dead)",
@@ -382,14 +475,8 @@ pub(crate) async fn run(
                 *yes,
                 "`--yes`",
             )?;
-            let answer = steps::unlock(
-                &services,
-                &TableRequest {
-                    pipeline: table.pipeline.clone(),
-                    table: table.table.clone(),
-                },
-            )
-            .await?;
+            let requester = reason.requester(&services).await?;
+            let answer = steps::unlock(&services, &table.request(), &requester).await?;
             emit(json, &answer, || vec![answer.message.clone()]);
         }
     }
@@ -408,7 +495,9 @@ pub(crate) async fn run_count(
             count,
             mode,
             field,
+            reason,
         } => {
+            let requester = reason.requester(&services).await?;
             let request = SetCountRequest {
                 pipeline: table.pipeline.clone(),
                 table: table.table.clone(),
@@ -422,18 +511,11 @@ pub(crate) async fn run_count(
                 },
                 count: *count,
             };
-            let answer = steps::set_count(&services, &request).await?;
+            let answer = steps::set_count(&services, &request, &requester).await?;
             emit(json, &answer, || vec![answer.message.clone()]);
         }
         CountCommand::ValidateCounts { table } => {
-            let report = steps::validate_counts(
-                &services,
-                &TableRequest {
-                    pipeline: table.pipeline.clone(),
-                    table: table.table.clone(),
-                },
-            )
-            .await?;
+            let report = steps::validate_counts(&services, &table.request()).await?;
             emit(json, &report, || describe_counts(&report));
             if report.verdict != "consistent" {
                 return Err(Failure::reported(

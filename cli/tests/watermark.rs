@@ -131,13 +131,52 @@ async fn watermark_commands_edit_the_stored_record() {
         assert_eq!(listed.as_array().unwrap().len(), 1);
         let history = cli.json(&["watermark", "history", "-t", &table]);
         let first = history[0]["version"].as_str().unwrap().to_owned();
-        cli.json(&["watermark", "restore", "-t", &table, "--version", &first]);
+        cli.json(&[
+            "watermark",
+            "restore",
+            "-t",
+            &table,
+            "--version",
+            &first,
+            "--reason",
+            "INC-7: undo the reset",
+        ]);
         assert_eq!(
             stored().await.unwrap().extract.cursor.timestamp.as_deref(),
             Some("2026-11-01 00:00:00.000000")
         );
         let unlocked = cli.json(&["watermark", "unlock", "-t", &table, "--yes"]);
         assert!(unlocked["message"].as_str().unwrap().contains("no lease"));
+
+        // Every edit is in the audit record under the caller's AWS identity (STS), not `$USER`.
+        let audit = cli.json(&["watermark", "audit", "-t", &table]);
+        let entries = audit.as_array().unwrap();
+        let applied: Vec<&str> = entries
+            .iter()
+            .filter(|e| e["phase"] == "applied")
+            .map(|e| e["action"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            applied,
+            [
+                "set",
+                "set",
+                "reset",
+                "set_count",
+                "set_count",
+                "restore",
+                "unlock"
+            ]
+        );
+        for entry in entries {
+            let by = entry["requester"]["requested_by"].as_str().unwrap();
+            assert!(by.starts_with("arn:aws:"), "{entry}");
+            assert_eq!(entry["requester"]["via"], "cli");
+        }
+        let restored = entries.iter().find(|e| e["action"] == "restore").unwrap();
+        assert_eq!(restored["requester"]["reason"], "INC-7: undo the reset");
+        let human = cli.run(&["watermark", "get", "-t", &table]);
+        assert!(String::from_utf8_lossy(&human.stdout).contains("last edit    unlock by arn:aws:"));
 
         let human = cli.run(&["watermark", "get", "-t", &table]);
         assert!(String::from_utf8_lossy(&human.stdout)

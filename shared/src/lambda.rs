@@ -1,4 +1,4 @@
-//! The Lambda edge shared by the four functions: JSON tracing, services built once from the
+//! The Lambda edge shared by the five functions: JSON tracing, services built once from the
 //! environment, and errors narrowed to the documented `errorType` names Step Functions matches.
 
 use lambda_runtime::Diagnostic;

@@ -15,6 +15,7 @@
     clippy::print_stdout
 )]
 
+pub mod audit;
 pub mod clean;
 pub mod config;
 pub mod deep_check;

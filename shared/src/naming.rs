@@ -3,6 +3,7 @@
 //! No other module builds an S3 key or quotes an SQL identifier. Names that cannot be quoted or
 //! placed in a key safely are rejected here, with the reason, before any SQL or key exists.
 
+use chrono::{DateTime, Utc};
 use std::fmt;
 
 use crate::error::{Error, Result};
@@ -307,6 +308,32 @@ impl StorageLayout {
             "watermarks/_history/{pipeline}/{}/{}/",
             table.database, table.table
         ))
+    }
+
+    /// `{prefix}/audit/{pipeline}/{db}/{table}/` — the table's record of operator edits, which
+    /// nothing in tidemark deletes and no role may delete.
+    pub fn audit_prefix(&self, pipeline: &str, table: &TableId) -> String {
+        self.key(format!(
+            "audit/{pipeline}/{}/{}/",
+            table.database, table.table
+        ))
+    }
+
+    /// One entry of the audit record: `{ts}-{edit_id}-{phase}.json`, sortable by time; the
+    /// request and its outcome share the edit id.
+    pub fn audit_key(
+        &self,
+        pipeline: &str,
+        table: &TableId,
+        at: DateTime<Utc>,
+        edit_id: &str,
+        phase: &str,
+    ) -> String {
+        format!(
+            "{}{}-{edit_id}-{phase}.json",
+            self.audit_prefix(pipeline, table),
+            at.format("%Y%m%dT%H%M%S%6fZ")
+        )
     }
 
     /// One kept version: `{ts}-{run_id}.json`, sortable by time.

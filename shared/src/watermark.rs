@@ -170,11 +170,11 @@ pub struct LocalOwner {
     pub pid: u32,
 }
 
-/// An operator's edit, kept for the record.
+/// The last operator edit, kept on the watermark (every edit is in the audit record).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ManualEdit {
-    /// Who (user name, or the Lambda's caller).
+    /// Who asked: the caller's AWS identity (CLI) or the payload's `requested_by` (Lambda).
     pub by: String,
     /// When.
     pub at: DateTime<Utc>,
@@ -182,6 +182,27 @@ pub struct ManualEdit {
     pub action: String,
     /// What changed.
     pub detail: String,
+    /// Why, as the requester said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl ManualEdit {
+    /// `requester`'s `action` at `at`, which did `detail`.
+    pub fn new(
+        requester: &crate::audit::Requester,
+        action: &str,
+        detail: String,
+        at: DateTime<Utc>,
+    ) -> Self {
+        ManualEdit {
+            by: requester.requested_by.clone(),
+            at,
+            action: action.to_owned(),
+            detail,
+            reason: requester.reason.clone(),
+        }
+    }
 }
 
 impl Watermark {
@@ -387,22 +408,12 @@ pub enum CountField {
 }
 
 impl Watermark {
-    fn record_manual(&mut self, action: &str, detail: String, now: DateTime<Utc>) {
-        self.manual = Some(ManualEdit {
-            by: operator_name(),
-            at: now,
-            action: action.to_owned(),
-            detail,
-        });
-    }
-
     /// Moves the cursor by hand. A field not given is kept, not cleared. The timestamp is
     /// validated and normalized to microseconds; the id must be an integer.
     pub fn set_cursor(
         &mut self,
         timestamp: Option<&str>,
         key: Option<Vec<String>>,
-        now: DateTime<Utc>,
     ) -> Result<String> {
         if timestamp.is_none() && key.is_none() {
             return Err(Error::InvalidRequest(
@@ -420,13 +431,12 @@ impl Watermark {
             self.extract.cursor.key = key;
         }
         let detail = format!("cursor {before} -> {}", self.extract.cursor);
-        self.record_manual("set", detail.clone(), now);
         Ok(detail)
     }
 
     /// Moves the cursor back to the start. Pending runs stay (they are still loaded first)
     /// unless `drop_pending`. Returns what the next sync will do.
-    pub fn reset(&mut self, drop_pending: bool, now: DateTime<Utc>) -> String {
+    pub fn reset(&mut self, drop_pending: bool) -> String {
         let dropped = if drop_pending {
             std::mem::take(&mut self.pending_runs).len()
         } else {
@@ -449,12 +459,11 @@ impl Watermark {
                 String::new()
             }
         );
-        self.record_manual("reset", detail.clone(), now);
         detail
     }
 
     /// Releases the lease whoever holds it.
-    pub fn unlock(&mut self, now: DateTime<Utc>) -> String {
+    pub fn unlock(&mut self) -> String {
         let detail = match self.lease.take() {
             Some(lease) => format!(
                 "released the lease of run `{}` (taken {}, expiring {})",
@@ -462,18 +471,11 @@ impl Watermark {
             ),
             None => "no lease was held".to_owned(),
         };
-        self.record_manual("unlock", detail.clone(), now);
         detail
     }
 
     /// Corrects a total by hand.
-    pub fn set_count(
-        &mut self,
-        field: CountField,
-        mode: CountMode,
-        value: i64,
-        now: DateTime<Utc>,
-    ) -> Result<String> {
+    pub fn set_count(&mut self, field: CountField, mode: CountMode, value: i64) -> Result<String> {
         let total = match field {
             CountField::RowsExtracted => &mut self.totals.rows_extracted,
             CountField::RowsLoaded => &mut self.totals.rows_loaded,
@@ -490,7 +492,6 @@ impl Watermark {
         })?;
         *total = after;
         let detail = format!("{field:?} {before} -> {after} ({mode:?} {value})");
-        self.record_manual("set_count", detail.clone(), now);
         Ok(detail)
     }
 }
@@ -779,12 +780,13 @@ impl WatermarkStore {
     }
 
     /// Puts a kept version back as the current watermark (a compare-and-swap write itself; the
-    /// current version, even a corrupt one, is kept in history first).
+    /// current version, even a corrupt one, is kept in history first), marked as `edit`.
     pub async fn restore(
         &self,
         pipeline: &str,
         table: &TableId,
         version: &str,
+        edit: ManualEdit,
         now: DateTime<Utc>,
     ) -> Result<Watermark> {
         let history_prefix = self.layout.watermark_history_prefix(pipeline, table);
@@ -826,12 +828,7 @@ impl WatermarkStore {
             }
             record.lease = None;
             record.updated_at = now;
-            record.manual = Some(ManualEdit {
-                by: operator_name(),
-                at: now,
-                action: "restore".to_owned(),
-                detail: format!("restored version `{version}`"),
-            });
+            record.manual = Some(edit.clone());
             let body = Bytes::from(serde_json::to_vec_pretty(&record).map_err(|err| {
                 Error::InvalidRequest(format!("cannot encode the watermark: {err}"))
             })?);
@@ -874,13 +871,6 @@ impl WatermarkStore {
         }
         Ok(records)
     }
-}
-
-/// Who is editing, for the record: `$USER`, else `unknown`.
-pub fn operator_name() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("AWS_LAMBDA_FUNCTION_NAME"))
-        .unwrap_or_else(|_| "unknown".to_owned())
 }
 
 fn parse_watermark(body: &[u8], uri: &str, table: &TableId) -> Result<Watermark> {

@@ -210,7 +210,7 @@ impl TableStorage {
         let tag = RunId::parse("manual")?;
         self.store
             .update(PIPELINE, &self.table, self.table.table(), &tag, now, |w| {
-                Ok(w.reset(true, now))
+                Ok(w.reset(true))
             })
             .await?;
         Ok(())

@@ -11,7 +11,7 @@ use tidemark::clean::{
     self, cleanup, execute, plan_clean, CleanOptions, CleanupRequest, Glob, RunStatus,
 };
 use tidemark::config::HumanDuration;
-use tidemark::steps::watermark::{get, GetRequest};
+use tidemark::steps::operator::{get, GetRequest};
 use tidemark::steps::Services;
 use tidemark_tests::s3::TestBucket;
 use tidemark_tests::stored_runs::{self, run_id, StoredRun, TableStorage, PIPELINE};

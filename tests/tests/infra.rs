@@ -200,26 +200,38 @@ fn every_function_builds_a_binary_of_a_function_crate() {
     );
 }
 
-#[test]
-fn the_state_machine_invokes_exactly_the_template_functions() {
-    let template = template();
-    let functions = function_ids(&template);
-    let statements = template["Resources"]["StateMachineRole"]["Properties"]["Policies"][0]
-        ["PolicyDocument"]["Statement"]
-        .as_sequence()
-        .expect("StateMachineRole has one inline policy with statements");
-    let invoke: Vec<&Value> = statements
-        .iter()
-        .filter(|s| s["Action"] == "lambda:InvokeFunction")
-        .collect();
-    assert_eq!(
-        invoke.len(),
-        1,
-        "one statement grants lambda:InvokeFunction"
+/// The functions a run's steps are made of: every function but the operator's.
+fn step_function_ids(template: &Value) -> BTreeSet<String> {
+    let mut ids = function_ids(template);
+    assert!(
+        ids.remove("OperatorFunction"),
+        "the template has an OperatorFunction"
     );
+    ids
+}
+
+/// The statements of a role's inline policies, or of a managed policy.
+fn statements(resource: &Value) -> Vec<&Value> {
+    let documents: Vec<&Value> = match resource["Type"].as_str() {
+        Some("AWS::IAM::ManagedPolicy") => vec![&resource["Properties"]["PolicyDocument"]],
+        _ => resource["Properties"]["Policies"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+            .map(|policy| &policy["PolicyDocument"])
+            .collect(),
+    };
+    documents
+        .into_iter()
+        .flat_map(|document| document["Statement"].as_sequence().into_iter().flatten())
+        .collect()
+}
+
+/// The functions `statement` names, each seen both unqualified and as `:*` (versions, aliases).
+fn invoked_functions(statement: &Value) -> BTreeSet<String> {
     let mut unqualified = BTreeSet::new();
     let mut qualified = BTreeSet::new();
-    for resource in invoke[0]["Resource"].as_sequence().expect("a list of ARNs") {
+    for resource in statement["Resource"].as_sequence().expect("a list of ARNs") {
         let (id, suffix) = arn_reference(resource)
             .unwrap_or_else(|| panic!("not a function ARN reference: {resource:?}"));
         match suffix.as_str() {
@@ -228,11 +240,68 @@ fn the_state_machine_invokes_exactly_the_template_functions() {
             other => panic!("{id}: unexpected ARN suffix `{other}`"),
         };
     }
-    assert_eq!(unqualified, functions, "each function's ARN");
+    assert_eq!(unqualified, qualified, "each function's ARN and its `:*`");
+    unqualified
+}
+
+/// The statements of `resource` with `effect` on `lambda:InvokeFunction`.
+fn invoke_statements<'v>(resource: &'v Value, effect: &str) -> Vec<&'v Value> {
+    statements(resource)
+        .into_iter()
+        .filter(|s| s["Action"] == "lambda:InvokeFunction" && s["Effect"] == effect)
+        .collect()
+}
+
+#[test]
+fn the_state_machine_invokes_exactly_the_step_functions() {
+    let template = template();
+    let invoke = invoke_statements(&template["Resources"]["StateMachineRole"], "Allow");
     assert_eq!(
-        qualified, functions,
-        "each function's versions and aliases (`:*`)"
+        invoke.len(),
+        1,
+        "one statement grants lambda:InvokeFunction"
     );
+    assert_eq!(invoked_functions(invoke[0]), step_function_ids(&template));
+}
+
+/// Issue #25 item 3: only the state machine may invoke a run's steps. Operators get a policy for
+/// the operator function that denies the steps outright; the cleanup schedule may invoke cleanup
+/// only; no other role or policy of the stack may invoke a function.
+#[test]
+fn operators_may_invoke_only_the_operator_function() {
+    let template = template();
+    let policy = &template["Resources"]["OperatorAccessPolicy"];
+    let allowed = invoke_statements(policy, "Allow");
+    assert_eq!(allowed.len(), 1);
+    assert_eq!(
+        invoked_functions(allowed[0]),
+        BTreeSet::from(["OperatorFunction".to_owned()])
+    );
+    let denied = invoke_statements(policy, "Deny");
+    assert_eq!(denied.len(), 1);
+    assert_eq!(invoked_functions(denied[0]), step_function_ids(&template));
+    let schedule = invoke_statements(&template["Resources"]["CleanupScheduleRole"], "Allow");
+    assert_eq!(schedule.len(), 1);
+    assert_eq!(
+        invoked_functions(schedule[0]),
+        BTreeSet::from(["CleanupFunction".to_owned()])
+    );
+    for (id, resource) in resources(&template) {
+        if [
+            "StateMachineRole",
+            "OperatorAccessPolicy",
+            "CleanupScheduleRole",
+        ]
+        .contains(&id.as_str())
+        {
+            continue;
+        }
+        let text = serde_yaml::to_string(resource).unwrap_or_default();
+        assert!(
+            !text.contains("lambda:InvokeFunction") && !text.contains("lambda:*"),
+            "{id} may invoke a function"
+        );
+    }
 }
 
 #[test]
@@ -333,10 +402,10 @@ fn the_state_machine_matches_only_error_names_the_library_produces() {
     );
 }
 
-/// Only the watermark function may write or delete `watermarks/` (issue #25 item 5): every other
-/// function's role denies it explicitly, whatever its Allow statements cover.
+/// Only the watermark and operator functions may write or delete `watermarks/` (issue #25 item
+/// 5): every other function's role denies it explicitly, whatever its Allow statements cover.
 #[test]
-fn only_the_watermark_role_may_write_watermarks() {
+fn only_the_watermark_and_operator_roles_may_write_watermarks() {
     let template = template();
     let denies_watermarks = |role: &Value| {
         role["Properties"]["Policies"]
@@ -372,7 +441,9 @@ fn only_the_watermark_role_may_write_watermarks() {
         let text = serde_yaml::to_string(resource).unwrap_or_default();
         let writes_s3 = text.contains("s3:PutObject") || text.contains("s3:DeleteObject");
         match id.as_str() {
-            "WatermarkRole" => assert!(!denies_watermarks(resource), "{id} must write watermarks"),
+            "WatermarkRole" | "OperatorRole" => {
+                assert!(!denies_watermarks(resource), "{id} must write watermarks")
+            }
             _ if writes_s3 => assert!(
                 denies_watermarks(resource),
                 "{id} may write or delete watermarks"
@@ -477,11 +548,123 @@ fn each_role_reads_only_its_own_secrets() {
     for (id, source, target) in [
         ("ExtractRole", true, false),
         ("WatermarkRole", true, true),
+        ("OperatorRole", true, true),
         ("LoadRole", false, true),
         ("CleanupRole", false, false),
     ] {
         let text = role(id);
         assert_eq!(text.contains("SourceSecretArns"), source, "{id}");
         assert_eq!(text.contains("TargetSecretArns"), target, "{id}");
+    }
+}
+
+/// `(effect, actions, resource text, condition)` of each statement of `resource` on `audit/`.
+fn audit_statements(resource: &Value) -> Vec<(String, BTreeSet<String>, Value)> {
+    statements(resource)
+        .into_iter()
+        .filter(|statement| {
+            tagged(&statement["Resource"])
+                .and_then(|(_, v)| v.as_str())
+                .is_some_and(|r| r.ends_with("/${DataPrefix}/audit/*"))
+        })
+        .map(|statement| {
+            let actions = match &statement["Action"] {
+                Value::Sequence(list) => list
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect(),
+                other => other.as_str().map(str::to_owned).into_iter().collect(),
+            };
+            (
+                statement["Effect"].as_str().unwrap_or_default().to_owned(),
+                actions,
+                statement["Condition"].clone(),
+            )
+        })
+        .collect()
+}
+
+/// Issue #25 item 4: the audit record of operator edits is append-only. Every role that writes
+/// to S3 is denied writing or deleting `audit/`, except the operator's, which may add entries
+/// only with `If-None-Match` (an entry cannot be replaced) and may never delete one.
+#[test]
+fn the_audit_record_is_append_only() {
+    let template = template();
+    let set = |actions: &[&str]| -> BTreeSet<String> {
+        actions.iter().map(|a| (*a).to_owned()).collect()
+    };
+    let deletes = set(&["s3:DeleteObject", "s3:DeleteObjectVersion"]);
+    for (id, resource) in resources(&template) {
+        if resource["Type"] != "AWS::IAM::Role" {
+            continue;
+        }
+        let text = serde_yaml::to_string(resource).unwrap_or_default();
+        if !(text.contains("s3:PutObject") || text.contains("s3:DeleteObject")) {
+            continue;
+        }
+        let audit = audit_statements(resource);
+        let denied_unconditionally = |actions: &BTreeSet<String>| {
+            audit.iter().any(|(effect, a, condition)| {
+                effect == "Deny" && condition.is_null() && actions.is_subset(a)
+            })
+        };
+        assert!(
+            denied_unconditionally(&deletes),
+            "{id} may delete audit entries"
+        );
+        if id == "OperatorRole" {
+            let put_without_if_none_match = audit.iter().any(|(effect, actions, condition)| {
+                effect == "Deny"
+                    && actions.contains("s3:PutObject")
+                    && condition["Null"]["s3:if-none-match"] == "true"
+            });
+            assert!(
+                put_without_if_none_match,
+                "{id} may overwrite an audit entry"
+            );
+            assert!(
+                audit
+                    .iter()
+                    .any(|(effect, actions, _)| effect == "Allow"
+                        && actions.contains("s3:PutObject")),
+                "{id} must add audit entries"
+            );
+        } else {
+            assert!(
+                denied_unconditionally(&set(&["s3:PutObject"])),
+                "{id} may write audit entries"
+            );
+        }
+    }
+}
+
+/// Every function that reaches the warehouse gets the Data API policy (load runs the load,
+/// watermark's commit_load reads the load ledger, operator's validate_counts counts the target);
+/// extract and cleanup never do.
+#[test]
+fn the_functions_that_reach_the_warehouse_have_the_data_api() {
+    let template = template();
+    for (id, reaches) in [
+        ("ExtractRole", false),
+        ("WatermarkRole", true),
+        ("OperatorRole", true),
+        ("LoadRole", true),
+        ("CleanupRole", false),
+    ] {
+        let text =
+            serde_yaml::to_string(&template["Resources"][id]["Properties"]["ManagedPolicyArns"])
+                .unwrap_or_default();
+        assert_eq!(text.contains("WarehouseAccessPolicy"), reaches, "{id}");
+    }
+    let policy =
+        serde_yaml::to_string(&template["Resources"]["WarehouseAccessPolicy"]).unwrap_or_default();
+    for action in [
+        "redshift-data:ExecuteStatement",
+        "redshift-data:DescribeStatement",
+        "redshift:GetClusterCredentialsWithIAM",
+        "redshift-serverless:GetCredentials",
+    ] {
+        assert!(policy.contains(action), "{action}");
     }
 }

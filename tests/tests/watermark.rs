@@ -4,10 +4,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use tidemark::audit::Requester;
 use tidemark::manifest::{Ceiling, Cursor, RunManifest};
 use tidemark::naming::{RunId, StorageLayout, TableId};
 use tidemark::storage::PutOutcome;
-use tidemark::watermark::{CountField, CountMode, Watermark, WatermarkStore};
+use tidemark::watermark::{CountField, CountMode, ManualEdit, Watermark, WatermarkStore};
 use tidemark::ErrorKind;
 use tidemark_tests::s3::TestBucket;
 
@@ -109,14 +110,14 @@ async fn a_stale_etag_never_clobbers() {
     let table = orders();
     store
         .update("p", &table, "orders", &run(1), now(), |w| {
-            w.set_cursor(Some("2026-01-01 00:00:00"), None, now())
+            w.set_cursor(Some("2026-01-01 00:00:00"), None)
         })
         .await
         .unwrap();
     let stale = store.read("p", &table).await.unwrap().unwrap();
     store
         .update("p", &table, "orders", &run(2), now(), |w| {
-            w.set_cursor(Some("2026-02-01 00:00:00"), None, now())
+            w.set_cursor(Some("2026-02-01 00:00:00"), None)
         })
         .await
         .unwrap();
@@ -222,14 +223,13 @@ async fn set_keeps_unspecified_fields_and_reset_goes_back_to_the_start() {
             w.set_cursor(
                 Some("2026-03-04 05:06:07.890123"),
                 Some(vec!["99".to_owned()]),
-                now(),
             )
         })
         .await
         .unwrap();
     store
         .update("p", &table, "orders", &manual, now(), |w| {
-            w.set_cursor(None, Some(vec!["100".to_owned()]), now())
+            w.set_cursor(None, Some(vec!["100".to_owned()]))
         })
         .await
         .unwrap();
@@ -239,7 +239,6 @@ async fn set_keeps_unspecified_fields_and_reset_goes_back_to_the_start() {
         Some("2026-03-04 05:06:07.890123")
     );
     assert_eq!(record.extract.cursor.key, vec!["100".to_owned()]);
-    assert_eq!(record.manual.as_ref().unwrap().action, "set");
 
     let id = run(7);
     let m = manifest(&id, 3);
@@ -250,9 +249,14 @@ async fn set_keeps_unspecified_fields_and_reset_goes_back_to_the_start() {
         .await
         .unwrap();
     let (_, said) = store
-        .update("p", &table, "orders", &manual, now(), |w| {
-            Ok(w.reset(false, now()))
-        })
+        .update(
+            "p",
+            &table,
+            "orders",
+            &manual,
+            now(),
+            |w| Ok(w.reset(false)),
+        )
         .await
         .unwrap();
     assert!(said.contains("1 pending run"), "{said}");
@@ -265,7 +269,7 @@ async fn set_keeps_unspecified_fields_and_reset_goes_back_to_the_start() {
     );
     let bad = store
         .update("p", &table, "orders", &manual, now(), |w| {
-            w.set_cursor(Some("last tuesday"), None, now())
+            w.set_cursor(Some("last tuesday"), None)
         })
         .await;
     assert!(bad.unwrap_err().to_string().contains("YYYY-MM-DD HH:MM:SS"));
@@ -280,13 +284,13 @@ async fn a_corrupt_record_is_named_and_restore_fixes_it() {
     let manual = RunId::parse("manual").unwrap();
     store
         .update("p", &table, "orders", &manual, now(), |w| {
-            w.set_cursor(Some("2026-01-01 00:00:00"), None, now())
+            w.set_cursor(Some("2026-01-01 00:00:00"), None)
         })
         .await
         .unwrap();
     store
         .update("p", &table, "orders", &manual, now(), |w| {
-            w.set_count(CountField::RowsLoaded, CountMode::Absolute, 5, now())
+            w.set_count(CountField::RowsLoaded, CountMode::Absolute, 5)
         })
         .await
         .unwrap();
@@ -305,7 +309,7 @@ async fn a_corrupt_record_is_named_and_restore_fixes_it() {
     );
     let edit = store
         .update("p", &table, "orders", &manual, now(), |w| {
-            w.set_cursor(None, Some(vec!["1".to_owned()]), now())
+            w.set_cursor(None, Some(vec!["1".to_owned()]))
         })
         .await;
     assert!(
@@ -315,15 +319,32 @@ async fn a_corrupt_record_is_named_and_restore_fixes_it() {
 
     let history = store.history("p", &table).await.unwrap();
     let newest = history.last().unwrap().version.clone();
-    let restored = store.restore("p", &table, &newest, now()).await.unwrap();
+    let edit = restore_edit();
+    let restored = store
+        .restore("p", &table, &newest, edit.clone(), now())
+        .await
+        .unwrap();
     assert_eq!(
         restored.extract.cursor.timestamp.as_deref(),
         Some("2026-01-01 00:00:00.000000")
     );
     let record = store.read("p", &table).await.unwrap().unwrap().record;
-    assert_eq!(record.manual.unwrap().action, "restore");
-    assert!(store.restore("p", &table, "../../x", now()).await.is_err());
+    assert_eq!(record.manual, Some(edit.clone()));
+    assert!(store
+        .restore("p", &table, "../../x", edit, now())
+        .await
+        .is_err());
     bucket.remove().await.unwrap();
+}
+
+/// An operator's restore, as the operator step marks it.
+fn restore_edit() -> ManualEdit {
+    let by = Requester {
+        requested_by: "arn:aws:iam::123456789012:user/ops".to_owned(),
+        reason: Some("corrupt record".to_owned()),
+        via: "cli".to_owned(),
+    };
+    ManualEdit::new(&by, "restore", "restored a kept version".to_owned(), now())
 }
 
 /// Six operator edits of `table`'s watermark: six versions, five of them earlier ones.
@@ -332,7 +353,7 @@ async fn write_six_versions(store: &WatermarkStore, table: &TableId) {
     for n in 0..6 {
         store
             .update("p", table, "orders", &manual, now(), |w| {
-                w.set_count(CountField::RowsExtracted, CountMode::Absolute, n, now())
+                w.set_count(CountField::RowsExtracted, CountMode::Absolute, n)
             })
             .await
             .unwrap();
@@ -395,7 +416,10 @@ async fn restore_never_resurrects_a_lease_and_waits_for_a_live_one() {
         .expect("a version with a lease")
         .version
         .clone();
-    let restored = store.restore("p", &table, &mid_run, now()).await.unwrap();
+    let restored = store
+        .restore("p", &table, &mid_run, restore_edit(), now())
+        .await
+        .unwrap();
     assert!(restored.lease.is_none(), "{:?}", restored.lease);
 
     let second = run(2);
@@ -406,7 +430,7 @@ async fn restore_never_resurrects_a_lease_and_waits_for_a_live_one() {
         .await
         .unwrap();
     let refused = store
-        .restore("p", &table, &mid_run, now())
+        .restore("p", &table, &mid_run, restore_edit(), now())
         .await
         .unwrap_err();
     assert_eq!(refused.kind(), ErrorKind::LeaseHeld, "{refused}");

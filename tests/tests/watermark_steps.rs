@@ -1,27 +1,31 @@
-//! The watermark Lambda's payloads: every golden fixture round-trips, bad payloads are refused
-//! with a clear error, and the handler answers every action against the local stack.
+//! The watermark and operator Lambdas' payloads: every golden fixture round-trips, bad payloads
+//! are refused with a clear error, each handler answers every action against the local stack,
+//! and every operator edit lands in the audit record with who asked and why.
 
 use std::path::PathBuf;
 
 use mysql_async::prelude::Queryable;
 use serde_json::{json, Value};
+use tidemark::audit::{AuditEntry, Phase};
 use tidemark::run::RunContext;
-use tidemark::steps::watermark::{
-    handle, parse_request, CommitResult, EditResult, GetResult, ListEntry, WatermarkRequest,
-};
+use tidemark::steps::operator::{self, EditResult, GetResult, ListEntry, OperatorCall};
+use tidemark::steps::watermark::{handle, parse_request, CommitResult, WatermarkRequest};
 use tidemark::steps::Services;
 use tidemark::watermark::{HistoryEntry, Watermark};
 use tidemark::ErrorKind;
 use tidemark_tests::s3::TestBucket;
 use tidemark_tests::TestMysql;
 
-const ACTIONS: [&str; 15] = [
+const ACTIONS: [&str; 6] = [
     "prepare",
     "summarize",
     "begin",
     "commit",
     "commit_load",
     "fail",
+];
+
+const OPERATOR_ACTIONS: [&str; 10] = [
     "get",
     "list",
     "set",
@@ -31,13 +35,23 @@ const ACTIONS: [&str; 15] = [
     "unlock",
     "set_count",
     "validate_counts",
+    "audit",
 ];
 
-fn fixture(name: &str) -> Value {
+/// The edits among [`OPERATOR_ACTIONS`]: they need a `requested_by`.
+const EDITS: [&str; 5] = ["set", "reset", "restore", "unlock", "set_count"];
+
+const VIA: &str = "lambda:tidemark-operator";
+
+fn read_fixture(folder: &str, name: &str) -> Value {
     let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("fixtures/watermark/{name}.json"));
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("fixtures/{folder}/{name}.json"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap()
+}
+
+fn fixture(name: &str) -> Value {
+    read_fixture("watermark", name)
 }
 
 #[test]
@@ -46,6 +60,29 @@ fn every_fixture_round_trips() {
         let payload = fixture(action);
         let request = parse_request(payload.clone()).unwrap_or_else(|e| panic!("{action}: {e}"));
         assert_eq!(serde_json::to_value(&request).unwrap(), payload, "{action}");
+    }
+    for action in OPERATOR_ACTIONS {
+        let mut payload = read_fixture("operator", action);
+        let call = operator::parse_request(payload.clone(), VIA)
+            .unwrap_or_else(|e| panic!("{action}: {e}"));
+        let fields = payload.as_object_mut().unwrap();
+        let requested_by = fields.remove("requested_by");
+        let reason = fields.remove("reason");
+        assert_eq!(EDITS.contains(&action), requested_by.is_some(), "{action}");
+        assert_eq!(
+            serde_json::to_value(&call.request).unwrap(),
+            payload,
+            "{action}"
+        );
+        let requester = call.requester.map(|r| {
+            assert_eq!(r.via, VIA);
+            (json!(r.requested_by), json!(r.reason))
+        });
+        assert_eq!(
+            requester,
+            requested_by.map(|by| (by, reason.unwrap_or(Value::Null))),
+            "{action}"
+        );
     }
     let context = fixture("run_context");
     let parsed: RunContext = serde_json::from_value(context.clone()).unwrap();
@@ -63,10 +100,6 @@ fn bad_payloads_are_refused_with_what_is_accepted() {
         (missing, "missing field `table`"),
         (json!({"action": "explode"}), "unknown variant `explode`"),
         (json!({"table": "shop.orders"}), "missing field `action`"),
-        (
-            json!({"action": "set", "table": "shop.orders", "timestamp": 5}),
-            "invalid type",
-        ),
     ];
     for (payload, expected) in cases {
         let err = parse_request(payload).unwrap_err();
@@ -78,11 +111,58 @@ fn bad_payloads_are_refused_with_what_is_accepted() {
             "{text}"
         );
     }
+    // An operator action sent to the state machine's function is sent on to the right one.
+    for action in OPERATOR_ACTIONS {
+        let err = parse_request(read_fixture("operator", action)).unwrap_err();
+        assert!(
+            err.to_string().contains("invoke the operator function"),
+            "{action}: {err}"
+        );
+    }
+    let operator_cases = [
+        (
+            json!({"action": "set", "table": "shop.orders", "timestamp": 5}),
+            "invalid type",
+        ),
+        (
+            json!({"action": "begin", "pipeline": "p", "table": "shop.orders"}),
+            "unknown variant `begin`",
+        ),
+        (
+            json!({"action": "unlock", "table": "shop.orders", "requested_by": 7}),
+            "`requested_by` must be a string",
+        ),
+        (json!(["get"]), "expected a JSON object"),
+    ];
+    for (payload, expected) in operator_cases {
+        let err = operator::parse_request(payload, VIA).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NonRetryable);
+        let text = err.to_string();
+        assert!(text.contains(expected), "{text}");
+    }
 }
 
 /// `fixture` retargeted at the test's pipeline `p` and table.
 fn payload(action: &str, table: &str, run: Option<&Value>) -> WatermarkRequest {
-    let mut value = fixture(action);
+    serde_json::from_value(retargeted(fixture(action), table, run)).unwrap()
+}
+
+/// An operator fixture retargeted at the test's pipeline `p` and table.
+fn operator_payload(action: &str, table: &str) -> Value {
+    retargeted(read_fixture("operator", action), table, None)
+}
+
+/// Runs an operator payload and decodes its answer.
+async fn operate<T: serde::de::DeserializeOwned>(
+    services: &Services,
+    payload: Value,
+) -> tidemark::Result<T> {
+    let call: OperatorCall = operator::parse_request(payload, VIA)?;
+    let answer = operator::handle(services, &call).await?;
+    Ok(serde_json::from_value(answer).unwrap())
+}
+
+fn retargeted(mut value: Value, table: &str, run: Option<&Value>) -> Value {
     let object = value.as_object_mut().unwrap();
     if object.contains_key("pipeline") && !object["pipeline"].is_null() {
         object.insert("pipeline".into(), json!("p"));
@@ -96,29 +176,38 @@ fn payload(action: &str, table: &str, run: Option<&Value>) -> WatermarkRequest {
             loaded[0]["run_id"] = run["run_id"].clone();
         }
     }
-    if action == "commit" {
-        object.insert("chunk_manifest_keys".into(), json!([]));
+    match object["action"].as_str() {
+        Some("commit") => {
+            object.insert("chunk_manifest_keys".into(), json!([]));
+        }
+        Some("fail") => {
+            object.insert("run_id".into(), Value::Null);
+        }
+        _ => {}
     }
-    if action == "fail" {
-        object.insert("run_id".into(), Value::Null);
-    }
-    serde_json::from_value(value).unwrap()
+    value
+}
+
+/// A source table `orders` (empty), a fresh bucket, and a config syncing one into the other.
+async fn orders_world(
+    mysql: &TestMysql,
+) -> anyhow::Result<(TestBucket, String, tidemark::config::Config)> {
+    let mut conn = mysql.conn().await?;
+    conn.query_drop("CREATE TABLE orders (id BIGINT PRIMARY KEY, updated_at DATETIME(6) NOT NULL)")
+        .await?;
+    let bucket = TestBucket::fresh().await?;
+    let table = mysql.table("orders").to_string();
+    let config = mysql.config(
+        bucket.bucket().name(),
+        "      \"{db}.orders\":\n        cursor_column: updated_at\n        lag: 0s\n",
+    )?;
+    Ok((bucket, table, config))
 }
 
 #[tokio::test]
 async fn the_handler_answers_every_action() {
     TestMysql::run(async |mysql| {
-        let mut conn = mysql.conn().await?;
-        conn.query_drop(
-            "CREATE TABLE orders (id BIGINT PRIMARY KEY, updated_at DATETIME(6) NOT NULL)",
-        )
-        .await?;
-        let bucket = TestBucket::fresh().await?;
-        let table = mysql.table("orders").to_string();
-        let config = mysql.config(
-            bucket.bucket().name(),
-            "      \"{db}.orders\":\n        cursor_column: updated_at\n        lag: 0s\n",
-        )?;
+        let (bucket, table, config) = orders_world(mysql).await?;
         let services = Services::from_env(config, None).await;
 
         let context = handle(&services, &payload("begin", &table, None)).await?;
@@ -139,33 +228,40 @@ async fn the_handler_answers_every_action() {
         )?;
         assert!(loaded.lease.is_none(), "commit_load releases the lease");
 
-        let set: EditResult =
-            serde_json::from_value(handle(&services, &payload("set", &table, None)).await?)?;
+        let set: EditResult = operate(&services, operator_payload("set", &table)).await?;
         assert_eq!(
             set.watermark.extract.cursor.timestamp.as_deref(),
             Some("2026-11-01 00:00:00.000000")
         );
-        let got: GetResult =
-            serde_json::from_value(handle(&services, &payload("get", &table, None)).await?)?;
+        let edit = set.watermark.manual.as_ref().unwrap();
+        assert_eq!(
+            (
+                edit.by.as_str(),
+                edit.action.as_str(),
+                edit.reason.as_deref()
+            ),
+            (
+                "ana@example.com",
+                "set",
+                Some("INC-4211: re-sync after the source restore")
+            )
+        );
+        let got: GetResult = operate(&services, operator_payload("get", &table)).await?;
         assert_eq!(
             got.watermark.unwrap().extract.cursor,
             set.watermark.extract.cursor
         );
-        let listed: Vec<ListEntry> =
-            serde_json::from_value(handle(&services, &payload("list", &table, None)).await?)?;
+        let listed: Vec<ListEntry> = operate(&services, operator_payload("list", &table)).await?;
         assert_eq!(listed.len(), 1);
-        let counted: EditResult =
-            serde_json::from_value(handle(&services, &payload("set_count", &table, None)).await?)?;
+        let counted: EditResult = operate(&services, operator_payload("set_count", &table)).await?;
         assert_eq!(counted.watermark.totals.rows_loaded, 1200);
-        let unlocked: EditResult =
-            serde_json::from_value(handle(&services, &payload("unlock", &table, None)).await?)?;
+        let unlocked: EditResult = operate(&services, operator_payload("unlock", &table)).await?;
         assert!(
             unlocked.message.contains("no lease"),
             "{}",
             unlocked.message
         );
-        let reset: EditResult =
-            serde_json::from_value(handle(&services, &payload("reset", &table, None)).await?)?;
+        let reset: EditResult = operate(&services, operator_payload("reset", &table)).await?;
         assert!(reset.watermark.extract.cursor.is_start());
         let failed: Watermark =
             serde_json::from_value(handle(&services, &payload("fail", &table, None)).await?)?;
@@ -175,16 +271,15 @@ async fn the_handler_answers_every_action() {
         );
 
         let history: Vec<HistoryEntry> =
-            serde_json::from_value(handle(&services, &payload("history", &table, None)).await?)?;
+            operate(&services, operator_payload("history", &table)).await?;
         assert!(history.len() >= 6, "{history:?}");
-        let mut restore = serde_json::to_value(payload("restore", &table, None))?;
+        let mut restore = operator_payload("restore", &table);
         // Oldest first; the third newest is the state between set_count and unlock.
         let before_set = &history[history.len() - 3];
         restore["version"] = json!(before_set.version);
-        let restored: Watermark =
-            serde_json::from_value(handle(&services, &serde_json::from_value(restore)?).await?)?;
+        let restored: EditResult = operate(&services, restore).await?;
         assert_eq!(
-            restored.extract.cursor.timestamp.as_deref(),
+            restored.watermark.extract.cursor.timestamp.as_deref(),
             Some("2026-11-01 00:00:00.000000")
         );
 
@@ -213,10 +308,96 @@ async fn the_handler_answers_every_action() {
             .to_string()
             .contains("unknown field `table`"));
 
-        let missing = handle(&services, &payload("get", "nope.orders", None))
+        let missing = operate::<GetResult>(&services, operator_payload("get", "nope.orders"))
             .await
             .unwrap_err();
         assert!(missing.to_string().contains("in no pipeline"), "{missing}");
+        bucket.remove().await?;
+        Ok(())
+    })
+    .await
+    .unwrap();
+}
+
+/// Issue #25 item 4: an edit without `requested_by` changes nothing; every other edit leaves its
+/// request and its outcome (applied or refused) in the audit record, which history pruning never
+/// touches and no entry can overwrite.
+#[tokio::test]
+async fn every_edit_is_in_the_audit_record_with_who_asked_and_why() {
+    TestMysql::run(async |mysql| {
+        let (bucket, table, mut config) = orders_world(mysql).await?;
+        for pipeline in config.pipelines.values_mut() {
+            pipeline.watermark_history = 1;
+            pipeline.watermark_history_age =
+                tidemark::config::HumanDuration(std::time::Duration::ZERO);
+        }
+        let services = Services::from_env(config, None).await;
+        let audit = || async {
+            operate::<Vec<AuditEntry>>(&services, operator_payload("audit", &table)).await
+        };
+
+        let mut anonymous = operator_payload("set", &table);
+        anonymous.as_object_mut().unwrap().remove("requested_by");
+        let refused = operate::<EditResult>(&services, anonymous)
+            .await
+            .unwrap_err();
+        assert!(
+            refused.to_string().contains("`requested_by` is required"),
+            "{refused}"
+        );
+        let got: GetResult = operate(&services, operator_payload("get", &table)).await?;
+        assert!(got.watermark.is_none(), "a refused edit wrote a watermark");
+        assert!(audit().await?.is_empty());
+
+        for _ in 0..3 {
+            let _: EditResult = operate(&services, operator_payload("set_count", &table)).await?;
+        }
+        let mut unknown = operator_payload("restore", &table);
+        unknown["version"] = json!("20200101T000000000000Z-manual");
+        let err = operate::<EditResult>(&services, unknown).await.unwrap_err();
+
+        let entries = audit().await?;
+        let phases: Vec<(&str, Phase)> = entries
+            .iter()
+            .map(|e| (e.action.as_str(), e.phase))
+            .collect();
+        use Phase::*;
+        assert_eq!(
+            phases,
+            [
+                ("set_count", Requested),
+                ("set_count", Applied),
+                ("set_count", Requested),
+                ("set_count", Applied),
+                ("set_count", Requested),
+                ("set_count", Applied),
+                ("restore", Requested),
+                ("restore", Refused),
+            ]
+        );
+        let first = &entries[0];
+        assert_eq!(first.requester.requested_by, "ana@example.com");
+        assert_eq!(
+            first.requester.reason.as_deref(),
+            Some("INC-4211: re-sync after the source restore")
+        );
+        assert_eq!(first.requester.via, VIA);
+        assert_eq!(first.request["count"], json!(1200));
+        assert_eq!(entries[1].edit_id, first.edit_id);
+        assert!(entries[1].detail.as_deref().unwrap().contains("1200"));
+        assert_eq!(entries[7].detail.as_deref(), Some(err.to_string().as_str()));
+        let history: Vec<HistoryEntry> =
+            operate(&services, operator_payload("history", &table)).await?;
+        assert_eq!(history.len(), 1, "history is pruned to one version");
+
+        let pipeline = services.config.pipeline("p")?;
+        let trail = tidemark::audit::AuditTrail::new(
+            services.bucket(pipeline),
+            tidemark::naming::StorageLayout::new(&pipeline.s3.prefix),
+        );
+        let again = trail.append(first).await.unwrap_err();
+        assert_eq!(again.kind(), ErrorKind::ConcurrentUpdate, "{again}");
+        assert_eq!(audit().await?.len(), entries.len());
         bucket.remove().await?;
         Ok(())
     })

@@ -14,6 +14,7 @@ use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 use tidemark::clean::{cleanup, parse_request};
 use tidemark::lambda::{diagnostic, init_tracing, services_from_env};
+use tidemark::steps::answer;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -23,11 +24,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let request = parse_request(event.payload).map_err(diagnostic)?;
         let result = cleanup(services, &request).await.map_err(diagnostic)?;
-        serde_json::to_value(result).map_err(|err| {
-            diagnostic(tidemark::Error::InvalidRequest(format!(
-                "cannot encode the answer: {err}"
-            )))
-        })
+        answer(result).map_err(diagnostic)
     }))
     .await
 }

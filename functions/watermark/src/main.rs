@@ -1,4 +1,4 @@
-//! Lambda `tidemark-watermark`: begin/commit/commit_load/fail of a run and the operator's edits.
+//! Lambda `tidemark-watermark`: prepare/summarize a sync, begin/commit/commit_load/fail a run.
 //! Wiring only: every action is `tidemark::steps::watermark`.
 
 // The habits the code keeps, enforced outside tests (see `shared/src/lib.rs`).

@@ -711,13 +711,9 @@ pub async fn status(services: &Services, request: &StatusRequest) -> Result<Load
 
 /// Runs any load request and returns its answer as JSON.
 pub async fn handle(services: &Services, request: &LoadRequest) -> Result<serde_json::Value> {
-    fn json<T: Serialize>(value: T) -> Result<serde_json::Value> {
-        serde_json::to_value(value)
-            .map_err(|err| Error::InvalidRequest(format!("cannot encode the answer: {err}")))
-    }
     match request {
-        LoadRequest::Submit(r) => json(submit(services, r).await?),
-        LoadRequest::Status(r) => json(status(services, r).await?),
+        LoadRequest::Submit(r) => super::answer(submit(services, r).await?),
+        LoadRequest::Status(r) => super::answer(status(services, r).await?),
     }
 }
 

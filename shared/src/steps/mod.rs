@@ -4,6 +4,7 @@
 pub mod extract;
 pub mod load;
 pub mod local_sync;
+pub mod operator;
 pub mod preview;
 pub mod watermark;
 
@@ -19,6 +20,12 @@ use crate::source::Source;
 use crate::storage::{self, Bucket};
 use crate::watermark::{LocalOwner, WatermarkStore};
 
+/// A step's answer as the JSON a Lambda returns.
+pub fn answer<T: serde::Serialize>(value: T) -> Result<serde_json::Value> {
+    serde_json::to_value(value)
+        .map_err(|err| Error::InvalidRequest(format!("cannot encode the answer: {err}")))
+}
+
 /// Clients built once per process and shared by every step.
 #[derive(Debug)]
 pub struct Services {
@@ -27,6 +34,7 @@ pub struct Services {
     s3: aws_sdk_s3::Client,
     secrets: SecretResolver,
     redshift_data: aws_sdk_redshiftdata::Client,
+    sts: aws_sdk_sts::Client,
     local_owner: Option<LocalOwner>,
     sources: Mutex<HashMap<String, Source>>,
 }
@@ -42,6 +50,7 @@ impl Services {
             s3: storage::client_from_config(&shared),
             secrets: SecretResolver::new(aws_sdk_secretsmanager::Client::new(&shared)),
             redshift_data: aws_sdk_redshiftdata::Client::new(&shared),
+            sts: aws_sdk_sts::Client::new(&shared),
             local_owner,
             sources: Mutex::new(HashMap::new()),
         }
@@ -53,6 +62,23 @@ impl Services {
     pub fn with_redshift_data(mut self, client: aws_sdk_redshiftdata::Client) -> Self {
         self.redshift_data = client;
         self
+    }
+
+    /// The AWS identity (ARN) these services act as, from STS `GetCallerIdentity`: who an
+    /// operator edit from the CLI is recorded as.
+    pub async fn caller_identity(&self) -> Result<String> {
+        let answer = self.sts.get_caller_identity().send().await.map_err(|err| {
+            Error::InvalidRequest(format!(
+                "cannot tell who is asking: STS GetCallerIdentity failed ({}); every watermark edit records the caller's AWS identity, so give the CLI working AWS credentials (AWS_PROFILE, or `aws sso login`)",
+                aws_sdk_sts::error::DisplayErrorContext(&err)
+            ))
+        })?;
+        answer.arn.ok_or_else(|| {
+            Error::InvalidRequest(
+                "STS GetCallerIdentity answered without an ARN: cannot record who is asking"
+                    .to_owned(),
+            )
+        })
     }
 
     /// The S3 client.

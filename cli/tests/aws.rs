@@ -4,12 +4,10 @@
 //! Lambda functions cannot run here, so the execution runs the real definition's last states with
 //! `Summarize` answered by a Pass state holding a summary the library's `summarize` produced.
 
-mod support;
-
 use std::io::{Read, Write};
 
+use crate::support::{one_document, text, tidemark, with_stack, ORDERS_TABLE};
 use serde_json::{json, Value};
-use support::{one_document, text, tidemark, with_stack, ORDERS_TABLE};
 use tidemark::steps::local_sync::DEFINITION;
 use tidemark::steps::watermark::{summarize, SummarizeRequest, TableOutcome};
 use tidemark::watermark::LoadedRun;

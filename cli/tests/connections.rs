@@ -2,11 +2,11 @@
 //! its version; a source on a port nobody listens on is reported with its address and exit 3;
 //! TLS to the warehouse and the source is verified by CA and host name.
 
-mod support;
-
+use crate::support::{
+    one_document, text, tidemark, with_stack, ORDERS_DDL, ORDERS_ROWS, ORDERS_TABLE,
+};
 use anyhow::ensure;
 use mysql_async::prelude::Queryable;
-use support::{one_document, text, tidemark, with_stack, ORDERS_DDL, ORDERS_ROWS, ORDERS_TABLE};
 use tidemark_tests::compare::mysql_rows;
 use tidemark_tests::scenario::Scenario;
 use tidemark_tests::{MysqlServer, TestMysql};

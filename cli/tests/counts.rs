@@ -2,9 +2,7 @@
 //! count agrees; a wrong total injected with `set-count` is reported as a mismatch (exit 1) with
 //! the exact command that corrects it, and running that command makes the counts agree again.
 
-mod support;
-
-use support::{one_document, text, with_stack, ORDERS_TABLE};
+use crate::support::{one_document, text, with_stack, ORDERS_TABLE};
 
 #[tokio::test]
 async fn an_injected_count_mismatch_is_detected_and_fixed_by_the_printed_command() {

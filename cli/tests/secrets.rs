@@ -1,9 +1,7 @@
 //! Secrets never reach any output: commands run with debug logging against configs holding known
 //! passwords (given as `${ENV}`), and every byte of stdout and stderr is searched for them.
 
-mod support;
-
-use support::{text, tidemark, with_stack, ORDERS_TABLE};
+use crate::support::{text, tidemark, with_stack, ORDERS_TABLE};
 
 /// Accepted by the local PostgreSQL (trust authentication ignores it), so syncs succeed.
 const TARGET_PASSWORD: &str = "tgt-S3cret-4f9a1c";

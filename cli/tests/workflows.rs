@@ -5,10 +5,8 @@
 //! usage errors (exit 2) and a failed table (exit 1); progress as lines, as bars on a terminal,
 //! and none with `-q`.
 
-mod support;
-
+use crate::support::{one_document, text, with_stack, Stack, ORDERS_TABLE};
 use mysql_async::prelude::Queryable;
-use support::{one_document, text, with_stack, Stack, ORDERS_TABLE};
 
 /// Source rows of `orders` with `id >= from`, rendered like the target's.
 async fn source_from(stack: &Stack<'_>, from: i64) -> anyhow::Result<Vec<String>> {
@@ -305,14 +303,14 @@ async fn the_config_can_live_in_s3() {
             .put("config/tidemark.yaml", text.into())
             .await?;
         let location = format!("s3://{}/config/tidemark.yaml", stack.bucket.bucket().name());
-        let out = support::tidemark(
+        let out = crate::support::tidemark(
             std::path::Path::new(&location),
             &["sync", "-t", &stack.table],
             &[],
         );
         assert!(out.status.success(), "{}", text_of(&out));
         assert_eq!(stack.target_orders().await?, stack.source_orders().await?);
-        let missing = support::tidemark(
+        let missing = crate::support::tidemark(
             std::path::Path::new(&format!(
                 "s3://{}/config/nope.yaml",
                 stack.bucket.bucket().name()

@@ -10,6 +10,9 @@
 //! Prints one JSON line of figures on stdout; tidemark's own log (with the per-invocation
 //! `read_wait_ms`, `decode_ms`, `writer_wait_ms`, `encode_ms`, `upload_ms`) goes to stderr.
 
+// Its one output is the JSON line of figures on stdout.
+#![allow(clippy::print_stdout)]
+
 use std::time::Instant;
 
 use anyhow::{bail, Context};

@@ -1,8 +1,6 @@
 //! What the CLI's end-to-end tests share: a fresh source database, bucket and target schema per
 //! test, a configuration file naming them, and the real `tidemark` binary run against it.
 
-#![allow(dead_code)] // each test file uses its own part of this module
-
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 

@@ -51,8 +51,11 @@ pub(crate) fn confirm(question: &str, yes: bool, flags: &str) -> Result<(), crat
 }
 
 /// Prints one JSON document.
-pub(crate) fn print_json(value: &serde_json::Value) {
-    print_line(&format!("{value:#}"));
+pub(crate) fn print_json(value: &impl serde::Serialize) {
+    match serde_json::to_string_pretty(value) {
+        Ok(text) => print_line(&text),
+        Err(err) => eprintln!("error: cannot encode the answer: {err}"),
+    }
 }
 
 /// Prints a serializable answer as JSON, or the given human lines.
@@ -62,10 +65,7 @@ pub(crate) fn emit<T: serde::Serialize>(
     human: impl FnOnce() -> Vec<String>,
 ) {
     if json {
-        match serde_json::to_value(value) {
-            Ok(value) => print_json(&value),
-            Err(err) => eprintln!("error: cannot encode the answer: {err}"),
-        }
+        print_json(value);
     } else {
         for line in human() {
             print_line(&line);

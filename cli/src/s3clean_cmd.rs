@@ -153,7 +153,7 @@ async fn list(
         .await
         .map_err(Failure::from)?;
     if json {
-        print_json(&listing);
+        crate::output::print_json(&listing);
         return Ok(());
     }
     print_listing(&listing, show_timestamps);
@@ -301,7 +301,7 @@ async fn clean_tables(
         }
     }
     if json {
-        print_json(&serde_json::json!({
+        crate::output::print_json(&serde_json::json!({
             "dry_run": dry_run,
             "tables": plans.iter().zip(&reports).map(|(plan, report)| {
                 serde_json::json!({"plan": plan, "report": report})
@@ -434,12 +434,5 @@ fn human_bytes(bytes: u64) -> String {
         format!("{bytes} B")
     } else {
         format!("{value:.1} {}", UNITS[unit])
-    }
-}
-
-fn print_json(value: &impl serde::Serialize) {
-    match serde_json::to_string_pretty(value) {
-        Ok(text) => crate::output::print_line(&text),
-        Err(err) => eprintln!("error: cannot encode the answer: {err}"),
     }
 }

@@ -5,9 +5,10 @@ use std::path::Path;
 
 use clap::{Args, Subcommand, ValueEnum};
 use tidemark::audit::Requester;
+use tidemark::steps::counts::CountReport;
 use tidemark::steps::operator::{
-    self as steps, CountReport, GetRequest, ListRequest, ResetRequest, RestoreRequest,
-    SetCountRequest, SetRequest, TableRequest,
+    self as steps, GetRequest, ListRequest, ResetRequest, RestoreRequest, SetCountRequest,
+    SetRequest, TableRequest,
 };
 use tidemark::steps::Services;
 use tidemark::watermark::{CountField, CountMode, Watermark};
@@ -515,7 +516,8 @@ pub(crate) async fn run_count(
             emit(json, &answer, || vec![answer.message.clone()]);
         }
         CountCommand::ValidateCounts { table } => {
-            let report = steps::validate_counts(&services, &table.request()).await?;
+            let report =
+                tidemark::steps::counts::validate_counts(&services, &table.request()).await?;
             emit(json, &report, || describe_counts(&report));
             if report.verdict != "consistent" {
                 return Err(Failure::reported(

@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use crate::support::{one_document, text, tidemark, with_stack, ORDERS_TABLE};
 use serde_json::{json, Value};
 use tidemark::steps::local_sync::DEFINITION;
-use tidemark::steps::watermark::{summarize, SummarizeRequest, TableOutcome};
+use tidemark::steps::sync::{summarize, SummarizeRequest, TableOutcome};
 use tidemark::watermark::LoadedRun;
 
 /// Asks moto to run state machine definitions (it only records executions by default).

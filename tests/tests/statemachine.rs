@@ -6,7 +6,8 @@ use std::sync::Mutex;
 
 use serde_json::{json, Value};
 use tidemark::local::{InvokeFuture, Invoker, Outcome, RunnerOptions, StateMachine, TaskFailure};
-use tidemark::steps::watermark::{parse_request, summarize, WatermarkRequest};
+use tidemark::steps::sync::summarize;
+use tidemark::steps::watermark::{parse_request, WatermarkRequest};
 
 const DEFINITION: &str = include_str!("../../statemachine/sync.asl.json");
 const FUNCTIONS: [&str; 3] = [

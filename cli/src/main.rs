@@ -232,3 +232,43 @@ async fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Exit 2 is for usage and configuration only; a service out of reach is 3; a bug, a lost
+    /// lease or an answer tidemark cannot use is 1.
+    #[test]
+    fn exit_codes_follow_the_error_variants() {
+        let code = |err: tidemark::Error| Failure::from(err).code;
+        assert_eq!(code(tidemark::Error::config("tidemark.yaml:3:1", "bad")), 2);
+        assert_eq!(
+            code(tidemark::Error::InvalidRequest("no such table".into())),
+            2
+        );
+        assert_eq!(code(tidemark::Error::internal("bug")), 1);
+        assert_eq!(
+            code(tidemark::Error::LeaseLost {
+                table: "shop.orders".into(),
+                run_id: "r".into(),
+            }),
+            1
+        );
+        assert_eq!(
+            code(tidemark::Error::unexpected_answer(
+                "the target",
+                "a count",
+                "x"
+            )),
+            1
+        );
+        let fault = |retryable| tidemark::Error::InjectedFault {
+            point: "after_commit".into(),
+            hit: 1,
+            retryable,
+        };
+        assert_eq!(code(fault(true)), 3);
+        assert_eq!(code(fault(false)), 1);
+    }
+}

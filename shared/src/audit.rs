@@ -97,9 +97,8 @@ impl AuditTrail {
             &entry.edit_id,
             entry.phase.name(),
         );
-        let body = serde_json::to_vec_pretty(entry).map_err(|err| {
-            Error::InvalidRequest(format!("cannot encode the audit entry: {err}"))
-        })?;
+        let body = serde_json::to_vec_pretty(entry)
+            .map_err(|err| Error::internal(format!("cannot encode the audit entry: {err}")))?;
         match self.bucket.put_if_absent(&key, Bytes::from(body)).await? {
             PutOutcome::Written(_) => Ok(()),
             PutOutcome::PreconditionFailed => Err(Error::ConcurrentUpdate {

@@ -626,7 +626,7 @@ async fn count_where(
         .await?;
     row.first()
         .and_then(|n| n.parse().ok())
-        .ok_or_else(|| Error::InvalidRequest(format!("`COUNT(*)` answered {row:?}")))
+        .ok_or_else(|| Error::unexpected_answer("the warehouse", "`COUNT(*)`", format!("{row:?}")))
 }
 
 /// Writes `rows` as one run of Parquet files (decoded and encoded as extraction does for this
@@ -724,7 +724,7 @@ async fn load(
         }
         TargetClient::DataApi(api) => {
             let redshift = scratch.redshift.ok_or_else(|| {
-                Error::InvalidRequest("a Data API session without a Redshift connection".into())
+                Error::internal("a Data API session without a Redshift connection")
             })?;
             api.prepare_target(&plan, &options).await?;
             let script = sql::load_script(Dialect::Redshift, &plan)?;

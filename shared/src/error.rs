@@ -131,6 +131,43 @@ pub enum Error {
     #[error("{0}")]
     InvalidRequest(String),
 
+    /// Something tidemark's own code guarantees did not hold: a bug, never the user's doing.
+    #[error("internal error (a tidemark bug; please report it with this message): {0}")]
+    Internal(String),
+
+    /// The run no longer holds the table's lease (it expired, or an operator unlocked it): the
+    /// run must stop, and a new sync starts over from the watermark.
+    #[error("run `{run_id}` does not hold the lease of `{table}` (it expired or was unlocked); start a new sync")]
+    LeaseLost {
+        /// The table.
+        table: String,
+        /// The run that lost it.
+        run_id: String,
+    },
+
+    /// A server answered something tidemark cannot use (a count that is not a number, no row
+    /// where one must be).
+    #[error("{server} answered {what} with `{answer}`")]
+    UnexpectedAnswer {
+        /// Who answered: the source, the target, S3.
+        server: String,
+        /// The question, in words.
+        what: String,
+        /// The answer as received.
+        answer: String,
+    },
+
+    /// A fault injected by `TIDEMARK_FAULTS` (fault drills and tests only).
+    #[error("injected fault at `{point}` (hit {hit}): TIDEMARK_FAULTS asked for {}", if *.retryable { "an error" } else { "a non-retryable error" })]
+    InjectedFault {
+        /// The fault point.
+        point: String,
+        /// Which hit of the point fired.
+        hit: u64,
+        /// Whether the step should be retried.
+        retryable: bool,
+    },
+
     /// A secret could not be resolved. The message names the secret's id, never its value.
     #[error("secret `{id}`: {reason}")]
     Secret {
@@ -236,6 +273,24 @@ impl Error {
         }
     }
 
+    /// A tidemark bug, described.
+    pub fn internal(what: impl Into<String>) -> Self {
+        Error::Internal(what.into())
+    }
+
+    /// An answer of `server` to `what` that tidemark cannot use.
+    pub fn unexpected_answer(
+        server: impl Into<String>,
+        what: impl Into<String>,
+        answer: impl Into<String>,
+    ) -> Self {
+        Error::UnexpectedAnswer {
+            server: server.into(),
+            what: what.into(),
+            answer: answer.into(),
+        }
+    }
+
     /// A MySQL failure with what tidemark was doing.
     pub fn mysql(context: impl Into<String>, source: mysql_async::Error) -> Self {
         Error::Mysql {
@@ -262,6 +317,9 @@ impl Error {
             | Error::Secret { .. }
             | Error::Corrupt { .. }
             | Error::InvalidRequest(_)
+            | Error::Internal(_)
+            | Error::LeaseLost { .. }
+            | Error::UnexpectedAnswer { .. }
             | Error::Io { .. } => ErrorKind::NonRetryable,
             Error::LeaseHeld { .. } => ErrorKind::LeaseHeld,
             Error::Network { .. } => ErrorKind::Retryable,
@@ -284,6 +342,7 @@ impl Error {
             },
             Error::S3 { retryable, .. }
             | Error::DataApi { retryable, .. }
+            | Error::InjectedFault { retryable, .. }
             | Error::Tunnel { retryable, .. } => {
                 if *retryable {
                     ErrorKind::Retryable
@@ -355,4 +414,42 @@ fn is_transient_postgres(code: &str, message: &str) -> bool {
 /// server shutdown in progress, query interrupted.
 fn is_transient_mysql_code(code: u16) -> bool {
     matches!(code, 1205 | 1213 | 1040 | 1053 | 1317)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each kind of failure has its own variant, and its kind decides whether the state machine
+    /// retries it: only an injected fault that asks for it is retried among these.
+    #[test]
+    fn bugs_lost_leases_odd_answers_and_injected_faults_are_told_apart() {
+        let lost = Error::LeaseLost {
+            table: "shop.orders".into(),
+            run_id: "r1".into(),
+        };
+        assert!(lost
+            .to_string()
+            .contains("does not hold the lease of `shop.orders`"));
+        let answer = Error::unexpected_answer("the target", "`COUNT(*)` of `orders`", "many");
+        assert_eq!(
+            answer.to_string(),
+            "the target answered `COUNT(*)` of `orders` with `many`"
+        );
+        let bug = Error::internal("no timestamp column");
+        assert!(bug
+            .to_string()
+            .starts_with("internal error (a tidemark bug"));
+        let fault = |retryable| Error::InjectedFault {
+            point: "after_commit".into(),
+            hit: 2,
+            retryable,
+        };
+        assert_eq!(
+            [lost, answer, bug, fault(false)].map(|e| e.kind()),
+            [ErrorKind::NonRetryable; 4]
+        );
+        assert_eq!(fault(true).kind(), ErrorKind::Retryable);
+        assert!(fault(true).to_string().contains("`after_commit` (hit 2)"));
+    }
 }

@@ -131,15 +131,10 @@ pub fn point(name: &'static str) -> Result<()> {
             tracing::error!(point = name, hit, "injected fault: aborting the process");
             std::process::abort()
         }
-        FaultAction::Error => Err(Error::S3 {
-            context: format!("injected fault at `{name}` (hit {hit})"),
-            message: "TIDEMARK_FAULTS asked for an error here".to_owned(),
-            retryable: true,
-        }),
-        FaultAction::Fatal => Err(Error::S3 {
-            context: format!("injected fault at `{name}` (hit {hit})"),
-            message: "TIDEMARK_FAULTS asked for a non-retryable error here".to_owned(),
-            retryable: false,
+        FaultAction::Error | FaultAction::Fatal => Err(Error::InjectedFault {
+            point: name.to_owned(),
+            hit,
+            retryable: trigger.action == FaultAction::Error,
         }),
     }
 }

@@ -212,7 +212,7 @@ pub async fn clock(conn: &mut mysql_async::Conn) -> Result<String> {
         .query_first("SELECT DATE_FORMAT(NOW(6), '%Y-%m-%d %H:%i:%s.%f')")
         .await
         .map_err(|err| Error::mysql("reading the source clock", err))?;
-    now.ok_or_else(|| Error::InvalidRequest("the source answered no clock".to_owned()))
+    now.ok_or_else(|| Error::unexpected_answer("the source", "`SELECT NOW(6)`", "no row"))
 }
 
 /// Fixes the run's upper bound from the source's own clock or state, so the run always ends even

@@ -277,10 +277,10 @@ impl Watermark {
                 owner: lease.owner.to_string(),
                 expires_at: lease.expires_at.to_rfc3339(),
             }),
-            None => Err(Error::InvalidRequest(format!(
-                "run `{run_id}` does not hold the lease of `{}` (it expired or was unlocked); start a new sync",
-                self.table
-            ))),
+            None => Err(Error::LeaseLost {
+                table: self.table.clone(),
+                run_id: run_id.to_string(),
+            }),
         }
     }
 
@@ -316,7 +316,7 @@ impl Watermark {
         }
         if let Some(max) = &manifest.max_cursor {
             if !within_ceiling(max, &manifest.ceiling) {
-                return Err(Error::InvalidRequest(format!(
+                return Err(Error::internal(format!(
                     "run `{}` read past its ceiling ({max:?} > {:?}); nothing was committed",
                     manifest.run_id, manifest.ceiling
                 )));
@@ -690,9 +690,10 @@ impl WatermarkStore {
             };
             let outcome = edit(&mut record)?;
             record.updated_at = now;
-            let body = Bytes::from(serde_json::to_vec_pretty(&record).map_err(|err| {
-                Error::InvalidRequest(format!("cannot encode the watermark: {err}"))
-            })?);
+            let body =
+                Bytes::from(serde_json::to_vec_pretty(&record).map_err(|err| {
+                    Error::internal(format!("cannot encode the watermark: {err}"))
+                })?);
             let written = match &current {
                 Some(previous) => {
                     self.keep_in_history(pipeline, table, tag, now, previous.body.clone())
@@ -807,8 +808,7 @@ impl WatermarkStore {
         };
         let restored = parse_watermark(&saved.body, &self.bucket.uri(&history_key), table)?;
         let key = self.layout.watermark_key(pipeline, table);
-        let manual =
-            RunId::parse("restore").map_err(|err| Error::InvalidRequest(err.to_string()))?;
+        let manual = RunId::parse("restore").map_err(|err| Error::internal(err.to_string()))?;
         for _ in 0..CAS_ATTEMPTS {
             let current = self.bucket.get(&key).await?;
             let mut record = restored.clone();
@@ -829,9 +829,10 @@ impl WatermarkStore {
             record.lease = None;
             record.updated_at = now;
             record.manual = Some(edit.clone());
-            let body = Bytes::from(serde_json::to_vec_pretty(&record).map_err(|err| {
-                Error::InvalidRequest(format!("cannot encode the watermark: {err}"))
-            })?);
+            let body =
+                Bytes::from(serde_json::to_vec_pretty(&record).map_err(|err| {
+                    Error::internal(format!("cannot encode the watermark: {err}"))
+                })?);
             let written = match current {
                 Some(previous) => {
                     self.keep_in_history(pipeline, table, &manual, now, previous.body)

@@ -414,7 +414,7 @@ impl ReadPlan {
                 let ts = self
                     .ts
                     .as_ref()
-                    .ok_or_else(|| internal("no timestamp column"))?;
+                    .ok_or_else(|| Error::internal("no timestamp column"))?;
                 if let Some(position) = position {
                     let at = position.timestamp.as_deref().ok_or_else(|| {
                         Error::InvalidRequest(format!(
@@ -464,7 +464,9 @@ impl ReadPlan {
                 self.keys.iter().map(|k| k.quoted.as_str()).collect()
             }
             Order::Whole | Order::TimestampOnly | Order::Custom(_) => {
-                return Err(internal("keyset_page of an order without keyset pages"))
+                return Err(Error::internal(
+                    "keyset_page of an order without keyset pages",
+                ))
             }
         };
         params.push(Value::UInt(limit));
@@ -503,7 +505,7 @@ impl ReadPlan {
         let ts = self
             .ts
             .as_ref()
-            .ok_or_else(|| internal("no timestamp column"))?;
+            .ok_or_else(|| Error::internal("no timestamp column"))?;
         let (mut conditions, mut params) = self.after_timestamp(position)?;
         conditions.extend(self.filters.iter().cloned());
         params.extend(self.filter_params.iter().cloned());
@@ -531,7 +533,7 @@ impl ReadPlan {
         let ts = self
             .ts
             .as_ref()
-            .ok_or_else(|| internal("no timestamp column"))?;
+            .ok_or_else(|| Error::internal("no timestamp column"))?;
         let (mut conditions, mut params) = self.after_timestamp(position)?;
         conditions.extend(self.filters.iter().cloned());
         params.extend(self.filter_params.iter().cloned());
@@ -555,7 +557,7 @@ impl ReadPlan {
         let ts = self
             .ts
             .as_ref()
-            .ok_or_else(|| internal("no timestamp column"))?;
+            .ok_or_else(|| Error::internal("no timestamp column"))?;
         match position.and_then(|p| p.timestamp.as_deref()) {
             Some(at) => Ok((
                 vec![format!("{} > ?", ts.quoted)],
@@ -568,7 +570,7 @@ impl ReadPlan {
     /// The user's statement with its placeholders bound for the page after `position`.
     pub fn custom_page(&self, position: Option<&Cursor>, limit: u64) -> Result<PageQuery> {
         let Order::Custom(query) = &self.order else {
-            return Err(internal("custom_page of a keyset order"));
+            return Err(Error::internal("custom_page of a keyset order"));
         };
         let position = position.filter(|p| !p.is_start());
         let last_ts = match position.and_then(|p| p.timestamp.as_deref()) {
@@ -615,10 +617,6 @@ fn start_key_value(key: &OrderColumn) -> Value {
             Value::Bytes(Vec::new())
         }
     }
-}
-
-fn internal(what: &str) -> Error {
-    Error::InvalidRequest(format!("internal: {what}"))
 }
 
 #[cfg(test)]

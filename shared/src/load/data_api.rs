@@ -400,7 +400,7 @@ impl DataApi {
                     .name(*name)
                     .value(*value)
                     .build()
-                    .map_err(|err| Error::InvalidRequest(format!("statement parameter: {err}")))
+                    .map_err(|err| Error::internal(format!("statement parameter: {err}")))
             })
             .collect::<Result<Vec<_>>>()?;
         let output = self
@@ -599,7 +599,7 @@ impl DataApi {
                 .await?;
             let text = field_text(records.first().and_then(|r| r.first()));
             counts.rows = Some(text.trim().parse().map_err(|_| {
-                Error::InvalidRequest(format!("`COUNT(*)` of `{target}` answered `{text}`"))
+                Error::unexpected_answer("the target", format!("`COUNT(*)` of `{target}`"), text)
             })?);
         }
         if self.table_exists(sql::LEDGER_TABLE).await? {

@@ -53,9 +53,11 @@ impl LedgerRow {
     pub fn parse(run_id: &str, staged: &str, inserted: &str, deleted: &str) -> Result<Self> {
         let number = |text: &str, column: &str| {
             text.trim().parse::<u64>().map_err(|_| {
-                Error::InvalidRequest(format!(
-                    "the load ledger's `{column}` for run `{run_id}` is `{text}`, not a count"
-                ))
+                Error::unexpected_answer(
+                    "the target",
+                    format!("the load ledger's `{column}` for run `{run_id}` (a count)"),
+                    text,
+                )
             })
         };
         Ok(LedgerRow {
@@ -119,10 +121,11 @@ impl LedgerTotals {
     pub fn parse(columns: [&str; 4]) -> Result<Self> {
         let number = |i: usize| {
             columns[i].trim().parse::<u64>().map_err(|_| {
-                Error::InvalidRequest(format!(
-                    "the load ledger's totals have `{}` where a count belongs",
-                    columns[i]
-                ))
+                Error::unexpected_answer(
+                    "the target",
+                    "the load ledger's totals (counts)",
+                    columns[i],
+                )
             })
         };
         Ok(LedgerTotals {

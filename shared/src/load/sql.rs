@@ -386,9 +386,7 @@ fn key_condition(plan: &LoadPlan, left: &str, right: &str) -> Result<String> {
 /// counts for the ledger are taken before the target changes.
 pub fn load_script(dialect: Dialect, plan: &LoadPlan) -> Result<LoadScript> {
     if plan.runs.is_empty() {
-        return Err(Error::InvalidRequest(
-            "a load script needs at least one run".to_owned(),
-        ));
+        return Err(Error::internal("a load script needs at least one run"));
     }
     let target_name = naming::target_identifier(&plan.target)?;
     let target = quote_warehouse_qualified(&naming::target_identifier(&plan.schema)?, &target_name);

@@ -366,7 +366,7 @@ pub async fn target_counts(
             .and_then(|row| row.first().cloned())
             .unwrap_or_default();
         counts.rows = Some(text.trim().parse().map_err(|_| {
-            Error::InvalidRequest(format!("`COUNT(*)` of `{target}` answered `{text}`"))
+            Error::unexpected_answer("the target", format!("`COUNT(*)` of `{target}`"), text)
         })?);
     }
     if table_exists(client, dialect, schema, sql::LEDGER_TABLE).await? {

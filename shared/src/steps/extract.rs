@@ -115,5 +115,5 @@ pub async fn handle(
             serde_json::to_value(result)
         }
     };
-    answer.map_err(|err| Error::InvalidRequest(format!("cannot encode the answer: {err}")))
+    answer.map_err(|err| Error::internal(format!("cannot encode the answer: {err}")))
 }

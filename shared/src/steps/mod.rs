@@ -25,7 +25,7 @@ use crate::watermark::{LocalOwner, WatermarkStore};
 /// A step's answer as the JSON a Lambda returns.
 pub fn answer<T: serde::Serialize>(value: T) -> Result<serde_json::Value> {
     serde_json::to_value(value)
-        .map_err(|err| Error::InvalidRequest(format!("cannot encode the answer: {err}")))
+        .map_err(|err| Error::internal(format!("cannot encode the answer: {err}")))
 }
 
 /// Clients built once per process and shared by every step.
@@ -70,7 +70,7 @@ impl Services {
     /// operator edit from the CLI is recorded as.
     pub async fn caller_identity(&self) -> Result<String> {
         let answer = self.sts.get_caller_identity().send().await.map_err(|err| {
-            Error::InvalidRequest(format!(
+            Error::config("AWS credentials", format!(
                 "cannot tell who is asking: STS GetCallerIdentity failed ({}); every watermark edit records the caller's AWS identity, so give the CLI working AWS credentials (AWS_PROFILE, or `aws sso login`)",
                 aws_sdk_sts::error::DisplayErrorContext(&err)
             ))

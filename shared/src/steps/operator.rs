@@ -428,7 +428,7 @@ async fn audited<T: Serialize>(
     );
     let now = Utc::now();
     let request = serde_json::to_value(request)
-        .map_err(|err| Error::InvalidRequest(format!("cannot encode the request: {err}")))?;
+        .map_err(|err| Error::internal(format!("cannot encode the request: {err}")))?;
     let requested = AuditEntry {
         edit_id: format!(
             "{:012x}",
@@ -491,7 +491,7 @@ async fn edit(
 ) -> Result<EditResult> {
     let (pipeline_name, pipeline, table_config, table) = locate_table(services, pipeline, table)?;
     let target = target_name(table_config, &table)?;
-    let tag = RunId::parse("manual").map_err(|e| Error::InvalidRequest(e.to_string()))?;
+    let tag = RunId::parse("manual").map_err(|e| Error::internal(e.to_string()))?;
     let now = Utc::now();
     let (watermark, message) = services
         .watermarks(pipeline)

@@ -378,7 +378,7 @@ async fn prepare_run(
     };
     let schema_key = layout.run_schema_key(pipeline_name, table, run_id);
     let body = serde_json::to_vec_pretty(&schema)
-        .map_err(|err| Error::InvalidRequest(format!("cannot encode the schema: {err}")))?;
+        .map_err(|err| Error::internal(format!("cannot encode the schema: {err}")))?;
     services
         .bucket(pipeline)
         .put(&schema_key, body.into())
@@ -607,13 +607,20 @@ pub async fn commit(services: &Services, request: &CommitRequest) -> Result<Comm
         ..RunManifest::without_files(run, schema, Utc::now())
     };
     let body = serde_json::to_vec_pretty(&run_manifest)
-        .map_err(|err| Error::InvalidRequest(format!("cannot encode the run manifest: {err}")))?;
+        .map_err(|err| Error::internal(format!("cannot encode the run manifest: {err}")))?;
     // Written once: a retried commit finds the manifest already there and keeps the first one.
     let run_manifest = match bucket.put_if_absent(&manifest_key, body.into()).await? {
         PutOutcome::Written(_) => run_manifest,
         PutOutcome::PreconditionFailed => {
             let existing = bucket.get(&manifest_key).await?.ok_or_else(|| {
-                Error::InvalidRequest(format!("{} vanished", bucket.uri(&manifest_key)))
+                Error::unexpected_answer(
+                    "S3",
+                    format!(
+                        "a read of `{}` just after a write refused as existing",
+                        bucket.uri(&manifest_key)
+                    ),
+                    "no such key",
+                )
             })?;
             manifest::parse_json(&existing.body, &bucket.uri(&manifest_key))?
         }
@@ -754,7 +761,7 @@ pub async fn fail(services: &Services, request: &FailRequest) -> Result<Watermar
     crate::metrics::run_failed(&pipeline_name, &table, request.run_id.as_ref(), error_type).emit();
     let tag = match &request.run_id {
         Some(run_id) => run_id.clone(),
-        None => RunId::parse("failed-begin").map_err(|e| Error::InvalidRequest(e.to_string()))?,
+        None => RunId::parse("failed-begin").map_err(|e| Error::internal(e.to_string()))?,
     };
     let now = Utc::now();
     let (watermark, ()) = services

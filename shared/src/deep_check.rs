@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::extract::decode::{BatchBuilder, ValueRules};
 use crate::load::data_api;
 use crate::load::sql::{self, Dialect, LoadPlan, PlannedRun};
+use crate::load::target::TargetClient;
 use crate::load::wire;
 use crate::manifest::Cursor;
 use crate::naming::{self, RunId, TableId};
@@ -21,7 +22,6 @@ use crate::schema::{
     ColumnType, JsonTarget, NulPolicy, OversizePolicy, RedshiftTableOptions, SchemaOptions,
     SourceColumn, TableSchema, Warehouse,
 };
-use crate::steps::load::TargetClient;
 use crate::steps::Services;
 use crate::storage::Bucket;
 
@@ -85,7 +85,7 @@ pub async fn run(services: &Services, name: &str) -> Result<Vec<Check>> {
         id: entropy[..12].to_owned(),
         bucket: services.bucket(pipeline),
     };
-    let mut session = TargetClient::connect(services, name).await?;
+    let mut session = services.target(name).await?;
     let mut checks = Vec::new();
     checks.extend(type_zoo(&scratch, &mut session).await);
     checks.push(duplicate_json_keys(&scratch, &mut session).await);
@@ -714,19 +714,19 @@ async fn load(
         loaded_at: Utc::now(),
         dropped_columns: DroppedColumns::Keep,
     };
-    let options = RedshiftTableOptions::default();
+    session
+        .prepare_target(&plan, &RedshiftTableOptions::default())
+        .await?;
     match session {
         TargetClient::Wire {
             client, dialect, ..
         } => {
-            wire::prepare_target(client, *dialect, &plan, &options).await?;
             wire::load(client, *dialect, &plan, &scratch.bucket).await?;
         }
         TargetClient::DataApi(api) => {
             let redshift = scratch.redshift.ok_or_else(|| {
                 Error::internal("a Data API session without a Redshift connection")
             })?;
-            api.prepare_target(&plan, &options).await?;
             let script = sql::load_script(Dialect::Redshift, &plan)?;
             let token = data_api::client_token(
                 &plan.pipeline,

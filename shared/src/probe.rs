@@ -10,7 +10,6 @@ use tokio::io::AsyncBufReadExt;
 
 use crate::config::{Connection, RedshiftAccess, TunnelConfig};
 use crate::error::{Error, Result};
-use crate::steps::load::TargetClient;
 use crate::steps::Services;
 
 /// Longest a probe may take when its connection names no timeout of its own.
@@ -256,7 +255,7 @@ async fn target_version(
     services: &Services,
     name: &str,
 ) -> Result<(Option<String>, Option<String>)> {
-    let client = TargetClient::connect(services, name).await?;
+    let client = services.target(name).await?;
     Ok((Some(client.version().await?), None))
 }
 

@@ -24,7 +24,7 @@ use tidemark::run::{RunContext, SyncMode};
 use tidemark::schema::{DistStyle, RedshiftTableOptions, SchemaOptions, SourceColumn, TableSchema};
 use tidemark::steps::load::{
     parse_request, status, submit, LoadRequest, LoadState, LoadStatus, LoadSubmission,
-    StatusRequest, SubmitRequest, TargetClient,
+    StatusRequest, SubmitRequest,
 };
 use tidemark::steps::watermark::{
     begin, commit_load, fail, BeginRequest, CommitLoadRequest, FailRequest,
@@ -1321,7 +1321,7 @@ async fn operator_questions_reach_a_tunnelled_target_through_its_tunnel() {
     in_world(Target::Tunnel, ORDERS, "orders", ORDERS_CONFIG, async |w| {
         let (rows, _) = w.one_order_loaded().await?;
         // `validate-counts` and `connections test` ask through the same client.
-        let client = TargetClient::connect(&w.services, "wh").await?;
+        let client = w.services.target("wh").await?;
         let counts = client.counts(&w.target).await?;
         assert_eq!(counts.rows, Some(rows.len() as u64));
         assert_eq!(counts.ledger.runs, 1);
@@ -1332,7 +1332,9 @@ async fn operator_questions_reach_a_tunnelled_target_through_its_tunnel() {
             .as_ref()
             .expect("a tunnel world has a bastion")
             .kill();
-        let err = TargetClient::connect(&w.services, "wh")
+        let err = w
+            .services
+            .target("wh")
             .await
             .expect_err("the bastion is gone");
         assert!(matches!(err, tidemark::Error::Tunnel { .. }), "{err}");

@@ -18,10 +18,10 @@ use aws_sdk_redshiftdata::types::{Field, SqlParameter, StatusString};
 
 use crate::config::RedshiftConnection;
 use crate::error::{Error, ErrorKind, Result};
-use crate::naming::{self, RunId};
-use crate::schema::{drift_error, RedshiftTableOptions, TargetColumn};
+use crate::naming::RunId;
+use crate::schema::TargetColumn;
 
-use super::sql::{self, Dialect, LoadPlan, LoadScript};
+use super::sql::{self, Dialect, LoadScript};
 use super::LedgerRow;
 
 /// How often a short statement (DDL, a column query) is polled.
@@ -479,38 +479,44 @@ impl DataApi {
             tokio::time::sleep(POLL_INTERVAL).await;
         }
     }
+}
 
-    /// The schema step through the Data API: creates the target and the ledger, reads the
-    /// target's columns from SVV_COLUMNS, applies automatic drift one statement at a time.
-    pub async fn prepare_target(
+impl DataApi {
+    /// The connection's schema (targets and ledger).
+    pub fn schema(&self) -> &str {
+        &self.connection.schema
+    }
+
+    /// Runs one statement within the connection's `statement_timeout`; its records, if any.
+    pub async fn run(&self, statement: &str) -> Result<Vec<Vec<Field>>> {
+        self.execute(statement, &[], self.connection.statement_timeout.0)
+            .await
+    }
+
+    /// Every record of `query`, each value as text (NULL as empty).
+    pub(super) async fn text_rows(&self, query: &str) -> Result<Vec<Vec<String>>> {
+        Ok(self
+            .run(query)
+            .await?
+            .iter()
+            .map(|record| record.iter().map(|f| field_text(Some(f))).collect())
+            .collect())
+    }
+
+    /// The columns of `schema`.`table` from SVV_COLUMNS (none: no such table).
+    pub(super) async fn existing_columns(
         &self,
-        plan: &LoadPlan,
-        redshift: &RedshiftTableOptions,
-    ) -> Result<Vec<String>> {
-        let timeout = self.connection.statement_timeout.0;
-        self.execute(&sql::create_schema(&plan.schema)?, &[], timeout)
+        schema: &str,
+        table: &str,
+    ) -> Result<Vec<TargetColumn>> {
+        let records = self
+            .execute(
+                &sql::existing_columns_query(Dialect::Redshift, true),
+                &[("schema", schema), ("table", table)],
+                self.connection.statement_timeout.0,
+            )
             .await?;
-        self.execute(&sql::create_ledger(&plan.schema)?, &[], timeout)
-            .await?;
-        let owner = self
-            .execute(&sql::foreign_ledger_owner(plan)?, &[], timeout)
-            .await?;
-        super::refuse_foreign_target(
-            plan,
-            owner
-                .first()
-                .map(|record| (field_text(record.first()), field_text(record.get(1)))),
-        )?;
-        self.execute(
-            &sql::create_target(Dialect::Redshift, plan, redshift)?,
-            &[],
-            timeout,
-        )
-        .await?;
-        let schema = naming::target_identifier(&plan.schema)?;
-        let table = naming::target_identifier(&plan.target)?;
-        let records = self.columns(&schema, &table).await?;
-        let existing: Vec<TargetColumn> = records
+        Ok(records
             .iter()
             .map(|record| TargetColumn {
                 name: field_text(record.first()),
@@ -521,98 +527,7 @@ impl DataApi {
                 nullable: field_text(record.get(5)) != "NO",
                 primary_key: Some(field_text(record.get(6))).filter(|name| !name.is_empty()),
             })
-            .collect();
-        let drifts = super::target_drift(plan, &existing, Dialect::Redshift.warehouse());
-        let qualified = format!("{schema}.{table}");
-        if let Some(error) = drift_error(&qualified, &drifts) {
-            return Err(error);
-        }
-        let ddl = super::schema_changes(plan, &drifts, Dialect::Redshift.warehouse())?;
-        for statement in &ddl {
-            tracing::info!(table = %qualified, ddl = %statement, "applying schema drift");
-            self.execute(statement, &[], timeout).await?;
-        }
-        Ok(ddl)
-    }
-}
-
-impl DataApi {
-    /// The columns of `schema.table` from SVV_COLUMNS (none: no such table).
-    async fn columns(&self, schema: &str, table: &str) -> Result<Vec<Vec<Field>>> {
-        self.execute(
-            &sql::existing_columns_query(Dialect::Redshift, true),
-            &[("schema", schema), ("table", table)],
-            self.connection.statement_timeout.0,
-        )
-        .await
-    }
-
-    /// Whether `table` exists in the connection's schema (it has columns).
-    async fn table_exists(&self, table: &str) -> Result<bool> {
-        let schema = naming::target_identifier(&self.connection.schema)?;
-        Ok(!self
-            .columns(&schema, &naming::target_identifier(table)?)
-            .await?
-            .is_empty())
-    }
-
-    /// The ledger rows of `runs` loaded into `target` (none when there is no ledger yet).
-    pub async fn ledger_rows_of(&self, target: &str, runs: &[RunId]) -> Result<Vec<LedgerRow>> {
-        if runs.is_empty() || !self.table_exists(sql::LEDGER_TABLE).await? {
-            return Ok(Vec::new());
-        }
-        let records = self
-            .execute(
-                &sql::ledger_rows_of(&self.connection.schema, target, runs)?,
-                &[],
-                self.connection.statement_timeout.0,
-            )
-            .await?;
-        ledger_records(&records)
-    }
-
-    /// The first row of `query`, each value as text (empty: no row).
-    pub async fn first_row(&self, query: &str) -> Result<Vec<String>> {
-        let records = self
-            .execute(query, &[], self.connection.statement_timeout.0)
-            .await?;
-        Ok(records
-            .first()
-            .map(|record| record.iter().map(|f| field_text(Some(f))).collect())
-            .unwrap_or_default())
-    }
-
-    /// The server's version string (`SELECT version()`).
-    pub async fn server_version(&self) -> Result<String> {
-        let row = self.first_row("SELECT version()").await?;
-        Ok(row.into_iter().next().unwrap_or_default())
-    }
-
-    /// The target table's rows and its ledger's totals; a missing table or ledger counts as empty.
-    pub async fn target_counts(&self, target: &str) -> Result<super::TargetCounts> {
-        let timeout = self.connection.statement_timeout.0;
-        let schema_name = &self.connection.schema;
-        let mut counts = super::TargetCounts::default();
-        if self.table_exists(target).await? {
-            let records = self
-                .execute(&sql::count_target(schema_name, target)?, &[], timeout)
-                .await?;
-            let text = field_text(records.first().and_then(|r| r.first()));
-            counts.rows = Some(text.trim().parse().map_err(|_| {
-                Error::unexpected_answer("the target", format!("`COUNT(*)` of `{target}`"), text)
-            })?);
-        }
-        if self.table_exists(sql::LEDGER_TABLE).await? {
-            let records = self
-                .execute(&sql::ledger_totals(schema_name, target)?, &[], timeout)
-                .await?;
-            if let Some(record) = records.first() {
-                let text = |i: usize| field_text(record.get(i));
-                counts.ledger =
-                    super::LedgerTotals::parse([&text(0), &text(1), &text(2), &text(3)])?;
-            }
-        }
-        Ok(counts)
+            .collect())
     }
 }
 
@@ -626,8 +541,8 @@ fn ledger_records(records: &[Vec<Field>]) -> Result<Vec<LedgerRow>> {
     records
         .iter()
         .map(|record| {
-            let text = |i: usize| field_text(record.get(i));
-            LedgerRow::parse(&text(0), &text(1), &text(2), &text(3))
+            let row: Vec<String> = record.iter().map(|f| field_text(Some(f))).collect();
+            LedgerRow::from_text(&row)
         })
         .collect()
 }

@@ -19,6 +19,7 @@ pub mod data_api;
 pub mod pg_copy;
 pub mod sql;
 pub mod stall_guard;
+pub mod target;
 pub mod tunnel;
 pub mod wire;
 
@@ -49,6 +50,13 @@ pub struct LedgerRow {
 }
 
 impl LedgerRow {
+    /// A ledger row from a ledger query's row as text: `run_id, rows_staged, rows_inserted,
+    /// rows_deleted` (a missing column reads as empty, and fails as not a count).
+    pub fn from_text(row: &[String]) -> Result<Self> {
+        let column = |i: usize| row.get(i).map(String::as_str).unwrap_or_default();
+        Self::parse(column(0), column(1), column(2), column(3))
+    }
+
     /// A ledger row from its columns as text.
     pub fn parse(run_id: &str, staged: &str, inserted: &str, deleted: &str) -> Result<Self> {
         let number = |text: &str, column: &str| {

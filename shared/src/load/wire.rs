@@ -13,8 +13,8 @@ use tokio_postgres::{Client, SimpleQueryMessage};
 
 use crate::config::{PostgresConnection, RedshiftConnection};
 use crate::error::{Error, Result};
-use crate::naming::{self, RunId};
-use crate::schema::{drift_error, RedshiftTableOptions, TargetColumn};
+use crate::naming::RunId;
+use crate::schema::TargetColumn;
 use crate::storage::Bucket;
 use crate::tls::PostgresTls;
 
@@ -214,60 +214,13 @@ pub async fn set_statement_timeout(client: &Client, timeout: Duration) -> Result
         .map_err(|err| Error::postgres("setting the statement timeout", err))
 }
 
-/// The schema step: creates the target and the ledger if missing, then applies the automatic
-/// drift (added columns, widened VARCHARs) one statement at a time, outside any transaction.
-/// Incompatible drift fails with [`Error::SchemaDrift`]. Returns the DDL it ran.
-pub async fn prepare_target(
+/// The columns of `schema`.`table` (quoted-safe identifiers) from information_schema.
+pub(super) async fn existing_columns(
     client: &Client,
     dialect: Dialect,
-    plan: &LoadPlan,
-    redshift: &RedshiftTableOptions,
-) -> Result<Vec<String>> {
-    client
-        .batch_execute(&sql::create_schema(&plan.schema)?)
-        .await
-        .map_err(|err| Error::postgres(format!("creating schema `{}`", plan.schema), err))?;
-    client
-        .batch_execute(&sql::create_ledger(&plan.schema)?)
-        .await
-        .map_err(|err| Error::postgres("creating the load ledger", err))?;
-    let owner = client
-        .simple_query(&sql::foreign_ledger_owner(plan)?)
-        .await
-        .map_err(|err| Error::postgres("reading the load ledger", err))?;
-    let owner = first_row(&owner).and_then(|row| match row.as_slice() {
-        [pipeline, source_table, ..] => Some((pipeline.clone(), source_table.clone())),
-        _ => None,
-    });
-    super::refuse_foreign_target(plan, owner)?;
-    client
-        .batch_execute(&sql::create_target(dialect, plan, redshift)?)
-        .await
-        .map_err(|err| Error::postgres(format!("creating `{}`", plan.target), err))?;
-    let existing = existing_columns(client, dialect, plan).await?;
-    let drifts = super::target_drift(plan, &existing, dialect.warehouse());
-    let table = format!("{}.{}", plan.schema, plan.target);
-    if let Some(error) = drift_error(&table, &drifts) {
-        return Err(error);
-    }
-    let ddl = super::schema_changes(plan, &drifts, dialect.warehouse())?;
-    for statement in &ddl {
-        tracing::info!(table = %table, ddl = %statement, "applying schema drift");
-        client
-            .batch_execute(statement)
-            .await
-            .map_err(|err| Error::postgres(format!("changing `{table}`"), err))?;
-    }
-    Ok(ddl)
-}
-
-async fn existing_columns(
-    client: &Client,
-    dialect: Dialect,
-    plan: &LoadPlan,
+    schema: &str,
+    table: &str,
 ) -> Result<Vec<TargetColumn>> {
-    let schema = naming::target_identifier(&plan.schema)?;
-    let table = naming::target_identifier(&plan.target)?;
     let rows = client
         .query(
             &sql::existing_columns_query(dialect, false),
@@ -298,112 +251,26 @@ pub async fn read_ledger(client: &Client, plan: &LoadPlan) -> Result<Vec<LedgerR
     ledger_rows(&messages)
 }
 
-/// The server's version string (`SELECT version()`).
-pub async fn server_version(client: &Client) -> Result<String> {
-    let messages = client
-        .simple_query("SELECT version()")
-        .await
-        .map_err(|err| Error::postgres("reading the server version", err))?;
-    Ok(first_row(&messages)
-        .and_then(|row| row.first().cloned())
-        .unwrap_or_default())
-}
-
-/// The target table's rows and its ledger's totals; a missing table or ledger counts as empty.
-/// Whether `schema`.`table` exists (it has columns).
-async fn table_exists(
-    client: &Client,
-    dialect: Dialect,
-    schema: &str,
-    table: &str,
-) -> Result<bool> {
-    let (schema, table) = (
-        naming::target_identifier(schema)?,
-        naming::target_identifier(table)?,
-    );
-    let columns = client
-        .query(
-            &sql::existing_columns_query(dialect, false),
-            &[&schema, &table],
-        )
-        .await
-        .map_err(|err| Error::postgres(format!("looking for `{schema}.{table}`"), err))?;
-    Ok(!columns.is_empty())
-}
-
-/// The ledger rows of `runs` loaded into `schema`.`target` (none when there is no ledger yet).
-pub async fn ledger_rows_of(
-    client: &Client,
-    dialect: Dialect,
-    schema: &str,
-    target: &str,
-    runs: &[RunId],
-) -> Result<Vec<LedgerRow>> {
-    if runs.is_empty() || !table_exists(client, dialect, schema, sql::LEDGER_TABLE).await? {
-        return Ok(Vec::new());
-    }
-    let messages = client
-        .simple_query(&sql::ledger_rows_of(schema, target, runs)?)
-        .await
-        .map_err(|err| Error::postgres("reading the load ledger", err))?;
-    ledger_rows(&messages)
-}
-
-/// The target table's rows and its ledger's totals; a missing table or ledger counts as empty.
-pub async fn target_counts(
-    client: &Client,
-    dialect: Dialect,
-    schema: &str,
-    target: &str,
-) -> Result<super::TargetCounts> {
-    let mut counts = super::TargetCounts::default();
-    if table_exists(client, dialect, schema, target).await? {
-        let messages = client
-            .simple_query(&sql::count_target(schema, target)?)
-            .await
-            .map_err(|err| Error::postgres(format!("counting the rows of `{target}`"), err))?;
-        let text = first_row(&messages)
-            .and_then(|row| row.first().cloned())
-            .unwrap_or_default();
-        counts.rows = Some(text.trim().parse().map_err(|_| {
-            Error::unexpected_answer("the target", format!("`COUNT(*)` of `{target}`"), text)
-        })?);
-    }
-    if table_exists(client, dialect, schema, sql::LEDGER_TABLE).await? {
-        let messages = client
-            .simple_query(&sql::ledger_totals(schema, target)?)
-            .await
-            .map_err(|err| Error::postgres("summing the load ledger", err))?;
-        if let Some(row) = first_row(&messages) {
-            let column = |i: usize| row.get(i).map(String::as_str).unwrap_or_default();
-            counts.ledger =
-                super::LedgerTotals::parse([column(0), column(1), column(2), column(3)])?;
-        }
-    }
-    Ok(counts)
-}
-
-/// The first row of a simple query's answer, every column as text (NULL as empty).
-pub(crate) fn first_row(messages: &[SimpleQueryMessage]) -> Option<Vec<String>> {
-    messages.iter().find_map(|message| match message {
-        SimpleQueryMessage::Row(row) => Some(
-            (0..row.len())
-                .map(|i| row.get(i).unwrap_or_default().to_owned())
-                .collect(),
-        ),
-        _ => None,
-    })
+/// Every row of a simple query's answer, every column as text (NULL as empty).
+pub(super) fn text_rows(messages: &[SimpleQueryMessage]) -> Vec<Vec<String>> {
+    messages
+        .iter()
+        .filter_map(|message| match message {
+            SimpleQueryMessage::Row(row) => Some(
+                (0..row.len())
+                    .map(|i| row.get(i).unwrap_or_default().to_owned())
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect()
 }
 
 fn ledger_rows(messages: &[SimpleQueryMessage]) -> Result<Vec<LedgerRow>> {
-    let mut rows = Vec::new();
-    for message in messages {
-        if let SimpleQueryMessage::Row(row) = message {
-            let text = |i: usize| row.get(i).unwrap_or_default().to_owned();
-            rows.push(LedgerRow::parse(&text(0), &text(1), &text(2), &text(3))?);
-        }
-    }
-    Ok(rows)
+    text_rows(messages)
+        .iter()
+        .map(|row| LedgerRow::from_text(row))
+        .collect()
 }
 
 fn affected(messages: &[SimpleQueryMessage]) -> u64 {

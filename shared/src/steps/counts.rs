@@ -122,7 +122,7 @@ pub async fn validate_counts(services: &Services, request: &TableRequest) -> Res
             crate::source::count_rows_up_to(&mut conn, &table, column.as_deref(), value.as_deref()),
         )
         .await?;
-    let client = super::load::TargetClient::connect(services, &pipeline.target).await?;
+    let client = services.target(&pipeline.target).await?;
     let target_counts = client.counts(&target).await?;
     let schema = match services.config.connections.get(&pipeline.target) {
         Some(crate::config::Connection::Postgres(c)) => c.schema.clone(),

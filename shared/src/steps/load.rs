@@ -14,18 +14,14 @@
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
-use std::time::Duration;
-
-use crate::config::{
-    Connection, PostgresConnection, RedshiftAccess, RedshiftConnection, TunnelConfig,
-};
+use crate::config::{Connection, RedshiftConnection};
 use crate::error::{Error, ErrorKind, Result};
 use crate::load::data_api::{self, DataApi, StatementState};
-use crate::load::{self, sql, tunnel, wire, CommittedRun, Dialect, LoadPlan, PlanTarget};
+use crate::load::target::{not_a_warehouse, Route, TargetClient};
+use crate::load::{self, sql, wire, CommittedRun, Dialect, LoadPlan, PlanTarget};
 use crate::naming::{self, RunId};
 use crate::run::RunContext;
 use crate::schema::RedshiftTableOptions;
-use crate::secret::{expose, SecretString};
 use crate::watermark::LoadedRun;
 
 use super::Services;
@@ -166,77 +162,64 @@ pub async fn submit(services: &Services, request: &SubmitRequest) -> Result<Load
         }
     };
     let redshift_options = table_config.redshift_options();
-    match connection {
-        Connection::Postgres(postgres) => {
-            let Some(plan) = plan_for(&postgres.schema, "", sql::MAX_RUNS_PER_WIRE_LOAD)? else {
-                return Ok(nothing_pending(run));
-            };
-            let wire_target = postgres_wire_target(services, postgres).await?;
-            let rows =
-                load_over_wire(services, &wire_target, &plan, &bucket, &redshift_options).await?;
-            Ok(finished(run, &plan, &committed, &rows, started.elapsed()))
+    let route = Route::of(&pipeline.target, connection)?;
+    let (schema, iam_role) = match connection {
+        Connection::Postgres(postgres) => (postgres.schema.as_str(), ""),
+        Connection::Redshift(redshift) => (redshift.schema.as_str(), redshift.iam_role.as_str()),
+        Connection::Mysql(_) => return Err(not_a_warehouse(&pipeline.target)),
+    };
+    let max_runs = match route {
+        Route::DataApi => sql::max_runs_per_batch(),
+        Route::Wire { .. } => sql::MAX_RUNS_PER_WIRE_LOAD,
+    };
+    let Some(plan) = plan_for(schema, iam_role, max_runs)? else {
+        return Ok(nothing_pending(run));
+    };
+    if let Connection::Redshift(_) = connection {
+        load::write_copy_manifests(&bucket, &layout, &plan).await?;
+    }
+    let over_wire = async |route: Route<'_>| -> Result<LoadSubmission> {
+        let session =
+            TargetClient::open(services.reach(), &pipeline.target, connection, route).await?;
+        let rows = load_over_wire(session, &plan, &bucket, &redshift_options).await?;
+        Ok(finished(run, &plan, &committed, &rows, started.elapsed()))
+    };
+    let Connection::Redshift(redshift) = connection else {
+        return over_wire(route).await;
+    };
+    if let Route::Wire { .. } = route {
+        return over_wire(route).await;
+    }
+    let submitted = submit_data_api(
+        services,
+        redshift,
+        request,
+        &plan,
+        &committed,
+        &redshift_options,
+    )
+    .await;
+    match (submitted, &redshift.tunnel) {
+        // A network failure, with the fallback opted in: the tunnel runs the same SQL; the ledger
+        // keeps it exactly once even if a batch did start.
+        (
+            Err(Error::DataApi {
+                unreachable: true,
+                context,
+                message,
+                ..
+            }),
+            Some(tunnel),
+        ) if redshift.fallback_to_tunnel => {
+            tracing::warn!(target = %run.target, bastion = %tunnel.bastion_host, context = %context, error = %message, "the Data API cannot be reached; loading through the SSH tunnel instead (fallback_to_tunnel)");
+            crate::metrics::load_fallback(&run.pipeline, &naming::TableId::parse(&run.table)?)
+                .emit();
+            over_wire(Route::Wire {
+                tunnel: Some(tunnel),
+            })
+            .await
         }
-        Connection::Redshift(redshift) => {
-            let max_runs = match redshift.access {
-                RedshiftAccess::DataApi => sql::max_runs_per_batch(),
-                RedshiftAccess::Direct | RedshiftAccess::Tunnel => sql::MAX_RUNS_PER_WIRE_LOAD,
-            };
-            let Some(plan) = plan_for(&redshift.schema, &redshift.iam_role, max_runs)? else {
-                return Ok(nothing_pending(run));
-            };
-            load::write_copy_manifests(&bucket, &layout, &plan).await?;
-            let over_wire = async |tunnel: Option<&TunnelConfig>| -> Result<LoadSubmission> {
-                let wire_target = redshift_wire_target(services, redshift, tunnel).await?;
-                let rows =
-                    load_over_wire(services, &wire_target, &plan, &bucket, &redshift_options)
-                        .await?;
-                Ok(finished(run, &plan, &committed, &rows, started.elapsed()))
-            };
-            match redshift.access {
-                RedshiftAccess::DataApi => {
-                    let submitted = submit_data_api(
-                        services,
-                        redshift,
-                        request,
-                        &plan,
-                        &committed,
-                        &redshift_options,
-                    )
-                    .await;
-                    match (submitted, &redshift.tunnel) {
-                        // A network failure, with the fallback opted in: the tunnel runs the
-                        // same SQL; the ledger keeps it exactly once even if a batch did start.
-                        (
-                            Err(Error::DataApi {
-                                unreachable: true,
-                                context,
-                                message,
-                                ..
-                            }),
-                            Some(tunnel),
-                        ) if redshift.fallback_to_tunnel => {
-                            tracing::warn!(target = %run.target, bastion = %tunnel.bastion_host, context = %context, error = %message, "the Data API cannot be reached; loading through the SSH tunnel instead (fallback_to_tunnel)");
-                            crate::metrics::load_fallback(
-                                &run.pipeline,
-                                &naming::TableId::parse(&run.table)?,
-                            )
-                            .emit();
-                            over_wire(Some(tunnel)).await
-                        }
-                        (submitted, _) => submitted,
-                    }
-                }
-                RedshiftAccess::Direct => over_wire(None).await,
-                RedshiftAccess::Tunnel => match &redshift.tunnel {
-                    Some(tunnel) => over_wire(Some(tunnel)).await,
-                    None => Err(Error::config(
-                        "connections",
-                        "Redshift `access: tunnel` needs a `tunnel` block",
-                    )),
-                },
-            }
-        }
-        Connection::Mysql(_) => Err(not_a_warehouse(pipeline)),
+        (submitted, _) => submitted,
     }
 }
 
@@ -257,150 +240,26 @@ pub(super) fn target_connection<'c>(
         })
 }
 
-/// The error for a pipeline whose target names a MySQL connection.
-pub(super) fn not_a_warehouse(pipeline: &crate::config::Pipeline) -> Error {
-    Error::InvalidRequest(format!(
-        "target `{}` is a mysql connection; a pipeline's target is postgres or redshift",
-        pipeline.target
-    ))
-}
-
-/// A wire-protocol warehouse: its dialect, login, and how to reach it.
-struct WireTarget<'a> {
-    dialect: Dialect,
-    config: tokio_postgres::Config,
-    /// The connection's TLS; `None` for `tls: disabled`.
-    tls: Option<crate::tls::PostgresTls>,
-    /// The bastion in front of it, if any.
-    tunnel: Option<&'a TunnelConfig>,
-    /// The server as the bastion sees it.
-    host: &'a str,
-    port: u16,
-    statement_timeout: Duration,
-    connect_timeout: Duration,
-}
-
-/// PostgreSQL, direct or through its `tunnel`.
-async fn postgres_wire_target<'a>(
-    services: &Services,
-    postgres: &'a PostgresConnection,
-) -> Result<WireTarget<'a>> {
-    let password = password(
-        services,
-        postgres.password.as_ref(),
-        postgres.password_secret.as_deref(),
-    )
-    .await?;
-    let tls = crate::tls::postgres_tls(
-        postgres.tls,
-        crate::tls::CaSource {
-            connection: &postgres.host,
-            file: postgres.tls_ca_file.as_deref(),
-            secret: postgres.tls_ca_secret.as_deref(),
-        },
-        Some(services.secrets()),
-        &postgres.host,
-    )
-    .await?;
-    Ok(WireTarget {
-        dialect: Dialect::Postgres,
-        tls,
-        config: wire::postgres_config(postgres, password.as_deref())?,
-        tunnel: postgres.tunnel.as_ref(),
-        host: &postgres.host,
-        port: postgres.port,
-        statement_timeout: postgres.statement_timeout.0,
-        connect_timeout: postgres.connect_timeout.0,
-    })
-}
-
-/// Redshift over the wire protocol (`direct`, `tunnel`, or the Data API's fallback).
-async fn redshift_wire_target<'a>(
-    services: &Services,
-    redshift: &'a RedshiftConnection,
-    tunnel: Option<&'a TunnelConfig>,
-) -> Result<WireTarget<'a>> {
-    let password = password(
-        services,
-        redshift.password.as_ref(),
-        redshift.secret_arn.as_deref(),
-    )
-    .await?;
-    let config = wire::redshift_config(redshift, password.as_deref())?;
-    let host = redshift.host.as_deref().unwrap_or_default();
-    let tls = crate::tls::postgres_tls(
-        redshift.tls,
-        crate::tls::CaSource {
-            connection: host,
-            file: redshift.tls_ca_file.as_deref(),
-            secret: redshift.tls_ca_secret.as_deref(),
-        },
-        Some(services.secrets()),
-        host,
-    )
-    .await?;
-    Ok(WireTarget {
-        dialect: Dialect::Redshift,
-        tls,
-        host: redshift.host.as_deref().unwrap_or_default(),
-        port: redshift.port,
-        statement_timeout: redshift.statement_timeout.0,
-        connect_timeout: config
-            .get_connect_timeout()
-            .copied()
-            .unwrap_or(Duration::from_secs(30)),
-        config,
-        tunnel,
-    })
-}
-
-/// The schema step and the load over one wire-protocol connection, direct or through the
-/// target's tunnel (closed when the load ends).
+/// The schema step and the load over one wire-protocol session (its tunnel, if any, closes
+/// when the load ends).
 async fn load_over_wire(
-    services: &Services,
-    target: &WireTarget<'_>,
+    session: TargetClient,
     plan: &LoadPlan,
     bucket: &crate::storage::Bucket,
     redshift_options: &RedshiftTableOptions,
 ) -> Result<Vec<load::LedgerRow>> {
-    let (mut client, _open_tunnel) = connect_wire(services, target).await?;
-    wire::prepare_target(&client, target.dialect, plan, redshift_options).await?;
+    session.prepare_target(plan, redshift_options).await?;
     if plan.runs.is_empty() {
         return Ok(Vec::new());
     }
-    wire::load(&mut client, target.dialect, plan, bucket).await
-}
-
-/// A wire-protocol session to the target, direct or through its tunnel; the tunnel, when there
-/// is one, must live as long as the session.
-async fn connect_wire(
-    services: &Services,
-    target: &WireTarget<'_>,
-) -> Result<(tokio_postgres::Client, Option<tunnel::Tunnel>)> {
-    match target.tunnel {
-        None => Ok((
-            wire::connect(
-                &target.config,
-                target.tls.as_ref(),
-                target.statement_timeout,
-            )
-            .await?,
-            None,
-        )),
-        Some(config) => {
-            let key = tunnel::private_key(config, services.secrets()).await?;
-            let open = tunnel::open(config, &key, target.connect_timeout).await?;
-            let client = open
-                .connect(
-                    &target.config,
-                    target.tls.as_ref(),
-                    target.host,
-                    target.port,
-                    target.statement_timeout,
-                )
-                .await?;
-            Ok((client, Some(open)))
-        }
+    match session {
+        TargetClient::Wire {
+            mut client,
+            dialect,
+            tunnel: _open_tunnel,
+            ..
+        } => wire::load(&mut client, dialect, plan, bucket).await,
+        TargetClient::DataApi(_) => Err(Error::internal("a wire load on a Data API session")),
     }
 }
 
@@ -414,7 +273,8 @@ async fn submit_data_api(
 ) -> Result<LoadSubmission> {
     let run = &request.run;
     let api = DataApi::new(services.redshift_data().clone(), redshift.clone());
-    api.prepare_target(plan, redshift_options).await?;
+    let session = TargetClient::DataApi(Box::new(api.clone()));
+    session.prepare_target(plan, redshift_options).await?;
     if plan.runs.is_empty() {
         return Ok(nothing_pending(run));
     }
@@ -491,160 +351,6 @@ fn finished(
         state: LoadState::Finished,
         loaded,
         remaining_runs: (committed.len() - plan.runs.len()) as u64,
-    }
-}
-
-/// A connected target, for the questions an operator asks it (`validate_counts`, `connections
-/// test`), reached exactly as the load reaches it: over the wire protocol (PostgreSQL, Redshift
-/// `direct`, either through its SSH tunnel when configured, Redshift `tunnel`) or through the
-/// Data API.
-pub enum TargetClient {
-    /// PostgreSQL, or Redshift `access: direct` / `tunnel`.
-    Wire {
-        /// The connected session.
-        client: tokio_postgres::Client,
-        /// Its SQL flavour.
-        dialect: Dialect,
-        /// The schema holding the targets and the ledger.
-        schema: String,
-        /// The SSH tunnel the session runs through, kept open while the client lives.
-        tunnel: Option<Box<tunnel::Tunnel>>,
-    },
-    /// Redshift `access: data_api`.
-    DataApi(Box<DataApi>),
-}
-
-impl std::fmt::Debug for TargetClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            TargetClient::Wire {
-                dialect, schema, ..
-            } => {
-                write!(f, "TargetClient::Wire({dialect:?}, {schema})")
-            }
-            TargetClient::DataApi(_) => f.write_str("TargetClient::DataApi"),
-        }
-    }
-}
-
-impl TargetClient {
-    /// Connects to the configuration's connection `name`, with the load's own settings.
-    pub async fn connect(services: &Services, name: &str) -> Result<Self> {
-        let connection = services.config.connections.get(name).ok_or_else(|| {
-            Error::InvalidRequest(format!("`{name}` is not a connection of the configuration"))
-        })?;
-        let (target, schema) = match connection {
-            Connection::Postgres(postgres) => (
-                postgres_wire_target(services, postgres).await?,
-                &postgres.schema,
-            ),
-            Connection::Redshift(redshift) => {
-                let tunnel = match redshift.access {
-                    RedshiftAccess::DataApi => {
-                        return Ok(TargetClient::DataApi(Box::new(DataApi::new(
-                            services.redshift_data().clone(),
-                            (**redshift).clone(),
-                        ))))
-                    }
-                    RedshiftAccess::Direct => None,
-                    RedshiftAccess::Tunnel => Some(redshift.tunnel.as_ref().ok_or_else(|| {
-                        Error::config(
-                            "connections",
-                            "Redshift `access: tunnel` needs a `tunnel` block",
-                        )
-                    })?),
-                };
-                (
-                    redshift_wire_target(services, redshift, tunnel).await?,
-                    &redshift.schema,
-                )
-            }
-            Connection::Mysql(_) => {
-                return Err(Error::InvalidRequest(format!(
-                    "`{name}` is a mysql connection, not a target"
-                )))
-            }
-        };
-        let (client, tunnel) = connect_wire(services, &target).await?;
-        Ok(TargetClient::Wire {
-            client,
-            dialect: target.dialect,
-            schema: schema.clone(),
-            tunnel: tunnel.map(Box::new),
-        })
-    }
-
-    /// The server's version string.
-    pub async fn version(&self) -> Result<String> {
-        match self {
-            TargetClient::Wire { client, .. } => wire::server_version(client).await,
-            TargetClient::DataApi(api) => api.server_version().await,
-        }
-    }
-
-    /// The first row of `query`, each value as text (empty: no row).
-    pub async fn first_row(&self, query: &str) -> Result<Vec<String>> {
-        match self {
-            TargetClient::Wire { client, .. } => {
-                let messages = client
-                    .simple_query(query)
-                    .await
-                    .map_err(|err| Error::postgres("running a query", err))?;
-                Ok(wire::first_row(&messages).unwrap_or_default())
-            }
-            TargetClient::DataApi(api) => api.first_row(query).await,
-        }
-    }
-
-    /// Runs `statement` on its own (autocommit).
-    pub async fn execute(&self, statement: &str) -> Result<()> {
-        match self {
-            TargetClient::Wire { client, .. } => client
-                .batch_execute(statement)
-                .await
-                .map_err(|err| Error::postgres("running a statement", err)),
-            TargetClient::DataApi(api) => api.first_row(statement).await.map(|_| ()),
-        }
-    }
-
-    /// The ledger rows of `runs` loaded into `target`: what the warehouse itself says was loaded.
-    pub async fn ledger_rows(&self, target: &str, runs: &[RunId]) -> Result<Vec<load::LedgerRow>> {
-        match self {
-            TargetClient::Wire {
-                client,
-                dialect,
-                schema,
-                ..
-            } => wire::ledger_rows_of(client, *dialect, schema, target, runs).await,
-            TargetClient::DataApi(api) => api.ledger_rows_of(target, runs).await,
-        }
-    }
-
-    /// The target table's rows and its ledger's totals.
-    pub async fn counts(&self, target: &str) -> Result<load::TargetCounts> {
-        match self {
-            TargetClient::Wire {
-                client,
-                dialect,
-                schema,
-                ..
-            } => wire::target_counts(client, *dialect, schema, target).await,
-            TargetClient::DataApi(api) => api.target_counts(target).await,
-        }
-    }
-}
-
-async fn password(
-    services: &Services,
-    inline: Option<&SecretString>,
-    secret_id: Option<&str>,
-) -> Result<Option<String>> {
-    match (inline, secret_id) {
-        (Some(password), _) => Ok(Some(expose(password).to_owned())),
-        (None, Some(id)) => Ok(Some(
-            expose(&services.secrets().password(id).await?).to_owned(),
-        )),
-        (None, None) => Ok(None),
     }
 }
 

@@ -16,6 +16,7 @@ use tokio::sync::Mutex;
 
 use crate::config::{Config, Connection, Pipeline};
 use crate::error::{Error, Result};
+use crate::load::target::{Reach, TargetClient};
 use crate::naming::StorageLayout;
 use crate::secret::SecretResolver;
 use crate::source::Source;
@@ -81,6 +82,19 @@ impl Services {
                     .to_owned(),
             )
         })
+    }
+
+    /// The clients a warehouse session is opened with.
+    pub fn reach(&self) -> Reach<'_> {
+        Reach {
+            secrets: &self.secrets,
+            data_api: &self.redshift_data,
+        }
+    }
+
+    /// A session on the configuration's connection `name`, reached as configured.
+    pub async fn target(&self, name: &str) -> Result<TargetClient> {
+        TargetClient::connect(self.reach(), &self.config, name).await
     }
 
     /// The S3 client.

@@ -19,6 +19,7 @@ use super::watermark::{
     inspect_source, locate_table, new_run_id, start_cursor, target_name, SourceView,
 };
 use super::Services;
+use crate::load::target::not_a_warehouse;
 
 /// A table's dry run.
 #[derive(Debug, Clone, Serialize)]
@@ -72,7 +73,7 @@ pub async fn preview(
                 redshift.schema.as_str(),
                 redshift.iam_role.as_str(),
             ),
-            Connection::Mysql(_) => return Err(super::load::not_a_warehouse(pipeline)),
+            Connection::Mysql(_) => return Err(not_a_warehouse(&pipeline.target)),
         };
     let watermark = services
         .watermarks(pipeline)

@@ -716,7 +716,8 @@ pub async fn commit_load(services: &Services, request: &CommitLoadRequest) -> Re
     let ledger = if pending.is_empty() {
         Vec::new()
     } else {
-        super::load::TargetClient::connect(services, &pipeline.target)
+        services
+            .target(&pipeline.target)
             .await?
             .ledger_rows(&target, &pending)
             .await?

@@ -131,8 +131,8 @@ pub(crate) async fn run(command: &S3cleanCommand, path: &Path, json: bool) -> Re
                     older_than: Some(*older_than),
                     ..CleanOptions::new(Utc::now())
                 };
-                let tables =
-                    clean::select_tables(&services.config, None, None).map_err(Failure::from)?;
+                let tables = tidemark::steps::cleanup::select_tables(&services.config, None, None)
+                    .map_err(Failure::from)?;
                 clean_tables(&services, &tables, &options, *dry_run, *force, json).await
             }
         }

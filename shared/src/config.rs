@@ -376,6 +376,15 @@ impl TlsMode {
     }
 }
 
+/// The sync state machine's timeout (`TimeoutSeconds` of `statemachine/sync.asl.json`; a test
+/// keeps the two equal): every `lease_ttl` must be longer, since a timed-out execution releases
+/// no lease.
+pub const EXECUTION_TIMEOUT: Duration = Duration::from_secs(5 * 3600);
+
+/// The most extractions one pipeline may run at once (`table_concurrency` x
+/// `chunk_concurrency`): each holds a session on the production source.
+pub const MAX_SOURCE_SESSIONS: u64 = 40;
+
 /// One pipeline: tables from one source to one target through one S3 location.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -1291,14 +1300,28 @@ impl Config {
                 "keep at least 1 version, so that a mistake can be undone",
             );
         }
-        if pipeline.lease_ttl.0 < Duration::from_secs(60) {
+        if pipeline.lease_ttl.0 <= EXECUTION_TIMEOUT {
             problems.add(
                 &at("lease_ttl"),
-                "must be at least `1m`, and longer than the state machine's timeout",
+                format!(
+                    "must be longer than the sync state machine's timeout ({}): an execution that times out runs no `fail`, and its lease must lapse on its own; the default is `6h`",
+                    HumanDuration(EXECUTION_TIMEOUT)
+                ),
             );
         }
         if pipeline.chunk_concurrency == 0 {
             problems.add(&at("chunk_concurrency"), "must be at least 1");
+        }
+        let sessions =
+            u64::from(pipeline.table_concurrency) * u64::from(pipeline.chunk_concurrency);
+        if sessions > MAX_SOURCE_SESSIONS {
+            problems.add(
+                &at("table_concurrency"),
+                format!(
+                    "table_concurrency {} x chunk_concurrency {} = {sessions} extractions at once, each a session on the source; at most {MAX_SOURCE_SESSIONS}: lower one of them (README: Concurrency)",
+                    pipeline.table_concurrency, pipeline.chunk_concurrency
+                ),
+            );
         }
         if pipeline.tables.is_empty() {
             problems.add(
@@ -1913,6 +1936,21 @@ mod tests {
             "invalid value: integer `99999`",
         );
         assert_rejected_at_line("table_concurrency: 1", "table_concurrency: 0", "at least 1");
+        let pipeline_line =
+            "table_concurrency: 1            # 1 = sequential, N = N tables at once";
+        assert_rejected(
+            pipeline_line,
+            "table_concurrency: 1\n    lease_ttl: 5h",
+            "lease_ttl: 5h",
+            "longer than the sync state machine's timeout (5h)",
+        );
+        // 11 tables x the default 4 chunks: 44 sessions on the source.
+        assert_rejected(
+            pipeline_line,
+            "table_concurrency: 11",
+            "table_concurrency: 11",
+            "= 44 extractions at once, each a session on the source; at most 40",
+        );
         assert_rejected_at_line(
             "lookback: 0s",
             "oversize_in_redshift: cut",

@@ -4,7 +4,8 @@
 //!
 //! Supported: Task, Pass, Choice, Wait, Map (inline), Succeed, Fail; InputPath, Parameters and
 //! ItemSelector (`.$` keys, `$$` context), ResultSelector, ResultPath, OutputPath; Retry
-//! (ErrorEquals incl. `States.ALL`, IntervalSeconds, MaxAttempts, BackoffRate, MaxDelaySeconds)
+//! (ErrorEquals incl. `States.ALL`, IntervalSeconds, MaxAttempts, BackoffRate, MaxDelaySeconds,
+//! JitterStrategy)
 //! and Catch; JSONPath of the form `$`, `$.a.b`, `$.a[0]`. Anything else is refused when the
 //! definition is loaded, naming the state. Task resources resolve through their
 //! `${Substitution}` name to an [`Invoker`] — never to a network call.
@@ -245,6 +246,15 @@ fn check_machine(machine: &Value, substitutions: &[&str], parent: &str) -> Resul
                         &path,
                         format!("a `{rules}` rule has no `ErrorEquals`"),
                     ));
+                }
+                match rule.get("JitterStrategy").map(|j| j.as_str()) {
+                    None | Some(Some("FULL" | "NONE")) => {}
+                    Some(other) => {
+                        return Err(refuse(
+                            &path,
+                            format!("`JitterStrategy` is `FULL` or `NONE`, not {other:?}"),
+                        ))
+                    }
                 }
             }
         }
@@ -500,6 +510,11 @@ async fn run_task(
         let mut delay = interval * backoff.powi(i32::try_from(attempt).unwrap_or(i32::MAX));
         if let Some(max) = rule.get("MaxDelaySeconds").and_then(Value::as_f64) {
             delay = delay.min(max);
+        }
+        if rule.get("JitterStrategy").and_then(Value::as_str) == Some("FULL") {
+            // As Step Functions does: a random delay between 0 and the computed one, so that
+            // tables failing together do not retry together.
+            delay *= (uuid::Uuid::new_v4().as_u128() % 1_000_000) as f64 / 1_000_000.0;
         }
         tracing::warn!(state = name, error = %failure.error, attempt = attempt + 1, delay_seconds = delay, "retrying task");
         tokio::time::sleep(Duration::from_secs_f64(
@@ -1051,5 +1066,19 @@ mod tests {
                 .to_string();
             assert!(err.contains("state `X`") && err.contains(expected), "{err}");
         }
+    }
+
+    #[test]
+    fn a_jitter_strategy_other_than_full_or_none_is_refused_naming_the_state() {
+        let text = r#"{"StartAt": "Pick", "States": {"Pick": {"Type": "Task",
+            "Resource": "${F}", "End": true,
+            "Retry": [{"ErrorEquals": ["Retryable"], "JitterStrategy": "HALF"}]}}}"#;
+        let err = StateMachine::load(text, &["F"]).unwrap_err().to_string();
+        assert!(
+            err.contains("Pick") && err.contains("`JitterStrategy` is `FULL` or `NONE`"),
+            "{err}"
+        );
+        let full = text.replace("HALF", "FULL");
+        assert!(StateMachine::load(&full, &["F"]).is_ok());
     }
 }

@@ -7,10 +7,9 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use chrono::Utc;
-use tidemark::clean::{
-    self, cleanup, execute, plan_clean, CleanOptions, CleanupRequest, Glob, RunStatus,
-};
+use tidemark::clean::{self, execute, plan_clean, CleanOptions, Glob, RunStatus};
 use tidemark::config::HumanDuration;
+use tidemark::steps::cleanup::{cleanup, parse_request, CleanupRequest};
 use tidemark::steps::operator::{get, GetRequest};
 use tidemark::steps::Services;
 use tidemark_tests::s3::TestBucket;
@@ -392,10 +391,12 @@ async fn the_cleanup_payload_dry_run_deletes_nothing() -> anyhow::Result<()> {
 
 #[test]
 fn cleanup_payloads_reject_unknown_fields_and_a_missing_retention() {
-    let ok = clean::parse_request(serde_json::json!({
-        "pipeline": "p", "tables": ["shop.orders"], "older_than": "7d", "orphans": false, "dry_run": true
-    }))
-    .unwrap();
+    // The golden payload (README: Lambda payload `tidemark-cleanup`) round-trips.
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/cleanup/cleanup.json");
+    let golden: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let ok = parse_request(golden.clone()).unwrap();
+    assert_eq!(serde_json::to_value(&ok).unwrap(), golden);
     assert_eq!(ok.older_than, HumanDuration::parse("7d").unwrap());
     for (payload, expected) in [
         (
@@ -411,7 +412,7 @@ fn cleanup_payloads_reject_unknown_fields_and_a_missing_retention() {
             "invalid duration",
         ),
     ] {
-        let err = clean::parse_request(payload).unwrap_err().to_string();
+        let err = parse_request(payload).unwrap_err().to_string();
         assert!(err.contains(expected), "{err}");
     }
 }

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_yaml::Value;
+use tidemark::steps::Function;
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -667,4 +668,130 @@ fn the_functions_that_reach_the_warehouse_have_the_data_api() {
     ] {
         assert!(policy.contains(action), "{action}");
     }
+}
+
+/// The template's functions, their binaries and the library's `Function` agree: each
+/// `XFunction` runs binary `tidemark-x`, the variant whose ARN substitution is `XFunctionArn`.
+#[test]
+fn every_template_function_is_a_library_function() {
+    let template = template();
+    let mut from_template = BTreeSet::new();
+    for (id, resource) in resources(&template) {
+        if resource["Type"] != "AWS::Serverless::Function" {
+            continue;
+        }
+        let binary = resource["Metadata"]["BuildProperties"]["Binary"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{id} names no binary"));
+        let function = Function::from_substitution(&format!("{id}Arn"))
+            .unwrap_or_else(|| panic!("{id}: no Function has substitution `{id}Arn`"));
+        assert_eq!(function.binary(), binary, "{id}");
+        from_template.insert(binary.to_owned());
+    }
+    let library: BTreeSet<String> = Function::ALL
+        .iter()
+        .map(|f| f.binary().to_owned())
+        .collect();
+    assert_eq!(from_template, library);
+    assert_eq!(library, function_binaries());
+}
+
+/// Issue #26 items 4 and 5: every Retry of the definition jitters; every schedule hands an event
+/// it cannot deliver to a dead-letter queue its role may send to, which alarms; a failed cleanup
+/// alarms; the extract function's concurrency can be reserved.
+#[test]
+fn retries_jitter_and_schedules_keep_their_dead_letters() {
+    fn retries<'v>(value: &'v serde_json::Value, found: &mut Vec<&'v serde_json::Value>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                if let Some(serde_json::Value::Array(rules)) = map.get("Retry") {
+                    found.extend(rules);
+                }
+                map.values().for_each(|v| retries(v, found));
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| retries(v, found)),
+            _ => {}
+        }
+    }
+    let definition: serde_json::Value =
+        serde_json::from_str(tidemark::steps::local_sync::DEFINITION).unwrap();
+    let mut rules = Vec::new();
+    retries(&definition, &mut rules);
+    assert!(rules.len() >= 5, "{} Retry rules", rules.len());
+    for rule in rules {
+        assert_eq!(rule["JitterStrategy"], "FULL", "{rule}");
+    }
+
+    let template = template();
+    let declared = &template["Resources"];
+    for (schedule, role) in [
+        ("SyncSchedule", "SyncScheduleRole"),
+        ("CleanupSchedule", "CleanupScheduleRole"),
+    ] {
+        let dead_letters = &declared[schedule]["Properties"]["Target"]["DeadLetterConfig"]["Arn"];
+        assert_eq!(
+            arn_reference(dead_letters).map(|(id, _)| id).as_deref(),
+            Some("ScheduleDeadLetterQueue"),
+            "{schedule}"
+        );
+        let may_send = statements(&declared[role]).into_iter().any(|s| {
+            s["Action"] == "sqs:SendMessage"
+                && arn_reference(&s["Resource"]).map(|(id, _)| id).as_deref()
+                    == Some("ScheduleDeadLetterQueue")
+        });
+        assert!(may_send, "{role} cannot send to the dead-letter queue");
+    }
+    let alarmed = |metric: &str, dimension: &str| {
+        resources(&template).into_iter().any(|(_, r)| {
+            r["Type"] == "AWS::CloudWatch::Alarm"
+                && r["Properties"]["MetricName"] == metric
+                && serde_yaml::to_string(&r["Properties"]["Dimensions"])
+                    .unwrap_or_default()
+                    .contains(dimension)
+        })
+    };
+    assert!(alarmed(
+        "ApproximateNumberOfMessagesVisible",
+        "ScheduleDeadLetterQueue"
+    ));
+    assert!(alarmed("Errors", "CleanupFunction"));
+    assert!(
+        serde_yaml::to_string(&declared["ExtractFunction"]["Properties"])
+            .unwrap_or_default()
+            .contains("ExtractReservedConcurrency"),
+        "the extract function's reserved concurrency is a parameter"
+    );
+}
+
+/// Issue #26 item 7: with an SSE-KMS data bucket every function may use its key (through S3
+/// only), and every function that reads keys which may not exist yet — cleanup reads
+/// watermarks — may list the bucket without a prefix condition, so a missing key is a 404 and
+/// not a 403.
+#[test]
+fn every_role_can_use_an_sse_kms_bucket_and_tell_a_missing_key() {
+    let template = template();
+    for role in [
+        "ExtractRole",
+        "WatermarkRole",
+        "OperatorRole",
+        "LoadRole",
+        "CleanupRole",
+    ] {
+        let declared = &template["Resources"][role];
+        let managed =
+            serde_yaml::to_string(&declared["Properties"]["ManagedPolicyArns"]).unwrap_or_default();
+        assert!(managed.contains("DataBucketKmsPolicy"), "{role}");
+        let lists = statements(declared).into_iter().any(|s| {
+            s["Effect"] == "Allow"
+                && s["Action"] == "s3:ListBucket"
+                && s["Condition"].get("StringLike").is_none()
+        });
+        assert!(
+            lists,
+            "{role} may not list the bucket: a missing key would read as 403"
+        );
+    }
+    let key =
+        serde_yaml::to_string(&template["Resources"]["DataBucketKmsPolicy"]).unwrap_or_default();
+    assert!(key.contains("kms:ViaService") && key.contains("kms:GenerateDataKey"));
 }

@@ -330,3 +330,14 @@ fn every_action_the_definition_sends_is_one_its_function_dispatches() {
         );
     }
 }
+
+/// Every `lease_ttl` must outlive an execution (issue #26 item 6), and the config checks it
+/// against `config::EXECUTION_TIMEOUT`: that constant is the definition's own timeout.
+#[test]
+fn the_config_knows_the_execution_timeout() {
+    let definition: Value = serde_json::from_str(tidemark::steps::local_sync::DEFINITION).unwrap();
+    assert_eq!(
+        definition["TimeoutSeconds"].as_u64(),
+        Some(tidemark::config::EXECUTION_TIMEOUT.as_secs())
+    );
+}

@@ -1,19 +1,7 @@
 //! Lambda `tidemark-load`: `submit` and `status` of a table's load into the warehouse.
-//! Wiring only: every action is `tidemark::steps::load`.
-
-use lambda_runtime::{service_fn, LambdaEvent};
-use serde_json::Value;
-use tidemark::lambda::{diagnostic, init_tracing, services_from_env};
-use tidemark::steps::load::{handle, parse_request};
+//! Wiring only: `tidemark::steps::Function::Load` holds the step it runs.
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    init_tracing();
-    let services = services_from_env().await?;
-    let services = &services;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        let request = parse_request(event.payload).map_err(diagnostic)?;
-        handle(services, &request).await.map_err(diagnostic)
-    }))
-    .await
+    tidemark::lambda::serve(tidemark::steps::Function::Load).await
 }

@@ -8,16 +8,17 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 use crate::local::{InvokeFuture, Invoker, Outcome, RunnerOptions, StateMachine, TaskFailure};
 
-use super::{extract, load, watermark, Services};
+use super::{Function, Services};
 
 /// The orchestration definition, the same file the SAM template deploys.
 pub const DEFINITION: &str = include_str!("../../../statemachine/sync.asl.json");
 
-/// The `${Substitution}` names the definition's Task resources use, one per Lambda function.
+/// The `${Substitution}` names the definition's Task resources use: the functions of a run's
+/// steps (cleanup runs on its own schedule, operator for people).
 pub const FUNCTIONS: [&str; 3] = [
-    "ExtractFunctionArn",
-    "WatermarkFunctionArn",
-    "LoadFunctionArn",
+    Function::Extract.substitution(),
+    Function::Watermark.substitution(),
+    Function::Load.substitution(),
 ];
 
 /// Binds each function name to its library step.
@@ -37,19 +38,12 @@ impl<'a> StepInvoker<'a> {
     }
 
     async fn dispatch(&self, resource: &str, payload: Value) -> Result<Value> {
-        match resource {
-            "WatermarkFunctionArn" => {
-                watermark::handle(self.services, &watermark::parse_request(payload)?).await
-            }
-            "ExtractFunctionArn" => {
-                let request = extract::parse_request(payload)?;
-                extract::handle(self.services, &request, self.extract_time_limit).await
-            }
-            "LoadFunctionArn" => load::handle(self.services, &load::parse_request(payload)?).await,
-            other => Err(Error::InvalidRequest(format!(
-                "no step is bound to `{other}`"
-            ))),
-        }
+        let function = Function::from_substitution(resource)
+            .filter(|function| FUNCTIONS.contains(&function.substitution()))
+            .ok_or_else(|| Error::InvalidRequest(format!("no step is bound to `{resource}`")))?;
+        function
+            .handle(self.services, payload, self.extract_time_limit)
+            .await
     }
 }
 

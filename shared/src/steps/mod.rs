@@ -1,14 +1,18 @@
 //! The steps the state machine and the CLI call, with their payload types, and the clients they
 //! share. A Lambda's `main` builds [`Services`] once and hands each payload to a step here.
 
+pub mod cleanup;
 pub mod counts;
 pub mod extract;
+pub mod function;
 pub mod load;
 pub mod local_sync;
 pub mod operator;
 pub mod preview;
 pub mod sync;
 pub mod watermark;
+
+pub use function::Function;
 
 use std::collections::HashMap;
 

@@ -311,7 +311,11 @@ fn run_machine<'a>(
 /// The context object `$$` for paths: execution input and name, and the Map item.
 fn context_object(context: &Context<'_>, map_item: &Value) -> Value {
     serde_json::json!({
-        "Execution": {"Input": context.execution_input, "Name": context.options.execution_name},
+        "Execution": {
+            "Id": format!("local:{}", context.options.execution_name),
+            "Input": context.execution_input,
+            "Name": context.options.execution_name,
+        },
         "Map": {"Item": map_item},
     })
 }

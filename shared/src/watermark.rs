@@ -158,6 +158,10 @@ pub struct Lease {
     /// For a local run: the host and process holding it.
     #[serde(default)]
     pub local: Option<LocalOwner>,
+    /// For a run of a deployed state machine: its execution (ARN), so that the execution's end
+    /// can release the lease even when the execution could not run `fail`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution: Option<String>,
 }
 
 /// A local process holding a lease.
@@ -253,8 +257,46 @@ impl Watermark {
             acquired_at: now,
             expires_at: now + ttl,
             local,
+            execution: None,
         });
         Ok(())
+    }
+
+    /// Records which state machine execution runs the lease's holder.
+    pub fn record_lease_execution(&mut self, execution: Option<String>) {
+        if let Some(lease) = &mut self.lease {
+            lease.execution = execution;
+        }
+    }
+
+    /// Releases the lease if a run of `execution` holds it, after that execution ended with
+    /// `status` (FAILED, TIMED_OUT, ABORTED) without running `fail`: the stages it left running
+    /// are marked failed. Returns what was released, or `None` when nothing of it was held.
+    pub fn release_execution(
+        &mut self,
+        execution: &str,
+        status: &str,
+        now: DateTime<Utc>,
+    ) -> Option<String> {
+        let lease = self
+            .lease
+            .take_if(|lease| lease.execution.as_deref() == Some(execution))?;
+        let error = format!(
+            "the state machine execution `{execution}` ended {status} without recording this run's failure; its lease was released when it ended"
+        );
+        for stage in [Stage::Extract, Stage::Load] {
+            let running = match stage {
+                Stage::Extract => self.extract.status,
+                Stage::Load => self.load.status,
+            } == StageStatus::Running;
+            if running {
+                self.apply_failure(stage, &error, now);
+            }
+        }
+        Some(format!(
+            "released the lease of run `{}` (execution ended {status})",
+            lease.owner
+        ))
     }
 
     /// Releases the lease if `run_id` holds it (a lease taken over by another run is left alone).

@@ -205,6 +205,7 @@ async fn run_extract(
             table: table.to_string(),
             mode: Default::default(),
             limit: None,
+            execution: None,
         },
     )
     .await?;

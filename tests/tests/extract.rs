@@ -130,6 +130,7 @@ impl Harness {
                 table: table.to_string(),
                 mode: Default::default(),
                 limit,
+                execution: None,
             },
         )
         .await?)

@@ -292,6 +292,7 @@ fn operators_may_invoke_only_the_operator_function() {
             "StateMachineRole",
             "OperatorAccessPolicy",
             "CleanupScheduleRole",
+            "ExecutionEndedPermission",
         ]
         .contains(&id.as_str())
         {
@@ -794,4 +795,71 @@ fn every_role_can_use_an_sse_kms_bucket_and_tell_a_missing_key() {
     let key =
         serde_yaml::to_string(&template["Resources"]["DataBucketKmsPolicy"]).unwrap_or_default();
     assert!(key.contains("kms:ViaService") && key.contains("kms:GenerateDataKey"));
+}
+
+/// Issue #26 item 3: a sync execution that fails, times out or is aborted — where no `Catch`
+/// may run — is handed to the watermark function's `release` by an EventBridge rule, the one
+/// caller besides the state machine allowed to invoke it; the rule's input is a payload the
+/// function accepts.
+#[test]
+fn an_ended_execution_reaches_the_watermark_function_as_a_release() {
+    let template = template();
+    let declared = &template["Resources"];
+    let rule = &declared["ExecutionEndedRule"]["Properties"];
+    let pattern = &rule["EventPattern"];
+    assert_eq!(pattern["source"][0], "aws.states");
+    let statuses: BTreeSet<&str> = pattern["detail"]["status"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(statuses, BTreeSet::from(["FAILED", "TIMED_OUT", "ABORTED"]));
+    let machine = tagged(&pattern["detail"]["stateMachineArn"][0]);
+    assert_eq!(
+        machine.and_then(|(tag, v)| (tag == "Ref").then(|| v.as_str()).flatten()),
+        Some("SyncStateMachine")
+    );
+    let target = &rule["Targets"][0];
+    assert_eq!(
+        arn_reference(&target["Arn"]).map(|(id, _)| id).as_deref(),
+        Some("WatermarkFunction")
+    );
+    let transformer = &target["InputTransformer"];
+    assert_eq!(
+        transformer["InputPathsMap"]["execution"],
+        "$.detail.executionArn"
+    );
+    assert_eq!(transformer["InputPathsMap"]["status"], "$.detail.status");
+    // EventBridge puts a string variable into a JSON template as a JSON string.
+    let payload = transformer["InputTemplate"]
+        .as_str()
+        .unwrap()
+        .replace(
+            "<execution>",
+            "\"arn:aws:states:eu-west-1:123456789012:execution:tidemark-sync:x\"",
+        )
+        .replace("<status>", "\"TIMED_OUT\"");
+    let request =
+        tidemark::steps::watermark::parse_request(serde_json::from_str(&payload).unwrap())
+            .unwrap_or_else(|e| panic!("{payload}: {e}"));
+    assert!(
+        matches!(
+            request,
+            tidemark::steps::watermark::WatermarkRequest::Release(_)
+        ),
+        "{payload}"
+    );
+    let permission = &declared["ExecutionEndedPermission"]["Properties"];
+    assert_eq!(permission["Principal"], "events.amazonaws.com");
+    assert_eq!(
+        tagged(&permission["FunctionName"]).map(|(_, v)| v.as_str()),
+        Some(Some("WatermarkFunction"))
+    );
+    assert_eq!(
+        arn_reference(&permission["SourceArn"])
+            .map(|(id, _)| id)
+            .as_deref(),
+        Some("ExecutionEndedRule")
+    );
 }

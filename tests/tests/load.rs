@@ -119,6 +119,7 @@ impl<'a> World<'a> {
                 table: self.table.clone(),
                 mode,
                 limit: None,
+                execution: None,
             },
         )
         .await?)

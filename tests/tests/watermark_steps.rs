@@ -404,3 +404,70 @@ async fn every_edit_is_in_the_audit_record_with_who_asked_and_why() {
     .await
     .unwrap();
 }
+
+/// Issue #26 item 3: an execution that dies without running `fail` (history quota, timeout,
+/// abort) has its leases released when the EventBridge rule on its end invokes `release`; a
+/// table another execution holds keeps its lease, and a second release changes nothing.
+#[tokio::test]
+async fn an_execution_that_dies_releases_its_leases() {
+    TestMysql::run(async |mysql| {
+        let (bucket, table, mut config) = orders_world(mysql).await?;
+        let mut conn = mysql.conn().await?;
+        conn.query_drop(
+            "CREATE TABLE refunds (id BIGINT PRIMARY KEY, updated_at DATETIME(6) NOT NULL)",
+        )
+        .await?;
+        let other = mysql.table("refunds").to_string();
+        for pipeline in config.pipelines.values_mut() {
+            let settings = pipeline.tables.values().next().cloned().unwrap();
+            pipeline.tables.insert(other.clone(), settings);
+        }
+        let services = Services::from_env(config, None).await;
+        let dead = "arn:aws:states:eu-west-1:123456789012:execution:tidemark-sync:dead";
+        let alive = "arn:aws:states:eu-west-1:123456789012:execution:tidemark-sync:alive";
+        let begin = |table: &str, execution: &str| {
+            let mut request = serde_json::to_value(payload("begin", table, None)).unwrap();
+            request["execution"] = json!(execution);
+            serde_json::from_value::<WatermarkRequest>(request).unwrap()
+        };
+        handle(&services, &begin(&table, dead)).await?;
+        handle(&services, &begin(&other, alive)).await?;
+
+        let release =
+            parse_request(json!({"action": "release", "execution": dead, "status": "TIMED_OUT"}))?;
+        let answer = handle(&services, &release).await?;
+        assert_eq!(answer["released"], json!([format!("p {table}")]));
+        let got: GetResult = operate(&services, operator_payload("get", &table)).await?;
+        let record = got.watermark.unwrap();
+        assert!(
+            record.lease.is_none(),
+            "the dead execution's lease is released"
+        );
+        assert_eq!(record.extract.status.to_string(), "failed");
+        assert!(
+            record
+                .extract
+                .error
+                .as_deref()
+                .unwrap()
+                .contains("ended TIMED_OUT"),
+            "{:?}",
+            record.extract.error
+        );
+        let edit = record.manual.unwrap();
+        assert_eq!((edit.action.as_str(), edit.by.as_str()), ("release", dead));
+        let kept: GetResult = operate(&services, operator_payload("get", &other)).await?;
+        assert_eq!(
+            kept.watermark.unwrap().lease.unwrap().execution.as_deref(),
+            Some(alive),
+            "another execution's lease is kept"
+        );
+        let again = handle(&services, &release).await?;
+        assert_eq!(again["released"], json!([]));
+        handle(&services, &begin(&table, alive)).await?;
+        bucket.remove().await?;
+        Ok(())
+    })
+    .await
+    .unwrap();
+}

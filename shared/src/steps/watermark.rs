@@ -35,6 +35,8 @@ pub enum WatermarkRequest {
     CommitLoad(CommitLoadRequest),
     /// Record a failure and release the lease.
     Fail(FailRequest),
+    /// Release the leases of an execution that ended without running `fail`.
+    Release(ReleaseRequest),
 }
 
 /// `begin`.
@@ -51,6 +53,28 @@ pub struct BeginRequest {
     /// Run-wide row cap.
     #[serde(default)]
     pub limit: Option<u64>,
+    /// The state machine execution running it (`$$.Execution.Id`), recorded on the lease.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution: Option<String>,
+}
+
+/// `release`: a state machine execution ended without running `fail` (an EventBridge rule on
+/// FAILED, TIMED_OUT and ABORTED executions sends it): every lease its runs hold is released.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseRequest {
+    /// The execution's ARN.
+    pub execution: String,
+    /// How it ended: `FAILED`, `TIMED_OUT` or `ABORTED`.
+    pub status: String,
+}
+
+/// What `release` did: `pipeline db.table` of each lease released.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseResult {
+    /// The tables whose lease was released.
+    pub released: Vec<String>,
 }
 
 /// `commit`: the run and the chunk manifests its extraction wrote.
@@ -184,6 +208,7 @@ pub async fn begin(services: &Services, request: &BeginRequest) -> Result<RunCon
                 local.clone(),
                 process_is_alive,
             )?;
+            w.record_lease_execution(request.execution.clone());
             if request.mode != SyncMode::RedshiftOnly {
                 w.mark_extract_started(&run_id, now);
             }
@@ -804,6 +829,50 @@ pub fn describe_error(error: &serde_json::Value) -> String {
     }
 }
 
+/// `release`: every table of every pipeline whose lease a run of the ended execution holds gets
+/// it released, its running stages marked failed, and the release recorded as the watermark's
+/// last edit. Tables held by other runs are left alone; releasing twice releases nothing.
+pub async fn release(services: &Services, request: &ReleaseRequest) -> Result<ReleaseResult> {
+    let tag = RunId::parse("release").map_err(|e| Error::internal(e.to_string()))?;
+    let mut released = Vec::new();
+    for (pipeline_name, pipeline) in &services.config.pipelines {
+        let store = services.watermarks(pipeline);
+        for (table_name, table_config) in &pipeline.tables {
+            let table = naming::TableId::parse(table_name)?;
+            let held = store
+                .read(pipeline_name, &table)
+                .await?
+                .and_then(|v| v.record.lease)
+                .is_some_and(|lease| lease.execution.as_deref() == Some(&request.execution));
+            if !held {
+                continue;
+            }
+            let target = target_name(table_config, &table)?;
+            let now = Utc::now();
+            let (_, done) = store
+                .update(pipeline_name, &table, &target, &tag, now, |w| {
+                    let done = w.release_execution(&request.execution, &request.status, now);
+                    if let Some(detail) = &done {
+                        w.manual = Some(crate::watermark::ManualEdit {
+                            by: request.execution.clone(),
+                            at: now,
+                            action: "release".to_owned(),
+                            detail: detail.clone(),
+                            reason: Some(format!("the execution ended {}", request.status)),
+                        });
+                    }
+                    Ok(done)
+                })
+                .await?;
+            if let Some(detail) = done {
+                tracing::warn!(pipeline = %pipeline_name, table = %table, execution = %request.execution, "{detail}");
+                released.push(format!("{pipeline_name} {table}"));
+            }
+        }
+    }
+    Ok(ReleaseResult { released })
+}
+
 /// Runs a watermark request and returns its answer as JSON.
 pub async fn handle(services: &Services, request: &WatermarkRequest) -> Result<serde_json::Value> {
     match request {
@@ -813,6 +882,7 @@ pub async fn handle(services: &Services, request: &WatermarkRequest) -> Result<s
         WatermarkRequest::Commit(r) => super::answer(commit(services, r).await?),
         WatermarkRequest::CommitLoad(r) => super::answer(commit_load(services, r).await?),
         WatermarkRequest::Fail(r) => super::answer(fail(services, r).await?),
+        WatermarkRequest::Release(r) => super::answer(release(services, r).await?),
     }
 }
 
@@ -834,13 +904,14 @@ pub fn parse_request(payload: serde_json::Value) -> Result<WatermarkRequest> {
 }
 
 /// The actions of [`WatermarkRequest`], as a payload names them.
-pub const ACTIONS: [&str; 6] = [
+pub const ACTIONS: [&str; 7] = [
     "prepare",
     "summarize",
     "begin",
     "commit",
     "commit_load",
     "fail",
+    "release",
 ];
 
 /// How far the cursor's timestamp is behind `now`, for the freshness metric.

@@ -141,6 +141,7 @@ impl<'a> World<'a> {
         let request = StatusRequest {
             run: run.clone(),
             submission,
+            polls: 0,
         };
         for _ in 0..600 {
             let answer = status(&self.services, &request).await?;

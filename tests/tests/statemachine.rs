@@ -21,6 +21,8 @@ struct Script {
     calls: Mutex<Vec<(String, String, Value)>>,
     failing_table: Option<&'static str>,
     failing_load: bool,
+    /// Every `status` answers `running`, as a batch that never ends.
+    endless_load: bool,
 }
 
 impl Script {
@@ -29,6 +31,7 @@ impl Script {
             calls: Mutex::new(Vec::new()),
             failing_table,
             failing_load: false,
+            endless_load: false,
         }
     }
 
@@ -62,6 +65,8 @@ impl Invoker for Script {
                 .unwrap()
                 .push((resource.to_owned(), action.clone(), payload.clone()));
             let run = &payload["run"];
+            // As `status` counts: the state machine passes the calls so far.
+            let polls = payload["polls"].as_u64().unwrap_or(0) + 1;
             Ok(match (resource, action.as_str()) {
                 ("WatermarkFunctionArn", "prepare") => {
                     let input = &payload["input"];
@@ -96,7 +101,10 @@ impl Invoker for Script {
                     json!({"runs": [run["run_id"]], "statement_id": "s1", "state": "submitted"})
                 }
                 ("LoadFunctionArn", "status") if self.failing_load => {
-                    json!({"state": "failed", "loaded": [], "error": "serialization conflict 1023", "error_type": "Retryable", "remaining_runs": 0})
+                    json!({"state": "failed", "loaded": [], "error": "serialization conflict 1023", "error_type": "Retryable", "remaining_runs": 0, "polls": polls, "wait_seconds": 5})
+                }
+                ("LoadFunctionArn", "status") if self.endless_load => {
+                    json!({"state": "running", "loaded": [], "error": null, "polls": polls, "wait_seconds": tidemark::steps::load::poll_wait_seconds(polls as u32)})
                 }
                 ("LoadFunctionArn", "status") => {
                     let state = if status_calls.is_multiple_of(2) {
@@ -104,7 +112,7 @@ impl Invoker for Script {
                     } else {
                         "finished"
                     };
-                    json!({"state": state, "loaded": [{"run_id": run["run_id"], "rows_loaded": 20}], "error": null})
+                    json!({"state": state, "loaded": [{"run_id": run["run_id"], "rows_loaded": 20}], "error": null, "polls": polls, "wait_seconds": 5})
                 }
                 ("WatermarkFunctionArn", "commit_load") | ("WatermarkFunctionArn", "fail") => {
                     json!({})
@@ -340,4 +348,50 @@ fn the_config_knows_the_execution_timeout() {
         definition["TimeoutSeconds"].as_u64(),
         Some(tidemark::config::EXECUTION_TIMEOUT.as_secs())
     );
+}
+
+/// Issue #26 item 2: the load-status loop is bounded. `status` is asked at most `MAX_POLLS`
+/// times, 5 s doubling to 60 s apart (the definition's Wait reads the answer's `wait_seconds`);
+/// a batch that never ends fails its table as `Retryable` (the next sync loads what it did not)
+/// and the other table finishes.
+#[tokio::test]
+async fn a_load_that_never_ends_stops_polling_after_max_polls() {
+    let definition: Value = serde_json::from_str(DEFINITION).unwrap();
+    let text = definition.to_string();
+    assert!(
+        text.contains(&format!(
+            "\"NumericGreaterThanEquals\":{}",
+            tidemark::steps::load::MAX_POLLS
+        )),
+        "the definition's poll limit is MAX_POLLS"
+    );
+    let waits: Vec<u64> = (1..=6)
+        .map(tidemark::steps::load::poll_wait_seconds)
+        .collect();
+    assert_eq!(waits, [5, 10, 20, 40, 60, 60]);
+
+    let mut script = Script::new(None);
+    script.endless_load = true;
+    let outcome = execute(json!({"pipeline": "p", "tables": ["shop.a"]}), &script).await;
+    let Outcome::Failed(_) = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(
+        script.count("status"),
+        tidemark::steps::load::MAX_POLLS as usize
+    );
+    let fail = script
+        .calls
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(_, action, _)| action == "fail")
+        .map(|(_, _, payload)| payload.clone())
+        .expect("the table's failure is recorded");
+    assert_eq!(fail["stage"], "load");
+    assert_eq!(fail["error"]["Error"], "Retryable");
+    assert!(fail["error"]["Cause"]
+        .as_str()
+        .unwrap()
+        .contains("300 status polls"));
 }

@@ -60,6 +60,27 @@ pub struct StatusRequest {
     pub run: RunContext,
     /// What `submit` answered.
     pub submission: LoadSubmission,
+    /// How many times `status` was asked before (the state machine counts; 0 the first time).
+    #[serde(default)]
+    pub polls: u32,
+}
+
+/// The most times the state machine asks `status` about one load: with waits of 5 s doubling to
+/// 60 s, about 4.9 hours — the execution's 5-hour timeout bounds it anyway, and this bound keeps
+/// one table's polling within a few thousand history events. A test keeps the definition's
+/// Choice on it.
+pub const MAX_POLLS: u32 = 300;
+
+/// The wait after the first `status`; each later one doubles, up to [`MAX_POLL_WAIT_SECONDS`].
+pub const FIRST_POLL_WAIT_SECONDS: u64 = 5;
+
+/// The longest wait between two `status` calls.
+pub const MAX_POLL_WAIT_SECONDS: u64 = 60;
+
+/// The wait after the `polls`-th `status` call (1-based): 5, 10, 20, 40, then 60 s.
+pub fn poll_wait_seconds(polls: u32) -> u64 {
+    let doublings = polls.saturating_sub(1).min(16);
+    (FIRST_POLL_WAIT_SECONDS << doublings).min(MAX_POLL_WAIT_SECONDS)
 }
 
 /// Where a load is.
@@ -110,6 +131,12 @@ pub struct LoadStatus {
     /// Pending runs left for a later load.
     #[serde(default)]
     pub remaining_runs: u64,
+    /// How many times `status` has now been asked about this load.
+    #[serde(default)]
+    pub polls: u32,
+    /// How long the state machine waits before asking again (5 s doubling to 60 s).
+    #[serde(default)]
+    pub wait_seconds: u64,
 }
 
 /// `submit`: the schema step, then the load of the table's pending runs (see the module doc).
@@ -357,12 +384,15 @@ fn finished(
 /// `status`: answers a synchronous submission at once; asks the Data API about a batch.
 pub async fn status(services: &Services, request: &StatusRequest) -> Result<LoadStatus> {
     let submission = &request.submission;
+    let polls = request.polls.saturating_add(1);
     let answer = |state, loaded, error: Option<(String, ErrorKind)>| LoadStatus {
         state,
         loaded,
         error_type: error.as_ref().map(|(_, kind)| kind.name().to_owned()),
         error: error.map(|(message, _)| message),
         remaining_runs: submission.remaining_runs,
+        polls,
+        wait_seconds: poll_wait_seconds(polls),
     };
     let Some(statement_id) = &submission.statement_id else {
         return Ok(answer(submission.state, submission.loaded.clone(), None));

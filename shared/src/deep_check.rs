@@ -12,7 +12,7 @@ use crate::config::{Connection, DroppedColumns, LoadMode, RedshiftConnection};
 use crate::error::{Error, Result};
 use crate::extract::decode::{BatchBuilder, ValueRules};
 use crate::load::data_api;
-use crate::load::sql::{self, Dialect, LoadPlan, PlannedRun};
+use crate::load::sql::{self, LoadPlan, PlannedRun};
 use crate::load::target::TargetClient;
 use crate::load::wire;
 use crate::manifest::Cursor;
@@ -727,7 +727,7 @@ async fn load(
             let redshift = scratch.redshift.ok_or_else(|| {
                 Error::internal("a Data API session without a Redshift connection")
             })?;
-            let script = sql::load_script(Dialect::Redshift, &plan)?;
+            let script = sql::load_script(Warehouse::Redshift, &plan)?;
             let token = data_api::client_token(
                 &plan.pipeline,
                 &plan.source_table,

@@ -552,7 +552,7 @@ pub struct RedshiftTableOptions {
     pub sortkey: Vec<String>,
 }
 
-/// Which warehouse a target table lives in.
+/// Which warehouse a target table lives in, and so the SQL flavour tidemark writes for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Warehouse {
     /// Amazon Redshift (Data API or wire protocol).

@@ -17,10 +17,11 @@
 use mysql_async::prelude::Queryable;
 use serde_json::{json, Value};
 use tidemark::config::{Connection, LoadMode};
-use tidemark::load::sql::{self, Dialect, LoadPlan, PlannedRun, Role};
+use tidemark::load::sql::{self, LoadPlan, PlannedRun, Role};
 use tidemark::manifest::DataFile;
 use tidemark::naming::{RunId, TableId};
 use tidemark::run::{RunContext, SyncMode};
+use tidemark::schema::Warehouse;
 use tidemark::schema::{DistStyle, RedshiftTableOptions, SchemaOptions, SourceColumn, TableSchema};
 use tidemark::steps::load::{
     parse_request, status, submit, LoadRequest, LoadState, LoadStatus, LoadSubmission,
@@ -1572,16 +1573,16 @@ fn the_load_sql_matches_the_golden_files() -> anyhow::Result<()> {
     ] {
         let plan = golden_plan(mode)?;
         for (dialect, dir) in [
-            (Dialect::Redshift, "redshift"),
-            (Dialect::Postgres, "postgres"),
+            (Warehouse::Redshift, "redshift"),
+            (Warehouse::Postgres, "postgres"),
         ] {
             let script = sql::load_script(dialect, &plan)?;
             // Redshift copies each run into a table of exactly the files' columns, then moves
             // its rows into staging with their tag: one more statement per run, two fixed. The
             // key verification is one more on both.
             let (fixed, per_run) = match dialect {
-                Dialect::Redshift => (14, 3),
-                Dialect::Postgres => (11, 2),
+                Warehouse::Redshift => (14, 3),
+                Warehouse::Postgres => (11, 2),
             };
             let expected =
                 fixed + per_run * plan.runs.len() - usize::from(mode == LoadMode::Append);
@@ -1597,14 +1598,16 @@ fn the_load_sql_matches_the_golden_files() -> anyhow::Result<()> {
     let mut full = golden_plan(LoadMode::Merge)?;
     let first = full.runs[0].clone();
     full.runs = vec![first; sql::max_runs_per_batch()];
-    let statements = sql::load_script(Dialect::Redshift, &full)?.statements.len();
+    let statements = sql::load_script(Warehouse::Redshift, &full)?
+        .statements
+        .len();
     assert!(
         statements <= sql::MAX_BATCH_STATEMENTS,
         "{statements} statements"
     );
     let plan = golden_plan(LoadMode::Merge)?;
     let schema_step = [
-        sql::create_target(Dialect::Redshift, &plan, &dist)?,
+        sql::create_target(Warehouse::Redshift, &plan, &dist)?,
         sql::create_ledger(&plan.schema)?,
     ];
     assert_golden(

@@ -11,6 +11,7 @@
 //! The request building, the token and the error classification are plain functions so that
 //! they are unit-tested without a server.
 
+use crate::schema::Warehouse;
 use std::time::{Duration, Instant};
 
 use aws_sdk_redshiftdata::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
@@ -21,7 +22,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::naming::RunId;
 use crate::schema::TargetColumn;
 
-use super::sql::{self, Dialect, LoadScript};
+use super::sql::{self, LoadScript};
 use super::LedgerRow;
 
 /// How often a short statement (DDL, a column query) is polled.
@@ -511,7 +512,7 @@ impl DataApi {
     ) -> Result<Vec<TargetColumn>> {
         let records = self
             .execute(
-                &sql::existing_columns_query(Dialect::Redshift, true),
+                &sql::existing_columns_query(Warehouse::Redshift, true),
                 &[("schema", schema), ("table", table)],
                 self.connection.statement_timeout.0,
             )

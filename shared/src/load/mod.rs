@@ -34,7 +34,7 @@ use crate::schema::{drift_ddl, Drift, Warehouse};
 use crate::storage::Bucket;
 use crate::watermark::{LoadedRun, PendingRun};
 
-pub use sql::{Dialect, LoadPlan, PlannedRun};
+pub use sql::{LoadPlan, PlannedRun};
 
 /// One run's row in the target's load ledger.
 #[derive(Debug, Clone, PartialEq, Eq)]

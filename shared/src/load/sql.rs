@@ -40,25 +40,6 @@ pub const MAX_RUNS_PER_WIRE_LOAD: usize = 200;
 /// The Data API runs at most 40 statements in one BatchExecuteStatement.
 pub const MAX_BATCH_STATEMENTS: usize = 40;
 
-/// The SQL flavour of a target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dialect {
-    /// PostgreSQL: rows arrive by `COPY … FROM STDIN`.
-    Postgres,
-    /// Amazon Redshift: rows arrive by `COPY … FROM 's3://…manifest' FORMAT AS PARQUET`.
-    Redshift,
-}
-
-impl Dialect {
-    /// The schema module's name for this warehouse.
-    pub fn warehouse(self) -> Warehouse {
-        match self {
-            Dialect::Postgres => Warehouse::Postgres,
-            Dialect::Redshift => Warehouse::Redshift,
-        }
-    }
-}
-
 /// One committed run in a load, in load order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlannedRun {
@@ -184,14 +165,14 @@ pub fn literal(value: &str) -> Result<String> {
 
 /// `CREATE TABLE IF NOT EXISTS` for the target, from the schema module.
 pub fn create_target(
-    dialect: Dialect,
+    dialect: Warehouse,
     plan: &LoadPlan,
     redshift: &RedshiftTableOptions,
 ) -> Result<String> {
     let table_schema = declared_schema(plan);
     match dialect {
-        Dialect::Postgres => table_schema.postgres_ddl(&plan.schema, &plan.target),
-        Dialect::Redshift => table_schema.redshift_ddl(&plan.schema, &plan.target, redshift),
+        Warehouse::Postgres => table_schema.postgres_ddl(&plan.schema, &plan.target),
+        Warehouse::Redshift => table_schema.redshift_ddl(&plan.schema, &plan.target, redshift),
     }
 }
 
@@ -247,15 +228,15 @@ pub fn create_ledger(schema: &str) -> Result<String> {
 /// `$1, $2` (wire protocol) or `:schema, :table` (Data API): name, type, length, precision,
 /// scale, nullability and the PRIMARY KEY constraint the column is part of. Empty result: no
 /// such table.
-pub fn existing_columns_query(dialect: Dialect, data_api: bool) -> String {
+pub fn existing_columns_query(dialect: Warehouse, data_api: bool) -> String {
     let (schema, table) = if data_api {
         (":schema", ":table")
     } else {
         ("$1", "$2")
     };
     let view = match dialect {
-        Dialect::Postgres => "information_schema.columns",
-        Dialect::Redshift => "svv_columns",
+        Warehouse::Postgres => "information_schema.columns",
+        Warehouse::Redshift => "svv_columns",
     };
     // The PRIMARY KEY constraint each column is part of: Redshift's guide finds a constraint's
     // name in information_schema.table_constraints ("Drop a table constraint",
@@ -284,10 +265,10 @@ fn ledger(schema: &str) -> Result<String> {
 
 /// The staging type of a column: the target type, except that Redshift stages JSON as VARCHAR
 /// (COPY cannot write Parquet strings into SUPER; the insert applies `JSON_PARSE`).
-fn staging_type(dialect: Dialect, ty: &ColumnType) -> String {
+fn staging_type(dialect: Warehouse, ty: &ColumnType) -> String {
     match dialect {
-        Dialect::Redshift => ty.redshift_type(JsonTarget::Varchar),
-        Dialect::Postgres => ty.postgres_type(),
+        Warehouse::Redshift => ty.redshift_type(JsonTarget::Varchar),
+        Warehouse::Postgres => ty.postgres_type(),
     }
 }
 
@@ -306,14 +287,14 @@ pub fn copy_columns(plan: &LoadPlan) -> String {
 /// no column list — the guide's "COPY from columnar data formats" requires the table's column
 /// count to equal the file's and lists no column list among the columnar parameters
 /// (https://docs.aws.amazon.com/redshift/latest/dg/copy-usage_notes-copy-from-columnar.html).
-pub fn copy_run(dialect: Dialect, plan: &LoadPlan, run: &PlannedRun) -> Result<String> {
+pub fn copy_run(dialect: Warehouse, plan: &LoadPlan, run: &PlannedRun) -> Result<String> {
     Ok(match dialect {
-        Dialect::Postgres => format!(
+        Warehouse::Postgres => format!(
             "COPY {} ({}) FROM STDIN WITH (FORMAT binary)",
             quote_warehouse(STAGING_TABLE),
             copy_columns(plan)
         ),
-        Dialect::Redshift => format!(
+        Warehouse::Redshift => format!(
             "COPY {}\nFROM {}\nIAM_ROLE {}\nFORMAT AS PARQUET\nMANIFEST",
             quote_warehouse(COPY_TABLE),
             literal(&run.copy_manifest_uri)?,
@@ -384,7 +365,7 @@ fn key_condition(plan: &LoadPlan, left: &str, right: &str) -> Result<String> {
 
 /// The whole load script. See [`Role`] for what each statement does; the order matters:
 /// counts for the ledger are taken before the target changes.
-pub fn load_script(dialect: Dialect, plan: &LoadPlan) -> Result<LoadScript> {
+pub fn load_script(dialect: Warehouse, plan: &LoadPlan) -> Result<LoadScript> {
     if plan.runs.is_empty() {
         return Err(Error::internal("a load script needs at least one run"));
     }
@@ -413,7 +394,7 @@ pub fn load_script(dialect: Dialect, plan: &LoadPlan) -> Result<LoadScript> {
         })
         .collect();
     let copy_table = quote_warehouse(COPY_TABLE);
-    if dialect == Dialect::Redshift {
+    if dialect == Warehouse::Redshift {
         // MariaDB's JSON is LONGTEXT with a `json_valid` check and may hold duplicate object
         // keys; JSON_PARSE refuses them unless this is on, and then keeps the last — MySQL's own
         // rule (https://docs.aws.amazon.com/redshift/latest/dg/super-configurations.html).
@@ -440,13 +421,13 @@ pub fn load_script(dialect: Dialect, plan: &LoadPlan) -> Result<LoadScript> {
     for (index, run) in plan.runs.iter().enumerate() {
         push(Role::CopyRun { run: index }, copy_run(dialect, plan, run)?);
         match dialect {
-            Dialect::Postgres => push(
+            Warehouse::Postgres => push(
                 Role::TagRun { run: index },
                 format!("UPDATE {staging} SET {run_column} = {index} WHERE {run_column} IS NULL"),
             ),
             // Rows reach staging tagged with their run; DELETE, never TRUNCATE (which would
             // commit the load's transaction in Redshift).
-            Dialect::Redshift => {
+            Warehouse::Redshift => {
                 push(
                     Role::TagRun { run: index },
                     format!(
@@ -613,7 +594,7 @@ pub fn load_script(dialect: Dialect, plan: &LoadPlan) -> Result<LoadScript> {
         .map(|c| {
             let name = quote_warehouse(&c.target_name);
             match (dialect, &c.ty, plan.table_schema.json_in_redshift) {
-                (Dialect::Redshift, ColumnType::Json, JsonTarget::Super) => {
+                (Warehouse::Redshift, ColumnType::Json, JsonTarget::Super) => {
                     format!("JSON_PARSE({name})")
                 }
                 _ => name,
@@ -627,7 +608,7 @@ pub fn load_script(dialect: Dialect, plan: &LoadPlan) -> Result<LoadScript> {
     );
     push(Role::WorkTable, format!("DROP TABLE {deduped}"));
     push(Role::WorkTable, format!("DROP TABLE {staging}"));
-    if dialect == Dialect::Redshift {
+    if dialect == Warehouse::Redshift {
         push(Role::WorkTable, format!("DROP TABLE {copy_table}"));
     }
     push(Role::ReadLedger, read_ledger(plan)?);

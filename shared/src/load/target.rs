@@ -6,6 +6,7 @@
 //! The load itself stays with its transport ([`super::wire::load`]: one transaction;
 //! [`super::data_api`]: one batch), since the two commit differently.
 
+use crate::schema::Warehouse;
 use std::time::Duration;
 
 use crate::config::{
@@ -17,7 +18,7 @@ use crate::schema::{drift_error, RedshiftTableOptions, TargetColumn};
 use crate::secret::{expose, SecretResolver, SecretString};
 
 use super::data_api::DataApi;
-use super::sql::{self, Dialect, LoadPlan};
+use super::sql::{self, LoadPlan};
 use super::{tunnel, wire, LedgerRow, LedgerTotals, TargetCounts};
 
 /// How a session reaches its warehouse.
@@ -82,7 +83,7 @@ pub enum TargetClient {
         /// The connected session.
         client: tokio_postgres::Client,
         /// Its SQL flavour.
-        dialect: Dialect,
+        dialect: Warehouse,
         /// The schema holding the targets and the ledger.
         schema: String,
         /// The SSH tunnel the session runs through, kept open while the client lives.
@@ -150,10 +151,10 @@ impl TargetClient {
     }
 
     /// The SQL flavour the warehouse speaks.
-    pub fn dialect(&self) -> Dialect {
+    pub fn dialect(&self) -> Warehouse {
         match self {
             TargetClient::Wire { dialect, .. } => *dialect,
-            TargetClient::DataApi(_) => Dialect::Redshift,
+            TargetClient::DataApi(_) => Warehouse::Redshift,
         }
     }
 
@@ -272,12 +273,12 @@ impl TargetClient {
         )
         .await?;
         let existing = self.existing_columns(&plan.schema, &plan.target).await?;
-        let drifts = super::target_drift(plan, &existing, dialect.warehouse());
+        let drifts = super::target_drift(plan, &existing, dialect);
         let table = format!("{}.{}", plan.schema, plan.target);
         if let Some(error) = drift_error(&table, &drifts) {
             return Err(error);
         }
-        let ddl = super::schema_changes(plan, &drifts, dialect.warehouse())?;
+        let ddl = super::schema_changes(plan, &drifts, dialect)?;
         for statement in &ddl {
             tracing::info!(table = %table, ddl = %statement, "applying schema drift");
             self.run(statement, &format!("changing `{table}`")).await?;
@@ -338,7 +339,7 @@ impl TargetClient {
 
 /// A wire-protocol warehouse: its dialect, login, and how to reach it.
 struct WireTarget<'a> {
-    dialect: Dialect,
+    dialect: Warehouse,
     schema: &'a str,
     config: tokio_postgres::Config,
     /// The connection's TLS; `None` for `tls: disabled`.
@@ -376,7 +377,7 @@ async fn postgres_wire_target<'a>(
     )
     .await?;
     Ok(WireTarget {
-        dialect: Dialect::Postgres,
+        dialect: Warehouse::Postgres,
         schema: &postgres.schema,
         tls,
         config: wire::postgres_config(postgres, password.as_deref())?,
@@ -414,7 +415,7 @@ async fn redshift_wire_target<'a>(
     )
     .await?;
     Ok(WireTarget {
-        dialect: Dialect::Redshift,
+        dialect: Warehouse::Redshift,
         schema: &redshift.schema,
         tls,
         host,

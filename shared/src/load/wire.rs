@@ -6,6 +6,7 @@
 //! transaction block); the load script runs in ONE transaction that commits only after every
 //! count has been checked. Nothing here builds SQL: [`super::sql`] does.
 
+use crate::schema::Warehouse;
 use std::time::Duration;
 
 use futures::{pin_mut, SinkExt};
@@ -19,7 +20,7 @@ use crate::storage::Bucket;
 use crate::tls::PostgresTls;
 
 use super::pg_copy;
-use super::sql::{self, Dialect, LoadPlan, Role};
+use super::sql::{self, LoadPlan, Role};
 use super::stall_guard::{answer_limit, StallGuard};
 use super::LedgerRow;
 
@@ -217,7 +218,7 @@ pub async fn set_statement_timeout(client: &Client, timeout: Duration) -> Result
 /// The columns of `schema`.`table` (quoted-safe identifiers) from information_schema.
 pub(super) async fn existing_columns(
     client: &Client,
-    dialect: Dialect,
+    dialect: Warehouse,
     schema: &str,
     table: &str,
 ) -> Result<Vec<TargetColumn>> {
@@ -290,7 +291,7 @@ fn affected(messages: &[SimpleQueryMessage]) -> u64 {
 /// every run staged exactly its manifest's rows and the ledger's counts equal the statements'.
 pub async fn load(
     client: &mut Client,
-    dialect: Dialect,
+    dialect: Warehouse,
     plan: &LoadPlan,
     bucket: &Bucket,
 ) -> Result<Vec<LedgerRow>> {
@@ -314,7 +315,7 @@ pub async fn load(
     for statement in &script.statements {
         let context = |what: &str| format!("loading `{}`: {what}", plan.target);
         match (statement.role, dialect) {
-            (Role::CopyRun { run }, Dialect::Postgres) => {
+            (Role::CopyRun { run }, Warehouse::Postgres) => {
                 copy_run_files(&transaction, &statement.sql, plan, run, bucket).await?;
             }
             (role, _) => {

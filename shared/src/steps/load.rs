@@ -11,6 +11,7 @@
 //! Lambda error, because retrying `status` cannot help: the state machine submits again with
 //! `attempt` + 1 when `error_type` is `Retryable`.
 
+use crate::schema::Warehouse;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
@@ -18,7 +19,7 @@ use crate::config::{Connection, RedshiftConnection};
 use crate::error::{Error, ErrorKind, Result};
 use crate::load::data_api::{self, DataApi, StatementState};
 use crate::load::target::{not_a_warehouse, Route, TargetClient};
-use crate::load::{self, sql, wire, CommittedRun, Dialect, LoadPlan, PlanTarget};
+use crate::load::{self, sql, wire, CommittedRun, LoadPlan, PlanTarget};
 use crate::naming::{self, RunId};
 use crate::run::RunContext;
 use crate::schema::RedshiftTableOptions;
@@ -305,7 +306,7 @@ async fn submit_data_api(
     if plan.runs.is_empty() {
         return Ok(nothing_pending(run));
     }
-    let script = sql::load_script(Dialect::Redshift, plan)?;
+    let script = sql::load_script(Warehouse::Redshift, plan)?;
     let runs: Vec<RunId> = plan.runs.iter().map(|r| r.run_id.clone()).collect();
     let token = data_api::client_token(
         &run.pipeline,

@@ -2,13 +2,14 @@
 //! it would send the source with an estimate of the rows, and the statements the load would run —
 //! found by reading only: no lease, no object, no run, nothing in the target.
 
+use crate::schema::Warehouse;
 use chrono::Utc;
 use serde::Serialize;
 
 use crate::config::{Connection, LoadMode};
 use crate::error::Result;
 use crate::extract::{self, ReadPreview};
-use crate::load::sql::{self, Dialect};
+use crate::load::sql::{self};
 use crate::load::{self, CommittedRun, PlanTarget};
 use crate::manifest::{Ceiling, Cursor, RunManifest};
 use crate::naming::StorageLayout;
@@ -67,9 +68,9 @@ pub async fn preview(
     let target = target_name(table_config, &table_id)?;
     let (dialect, warehouse_schema, iam_role) =
         match super::load::target_connection(services, pipeline)? {
-            Connection::Postgres(postgres) => (Dialect::Postgres, postgres.schema.as_str(), ""),
+            Connection::Postgres(postgres) => (Warehouse::Postgres, postgres.schema.as_str(), ""),
             Connection::Redshift(redshift) => (
-                Dialect::Redshift,
+                Warehouse::Redshift,
                 redshift.schema.as_str(),
                 redshift.iam_role.as_str(),
             ),

@@ -772,6 +772,53 @@ async fn a_forged_commit_load_drops_no_pending_run(kind: Target) {
     .await;
 }
 
+/// A wire-protocol load with less time left than it needs (a Lambda near its deadline, issue
+/// #26 item 6): its statements are cancelled by the lowered `statement_timeout`, it fails saying
+/// why and what to do instead, nothing is committed, and the same load with time enough loads.
+#[tokio::test]
+async fn a_load_out_of_lambda_time_is_cancelled_and_says_why() {
+    in_world(
+        Target::Postgres,
+        ORDERS,
+        "orders",
+        ORDERS_CONFIG,
+        async |w| {
+            let run = w.begin(SyncMode::Full).await?;
+            let rows: Vec<Vec<Value>> = (1..=20_000)
+                .map(|id| order(id, "2024-01-01 00:00:00", "1.00", "a row"))
+                .collect();
+            commit_rows(&w.services, &run, &[rows]).await?;
+            let request = SubmitRequest {
+                run: run.clone(),
+                attempt: 0,
+            };
+            // 1 ms left for the load itself.
+            let nearly_out =
+                tidemark::steps::load::LOAD_DEADLINE_MARGIN + std::time::Duration::from_millis(1);
+            let err = tidemark::steps::load::submit_within(&w.services, &request, Some(nearly_out))
+                .await
+                .err()
+                .ok_or_else(|| anyhow::anyhow!("a load with 1 ms left finished"))?;
+            let text = err.to_string();
+            assert!(
+                text.contains("did not end within the 0.001 s this invocation had left")
+                    && text.contains("access: data_api")
+                    && text.contains("tidemark sync --redshift-only -t"),
+                "{text}"
+            );
+            assert_eq!(err.kind(), tidemark::ErrorKind::NonRetryable);
+            assert!(
+                w.ledger().await.unwrap_or_default().is_empty(),
+                "nothing committed"
+            );
+            w.load(&run).await?;
+            assert_eq!(w.rows().await?.len(), 20_000);
+            Ok(())
+        },
+    )
+    .await;
+}
+
 /// A forged `submit` (issue #25 item 3): a payload naming another target table or other keys
 /// than the configuration is refused, and nothing is loaded anywhere; the true run loads.
 #[tokio::test]

@@ -121,6 +121,18 @@ impl TargetClient {
         connection: &Connection,
         route: Route<'_>,
     ) -> Result<Self> {
+        Self::open_within(reach, name, connection, route, None).await
+    }
+
+    /// As [`TargetClient::open`], with every statement of a wire-protocol session bounded by
+    /// `time_limit` as well as by the connection's `statement_timeout` (a Lambda's time left).
+    pub async fn open_within(
+        reach: Reach<'_>,
+        name: &str,
+        connection: &Connection,
+        route: Route<'_>,
+        time_limit: Option<Duration>,
+    ) -> Result<Self> {
         let target = match (connection, route) {
             (Connection::Redshift(redshift), Route::DataApi) => {
                 return Ok(TargetClient::DataApi(Box::new(DataApi::new(
@@ -141,6 +153,10 @@ impl TargetClient {
             }
             (Connection::Mysql(_), _) => return Err(not_a_warehouse(name)),
         };
+        let mut target = target;
+        if let Some(limit) = time_limit {
+            target.statement_timeout = target.statement_timeout.min(limit);
+        }
         let (client, tunnel) = connect_wire(reach, &target).await?;
         Ok(TargetClient::Wire {
             client,

@@ -65,7 +65,8 @@ impl Function {
     }
 
     /// Runs one invocation: parses `payload` for this function's step and answers as JSON.
-    /// `time_left` bounds an extraction, which stops and asks to be continued before it.
+    /// `time_left` is what the invocation has left: an extraction stops and asks to be continued
+    /// before it; a wire-protocol load is cancelled (and says why) rather than killed.
     pub async fn handle(
         self,
         services: &Services,
@@ -80,7 +81,9 @@ impl Function {
             Function::Watermark => {
                 watermark::handle(services, &watermark::parse_request(payload)?).await
             }
-            Function::Load => load::handle(services, &load::parse_request(payload)?).await,
+            Function::Load => {
+                load::handle(services, &load::parse_request(payload)?, time_left).await
+            }
             Function::Cleanup => {
                 super::answer(cleanup::cleanup(services, &cleanup::parse_request(payload)?).await?)
             }

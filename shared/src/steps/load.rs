@@ -12,6 +12,8 @@
 //! `attempt` + 1 when `error_type` is `Retryable`.
 
 use crate::schema::Warehouse;
+use std::time::Duration;
+
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
@@ -140,8 +142,24 @@ pub struct LoadStatus {
     pub wait_seconds: u64,
 }
 
+/// How long before a Lambda's deadline a wire-protocol load must have ended: time to roll back
+/// and answer.
+pub const LOAD_DEADLINE_MARGIN: Duration = Duration::from_secs(30);
+
 /// `submit`: the schema step, then the load of the table's pending runs (see the module doc).
 pub async fn submit(services: &Services, request: &SubmitRequest) -> Result<LoadSubmission> {
+    submit_within(services, request, None).await
+}
+
+/// As [`submit`], in an invocation with `time_left` (a Lambda's, less the extract margin): a
+/// wire-protocol load that would outlast it is cancelled by its `statement_timeout` (lowered to
+/// `time_left` less [`LOAD_DEADLINE_MARGIN`]) and fails saying so, instead of the function being
+/// killed mid-transaction.
+pub async fn submit_within(
+    services: &Services,
+    request: &SubmitRequest,
+    time_left: Option<Duration>,
+) -> Result<LoadSubmission> {
     let started = std::time::Instant::now();
     let run = &request.run;
     let (pipeline, table_config, layout) = run.resolve(&services.config)?;
@@ -206,10 +224,22 @@ pub async fn submit(services: &Services, request: &SubmitRequest) -> Result<Load
     if let Connection::Redshift(_) = connection {
         load::write_copy_manifests(&bucket, &layout, &plan).await?;
     }
+    let time_limit = time_left.map(|left| {
+        left.saturating_sub(LOAD_DEADLINE_MARGIN)
+            .max(Duration::from_millis(1))
+    });
     let over_wire = async |route: Route<'_>| -> Result<LoadSubmission> {
-        let session =
-            TargetClient::open(services.reach(), &pipeline.target, connection, route).await?;
-        let rows = load_over_wire(session, &plan, &bucket, &redshift_options).await?;
+        let session = TargetClient::open_within(
+            services.reach(),
+            &pipeline.target,
+            connection,
+            route,
+            time_limit,
+        )
+        .await?;
+        let rows = load_over_wire(session, &plan, &bucket, &redshift_options)
+            .await
+            .map_err(|err| out_of_time(err, run, time_limit))?;
         Ok(finished(run, &plan, &committed, &rows, started.elapsed()))
     };
     let Connection::Redshift(redshift) = connection else {
@@ -266,6 +296,27 @@ pub(super) fn target_connection<'c>(
                 pipeline.target
             ))
         })
+}
+
+/// A statement cancelled by a `statement_timeout` that the invocation's time left had lowered:
+/// the load needs more time than a Lambda has, which only another way of loading cures.
+fn out_of_time(err: Error, run: &RunContext, time_limit: Option<Duration>) -> Error {
+    match (err, time_limit) {
+        (Error::Postgres { context, source }, Some(limit))
+            if source.code() == Some(&tokio_postgres::error::SqlState::QUERY_CANCELED) =>
+        {
+            Error::postgres(
+                format!(
+                    "{context}: the load of `{}` did not end within the {:.3} s this invocation had left (its statement_timeout was lowered to that, so that the function answers before it is killed mid-transaction); nothing was committed. A load this long needs `access: data_api` (Redshift runs it; the function only polls), or one run from the CLI, which has no such limit: `tidemark sync --redshift-only -t {}`",
+                    run.target,
+                    limit.as_secs_f64(),
+                    run.table
+                ),
+                source,
+            )
+        }
+        (err, _) => err,
+    }
 }
 
 /// The schema step and the load over one wire-protocol session (its tunnel, if any, closes
@@ -447,9 +498,13 @@ pub async fn status(services: &Services, request: &StatusRequest) -> Result<Load
 }
 
 /// Runs any load request and returns its answer as JSON.
-pub async fn handle(services: &Services, request: &LoadRequest) -> Result<serde_json::Value> {
+pub async fn handle(
+    services: &Services,
+    request: &LoadRequest,
+    time_left: Option<Duration>,
+) -> Result<serde_json::Value> {
     match request {
-        LoadRequest::Submit(r) => super::answer(submit(services, r).await?),
+        LoadRequest::Submit(r) => super::answer(submit_within(services, r, time_left).await?),
         LoadRequest::Status(r) => super::answer(status(services, r).await?),
     }
 }

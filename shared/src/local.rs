@@ -13,6 +13,8 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::stream::{self, StreamExt, TryStreamExt};
@@ -58,6 +60,9 @@ pub struct RunnerOptions {
     pub retry_scale: f64,
     /// The execution's name (`$$.Execution.Name`).
     pub execution_name: String,
+    /// Counts every state entered — Step Functions' billed "state transitions" — across the
+    /// execution and its Map iterations.
+    pub transitions: Arc<AtomicU64>,
 }
 
 impl Default for RunnerOptions {
@@ -66,6 +71,7 @@ impl Default for RunnerOptions {
             wait_scale: 1.0,
             retry_scale: 1.0,
             execution_name: "local".to_owned(),
+            transitions: Arc::default(),
         }
     }
 }
@@ -298,6 +304,7 @@ fn run_machine<'a>(
         let mut data = input;
         loop {
             let state = &states[&name];
+            context.options.transitions.fetch_add(1, Ordering::Relaxed);
             let (output, next) = run_state(&name, state, data, context, &map_item).await?;
             data = output;
             match next {
@@ -850,6 +857,7 @@ mod tests {
             wait_scale: 0.0,
             retry_scale: 0.0,
             execution_name: "t".into(),
+            ..RunnerOptions::default()
         }
     }
 

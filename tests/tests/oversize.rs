@@ -78,6 +78,7 @@ impl Stack<'_> {
             wait_scale: 0.0,
             retry_scale: 0.0,
             execution_name: "oversize".into(),
+            ..RunnerOptions::default()
         };
         let services = self.services(tables).await?;
         Ok(local_sync::run(&services, json!({"pipeline": "p"}), &options, None).await?)

@@ -23,6 +23,8 @@ struct Script {
     failing_load: bool,
     /// Every `status` answers `running`, as a batch that never ends.
     endless_load: bool,
+    /// Every `status` answers `finished`, and `prepare` lists this many tables.
+    instant_load_of: Option<usize>,
 }
 
 impl Script {
@@ -32,6 +34,7 @@ impl Script {
             failing_table,
             failing_load: false,
             endless_load: false,
+            instant_load_of: None,
         }
     }
 
@@ -68,6 +71,13 @@ impl Invoker for Script {
             // As `status` counts: the state machine passes the calls so far.
             let polls = payload["polls"].as_u64().unwrap_or(0) + 1;
             Ok(match (resource, action.as_str()) {
+                ("WatermarkFunctionArn", "prepare") if self.instant_load_of.is_some() => {
+                    let tables: Vec<String> = (0..self.instant_load_of.unwrap_or_default())
+                        .map(|i| format!("shop.t{i:04}"))
+                        .collect();
+                    json!({"pipeline": "p", "tables": tables, "mode": "full", "limit": null,
+                           "table_concurrency": 8, "chunk_concurrency": 2})
+                }
                 ("WatermarkFunctionArn", "prepare") => {
                     let input = &payload["input"];
                     json!({"pipeline": input["pipeline"], "tables": input.get("tables").cloned().unwrap_or(json!(["shop.a", "shop.b"])),
@@ -102,6 +112,9 @@ impl Invoker for Script {
                 }
                 ("LoadFunctionArn", "status") if self.failing_load => {
                     json!({"state": "failed", "loaded": [], "error": "serialization conflict 1023", "error_type": "Retryable", "remaining_runs": 0, "polls": polls, "wait_seconds": 5})
+                }
+                ("LoadFunctionArn", "status") if self.instant_load_of.is_some() => {
+                    json!({"state": "finished", "loaded": [{"run_id": run["run_id"], "rows_loaded": 20}], "error": null, "polls": polls, "wait_seconds": 5})
                 }
                 ("LoadFunctionArn", "status") if self.endless_load => {
                     json!({"state": "running", "loaded": [], "error": null, "polls": polls, "wait_seconds": tidemark::steps::load::poll_wait_seconds(polls as u32)})
@@ -139,13 +152,25 @@ impl Invoker for Script {
 }
 
 async fn execute(input: Value, script: &Script) -> Outcome {
+    execute_counting(input, script).await.0
+}
+
+/// Runs the definition; also answers how many state transitions the execution took.
+async fn execute_counting(input: Value, script: &Script) -> (Outcome, u64) {
     let machine = StateMachine::load(DEFINITION, &FUNCTIONS).unwrap();
     let options = RunnerOptions {
         wait_scale: 0.0,
         retry_scale: 0.0,
         execution_name: "test".into(),
+        ..RunnerOptions::default()
     };
-    machine.execute(input, script, &options).await
+    let outcome = machine.execute(input, script, &options).await;
+    (
+        outcome,
+        options
+            .transitions
+            .load(std::sync::atomic::Ordering::Relaxed),
+    )
 }
 
 #[tokio::test]
@@ -394,4 +419,24 @@ async fn a_load_that_never_ends_stops_polling_after_max_polls() {
         .as_str()
         .unwrap()
         .contains("300 status polls"));
+}
+
+/// Issue #26, figures: 200 tables in one execution, each with 2 chunks of one continuation and a
+/// load finished at its first status: 25 state transitions per table and 5 for the execution
+/// (Prepare, SyncTables, Summarize, AnyTableFailed?, SyncSucceeded) — the figure the README's
+/// cost estimate starts from. Every table is begun, committed and loaded exactly once.
+#[tokio::test]
+async fn two_hundred_tables_cost_a_known_number_of_transitions() {
+    let mut script = Script::new(None);
+    script.instant_load_of = Some(200);
+    let (outcome, transitions) = execute_counting(json!({"pipeline": "p"}), &script).await;
+    let Outcome::Succeeded(output) = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(output["succeeded"], 200, "{output}");
+    for action in ["begin", "plan", "commit", "submit", "status", "commit_load"] {
+        assert_eq!(script.count(action), 200, "{action}");
+    }
+    assert_eq!(script.count("extract"), 200 * 2 * 2);
+    assert_eq!(transitions, 200 * 25 + 5);
 }

@@ -42,6 +42,7 @@ impl Stack<'_> {
             wait_scale: 0.0,
             retry_scale: 0.0,
             execution_name: "e2e".into(),
+            ..RunnerOptions::default()
         };
         local_sync::run(&self.services, input, &options, None)
             .await

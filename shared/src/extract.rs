@@ -213,7 +213,7 @@ pub async fn plan(
     table: &TableConfig,
     max_chunks: u32,
 ) -> Result<PlanResult> {
-    let table_id = run.table_id()?;
+    let table_id = run.table.clone();
     let whole = ChunkSpec {
         chunk: 0,
         key_range: None,
@@ -363,7 +363,7 @@ pub async fn preview(
     table: &TableConfig,
     page_rows: u64,
 ) -> Result<ReadPreview> {
-    let table_id = run.table_id()?;
+    let table_id = run.table.clone();
     let whole = ChunkSpec {
         chunk: 0,
         key_range: None,
@@ -436,7 +436,7 @@ pub async fn extract_chunk(
         )));
     }
     let started = StdInstant::now();
-    let table_id = run.table_id()?;
+    let table_id = run.table.clone();
     let chunk = request.chunk.chunk;
     let read = ReadPlan::new(schema, run, table, &request.chunk)?;
 
@@ -458,7 +458,7 @@ pub async fn extract_chunk(
             ChunkManifest {
                 version: MANIFEST_FORMAT_VERSION,
                 pipeline: run.pipeline.clone(),
-                table: run.table.clone(),
+                table: run.table.to_string(),
                 run_id: run.run_id.clone(),
                 chunk,
                 files: Vec::new(),
@@ -746,7 +746,10 @@ async fn read_progress(
                 .to_owned(),
         })?;
     let manifest: ChunkManifest = parse_json(&object.body, &uri)?;
-    if manifest.run_id != run.run_id || manifest.chunk != chunk || manifest.table != run.table {
+    if manifest.run_id != run.run_id
+        || manifest.chunk != chunk
+        || manifest.table != run.table.to_string()
+    {
         return Err(Error::InvalidRequest(format!(
             "the continuation's progress `{uri}` belongs to run `{}` chunk {}, not run `{}` chunk {chunk}",
             manifest.run_id, manifest.chunk, run.run_id

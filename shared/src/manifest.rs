@@ -167,7 +167,7 @@ impl RunManifest {
         RunManifest {
             version: MANIFEST_FORMAT_VERSION,
             pipeline: run.pipeline.clone(),
-            table: run.table.clone(),
+            table: run.table.to_string(),
             target: run.target.clone(),
             run_id: run.run_id.clone(),
             strategy: run.strategy,

@@ -15,11 +15,30 @@ pub const REDSHIFT_IDENTIFIER_MAX_BYTES: usize = 127;
 /// The longest identifier PostgreSQL keeps whole (it silently cuts longer ones).
 pub const POSTGRES_IDENTIFIER_MAX_BYTES: usize = 63;
 
-/// A source table, `database.table`, as written in a pipeline's `tables`.
+/// A source table, `database.table`, as written in a pipeline's `tables`; in payloads and
+/// stored records it is that text, checked when read.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TableId {
     database: String,
     table: String,
+}
+
+impl serde::Serialize for TableId {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for TableId {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
+        let text = <String as serde::Deserialize>::deserialize(deserializer)?;
+        TableId::parse(&text).map_err(serde::de::Error::custom)
+    }
 }
 
 impl TableId {

@@ -30,7 +30,7 @@ pub struct RunContext {
     /// Pipeline name.
     pub pipeline: String,
     /// Source table, `db.table`.
-    pub table: String,
+    pub table: TableId,
     /// Target table name.
     pub target: String,
     /// This run.
@@ -57,23 +57,21 @@ pub struct RunContext {
 }
 
 impl RunContext {
-    /// The source table id.
-    pub fn table_id(&self) -> Result<TableId> {
-        TableId::parse(&self.table)
-    }
-
     /// The pipeline, table config and storage layout this run belongs to.
     pub fn resolve<'c>(
         &self,
         config: &'c Config,
     ) -> Result<(&'c Pipeline, &'c TableConfig, StorageLayout)> {
         let pipeline = config.pipeline(&self.pipeline)?;
-        let table = pipeline.tables.get(&self.table).ok_or_else(|| {
-            Error::InvalidRequest(format!(
-                "table `{}` is not in pipeline `{}` of the configuration",
-                self.table, self.pipeline
-            ))
-        })?;
+        let table = pipeline
+            .tables
+            .get(&self.table.to_string())
+            .ok_or_else(|| {
+                Error::InvalidRequest(format!(
+                    "table `{}` is not in pipeline `{}` of the configuration",
+                    self.table, self.pipeline
+                ))
+            })?;
         let table_config = table;
         self.refuse_what_the_config_does_not_say(table_config)?;
         Ok((
@@ -87,7 +85,7 @@ impl RunContext {
     /// from whoever sends the payload: a forged or stale one must not load into another table
     /// or by other keys.
     fn refuse_what_the_config_does_not_say(&self, table_config: &TableConfig) -> Result<()> {
-        let configured_target = table_config.target_table(&self.table_id()?)?;
+        let configured_target = table_config.target_table(&self.table)?;
         let mut differs = Vec::new();
         if self.target != configured_target {
             differs.push(format!(

@@ -491,7 +491,6 @@ impl Column {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TableSchema {
     /// The source table.
-    #[serde(with = "table_id_text")]
     pub table: TableId,
     /// The extracted columns, in the source's ordinal order.
     pub columns: Vec<Column>,
@@ -499,21 +498,6 @@ pub struct TableSchema {
     pub primary_key: Vec<String>,
     /// What JSON columns become in Redshift (from [`SchemaOptions::json_in_redshift`]).
     pub json_in_redshift: JsonTarget,
-}
-
-mod table_id_text {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    use crate::naming::TableId;
-
-    pub fn serialize<S: Serializer>(table: &TableId, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(table)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<TableId, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        TableId::parse(&text).map_err(serde::de::Error::custom)
-    }
 }
 
 /// Redshift distribution style.

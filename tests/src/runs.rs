@@ -31,7 +31,7 @@ use tidemark::steps::Services;
 /// The schema `begin` stored for `run`.
 pub async fn run_schema(services: &Services, run: &RunContext) -> anyhow::Result<TableSchema> {
     let (pipeline, _, layout) = run.resolve(&services.config)?;
-    let key = layout.run_schema_key(&run.pipeline, &run.table_id()?, &run.run_id);
+    let key = layout.run_schema_key(&run.pipeline, &run.table, &run.run_id);
     let object = services
         .bucket(pipeline)
         .get(&key)
@@ -164,7 +164,7 @@ pub async fn write_chunk(
 ) -> anyhow::Result<String> {
     let (pipeline, _, layout) = run.resolve(&services.config)?;
     let layout: StorageLayout = layout;
-    let table = run.table_id()?;
+    let table = run.table.clone();
     let bucket = services.bucket(pipeline);
     let schema = run_schema(services, run).await?;
     let cursor = tidemark::manifest::Cursor {
@@ -187,7 +187,7 @@ pub async fn write_chunk(
     let manifest = ChunkManifest {
         version: MANIFEST_FORMAT_VERSION,
         pipeline: run.pipeline.clone(),
-        table: run.table.clone(),
+        table: run.table.to_string(),
         run_id: run.run_id.clone(),
         chunk: 0,
         rows: data_files.iter().map(|f| f.rows).sum(),

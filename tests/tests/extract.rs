@@ -139,7 +139,7 @@ impl Harness {
     async fn schema(&self, run: &RunContext) -> anyhow::Result<TableSchema> {
         let (_, table, _) = run.resolve(&self.config)?;
         let mut conn = self.source.conn().await?;
-        Ok(schema::discover(&mut conn, &run.table_id()?, &table.schema_options()).await?)
+        Ok(schema::discover(&mut conn, &run.table, &table.schema_options()).await?)
     }
 
     async fn plan(&self, run: &RunContext, max_chunks: u32) -> anyhow::Result<extract::PlanResult> {
@@ -159,7 +159,7 @@ impl Harness {
     ) -> tidemark::Result<ExtractResult> {
         let (_, table, layout) = run.resolve(&self.config)?;
         let mut conn = self.source.conn().await?;
-        let schema = schema::discover(&mut conn, &run.table_id()?, &table.schema_options()).await?;
+        let schema = schema::discover(&mut conn, &run.table, &table.schema_options()).await?;
         drop(conn);
         let request = ExtractRequest {
             run: run.clone(),
@@ -279,7 +279,7 @@ impl Harness {
     /// Every object under the run's data prefix.
     async fn data_objects(&self, run: &RunContext) -> anyhow::Result<Vec<(String, u64)>> {
         let (_, _, layout) = run.resolve(&self.config)?;
-        let prefix = layout.run_data_prefix(&run.pipeline, &run.table_id()?, &run.run_id);
+        let prefix = layout.run_data_prefix(&run.pipeline, &run.table, &run.run_id);
         Ok(self
             .bucket
             .bucket()

@@ -863,3 +863,22 @@ fn an_ended_execution_reaches_the_watermark_function_as_a_release() {
         Some("ExecutionEndedRule")
     );
 }
+
+/// Issue #26 item 7: the files of failed runs do not stay forever — the scheduled cleanup deletes
+/// orphans (past the 24-hour safety age) unless `CleanupOrphans` says otherwise, and its input is
+/// a payload the cleanup step accepts.
+#[test]
+fn the_scheduled_cleanup_deletes_the_files_of_failed_runs() {
+    let template = template();
+    let parameter = &template["Parameters"]["CleanupOrphans"];
+    assert_eq!(parameter["Default"], "true");
+    let input = tagged(&template["Resources"]["CleanupSchedule"]["Properties"]["Target"]["Input"])
+        .and_then(|(_, v)| v.as_str().map(str::to_owned))
+        .unwrap();
+    let payload = input
+        .replace("${CleanupOlderThan}", "7d")
+        .replace("${CleanupOrphans}", "true");
+    let request =
+        tidemark::steps::cleanup::parse_request(serde_json::from_str(&payload).unwrap()).unwrap();
+    assert!(request.orphans && !request.dry_run, "{payload}");
+}

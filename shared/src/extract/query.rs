@@ -174,7 +174,7 @@ impl ReadPlan {
         table: &TableConfig,
         chunk: &ChunkSpec,
     ) -> Result<ReadPlan> {
-        let table_id = run.table_id()?;
+        let table_id = run.table.clone();
         // The key was fixed at begin (the config's `key_columns`, else the primary key).
         let keys = run
             .key_columns

@@ -230,7 +230,7 @@ pub fn plan(
         return Ok(None);
     };
     let run = target.run;
-    let table = TableId::parse(&run.table)?;
+    let table = run.table.clone();
     let fingerprint = &first.manifest.schema_fingerprint;
     let planned = runs
         .iter()
@@ -298,7 +298,7 @@ fn plan_with_runs(
     }
     Ok(LoadPlan {
         pipeline: run.pipeline.clone(),
-        source_table: run.table.clone(),
+        source_table: run.table.to_string(),
         schema: target.schema.to_owned(),
         target: run.target.clone(),
         mode,

@@ -36,7 +36,7 @@ pub fn parse_request(payload: serde_json::Value) -> Result<ExtractStepRequest> {
 async fn run_schema(services: &Services, run: &RunContext) -> Result<TableSchema> {
     let (pipeline, _, layout) = run.resolve(&services.config)?;
     let bucket = services.bucket(pipeline);
-    let key = layout.run_schema_key(&run.pipeline, &run.table_id()?, &run.run_id);
+    let key = layout.run_schema_key(&run.pipeline, &run.table, &run.run_id);
     let object = bucket.get(&key).await?.ok_or_else(|| {
         Error::InvalidRequest(format!(
             "{} is missing: `begin` of run `{}` did not finish; start a new sync",
@@ -103,7 +103,7 @@ pub async fn handle(
                         manifest::parse_json(&object.body, &bucket.uri(key))?;
                     crate::metrics::chunk_extracted(
                         &run.pipeline,
-                        &run.table_id()?,
+                        &run.table,
                         &run.run_id,
                         chunk.rows,
                         chunk.files.iter().map(|file| file.bytes).sum(),

@@ -163,7 +163,7 @@ pub async fn submit_within(
     let started = std::time::Instant::now();
     let run = &request.run;
     let (pipeline, table_config, layout) = run.resolve(&services.config)?;
-    let table = run.table_id()?;
+    let table = run.table.clone();
     let bucket = services.bucket(pipeline);
     let watermark = services
         .watermarks(pipeline)
@@ -270,8 +270,7 @@ pub async fn submit_within(
             Some(tunnel),
         ) if redshift.fallback_to_tunnel => {
             tracing::warn!(target = %run.target, bastion = %tunnel.bastion_host, context = %context, error = %message, "the Data API cannot be reached; loading through the SSH tunnel instead (fallback_to_tunnel)");
-            crate::metrics::load_fallback(&run.pipeline, &naming::TableId::parse(&run.table)?)
-                .emit();
+            crate::metrics::load_fallback(&run.pipeline, &run.table).emit();
             over_wire(Route::Wire {
                 tunnel: Some(tunnel),
             })
@@ -361,7 +360,7 @@ async fn submit_data_api(
     let runs: Vec<RunId> = plan.runs.iter().map(|r| r.run_id.clone()).collect();
     let token = data_api::client_token(
         &run.pipeline,
-        &run.table,
+        &run.table.to_string(),
         &run.target,
         &run.run_id,
         &runs,
@@ -414,16 +413,14 @@ fn finished(
     let inserted: u64 = rows.iter().map(|r| r.rows_inserted).sum();
     let deleted: u64 = rows.iter().map(|r| r.rows_deleted).sum();
     tracing::info!(table = %run.table, target = %run.target, runs = loaded.len(), rows_inserted = inserted, rows_deleted = deleted, mode = %plan.mode, "load committed");
-    if let Ok(table) = run.table_id() {
-        crate::metrics::load_finished(
-            &run.pipeline,
-            &table,
-            loaded.len() as u64,
-            inserted,
-            elapsed,
-        )
-        .emit();
-    }
+    crate::metrics::load_finished(
+        &run.pipeline,
+        &run.table,
+        loaded.len() as u64,
+        inserted,
+        elapsed,
+    )
+    .emit();
     LoadSubmission {
         runs: plan.runs.iter().map(|r| r.run_id.clone()).collect(),
         statement_id: None,

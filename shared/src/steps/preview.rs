@@ -94,7 +94,7 @@ pub async fn preview(
     let now = Utc::now();
     let run = RunContext {
         pipeline: pipeline_name.clone(),
-        table: table_id.to_string(),
+        table: table_id.clone(),
         target: target.clone(),
         run_id: new_run_id(now),
         mode,

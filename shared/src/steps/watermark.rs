@@ -282,7 +282,7 @@ pub async fn begin(services: &Services, request: &BeginRequest) -> Result<RunCon
     }
     Ok(RunContext {
         pipeline: pipeline_name,
-        table: table.to_string(),
+        table: table.clone(),
         target,
         run_id,
         mode: request.mode,
@@ -575,7 +575,7 @@ pub(super) fn start_cursor(cursor: &Cursor, table_config: &TableConfig) -> Resul
 pub async fn commit(services: &Services, request: &CommitRequest) -> Result<CommitResult> {
     let run = &request.run;
     let (pipeline, _, layout) = run.resolve(&services.config)?;
-    let table = run.table_id()?;
+    let table = run.table.clone();
     let bucket = services.bucket(pipeline);
     let store = services.watermarks(pipeline);
     let mut chunks = Vec::with_capacity(request.chunk_manifest_keys.len());
@@ -587,7 +587,7 @@ pub async fn commit(services: &Services, request: &CommitRequest) -> Result<Comm
             ))
         })?;
         let chunk: ChunkManifest = manifest::parse_json(&object.body, &bucket.uri(key))?;
-        if chunk.run_id != run.run_id || chunk.table != run.table {
+        if chunk.run_id != run.run_id || chunk.table != run.table.to_string() {
             return Err(Error::InvalidRequest(format!(
                 "chunk manifest {} belongs to run `{}` of `{}`, not to this run",
                 bucket.uri(key),
@@ -720,7 +720,7 @@ fn refuse_a_limit_that_cannot_progress(
 pub async fn commit_load(services: &Services, request: &CommitLoadRequest) -> Result<Watermark> {
     let run = &request.run;
     let (pipeline, table_config, _) = run.resolve(&services.config)?;
-    let table = run.table_id()?;
+    let table = run.table.clone();
     crate::faults::point("before_commit_load")?;
     // The payload's `loaded` list is not trusted: a forged or stale one would drop runs the
     // warehouse never received from the pending list (and cleanup would then delete their

@@ -99,7 +99,7 @@ every_mode!(
 #[test]
 fn every_point_is_covered() {
     let covered = include_str!("faults.rs");
-    for point in tidemark::faults::POINTS {
+    for point in tidemark::faults::FaultPoint::ALL.map(|p| p.name()) {
         assert!(
             covered.contains(&format!("    {point},\n")) || point == "during_cleanup_delete",
             "fault point `{point}` has no crash test"

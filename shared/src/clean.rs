@@ -679,7 +679,7 @@ pub async fn execute(store: &WatermarkStore, plan: &CleanPlan) -> Result<CleanRe
         .collect();
     let mut failures = store.bucket().delete_many(&first).await?;
     // Data gone, run manifests still there: the state an interrupted clean leaves.
-    crate::faults::point("during_cleanup_delete")?;
+    crate::faults::point(crate::faults::FaultPoint::DuringCleanupDelete)?;
     let failed_runs: Vec<&RunId> = runs
         .iter()
         .filter(|r| {

@@ -600,7 +600,7 @@ pub async fn extract_chunk(
         (progress_key, Some(continuation))
     };
     // A retried invocation rewrote the same files, so its manifest replaces the old one.
-    let recorded = match crate::faults::point("before_chunk_manifest") {
+    let recorded = match crate::faults::point(crate::faults::FaultPoint::BeforeChunkManifest) {
         Ok(()) => put_json(bucket, &key, &manifest).await,
         Err(err) => Err(err),
     };
@@ -608,7 +608,7 @@ pub async fn extract_chunk(
         delete_quietly(bucket, &new_keys).await;
         return Err(err);
     }
-    crate::faults::point("after_chunk_manifest")?;
+    crate::faults::point(crate::faults::FaultPoint::AfterChunkManifest)?;
     let chunk_manifest_key = done.then_some(key);
 
     tracing::info!(

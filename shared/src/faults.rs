@@ -27,17 +27,57 @@ use crate::error::{Error, Result};
 /// - `before_commit_load`: before `commit_load` updates the watermark.
 /// - `during_cleanup_delete`: in `clean::execute`, after the data objects are deleted and
 ///   before the run manifests are.
-pub const POINTS: [&str; 9] = [
-    "after_part_upload",
-    "before_chunk_manifest",
-    "after_chunk_manifest",
-    "before_commit",
-    "after_commit",
-    "before_load_commit",
-    "after_load_commit",
-    "before_commit_load",
-    "during_cleanup_delete",
-];
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultPoint {
+    /// `after_part_upload`.
+    AfterPartUpload,
+    /// `before_chunk_manifest`.
+    BeforeChunkManifest,
+    /// `after_chunk_manifest`.
+    AfterChunkManifest,
+    /// `before_commit`.
+    BeforeCommit,
+    /// `after_commit`.
+    AfterCommit,
+    /// `before_load_commit`.
+    BeforeLoadCommit,
+    /// `after_load_commit`.
+    AfterLoadCommit,
+    /// `before_commit_load`.
+    BeforeCommitLoad,
+    /// `during_cleanup_delete`.
+    DuringCleanupDelete,
+}
+
+impl FaultPoint {
+    /// Every point, in the order a sync passes them.
+    pub const ALL: [FaultPoint; 9] = [
+        FaultPoint::AfterPartUpload,
+        FaultPoint::BeforeChunkManifest,
+        FaultPoint::AfterChunkManifest,
+        FaultPoint::BeforeCommit,
+        FaultPoint::AfterCommit,
+        FaultPoint::BeforeLoadCommit,
+        FaultPoint::AfterLoadCommit,
+        FaultPoint::BeforeCommitLoad,
+        FaultPoint::DuringCleanupDelete,
+    ];
+
+    /// The name a `TIDEMARK_FAULTS` plan uses.
+    pub const fn name(self) -> &'static str {
+        match self {
+            FaultPoint::AfterPartUpload => "after_part_upload",
+            FaultPoint::BeforeChunkManifest => "before_chunk_manifest",
+            FaultPoint::AfterChunkManifest => "after_chunk_manifest",
+            FaultPoint::BeforeCommit => "before_commit",
+            FaultPoint::AfterCommit => "after_commit",
+            FaultPoint::BeforeLoadCommit => "before_load_commit",
+            FaultPoint::AfterLoadCommit => "after_load_commit",
+            FaultPoint::BeforeCommitLoad => "before_commit_load",
+            FaultPoint::DuringCleanupDelete => "during_cleanup_delete",
+        }
+    }
+}
 
 /// What a point does when it fires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,10 +104,11 @@ fn parse_plan(text: &str) -> std::result::Result<BTreeMap<String, Trigger>, Stri
         let (point, rule) = entry
             .split_once('=')
             .ok_or_else(|| format!("`{entry}`: write `point=abort` or `point=error@N`"))?;
-        if !POINTS.contains(&point) {
+        if !FaultPoint::ALL.iter().any(|known| known.name() == point) {
+            let names: Vec<&str> = FaultPoint::ALL.iter().map(|p| p.name()).collect();
             return Err(format!(
                 "`{point}` is not a fault point; points are {}",
-                POINTS.join(", ")
+                names.join(", ")
             ));
         }
         let (action, on_hit) = match rule.split_once('@') {
@@ -117,8 +158,9 @@ fn plan() -> &'static BTreeMap<String, Trigger> {
     })
 }
 
-/// Passes the named point: fires its fault if the plan says so, else does nothing.
-pub fn point(name: &'static str) -> Result<()> {
+/// Passes `point`: fires its fault if the plan says so, else does nothing.
+pub fn point(point: FaultPoint) -> Result<()> {
+    let name = point.name();
     let Some(trigger) = plan().get(name) else {
         return Ok(());
     };
@@ -164,8 +206,8 @@ mod tests {
     #[test]
     fn without_a_plan_no_point_fires() {
         // The test process does not set TIDEMARK_FAULTS.
-        for name in POINTS {
-            assert!(point(name).is_ok());
+        for each in FaultPoint::ALL {
+            assert!(point(each).is_ok());
         }
     }
 }

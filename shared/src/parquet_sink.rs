@@ -442,7 +442,7 @@ async fn upload(
                         upload.upload_part(bytes).await?;
                     }
                     // A multipart upload in progress, not yet completed.
-                    crate::faults::point("after_part_upload")?;
+                    crate::faults::point(crate::faults::FaultPoint::AfterPartUpload)?;
                 }
                 UploadInput::Close {
                     seq,
@@ -498,7 +498,7 @@ async fn upload(
                         altered,
                     });
                     // A finished file that no manifest names yet.
-                    crate::faults::point("after_part_upload")?;
+                    crate::faults::point(crate::faults::FaultPoint::AfterPartUpload)?;
                 }
                 UploadInput::End => return Ok(()),
             }

@@ -356,12 +356,12 @@ pub async fn load(
             fix: "the target has rows that share a key; remove the duplicates, then load again".to_owned(),
         });
     }
-    crate::faults::point("before_load_commit")?;
+    crate::faults::point(crate::faults::FaultPoint::BeforeLoadCommit)?;
     transaction
         .commit()
         .await
         .map_err(|err| Error::postgres(format!("committing the load of `{}`", plan.target), err))?;
-    crate::faults::point("after_load_commit")?;
+    crate::faults::point(crate::faults::FaultPoint::AfterLoadCommit)?;
     Ok(ledger)
 }
 

@@ -374,7 +374,7 @@ async fn submit_data_api(
     )?;
     // Through the Data API the batch commits inside Redshift: these points bracket its submission
     // and the first status that sees it finished.
-    crate::faults::point("before_load_commit")?;
+    crate::faults::point(crate::faults::FaultPoint::BeforeLoadCommit)?;
     let statement_id = api.submit(&batch).await?;
     tracing::info!(table = %run.table, target = %run.target, runs = runs.len(), statement_id = %statement_id, "load batch submitted");
     Ok(LoadSubmission {
@@ -465,7 +465,7 @@ pub async fn status(services: &Services, request: &StatusRequest) -> Result<Load
             answer(LoadState::Failed, Vec::new(), Some((message, kind)))
         }
         StatementState::Finished => {
-            crate::faults::point("after_load_commit")?;
+            crate::faults::point(crate::faults::FaultPoint::AfterLoadCommit)?;
             let rows = api.ledger_rows(&described.last_result_id).await?;
             let missing: Vec<String> = submission
                 .runs

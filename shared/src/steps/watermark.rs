@@ -650,7 +650,7 @@ pub async fn commit(services: &Services, request: &CommitRequest) -> Result<Comm
             manifest::parse_json(&existing.body, &bucket.uri(&manifest_key))?
         }
     };
-    crate::faults::point("before_commit")?;
+    crate::faults::point(crate::faults::FaultPoint::BeforeCommit)?;
     let now = Utc::now();
     let (watermark, newly_committed) = store
         .update(&run.pipeline, &table, &run.target, &run.run_id, now, |w| {
@@ -684,7 +684,7 @@ pub async fn commit(services: &Services, request: &CommitRequest) -> Result<Comm
         )
         .emit();
     }
-    crate::faults::point("after_commit")?;
+    crate::faults::point(crate::faults::FaultPoint::AfterCommit)?;
     Ok(CommitResult {
         run_id: run.run_id.clone(),
         manifest_key,
@@ -721,7 +721,7 @@ pub async fn commit_load(services: &Services, request: &CommitLoadRequest) -> Re
     let run = &request.run;
     let (pipeline, table_config, _) = run.resolve(&services.config)?;
     let table = run.table.clone();
-    crate::faults::point("before_commit_load")?;
+    crate::faults::point(crate::faults::FaultPoint::BeforeCommitLoad)?;
     // The payload's `loaded` list is not trusted: a forged or stale one would drop runs the
     // warehouse never received from the pending list (and cleanup would then delete their
     // files). The target's own ledger says which of the pending runs are loaded.

@@ -110,7 +110,7 @@ pub fn parse_request(payload: serde_json::Value, via: &str) -> Result<OperatorCa
 /// Runs an operator request and returns its answer as JSON. An edit without a requester is
 /// refused before anything is read.
 pub async fn handle(services: &Services, call: &OperatorCall) -> Result<serde_json::Value> {
-    let requester = || edit_requester(&call.request, call.requester.as_ref());
+    let requester = |action| edit_requester(action, call.requester.as_ref());
     // Boxed: an edit's future (the source check inside the audit record's two writes) is too
     // large for a thread's stack in an unoptimized build.
     match &call.request {
@@ -121,33 +121,29 @@ pub async fn handle(services: &Services, call: &OperatorCall) -> Result<serde_js
             super::answer(Box::pin(validate_counts(services, r)).await?)
         }
         OperatorRequest::Audit(r) => super::answer(audit(services, r).await?),
-        OperatorRequest::Set(r) => super::answer(Box::pin(set(services, r, requester()?)).await?),
+        OperatorRequest::Set(r) => {
+            super::answer(Box::pin(set(services, r, requester("set")?)).await?)
+        }
         OperatorRequest::Reset(r) => {
-            super::answer(Box::pin(reset(services, r, requester()?)).await?)
+            super::answer(Box::pin(reset(services, r, requester("reset")?)).await?)
         }
         OperatorRequest::Restore(r) => {
-            super::answer(Box::pin(restore(services, r, requester()?)).await?)
+            super::answer(Box::pin(restore(services, r, requester("restore")?)).await?)
         }
         OperatorRequest::Unlock(r) => {
-            super::answer(Box::pin(unlock(services, r, requester()?)).await?)
+            super::answer(Box::pin(unlock(services, r, requester("unlock")?)).await?)
         }
         OperatorRequest::SetCount(r) => {
-            super::answer(Box::pin(set_count(services, r, requester()?)).await?)
+            super::answer(Box::pin(set_count(services, r, requester("set_count")?)).await?)
         }
     }
 }
 
-fn edit_requester<'r>(
-    request: &OperatorRequest,
-    requester: Option<&'r Requester>,
-) -> Result<&'r Requester> {
+/// The requester of edit `action`, which must name someone.
+fn edit_requester<'r>(action: &str, requester: Option<&'r Requester>) -> Result<&'r Requester> {
     match requester {
         Some(requester) if !requester.requested_by.trim().is_empty() => Ok(requester),
         _ => {
-            let action = serde_json::to_value(request)
-                .ok()
-                .and_then(|v| v.get("action").and_then(|a| a.as_str()).map(str::to_owned))
-                .unwrap_or_default();
             Err(Error::InvalidRequest(format!(
                 "`requested_by` is required for `{action}`: every edit records who asked (and, with `reason`, why) in the table's audit record; add `\"requested_by\": \"you@example.com\"` to the payload"
             )))

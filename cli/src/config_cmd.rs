@@ -93,7 +93,7 @@ pub(crate) async fn run(command: &ConfigCommand, path: &Path, json: bool) -> Res
                     for (table, table_config) in &pipeline.tables {
                         crate::output::print_line(&format!(
                             "{name}\t{table}\t{}\t{}",
-                            table_config.cdc_strategy,
+                            table_config.strategy.kind(),
                             table_config.load_mode()
                         ));
                     }
@@ -180,8 +180,10 @@ fn describe_connection(connection: &Connection) -> String {
             c.host, c.port, c.database, c.schema
         ),
         Connection::Redshift(c) => format!(
-            "redshift ({:?}) database {} schema {}",
-            c.access, c.database, c.schema
+            "redshift ({}) database {} schema {}",
+            c.access.kind(),
+            c.database,
+            c.schema
         ),
     }
 }

@@ -9,13 +9,13 @@ use mysql_async::Value;
 use serde::Serialize;
 
 use crate::config::{Connection, DroppedColumns, LoadMode, RedshiftConnection};
+use crate::cursor::Cursor;
 use crate::error::{Error, Result};
 use crate::extract::decode::{BatchBuilder, ValueRules};
 use crate::load::data_api;
 use crate::load::sql::{self, LoadPlan, PlannedRun};
 use crate::load::target::TargetClient;
 use crate::load::wire;
-use crate::manifest::Cursor;
 use crate::naming::{self, RunId, TableId};
 use crate::parquet_sink::{FileCompression, ParquetSink, SinkBatch, SinkOptions};
 use crate::schema::{

@@ -13,7 +13,6 @@
 //! run's ceiling bounds every read; a table whose schema changes mid-run fails the run; a failed
 //! invocation leaves no object behind. It never commits anything: the commit step does.
 
-mod custom_sql;
 pub(crate) mod decode;
 mod query;
 
@@ -27,16 +26,15 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::config::{CdcStrategy, TableConfig};
+use crate::cursor::Cursor;
 use crate::error::{Error, Result};
-use crate::manifest::{parse_json, ChunkManifest, Cursor, MANIFEST_FORMAT_VERSION};
+use crate::manifest::{parse_json, ChunkManifest, MANIFEST_FORMAT_VERSION};
 use crate::naming::{quote_mysql, StorageLayout, TableId};
 use crate::parquet_sink::{FileCompression, ParquetSink, SinkBatch, SinkOptions};
 use crate::run::RunContext;
 use crate::schema::{self, TableSchema, Warehouse};
 use crate::source::{within, Source};
 use crate::storage::Bucket;
-
-pub use custom_sql::validate_custom_sql;
 
 use decode::{cursor_key, cursor_timestamp, BatchBuilder, RowPosition, ValueRules};
 use query::{Order, PageQuery, ReadPlan};

@@ -9,6 +9,8 @@
 pub mod audit;
 pub mod clean;
 pub mod config;
+pub mod cursor;
+pub mod custom_sql;
 pub mod deep_check;
 pub mod error;
 pub mod extract;

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{CdcStrategy, LoadMode};
+use crate::cursor::{Ceiling, Cursor};
 use crate::error::{Error, Result};
 use crate::naming::RunId;
 use crate::run::RunContext;
@@ -13,50 +14,6 @@ use crate::schema::TableSchema;
 
 /// Version of the manifest format written by this code.
 pub const MANIFEST_FORMAT_VERSION: u32 = 1;
-
-/// A position in a table's change order: the cursor column's value and the key's values, kept as
-/// exact source text (timestamps as `YYYY-MM-DD HH:MM:SS.ffffff`, integers in decimal).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Cursor {
-    /// The timestamp cursor column's value, if the strategy has one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timestamp: Option<String>,
-    /// The key columns' values (or the id column's, for `id_only`), in key order.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub key: Vec<String>,
-}
-
-impl Cursor {
-    /// True when the cursor names no position (the start of the table).
-    pub fn is_start(&self) -> bool {
-        self.timestamp.is_none() && self.key.is_empty()
-    }
-}
-
-impl std::fmt::Display for Cursor {
-    /// `the start`, `timestamp 2026-01-01 00:00:00.000000`, `key (7, abc)`, or both.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match (&self.timestamp, self.key.as_slice()) {
-            (None, []) => f.write_str("the start"),
-            (Some(timestamp), []) => write!(f, "timestamp {timestamp}"),
-            (None, key) => write!(f, "key ({})", key.join(", ")),
-            (Some(timestamp), key) => write!(f, "timestamp {timestamp}, key ({})", key.join(", ")),
-        }
-    }
-}
-
-/// The upper bound of a run, fixed at begin from the source so that the run always ends.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Ceiling {
-    /// `NOW(6) - lag` on the source, for timestamp cursors.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timestamp: Option<String>,
-    /// `MAX(id)` on the source, for id cursors.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-}
 
 /// One Parquet file of a run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -22,11 +22,11 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::cursor::Cursor;
 use crate::error::{Error, Result};
-use crate::manifest::{Cursor, DataFile};
+use crate::manifest::DataFile;
 use crate::schema::Warehouse;
 use crate::storage::{Bucket, MultipartUpload};
-use crate::watermark::compare_cursors;
 
 /// S3 rejects multipart parts smaller than this (except the last).
 pub const MIN_PART_BYTES: usize = 5 * 1024 * 1024;
@@ -323,13 +323,15 @@ impl Encoder {
                         .map_err(|err| parquet_error("encoding a batch", err))?;
                     file.rows += batch.batch.num_rows() as u64;
                     file.altered += batch.altered;
-                    if file.min_cursor.as_ref().is_none_or(|min| {
-                        compare_cursors(&batch.min_cursor, min) == std::cmp::Ordering::Less
-                    }) {
+                    if file
+                        .min_cursor
+                        .as_ref()
+                        .is_none_or(|min| batch.min_cursor.compare(min) == std::cmp::Ordering::Less)
+                    {
                         file.min_cursor = Some(batch.min_cursor);
                     }
                     if file.max_cursor.as_ref().is_none_or(|max| {
-                        compare_cursors(&batch.max_cursor, max) == std::cmp::Ordering::Greater
+                        batch.max_cursor.compare(max) == std::cmp::Ordering::Greater
                     }) {
                         file.max_cursor = Some(batch.max_cursor);
                     }

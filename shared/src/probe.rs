@@ -8,7 +8,7 @@ use mysql_async::prelude::Queryable;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncBufReadExt;
 
-use crate::config::{Connection, RedshiftAccess, TunnelConfig};
+use crate::config::{Connection, DataApiTarget, RedshiftAccess, TunnelConfig};
 use crate::error::{Error, Result};
 use crate::steps::Services;
 
@@ -116,7 +116,7 @@ pub async fn probe(services: &Services, selection: &Selection) -> Result<Vec<Pro
             );
         }
         if let Connection::Redshift(redshift) = connection {
-            if let Some(tunnel) = &redshift.tunnel {
+            if let Some(tunnel) = redshift.access.tunnel() {
                 let target = Target {
                     kind: ServiceKind::Tunnel,
                     name: name.clone(),
@@ -165,8 +165,8 @@ fn secrets_of(connection: &Connection) -> Vec<&str> {
         Connection::Redshift(c) => {
             let mut ids: Vec<&str> = c.secret_arn.iter().map(String::as_str).collect();
             if let Some(key) = c
-                .tunnel
-                .as_ref()
+                .access
+                .tunnel()
                 .and_then(|t| t.private_key_secret.as_deref())
             {
                 ids.push(key);
@@ -221,24 +221,18 @@ async fn probe_connection(
             .await
         }
         Connection::Redshift(redshift) => {
-            let address = match redshift.access {
-                RedshiftAccess::DataApi => format!(
-                    "data api {}",
-                    redshift
-                        .workgroup
-                        .as_ref()
-                        .map(|w| format!("workgroup {w}"))
-                        .or_else(|| redshift
-                            .cluster_identifier
-                            .as_ref()
-                            .map(|c| format!("cluster {c}")))
-                        .unwrap_or_default()
-                ),
-                _ => format!(
-                    "{}:{}",
-                    redshift.host.as_deref().unwrap_or("?"),
-                    redshift.port
-                ),
+            let address = match &redshift.access {
+                RedshiftAccess::DataApi {
+                    target: DataApiTarget::Workgroup(workgroup),
+                    ..
+                } => format!("data api workgroup {workgroup}"),
+                RedshiftAccess::DataApi {
+                    target: DataApiTarget::Cluster(cluster),
+                    ..
+                } => format!("data api cluster {cluster}"),
+                RedshiftAccess::Direct(endpoint) | RedshiftAccess::Tunnel { endpoint, .. } => {
+                    format!("{}:{}", endpoint.host, endpoint.port)
+                }
             };
             let target = Target {
                 kind: ServiceKind::Redshift,

@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{CdcStrategy, Config, LoadMode, Pipeline, TableConfig};
+use crate::cursor::{Ceiling, Cursor};
 use crate::error::{Error, Result};
-use crate::manifest::{Ceiling, Cursor};
 use crate::naming::{RunId, StorageLayout, TableId};
 
 /// Which stages a sync runs.
@@ -100,10 +100,11 @@ impl RunContext {
                 table_config.load_mode()
             ));
         }
-        if self.strategy != table_config.cdc_strategy {
+        if self.strategy != table_config.strategy.kind() {
             differs.push(format!(
                 "strategy `{}` (configured: `{}`)",
-                self.strategy, table_config.cdc_strategy
+                self.strategy,
+                table_config.strategy.kind()
             ));
         }
         if let Some(keys) = &table_config.key_columns {

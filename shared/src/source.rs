@@ -13,8 +13,8 @@ use std::time::Duration;
 use mysql_async::prelude::Queryable;
 
 use crate::config::{CdcStrategy, HumanDuration, MysqlConnection, TableConfig, TlsMode};
+use crate::cursor::Ceiling;
 use crate::error::{Error, Result};
-use crate::manifest::Ceiling;
 use crate::naming::{quote_mysql, TableId};
 use crate::secret::{expose, SecretResolver};
 
@@ -224,7 +224,7 @@ pub async fn ceiling(
     id_column: Option<&str>,
 ) -> Result<Ceiling> {
     let lag_micros = u64::try_from(config.lag.0.as_micros()).unwrap_or(u64::MAX);
-    match config.cdc_strategy {
+    match config.strategy.kind() {
         CdcStrategy::Hybrid | CdcStrategy::TimestampOnly | CdcStrategy::CustomSql => {
             let now: Option<String> = conn
                 .exec_first(

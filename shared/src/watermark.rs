@@ -9,11 +9,12 @@
 use std::cmp::Ordering;
 
 use bytes::Bytes;
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::cursor::{Cursor, CursorTimestamp};
 use crate::error::{Error, Result};
-use crate::manifest::{Ceiling, Cursor, RunManifest};
+use crate::manifest::RunManifest;
 use crate::naming::{RunId, StorageLayout, TableId};
 use crate::storage::{Bucket, PutOutcome};
 
@@ -357,13 +358,13 @@ impl Watermark {
             return Ok(false);
         }
         if let Some(max) = &manifest.max_cursor {
-            if !within_ceiling(max, &manifest.ceiling) {
+            if !manifest.ceiling.contains(max) {
                 return Err(Error::internal(format!(
                     "run `{}` read past its ceiling ({max:?} > {:?}); nothing was committed",
                     manifest.run_id, manifest.ceiling
                 )));
             }
-            if compare_cursors(max, &self.extract.cursor) == Ordering::Greater {
+            if max.compare(&self.extract.cursor) == Ordering::Greater {
                 self.extract.cursor = max.clone();
             }
         }
@@ -464,7 +465,7 @@ impl Watermark {
         }
         let before = self.extract.cursor.clone();
         if let Some(timestamp) = timestamp {
-            self.extract.cursor.timestamp = Some(normalize_timestamp(timestamp)?);
+            self.extract.cursor.timestamp = Some(CursorTimestamp::parse_operator_input(timestamp)?);
             // A new timestamp starts before every key of that instant: keeping the old key would
             // skip the rows at exactly that timestamp with a lower key.
             self.extract.cursor.key = Vec::new();
@@ -556,55 +557,6 @@ pub enum Stage {
     Extract,
     /// Load or commit_load.
     Load,
-}
-
-/// Normalizes a timestamp written `YYYY-MM-DD HH:MM:SS[.ffffff]` to exactly six fraction digits.
-pub fn normalize_timestamp(text: &str) -> Result<String> {
-    let trimmed = text.trim();
-    NaiveDateTime::parse_from_str(trimmed, "%Y-%m-%d %H:%M:%S%.f")
-        .ok()
-        .filter(|_| {
-            trimmed.len() == 19 || (trimmed.len() > 20 && trimmed.len() <= 26 && trimmed.as_bytes()[19] == b'.')
-        })
-        .map(|parsed| parsed.format("%Y-%m-%d %H:%M:%S%.6f").to_string())
-        .ok_or_else(|| {
-            Error::InvalidRequest(format!(
-                "`{text}` is not a timestamp: write `YYYY-MM-DD HH:MM:SS` or `YYYY-MM-DD HH:MM:SS.ffffff` (UTC for TIMESTAMP columns, as stored for DATETIME)"
-            ))
-        })
-}
-
-/// Orders two cursors: by timestamp, then by key values (integers numerically).
-pub fn compare_cursors(a: &Cursor, b: &Cursor) -> Ordering {
-    a.timestamp.cmp(&b.timestamp).then_with(|| {
-        for (x, y) in a.key.iter().zip(&b.key) {
-            let order = compare_values(x, y);
-            if order != Ordering::Equal {
-                return order;
-            }
-        }
-        a.key.len().cmp(&b.key.len())
-    })
-}
-
-/// Orders two key values: numerically when both are integers, else as text.
-pub fn compare_values(a: &str, b: &str) -> Ordering {
-    match (a.parse::<i128>(), b.parse::<i128>()) {
-        (Ok(x), Ok(y)) => x.cmp(&y),
-        _ => a.cmp(b),
-    }
-}
-
-fn within_ceiling(cursor: &Cursor, ceiling: &Ceiling) -> bool {
-    let timestamp_ok = match (&cursor.timestamp, &ceiling.timestamp) {
-        (Some(value), Some(limit)) => value <= limit,
-        _ => true,
-    };
-    let id_ok = match (cursor.key.first(), &ceiling.id, &cursor.timestamp) {
-        (Some(value), Some(limit), None) => compare_values(value, limit) != Ordering::Greater,
-        _ => true,
-    };
-    timestamp_ok && id_ok
 }
 
 /// A watermark as read, with the ETag a write must match.
@@ -940,6 +892,7 @@ fn parse_watermark(body: &[u8], uri: &str, table: &TableId) -> Result<Watermark>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cursor::Ceiling;
 
     fn at(text: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(text).unwrap().to_utc()
@@ -1114,39 +1067,5 @@ mod tests {
         assert_eq!(w.lease.as_ref().unwrap().owner, run(3));
         w.release_lease(&run(3));
         assert!(w.lease.is_none());
-    }
-
-    #[test]
-    fn timestamps_are_validated_and_normalized() {
-        assert_eq!(
-            normalize_timestamp("2026-01-02 03:04:05").unwrap(),
-            "2026-01-02 03:04:05.000000"
-        );
-        assert_eq!(
-            normalize_timestamp("2026-01-02 03:04:05.5").unwrap(),
-            "2026-01-02 03:04:05.500000"
-        );
-        for bad in [
-            "2026-01-02",
-            "yesterday",
-            "2026-13-01 00:00:00",
-            "2026-01-02T03:04:05",
-            "2026-01-02 03:04:05.1234567",
-        ] {
-            assert!(normalize_timestamp(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn cursors_order_keys_numerically() {
-        let c = |ts: &str, id: &str| Cursor {
-            timestamp: Some(ts.into()),
-            key: vec![id.into()],
-        };
-        assert_eq!(compare_cursors(&c("a", "9"), &c("a", "10")), Ordering::Less);
-        assert_eq!(
-            compare_cursors(&c("b", "1"), &c("a", "10")),
-            Ordering::Greater
-        );
     }
 }

@@ -482,20 +482,16 @@ impl RedshiftStandin {
 /// stand-in's PostgreSQL.
 pub fn data_api_connection(schema: &str) -> tidemark::config::RedshiftConnection {
     tidemark::config::RedshiftConnection {
-        access: tidemark::config::RedshiftAccess::DataApi,
-        workgroup: Some("standin".to_owned()),
-        cluster_identifier: None,
+        access: tidemark::config::RedshiftAccess::DataApi {
+            target: tidemark::config::DataApiTarget::Workgroup("standin".to_owned()),
+            tunnel: None,
+        },
         database: "dev".to_owned(),
         schema: schema.to_owned(),
         db_user: None,
         secret_arn: None,
         iam_role: "arn:aws:iam::123456789012:role/tidemark-copy".to_owned(),
-        host: None,
-        port: 5439,
-        user: None,
         password: None,
-        tunnel: None,
-        fallback_to_tunnel: false,
         statement_timeout: tidemark::config::HumanDuration(std::time::Duration::from_secs(60)),
         tls: tidemark::config::TlsMode::Disabled,
         tls_ca_file: None,

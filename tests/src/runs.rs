@@ -167,7 +167,7 @@ pub async fn write_chunk(
     let table = run.table.clone();
     let bucket = services.bucket(pipeline);
     let schema = run_schema(services, run).await?;
-    let cursor = tidemark::manifest::Cursor {
+    let cursor = tidemark::cursor::Cursor {
         timestamp: run.ceiling.timestamp.clone(),
         key: Vec::new(),
     };

@@ -5,7 +5,8 @@
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
-use tidemark::manifest::{Ceiling, ChunkManifest, Cursor, DataFile, RunManifest};
+use tidemark::cursor::{Ceiling, Cursor};
+use tidemark::manifest::{ChunkManifest, DataFile, RunManifest};
 use tidemark::naming::{RunId, StorageLayout, TableId};
 use tidemark::storage::Bucket;
 use tidemark::watermark::{LoadedRun, WatermarkStore};

@@ -18,17 +18,17 @@ use mysql_async::prelude::Queryable;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::LogicalType;
 use tidemark::config::Config;
+use tidemark::cursor::Cursor;
 use tidemark::extract::{
     self, extract_chunk, ChunkSpec, ExtractOptions, ExtractRequest, ExtractResult,
 };
-use tidemark::manifest::{ChunkManifest, Cursor};
+use tidemark::manifest::ChunkManifest;
 use tidemark::naming::{self, RunId, TableId};
 use tidemark::run::RunContext;
 use tidemark::schema::{self, BooleanSource, ColumnType, TableSchema, Warehouse};
 use tidemark::source::Source;
 use tidemark::steps::watermark::{begin, BeginRequest};
 use tidemark::steps::Services;
-use tidemark::watermark::compare_cursors;
 use tidemark::{Error, ErrorKind};
 use tidemark_tests::s3::TestBucket;
 use tidemark_tests::{type_zoo, TestMysql};
@@ -266,7 +266,7 @@ impl Harness {
                 file.rows
             );
             ensure!(
-                compare_cursors(&file.min_cursor, &file.max_cursor) != std::cmp::Ordering::Greater,
+                file.min_cursor.compare(&file.max_cursor) != std::cmp::Ordering::Greater,
                 "{}: min ≤ max",
                 file.key
             );
@@ -394,7 +394,7 @@ async fn keyset_reads_every_row_once(strategy: &str) -> anyhow::Result<()> {
         // Files cover consecutive, non-overlapping cursor ranges in order.
         for pair in manifest.files.windows(2) {
             assert_eq!(
-                compare_cursors(&pair[0].max_cursor, &pair[1].min_cursor),
+                pair[0].max_cursor.compare(&pair[1].min_cursor),
                 std::cmp::Ordering::Less,
                 "{:?} then {:?}",
                 pair[0],
@@ -732,7 +732,7 @@ async fn a_hybrid_initial_load_splits_by_key_and_stays_under_the_ceiling() -> an
                 );
                 if max
                     .as_ref()
-                    .is_none_or(|m| compare_cursors(&file.max_cursor, m).is_gt())
+                    .is_none_or(|m| file.max_cursor.compare(m).is_gt())
                 {
                     max = Some(file.max_cursor.clone());
                 }
@@ -910,7 +910,7 @@ async fn custom_sql_that_is_not_one_select_is_refused() -> anyhow::Result<()> {
         "SELECT * FROM events; DROP TABLE events",
         "UPDATE events SET note = 'x'",
     ] {
-        let err = extract::validate_custom_sql(bad).expect_err(bad);
+        let err = tidemark::custom_sql::validate_custom_sql(bad).expect_err(bad);
         assert_eq!(err.kind(), ErrorKind::NonRetryable);
     }
     TestMysql::run(async |mysql| {
@@ -954,7 +954,7 @@ async fn a_write_inside_custom_sql_fails_in_the_read_only_transaction() -> anyho
             "SELECT e.* FROM {db}.events AS e WHERE {db}.bump() = 1 AND e.updated_at <= :ceiling",
             db = naming::quote_mysql(mysql.database())
         );
-        extract::validate_custom_sql(&sql)?;
+        tidemark::custom_sql::validate_custom_sql(&sql)?;
         let h = Harness::new(
             mysql,
             &table_yaml(

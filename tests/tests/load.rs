@@ -16,7 +16,9 @@
 
 use mysql_async::prelude::Queryable;
 use serde_json::{json, Value};
-use tidemark::config::{Connection, LoadMode};
+use tidemark::config::{
+    Connection, DataApiTarget, DataApiTunnel, LoadMode, RedshiftAccess, WireEndpoint,
+};
 use tidemark::load::sql::{self, LoadPlan, PlannedRun, Role};
 use tidemark::manifest::DataFile;
 use tidemark::naming::{RunId, TableId};
@@ -1426,15 +1428,21 @@ async fn an_unreachable_data_api_does_not_fall_back_unless_opted_in() {
         async |w| {
             let config = w.services.config.clone();
             let mut redshift = redshift_standin::data_api_connection(w.pg.schema());
-            redshift.tunnel = Some(tidemark::config::TunnelConfig {
-                bastion_host: "127.0.0.1".into(),
-                bastion_port: 9,
-                user: "nobody".into(),
-                private_key_secret: None,
-                private_key_file: Some("/nonexistent".into()),
-                host_key: None,
-                verify_host_key: false,
-            });
+            redshift.access = RedshiftAccess::DataApi {
+                target: DataApiTarget::Workgroup("standin".into()),
+                tunnel: Some(DataApiTunnel {
+                    tunnel: tidemark::config::TunnelConfig {
+                        bastion_host: "127.0.0.1".into(),
+                        bastion_port: 9,
+                        user: "nobody".into(),
+                        private_key_secret: None,
+                        private_key_file: Some("/nonexistent".into()),
+                        host_key: None,
+                        verify_host_key: false,
+                    },
+                    fallback: None,
+                }),
+            };
             let services = with_unreachable_data_api(config, redshift).await;
             let err = w
                 .failing_submit(&services, order(1, "2024-01-01 00:00:00", "1.00", "one"))
@@ -1453,12 +1461,18 @@ async fn an_unreachable_data_api_falls_back_to_the_tunnel_when_opted_in() {
         let config = w.services.config.clone();
         let mut redshift = redshift_standin::data_api_connection(w.pg.schema());
         let pg: tokio_postgres::Config = tidemark_tests::postgres_url().parse()?;
-        redshift.host = Some("127.0.0.1".into());
-        redshift.port = pg.get_ports().first().copied().unwrap_or(5432);
-        redshift.user = pg.get_user().map(str::to_owned);
         redshift.database = pg.get_dbname().unwrap_or("postgres").to_owned();
-        redshift.tunnel = Some(bastion.tunnel_config());
-        redshift.fallback_to_tunnel = true;
+        redshift.access = RedshiftAccess::DataApi {
+            target: DataApiTarget::Workgroup("standin".into()),
+            tunnel: Some(DataApiTunnel {
+                tunnel: bastion.tunnel_config(),
+                fallback: Some(WireEndpoint {
+                    host: "127.0.0.1".into(),
+                    port: pg.get_ports().first().copied().unwrap_or(5432),
+                    user: pg.get_user().unwrap_or("postgres").to_owned(),
+                }),
+            }),
+        };
         let services = with_unreachable_data_api(config, redshift).await;
         let err = w
             .failing_submit(&services, order(1, "2024-01-01 00:00:00", "1.00", "one"))

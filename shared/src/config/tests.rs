@@ -1,7 +1,10 @@
 //! The configuration's tests: parsing, `${VAR}` substitution, every rule and the line each
 //! error names.
 
+use super::env::substitute;
 use super::*;
+use crate::schema::OversizePolicy;
+use crate::secret::MASK;
 
 pub(crate) const EXAMPLE: &str = include_str!("../../../examples/tidemark.yaml");
 
@@ -25,7 +28,7 @@ fn the_example_config_is_valid() {
     let config = parse(EXAMPLE).unwrap();
     let pipeline = config.pipeline("default").unwrap();
     let orders = &pipeline.tables["shop.orders"];
-    assert_eq!(orders.cdc_strategy, CdcStrategy::Hybrid);
+    assert_eq!(orders.strategy.kind(), CdcStrategy::Hybrid);
     assert_eq!(orders.lag, HumanDuration(Duration::from_secs(5)));
     assert_eq!(orders.load_mode(), LoadMode::Merge);
     assert_eq!(pipeline.table_concurrency, 1);
@@ -357,6 +360,106 @@ fn connection_kinds_are_checked() {
         "{err}"
     );
     assert!(err.contains("unknown field `colour`"), "{err}");
+}
+
+#[test]
+fn redshift_access_needs_its_settings_and_carries_them() {
+    let dw = "    access: data_api\n    workgroup: analytics-wg\n";
+    let connection_line = line_of(EXAMPLE, "  dw:", 0);
+    for (to, key, expected) in [
+        (
+            "    access: data_api\n",
+            "access",
+            "`access: data_api` needs exactly one of `workgroup` (serverless) or `cluster_identifier` (provisioned)",
+        ),
+        (
+            "    access: data_api\n    workgroup: w\n    cluster_identifier: c\n",
+            "access",
+            "needs exactly one of `workgroup`",
+        ),
+        (
+            "    access: direct\n",
+            "access",
+            "`access: direct` and `access: tunnel` need `host` and `user` (the cluster endpoint)",
+        ),
+        (
+            "    access: direct\n    host: h\n    user: u\n    fallback_to_tunnel: true\n",
+            "fallback_to_tunnel",
+            "`fallback_to_tunnel` needs `access: data_api` and a `tunnel` block",
+        ),
+        (
+            "    access: data_api\n    workgroup: w\n    fallback_to_tunnel: true\n",
+            "fallback_to_tunnel",
+            "`fallback_to_tunnel` loads over the wire protocol through the bastion: it needs `host` and `user`",
+        ),
+    ] {
+        let text = EXAMPLE.replacen(dw, to, 1);
+        let line = connection_line
+            + text
+                .lines()
+                .skip(connection_line)
+                .position(|l| l.starts_with(&format!("    {key}:")))
+                .expect("the key is in dw")
+            + 1;
+        let err = error_of(&text);
+        assert!(
+            err.starts_with(&format!("tidemark.yaml:{line}:5:")),
+            "{to}: {err}"
+        );
+        assert!(err.contains(expected), "{to}: {err}");
+    }
+    // The example's `dw` without its `tunnel` block.
+    let start = EXAMPLE.find("  dw:\n").unwrap();
+    let end = EXAMPLE.find("\npipelines:").unwrap();
+    let bare_dw = "  dw:\n    kind: redshift\n    access: tunnel\n    host: h\n    user: u\n    database: dev\n    password: p\n    iam_role: \"arn:aws:iam::123456789012:role/copy\"\n";
+    let err = error_of(&format!(
+        "{}{bare_dw}{}",
+        &EXAMPLE[..start],
+        &EXAMPLE[end..]
+    ));
+    assert!(
+        err.contains("`access: tunnel` needs a `tunnel` block"),
+        "{err}"
+    );
+
+    let config = parse(&EXAMPLE.replacen(
+        dw,
+        "    access: data_api\n    workgroup: analytics-wg\n    host: dw.example.com\n    user: loader\n    fallback_to_tunnel: true\n",
+        1,
+    ))
+    .unwrap();
+    let Connection::Redshift(redshift) = &config.connections["dw"] else {
+        panic!("dw is redshift");
+    };
+    let RedshiftAccess::DataApi {
+        target: DataApiTarget::Workgroup(workgroup),
+        tunnel:
+            Some(DataApiTunnel {
+                tunnel,
+                fallback: Some(endpoint),
+            }),
+    } = &redshift.access
+    else {
+        panic!("{:?}", redshift.access);
+    };
+    assert_eq!(workgroup, "analytics-wg");
+    assert_eq!(tunnel.bastion_host, "bastion.example.com");
+    assert_eq!(
+        endpoint,
+        &WireEndpoint {
+            host: "dw.example.com".into(),
+            port: 5439,
+            user: "loader".into()
+        }
+    );
+    // `config show` writes it back flat, as the file has it.
+    let shown = to_yaml(&config).unwrap();
+    assert!(shown.contains("fallback_to_tunnel: true"), "{shown}");
+    assert!(shown.contains("host: dw.example.com"), "{shown}");
+    assert_eq!(
+        parse(&shown).unwrap().connections["dw"].tls_settings(),
+        config.connections["dw"].tls_settings()
+    );
 }
 
 #[test]

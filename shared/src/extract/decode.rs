@@ -21,120 +21,10 @@ use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::SchemaRef;
 use mysql_async::Value;
 
+use crate::cursor::{epoch_days, hex, Cursor, CursorTimestamp};
 use crate::error::{Error, Result};
-use crate::manifest::Cursor;
 use crate::parquet_sink::AlteredValues;
 use crate::schema::{Column, ColumnType, NulPolicy, OversizePolicy, TableSchema};
-
-/// A MySQL DATE/DATETIME/TIMESTAMP as the binary protocol sends it:
-/// (year, month, day, hour, minute, second, microsecond). Orders like the value.
-pub(crate) type DateTimeParts = (u16, u8, u8, u8, u8, u8, u32);
-
-const MICROS_PER_DAY: i64 = 86_400_000_000;
-
-/// `YYYY-MM-DD HH:MM:SS.ffffff`: the cursor text of a timestamp.
-pub(crate) fn timestamp_text(parts: DateTimeParts) -> String {
-    let (y, mo, d, h, mi, s, us) = parts;
-    format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}.{us:06}")
-}
-
-/// Parses `YYYY-MM-DD HH:MM:SS[.f…]` (up to six fraction digits) or `YYYY-MM-DD`.
-pub(crate) fn parse_timestamp_text(text: &str) -> Result<DateTimeParts> {
-    let invalid = || {
-        Error::InvalidRequest(format!(
-            "`{text}` is not a cursor timestamp: expected `YYYY-MM-DD HH:MM:SS.ffffff`"
-        ))
-    };
-    let number = |part: &str| -> Result<u32> {
-        if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(invalid());
-        }
-        part.parse().map_err(|_| invalid())
-    };
-    let (date, time) = text.trim().split_once(' ').unwrap_or((text.trim(), ""));
-    let mut date_parts = date.split('-');
-    let (Some(y), Some(mo), Some(d), None) = (
-        date_parts.next(),
-        date_parts.next(),
-        date_parts.next(),
-        date_parts.next(),
-    ) else {
-        return Err(invalid());
-    };
-    if y.len() != 4 || mo.len() != 2 || d.len() != 2 {
-        return Err(invalid());
-    }
-    let (mut h, mut mi, mut s, mut us) = (0, 0, 0, 0);
-    if !time.is_empty() {
-        let (clock, fraction) = time.split_once('.').unwrap_or((time, ""));
-        let mut clock_parts = clock.split(':');
-        let (Some(hh), Some(mm), Some(ss), None) = (
-            clock_parts.next(),
-            clock_parts.next(),
-            clock_parts.next(),
-            clock_parts.next(),
-        ) else {
-            return Err(invalid());
-        };
-        if hh.len() != 2 || mm.len() != 2 || ss.len() != 2 || fraction.len() > 6 {
-            return Err(invalid());
-        }
-        (h, mi, s) = (number(hh)?, number(mm)?, number(ss)?);
-        if !fraction.is_empty() {
-            us = number(fraction)? * 10u32.pow(6 - fraction.len() as u32);
-        }
-        if h > 23 || mi > 59 || s > 59 {
-            return Err(invalid());
-        }
-    }
-    let narrow = |v: u32| u8::try_from(v).map_err(|_| invalid());
-    Ok((
-        u16::try_from(number(y)?).map_err(|_| invalid())?,
-        narrow(number(mo)?)?,
-        narrow(number(d)?)?,
-        narrow(h)?,
-        narrow(mi)?,
-        narrow(s)?,
-        us,
-    ))
-}
-
-/// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's `days_from_civil`), or
-/// `None` for a zero or impossible date.
-pub(crate) fn epoch_days(year: u16, month: u8, day: u8) -> Option<i32> {
-    if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
-        return None;
-    }
-    let (month, day) = (i64::from(month), i64::from(day));
-    let y = i64::from(year) - i64::from(month <= 2);
-    let era = y.div_euclid(400);
-    let year_of_era = y - era * 400;
-    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    i32::try_from(era * 146_097 + day_of_era - 719_468).ok()
-}
-
-fn days_in_month(year: u16, month: u8) -> u8 {
-    match month {
-        4 | 6 | 9 | 11 => 30,
-        2 if year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400)) => {
-            29
-        }
-        2 => 28,
-        _ => 31,
-    }
-}
-
-/// Microseconds since the epoch, or `None` for a zero or impossible date.
-pub(crate) fn epoch_micros(parts: DateTimeParts) -> Option<i64> {
-    let (y, mo, d, h, mi, s, us) = parts;
-    if h > 23 || mi > 59 || s > 59 || us > 999_999 {
-        return None;
-    }
-    let days = i64::from(epoch_days(y, mo, d)?);
-    let seconds = (i64::from(h) * 60 + i64::from(mi)) * 60 + i64::from(s);
-    Some(days * MICROS_PER_DAY + seconds * 1_000_000 + i64::from(us))
-}
 
 /// Parses MySQL's decimal text (`-123.4500`) into the unscaled integer of `Decimal128(_, scale)`.
 /// Fails rather than round when the text has more fraction digits than `scale`.
@@ -231,7 +121,7 @@ impl KeyValue {
 /// Where a row sits in cursor order: its timestamp cursor value and key values.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub(crate) struct RowPosition {
-    pub ts: Option<DateTimeParts>,
+    pub ts: Option<CursorTimestamp>,
     pub key: Vec<KeyValue>,
 }
 
@@ -239,16 +129,38 @@ impl RowPosition {
     /// The manifest form: exact text.
     pub fn to_cursor(&self) -> Cursor {
         Cursor {
-            timestamp: self.ts.map(timestamp_text),
+            timestamp: self.ts.map(|ts| ts.to_string()),
             key: self.key.iter().map(KeyValue::text).collect(),
         }
     }
 }
 
+/// The cursor form of a MySQL DATE/DATETIME/TIMESTAMP value, field for field as the binary
+/// protocol sends it.
+pub(crate) fn timestamp(
+    year: u16,
+    month: u8,
+    day: u8,
+    hour: u8,
+    minute: u8,
+    second: u8,
+    micro: u32,
+) -> CursorTimestamp {
+    CursorTimestamp {
+        year,
+        month,
+        day,
+        hour,
+        minute,
+        second,
+        micro,
+    }
+}
+
 /// A row's timestamp cursor value.
-pub(crate) fn cursor_timestamp(column: &Column, value: Option<&Value>) -> Result<DateTimeParts> {
+pub(crate) fn cursor_timestamp(column: &Column, value: Option<&Value>) -> Result<CursorTimestamp> {
     match value {
-        Some(Value::Date(y, mo, d, h, mi, s, us)) => Ok((*y, *mo, *d, *h, *mi, *s, *us)),
+        Some(Value::Date(y, mo, d, h, mi, s, us)) => Ok(timestamp(*y, *mo, *d, *h, *mi, *s, *us)),
         Some(Value::NULL) | None => Err(Error::InvalidRequest(format!(
             "cursor column `{}` returned NULL: such rows cannot be paged by it",
             column.name
@@ -276,10 +188,13 @@ pub(crate) fn cursor_key(column: &Column, value: Option<&Value>) -> Result<KeyVa
                     .map_err(|_| bad("a value that is not UTF-8".to_owned()))?,
             ),
         },
-        Some(Value::Date(y, mo, d, h, mi, s, us)) => match column.ty {
-            ColumnType::Date => KeyValue::Text(format!("{y:04}-{mo:02}-{d:02}")),
-            _ => KeyValue::Text(timestamp_text((*y, *mo, *d, *h, *mi, *s, *us))),
-        },
+        Some(Value::Date(y, mo, d, h, mi, s, us)) => {
+            let at = timestamp(*y, *mo, *d, *h, *mi, *s, *us);
+            KeyValue::Text(match column.ty {
+                ColumnType::Date => at.date_text(),
+                _ => at.to_string(),
+            })
+        }
         Some(Value::Double(v)) => KeyValue::Text(v.to_string()),
         Some(Value::Float(v)) => KeyValue::Text(v.to_string()),
         Some(Value::Time(..)) => return Err(bad("TIME keys are not supported".to_owned())),
@@ -290,17 +205,6 @@ pub(crate) fn cursor_key(column: &Column, value: Option<&Value>) -> Result<KeyVa
             ))
         }
     })
-}
-
-/// Lowercase-free hex (uppercase, as MySQL's `HEX()` prints).
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for &b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
-    }
-    out
 }
 
 /// The longest prefix of `text` of at most `max_octets` bytes that ends on a character boundary:
@@ -314,17 +218,6 @@ pub(crate) fn truncate_at_char_boundary(text: &str, max_octets: usize) -> &str {
         end -= 1;
     }
     &text[..end]
-}
-
-/// Parses hex text back into bytes.
-pub(crate) fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 enum Builder {
@@ -848,7 +741,7 @@ impl ColumnDecoder {
             },
             (Builder::Timestamp(b), _) => match value {
                 Value::Date(y, mo, d, h, mi, s, us) => {
-                    match epoch_micros((y, mo, d, h, mi, s, us)) {
+                    match timestamp(y, mo, d, h, mi, s, us).epoch_micros() {
                         Some(micros) => b.append_value(micros),
                         None => return self.zero_date(),
                     }
@@ -872,7 +765,7 @@ impl ColumnDecoder {
                     self.fraction_digits,
                 )),
                 Value::Date(y, mo, d, h, mi, s, us) => {
-                    let full = timestamp_text((y, mo, d, h, mi, s, us));
+                    let full = timestamp(y, mo, d, h, mi, s, us).to_string();
                     let shown = match self.fraction_digits {
                         0 if (h, mi, s) == (0, 0, 0) => full[..10].to_owned(),
                         0 => full[..19].to_owned(),
@@ -913,50 +806,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn epoch_days_match_chrono_across_the_whole_range() {
-        let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap();
-        for (y, m, d) in [
-            (1970, 1, 1),
-            (1969, 12, 31),
-            (1000, 1, 1),
-            (9999, 12, 31),
-            (2000, 2, 29),
-            (1900, 2, 28),
-            (1, 1, 1),
-            (2024, 3, 1),
-        ] {
-            let expected = chrono::NaiveDate::from_ymd_opt(y, m, d)
-                .unwrap()
-                .signed_duration_since(epoch)
-                .num_days();
-            assert_eq!(
-                epoch_days(y as u16, m as u8, d as u8).map(i64::from),
-                Some(expected),
-                "{y}-{m}-{d}"
-            );
-        }
-        for (y, m, d) in [
-            (0, 0, 0),
-            (2024, 2, 0),
-            (2024, 0, 15),
-            (1900, 2, 29),
-            (2024, 4, 31),
-        ] {
-            assert_eq!(epoch_days(y, m, d), None, "{y}-{m}-{d}");
-        }
-    }
-
-    #[test]
-    fn micros_keep_every_digit() {
-        assert_eq!(epoch_micros((1970, 1, 1, 0, 0, 0, 1)), Some(1));
-        assert_eq!(
-            epoch_micros((9999, 12, 31, 23, 59, 59, 999_999)),
-            Some(253_402_300_799_999_999)
-        );
-        assert_eq!(epoch_micros((0, 0, 0, 0, 0, 0, 0)), None);
-    }
-
-    #[test]
     fn decimals_parse_exactly_or_fail() {
         assert_eq!(parse_decimal(b"-9999999999.99", 2), Ok(-999_999_999_999));
         assert_eq!(parse_decimal(b"12.5", 3), Ok(12_500));
@@ -972,30 +821,6 @@ mod tests {
         assert!(parse_decimal(b"1.234", 2).is_err(), "no silent rounding");
         assert!(parse_decimal(b"1e5", 2).is_err());
         assert!(parse_decimal(b"", 2).is_err());
-    }
-
-    #[test]
-    fn timestamps_round_trip_through_cursor_text() {
-        let parts = (2024, 2, 29, 23, 59, 58, 120);
-        let text = timestamp_text(parts);
-        assert_eq!(text, "2024-02-29 23:59:58.000120");
-        assert_eq!(parse_timestamp_text(&text).unwrap(), parts);
-        assert_eq!(
-            parse_timestamp_text("2024-01-02 03:04:05.5").unwrap(),
-            (2024, 1, 2, 3, 4, 5, 500_000)
-        );
-        assert_eq!(
-            parse_timestamp_text("2024-01-02").unwrap(),
-            (2024, 1, 2, 0, 0, 0, 0)
-        );
-        for bad in [
-            "2024-1-2 00:00:00",
-            "2024-01-02 24:00:00",
-            "x",
-            "2024-01-02 00:00:00.1234567",
-        ] {
-            assert!(parse_timestamp_text(bad).is_err(), "{bad}");
-        }
     }
 
     #[test]
@@ -1279,16 +1104,5 @@ mod tests {
         assert!(err.contains("column `body`"), "{err}");
         assert!(err.contains("key column"), "{err}");
         assert!(err.contains("key_columns"), "{err}");
-    }
-
-    #[test]
-    fn hex_round_trips() {
-        assert_eq!(hex(&[0x00, 0xde, 0xad, 0xbe, 0xef]), "00DEADBEEF");
-        assert_eq!(
-            unhex("00DEADBEEF"),
-            Some(vec![0x00, 0xde, 0xad, 0xbe, 0xef])
-        );
-        assert_eq!(unhex("0"), None);
-        assert_eq!(unhex("zz"), None);
     }
 }

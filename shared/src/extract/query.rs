@@ -7,19 +7,16 @@
 
 use mysql_async::Value;
 
-use crate::config::{CdcStrategy, TableConfig};
+use crate::config::{CdcStrategy, Strategy, TableConfig};
+use crate::cursor::{unhex, Cursor, CursorTimestamp};
 use crate::error::{Error, Result};
-use crate::manifest::Cursor;
 use crate::naming::{quote_mysql, TableId};
 use crate::run::RunContext;
 use crate::schema::{Column, ColumnType, TableSchema};
 
-use super::custom_sql::{self, CustomQuery, Placeholder};
-use super::decode::{parse_timestamp_text, unhex, DateTimeParts, RowPosition};
+use super::decode::RowPosition;
 use super::{ChunkSpec, KeyRange};
-
-/// `:last_ts` before the first row of a table (custom SQL).
-const CUSTOM_START_TIMESTAMP: DateTimeParts = (1, 1, 1, 0, 0, 0, 0);
+use crate::custom_sql::{CustomQuery, Placeholder};
 
 /// A column the pages are ordered or filtered by.
 #[derive(Debug, Clone)]
@@ -90,7 +87,7 @@ impl OrderColumn {
             }
             ColumnType::Binary { .. } => Value::Bytes(unhex(text).ok_or_else(invalid)?),
             ColumnType::Date | ColumnType::Timestamp | ColumnType::TimestampTz => {
-                date_value(parse_timestamp_text(text)?)
+                date_value(text.parse::<CursorTimestamp>()?)
             }
             ColumnType::Float32 | ColumnType::Float64 => {
                 Value::Double(text.parse().map_err(|_| invalid())?)
@@ -119,9 +116,10 @@ fn is_unsigned_bigint(column: &Column) -> bool {
         && column_type.contains("unsigned")
 }
 
-fn date_value(parts: DateTimeParts) -> Value {
-    let (y, mo, d, h, mi, s, us) = parts;
-    Value::Date(y, mo, d, h, mi, s, us)
+fn date_value(at: CursorTimestamp) -> Value {
+    Value::Date(
+        at.year, at.month, at.day, at.hour, at.minute, at.second, at.micro,
+    )
 }
 
 /// How the pages of a chunk are ordered.
@@ -163,7 +161,7 @@ pub(crate) struct ReadPlan {
     select_list: String,
     filters: Vec<String>,
     filter_params: Vec<Value>,
-    ceiling: Option<DateTimeParts>,
+    ceiling: Option<CursorTimestamp>,
 }
 
 impl ReadPlan {
@@ -182,7 +180,7 @@ impl ReadPlan {
             .map(|name| OrderColumn::new(schema, name, "key column"))
             .collect::<Result<Vec<_>>>()?;
         let ts = |required: bool| -> Result<Option<OrderColumn>> {
-            match &table.cursor_column {
+            match table.strategy.cursor_column() {
                 Some(name) => {
                     let column = OrderColumn::new(schema, name, "cursor column")?;
                     if !matches!(
@@ -203,14 +201,14 @@ impl ReadPlan {
                 None => Ok(None),
             }
         };
-        let ceiling_ts = || -> Result<DateTimeParts> {
+        let ceiling_ts = || -> Result<CursorTimestamp> {
             let text = run.ceiling.timestamp.as_deref().ok_or_else(|| {
                 Error::InvalidRequest(format!(
                     "run `{}` has no timestamp ceiling; `{}` needs one (begin fixes it)",
                     run.run_id, run.strategy
                 ))
             })?;
-            parse_timestamp_text(text)
+            text.parse::<CursorTimestamp>()
         };
 
         let mut plan = ReadPlan {
@@ -244,7 +242,7 @@ impl ReadPlan {
                 plan.keys = keys;
             }
             CdcStrategy::IdOnly => {
-                let id = match (&table.cursor_column, keys.as_slice()) {
+                let id = match (table.strategy.cursor_column(), keys.as_slice()) {
                     (Some(name), _) => OrderColumn::new(schema, name, "cursor column")?,
                     (None, [single]) => single.clone(),
                     _ => {
@@ -274,10 +272,15 @@ impl ReadPlan {
                 plan.keys = keys;
             }
             CdcStrategy::CustomSql => {
-                let sql = table.custom_sql.as_deref().ok_or_else(|| {
-                    Error::InvalidRequest(format!("`custom_sql` of `{table_id}` has no statement"))
-                })?;
-                let query = custom_sql::rewrite(sql)?;
+                // `RunContext::resolve` refused a table whose strategy changed since begin.
+                let Strategy::CustomSql { statement, .. } = &table.strategy else {
+                    return Err(Error::internal(format!(
+                        "run `{}` of `{table_id}` is `custom_sql`, its table config `{}`",
+                        run.run_id,
+                        table.strategy.kind()
+                    )));
+                };
+                let query = statement.query().clone();
                 if query.params.contains(&Placeholder::Ceiling) || run.ceiling.timestamp.is_some() {
                     plan.ceiling = Some(ceiling_ts()?);
                 }
@@ -422,7 +425,7 @@ impl ReadPlan {
                             self.table
                         ))
                     })?;
-                    let at = date_value(parse_timestamp_text(at)?);
+                    let at = date_value(at.parse::<CursorTimestamp>()?);
                     if position.key.is_empty() {
                         // A timestamp without a key sits before every key at that timestamp
                         // (what `lookback` relies on): its rows are read.
@@ -561,7 +564,7 @@ impl ReadPlan {
         match position.and_then(|p| p.timestamp.as_deref()) {
             Some(at) => Ok((
                 vec![format!("{} > ?", ts.quoted)],
-                vec![date_value(parse_timestamp_text(at)?)],
+                vec![date_value(at.parse::<CursorTimestamp>()?)],
             )),
             None => Ok((Vec::new(), Vec::new())),
         }
@@ -574,8 +577,8 @@ impl ReadPlan {
         };
         let position = position.filter(|p| !p.is_start());
         let last_ts = match position.and_then(|p| p.timestamp.as_deref()) {
-            Some(text) => date_value(parse_timestamp_text(text)?),
-            None => date_value(CUSTOM_START_TIMESTAMP),
+            Some(text) => date_value(text.parse::<CursorTimestamp>()?),
+            None => date_value(CursorTimestamp::EARLIEST),
         };
         let last_id = match (position.and_then(|p| p.key.first()), self.keys.first()) {
             (Some(text), Some(key)) => key.key_value(text)?,
@@ -611,7 +614,7 @@ fn start_key_value(key: &OrderColumn) -> Value {
         ColumnType::Decimal { .. } => Value::Int(i64::MIN),
         ColumnType::Float32 | ColumnType::Float64 => Value::Double(f64::MIN),
         ColumnType::Date | ColumnType::Timestamp | ColumnType::TimestampTz => {
-            date_value(CUSTOM_START_TIMESTAMP)
+            date_value(CursorTimestamp::EARLIEST)
         }
         ColumnType::Text { .. } | ColumnType::Json | ColumnType::Binary { .. } => {
             Value::Bytes(Vec::new())

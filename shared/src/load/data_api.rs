@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_redshiftdata::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_redshiftdata::types::{Field, SqlParameter, StatusString};
 
-use crate::config::RedshiftConnection;
+use crate::config::{DataApiTarget, RedshiftAccess, RedshiftConnection};
 use crate::error::{Error, ErrorKind, Result};
 use crate::naming::RunId;
 use crate::schema::TargetColumn;
@@ -91,14 +91,21 @@ pub fn batch_request(
     })
 }
 
+/// The `WorkgroupName` and `ClusterIdentifier` of a request: exactly one is set.
 fn target_of(connection: &RedshiftConnection) -> Result<(Option<String>, Option<String>)> {
-    match (&connection.workgroup, &connection.cluster_identifier) {
-        (Some(workgroup), None) => Ok((Some(workgroup.clone()), None)),
-        (None, Some(cluster)) => Ok((None, Some(cluster.clone()))),
-        _ => Err(Error::config(
-            "connections",
-            "Redshift `access: data_api` needs exactly one of `workgroup` and `cluster_identifier`",
-        )),
+    match &connection.access {
+        RedshiftAccess::DataApi {
+            target: DataApiTarget::Workgroup(workgroup),
+            ..
+        } => Ok((Some(workgroup.clone()), None)),
+        RedshiftAccess::DataApi {
+            target: DataApiTarget::Cluster(cluster),
+            ..
+        } => Ok((None, Some(cluster.clone()))),
+        other => Err(Error::internal(format!(
+            "a Data API request for a connection with `access: {}`",
+            other.kind()
+        ))),
     }
 }
 
@@ -569,25 +576,21 @@ fn field_number(field: Option<&Field>) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{HumanDuration, RedshiftAccess};
+    use crate::config::HumanDuration;
     use crate::load::sql::{Role, Statement};
 
-    fn connection(workgroup: Option<&str>, cluster: Option<&str>) -> RedshiftConnection {
+    fn connection(target: DataApiTarget) -> RedshiftConnection {
         RedshiftConnection {
-            access: RedshiftAccess::DataApi,
-            workgroup: workgroup.map(str::to_owned),
-            cluster_identifier: cluster.map(str::to_owned),
+            access: RedshiftAccess::DataApi {
+                target,
+                tunnel: None,
+            },
             database: "dev".to_owned(),
             schema: "analytics".to_owned(),
             db_user: Some("loader".to_owned()),
             secret_arn: None,
             iam_role: "arn:aws:iam::123456789012:role/copy".to_owned(),
-            host: None,
-            port: 5439,
-            user: None,
             password: None,
-            tunnel: None,
-            fallback_to_tunnel: false,
             statement_timeout: HumanDuration(Duration::from_secs(60)),
             tls: crate::config::TlsMode::Disabled,
             tls_ca_file: None,
@@ -629,7 +632,7 @@ mod tests {
     #[test]
     fn batches_name_one_target_and_respect_the_limits() {
         let ok = batch_request(
-            &connection(Some("wg"), None),
+            &connection(DataApiTarget::Workgroup("wg".into())),
             &script(40, 10),
             "t".into(),
             "n".into(),
@@ -639,7 +642,7 @@ mod tests {
         assert_eq!(ok.workgroup_name.as_deref(), Some("wg"));
         assert_eq!(ok.cluster_identifier, None);
         assert_eq!(ok.db_user.as_deref(), Some("loader"));
-        let mut with_secret = connection(None, Some("c1"));
+        let mut with_secret = connection(DataApiTarget::Cluster("c1".into()));
         with_secret.secret_arn = Some("arn:secret".into());
         let batch = batch_request(&with_secret, &script(1, 1), "t".into(), "n".into()).unwrap();
         assert_eq!(batch.secret_arn.as_deref(), Some("arn:secret"));
@@ -648,7 +651,7 @@ mod tests {
             "a secret and a db user never go together"
         );
         assert!(batch_request(
-            &connection(Some("wg"), None),
+            &connection(DataApiTarget::Workgroup("wg".into())),
             &script(41, 1),
             "t".into(),
             "n".into()
@@ -657,22 +660,8 @@ mod tests {
         .to_string()
         .contains("at most 40"));
         assert!(batch_request(
-            &connection(Some("wg"), None),
+            &connection(DataApiTarget::Workgroup("wg".into())),
             &script(1, 100_000),
-            "t".into(),
-            "n".into()
-        )
-        .is_err());
-        assert!(batch_request(
-            &connection(None, None),
-            &script(1, 1),
-            "t".into(),
-            "n".into()
-        )
-        .is_err());
-        assert!(batch_request(
-            &connection(Some("wg"), Some("c")),
-            &script(1, 1),
             "t".into(),
             "n".into()
         )

@@ -25,7 +25,7 @@ pub mod wire;
 
 use chrono::{DateTime, Utc};
 
-use crate::config::{CdcStrategy, DroppedColumns, LoadMode, TableConfig};
+use crate::config::{DroppedColumns, LoadMode, TableConfig};
 use crate::error::{Error, Result};
 use crate::manifest::{self, RunManifest};
 use crate::naming::{self, RunId, StorageLayout, TableId};
@@ -280,15 +280,12 @@ fn plan_with_runs(
                 })
         })
         .collect::<Result<Vec<_>>>()?;
-    let cursor_column = match target.table_config.cdc_strategy {
-        CdcStrategy::FullSync => None,
-        _ => target
-            .table_config
-            .cursor_column
-            .as_deref()
-            .and_then(|name| table_schema.column(name))
-            .map(|c| c.target_name.clone()),
-    };
+    let cursor_column = target
+        .table_config
+        .strategy
+        .cursor_column()
+        .and_then(|name| table_schema.column(name))
+        .map(|c| c.target_name.clone());
     let mode = manifest.load_mode;
     if mode == LoadMode::Merge && key_columns.is_empty() {
         return Err(Error::InvalidRequest(format!(

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use crate::config::{
     Config, Connection, PostgresConnection, RedshiftAccess, RedshiftConnection, TunnelConfig,
+    WireEndpoint,
 };
 use crate::error::{Error, Result};
 use crate::naming::{self, RunId};
@@ -24,9 +25,16 @@ use super::{tunnel, wire, LedgerRow, LedgerTotals, TargetCounts};
 /// How a session reaches its warehouse.
 #[derive(Debug, Clone, Copy)]
 pub enum Route<'c> {
-    /// The wire protocol, direct or through an SSH tunnel.
-    Wire {
+    /// PostgreSQL's wire protocol, direct or through an SSH tunnel.
+    Postgres {
         /// The bastion in front of the warehouse, if any.
+        tunnel: Option<&'c TunnelConfig>,
+    },
+    /// Redshift over the wire protocol: `direct`, `tunnel`, or the Data API's fallback.
+    RedshiftWire {
+        /// The cluster endpoint and user.
+        endpoint: &'c WireEndpoint,
+        /// The bastion in front of it, if any.
         tunnel: Option<&'c TunnelConfig>,
     },
     /// The Redshift Data API (HTTPS).
@@ -38,24 +46,27 @@ impl<'c> Route<'c> {
     /// Redshift, by `access`.
     pub fn of(name: &str, connection: &'c Connection) -> Result<Self> {
         match connection {
-            Connection::Postgres(postgres) => Ok(Route::Wire {
+            Connection::Postgres(postgres) => Ok(Route::Postgres {
                 tunnel: postgres.tunnel.as_ref(),
             }),
-            Connection::Redshift(redshift) => match redshift.access {
-                RedshiftAccess::DataApi => Ok(Route::DataApi),
-                RedshiftAccess::Direct => Ok(Route::Wire { tunnel: None }),
-                // `config check` refuses `access: tunnel` without a `tunnel` block.
-                RedshiftAccess::Tunnel => match &redshift.tunnel {
-                    Some(tunnel) => Ok(Route::Wire {
-                        tunnel: Some(tunnel),
-                    }),
-                    None => Err(Error::internal(format!(
-                        "`{name}` has `access: tunnel` but no tunnel, which the configuration check refuses"
-                    ))),
+            Connection::Redshift(redshift) => Ok(match &redshift.access {
+                RedshiftAccess::DataApi { .. } => Route::DataApi,
+                RedshiftAccess::Direct(endpoint) => Route::RedshiftWire {
+                    endpoint,
+                    tunnel: None,
                 },
-            },
+                RedshiftAccess::Tunnel { endpoint, tunnel } => Route::RedshiftWire {
+                    endpoint,
+                    tunnel: Some(tunnel),
+                },
+            }),
             Connection::Mysql(_) => Err(not_a_warehouse(name)),
         }
+    }
+
+    /// Whether statements go over the wire protocol (a session), not the Data API (batches).
+    pub fn is_wire(&self) -> bool {
+        !matches!(self, Route::DataApi)
     }
 }
 
@@ -140,15 +151,16 @@ impl TargetClient {
                     (**redshift).clone(),
                 ))))
             }
-            (Connection::Postgres(postgres), Route::Wire { tunnel }) => {
+            (Connection::Postgres(postgres), Route::Postgres { tunnel }) => {
                 postgres_wire_target(reach, postgres, tunnel).await?
             }
-            (Connection::Redshift(redshift), Route::Wire { tunnel }) => {
-                redshift_wire_target(reach, redshift, tunnel).await?
+            (Connection::Redshift(redshift), Route::RedshiftWire { endpoint, tunnel }) => {
+                redshift_wire_target(reach, redshift, endpoint, tunnel).await?
             }
-            (Connection::Postgres(_), Route::DataApi) => {
+            (Connection::Postgres(_), Route::DataApi | Route::RedshiftWire { .. })
+            | (Connection::Redshift(_), Route::Postgres { .. }) => {
                 return Err(Error::internal(format!(
-                    "`{name}` is PostgreSQL, which has no Data API"
+                    "`{name}` cannot be reached by {route:?}"
                 )))
             }
             (Connection::Mysql(_), _) => return Err(not_a_warehouse(name)),
@@ -396,7 +408,7 @@ async fn postgres_wire_target<'a>(
         dialect: Warehouse::Postgres,
         schema: &postgres.schema,
         tls,
-        config: wire::postgres_config(postgres, password.as_deref())?,
+        config: wire::postgres_config(postgres, password.as_deref()),
         tunnel,
         host: &postgres.host,
         port: postgres.port,
@@ -409,6 +421,7 @@ async fn postgres_wire_target<'a>(
 async fn redshift_wire_target<'a>(
     reach: Reach<'_>,
     redshift: &'a RedshiftConnection,
+    endpoint: &'a WireEndpoint,
     tunnel: Option<&'a TunnelConfig>,
 ) -> Result<WireTarget<'a>> {
     let password = password(
@@ -417,8 +430,8 @@ async fn redshift_wire_target<'a>(
         redshift.secret_arn.as_deref(),
     )
     .await?;
-    let config = wire::redshift_config(redshift, password.as_deref())?;
-    let host = redshift.host.as_deref().unwrap_or_default();
+    let config = wire::redshift_config(redshift, endpoint, password.as_deref());
+    let host = endpoint.host.as_str();
     let tls = crate::tls::postgres_tls(
         redshift.tls,
         crate::tls::CaSource {
@@ -435,7 +448,7 @@ async fn redshift_wire_target<'a>(
         schema: &redshift.schema,
         tls,
         host,
-        port: redshift.port,
+        port: endpoint.port,
         statement_timeout: redshift.statement_timeout.0,
         connect_timeout: config
             .get_connect_timeout()

@@ -12,7 +12,7 @@ use std::time::Duration;
 use futures::{pin_mut, SinkExt};
 use tokio_postgres::{Client, SimpleQueryMessage};
 
-use crate::config::{PostgresConnection, RedshiftConnection};
+use crate::config::{PostgresConnection, RedshiftConnection, WireEndpoint};
 use crate::error::{Error, Result};
 use crate::naming::RunId;
 use crate::schema::TargetColumn;
@@ -31,7 +31,7 @@ const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
 pub fn postgres_config(
     connection: &PostgresConnection,
     password: Option<&str>,
-) -> Result<tokio_postgres::Config> {
+) -> tokio_postgres::Config {
     let mut config = tokio_postgres::Config::new();
     config
         .host(&connection.host)
@@ -45,37 +45,29 @@ pub fn postgres_config(
     if let Some(password) = password {
         config.password(password);
     }
-    Ok(config)
+    config
 }
 
-/// The connection settings for Redshift `access: direct`; `password` already resolved.
+/// The connection settings for Redshift over the wire protocol at `endpoint`; `password`
+/// already resolved.
 pub fn redshift_config(
     connection: &RedshiftConnection,
+    endpoint: &WireEndpoint,
     password: Option<&str>,
-) -> Result<tokio_postgres::Config> {
-    let host = connection.host.as_deref().ok_or_else(|| {
-        Error::config(
-            "connections",
-            "Redshift `access: direct` needs `host` (the cluster endpoint)",
-        )
-    })?;
-    let user = connection
-        .user
-        .as_deref()
-        .ok_or_else(|| Error::config("connections", "Redshift `access: direct` needs `user`"))?;
+) -> tokio_postgres::Config {
     let mut config = tokio_postgres::Config::new();
     config
-        .host(host)
-        .port(connection.port)
+        .host(&endpoint.host)
+        .port(endpoint.port)
         .dbname(&connection.database)
-        .user(user)
+        .user(&endpoint.user)
         .connect_timeout(Duration::from_secs(30))
         .keepalives(true)
         .keepalives_idle(KEEPALIVE_IDLE);
     if let Some(password) = password {
         config.password(password);
     }
-    Ok(config)
+    config
 }
 
 /// Connects (with TLS when `tls` is given), starts the connection task, and sets the statement

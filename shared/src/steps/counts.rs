@@ -5,10 +5,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{CdcStrategy, LoadMode};
+use crate::config::{CdcStrategy, LoadMode, Strategy};
+use crate::cursor::Cursor;
 use crate::error::Result;
 use crate::load::{LedgerTotals, TargetCounts};
-use crate::manifest::Cursor;
 use crate::watermark::Totals;
 
 use super::operator::TableRequest;
@@ -98,12 +98,12 @@ pub async fn validate_counts(services: &Services, request: &TableRequest) -> Res
         .as_ref()
         .map(|w| w.extract.cursor.clone())
         .unwrap_or_default();
-    let (column, value) = match table_config.cdc_strategy {
-        CdcStrategy::Hybrid | CdcStrategy::TimestampOnly => {
-            (table_config.cursor_column.clone(), cursor.timestamp.clone())
+    let (column, value) = match &table_config.strategy {
+        Strategy::Hybrid { cursor_column } | Strategy::TimestampOnly { cursor_column } => {
+            (Some(cursor_column.clone()), cursor.timestamp.clone())
         }
-        CdcStrategy::IdOnly => (
-            table_config.cursor_column.clone().or_else(|| {
+        Strategy::IdOnly { id_column, .. } => (
+            id_column.clone().or_else(|| {
                 table_config
                     .key_columns
                     .as_ref()
@@ -112,7 +112,7 @@ pub async fn validate_counts(services: &Services, request: &TableRequest) -> Res
             }),
             cursor.key.first().cloned(),
         ),
-        CdcStrategy::FullSync | CdcStrategy::CustomSql => (None, None),
+        Strategy::FullSync | Strategy::CustomSql { .. } => (None, None),
     };
     let source = services.source(pipeline).await?;
     let mut conn = source.conn().await?;
@@ -145,7 +145,7 @@ pub async fn validate_counts(services: &Services, request: &TableRequest) -> Res
             source_rows,
             target: &target_counts,
             load_mode: table_config.load_mode(),
-            strategy: table_config.cdc_strategy,
+            strategy: table_config.strategy.kind(),
         },
         &select,
     );
@@ -158,7 +158,7 @@ pub async fn validate_counts(services: &Services, request: &TableRequest) -> Res
         pipeline: pipeline_name,
         table: request.table.clone(),
         target: format!("{schema}.{target}"),
-        strategy: table_config.cdc_strategy,
+        strategy: table_config.strategy.kind(),
         load_mode: table_config.load_mode(),
         watermark: totals,
         pending_rows,

@@ -17,7 +17,7 @@ use std::time::Duration;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Connection, RedshiftConnection};
+use crate::config::{Connection, DataApiTunnel, RedshiftAccess, RedshiftConnection};
 use crate::error::{Error, ErrorKind, Result};
 use crate::load::data_api::{self, DataApi, StatementState};
 use crate::load::target::{not_a_warehouse, Route, TargetClient};
@@ -214,9 +214,9 @@ pub async fn submit_within(
         Connection::Redshift(redshift) => (redshift.schema.as_str(), redshift.iam_role.as_str()),
         Connection::Mysql(_) => return Err(not_a_warehouse(&pipeline.target)),
     };
-    let max_runs = match route {
-        Route::DataApi => sql::max_runs_per_batch(),
-        Route::Wire { .. } => sql::MAX_RUNS_PER_WIRE_LOAD,
+    let max_runs = match route.is_wire() {
+        false => sql::max_runs_per_batch(),
+        true => sql::MAX_RUNS_PER_WIRE_LOAD,
     };
     let Some(plan) = plan_for(schema, iam_role, max_runs)? else {
         return Ok(nothing_pending(run));
@@ -245,7 +245,7 @@ pub async fn submit_within(
     let Connection::Redshift(redshift) = connection else {
         return over_wire(route).await;
     };
-    if let Route::Wire { .. } = route {
+    if route.is_wire() {
         return over_wire(route).await;
     }
     let submitted = submit_data_api(
@@ -257,7 +257,18 @@ pub async fn submit_within(
         &redshift_options,
     )
     .await;
-    match (submitted, &redshift.tunnel) {
+    let fallback = match &redshift.access {
+        RedshiftAccess::DataApi {
+            tunnel:
+                Some(DataApiTunnel {
+                    tunnel,
+                    fallback: Some(endpoint),
+                }),
+            ..
+        } => Some((tunnel, endpoint)),
+        _ => None,
+    };
+    match (submitted, fallback) {
         // A network failure, with the fallback opted in: the tunnel runs the same SQL; the ledger
         // keeps it exactly once even if a batch did start.
         (
@@ -267,11 +278,12 @@ pub async fn submit_within(
                 message,
                 ..
             }),
-            Some(tunnel),
-        ) if redshift.fallback_to_tunnel => {
+            Some((tunnel, endpoint)),
+        ) => {
             tracing::warn!(target = %run.target, bastion = %tunnel.bastion_host, context = %context, error = %message, "the Data API cannot be reached; loading through the SSH tunnel instead (fallback_to_tunnel)");
             crate::metrics::load_fallback(&run.pipeline, &run.table).emit();
-            over_wire(Route::Wire {
+            over_wire(Route::RedshiftWire {
+                endpoint,
                 tunnel: Some(tunnel),
             })
             .await

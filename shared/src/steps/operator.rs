@@ -12,8 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditEntry, AuditTrail, Phase, Requester};
 use crate::config::CdcStrategy;
+use crate::cursor::{compare_key_values, Cursor, CursorTimestamp};
 use crate::error::{Error, Result};
-use crate::manifest::{self, Cursor, DataFile, RunManifest};
+use crate::manifest::{self, DataFile, RunManifest};
 use crate::naming::{RunId, StorageLayout};
 use crate::run::SyncMode;
 use crate::watermark::{CountField, CountMode, HistoryEntry, ManualEdit, Watermark};
@@ -529,9 +530,9 @@ pub async fn set(
         let timestamp = request
             .timestamp
             .as_deref()
-            .map(crate::watermark::normalize_timestamp)
+            .map(CursorTimestamp::parse_operator_input)
             .transpose()?;
-        let strategy = table_config.cdc_strategy;
+        let strategy = table_config.strategy.kind();
         if strategy == CdcStrategy::FullSync {
             return Err(Error::InvalidRequest(format!(
                 "`{table}` uses `full_sync`, which reads the whole table every run and has no cursor to set"
@@ -571,7 +572,7 @@ pub async fn set(
                     })
                 }
                 (None, Some(key), CdcStrategy::IdOnly) => match (key.first(), &view.ceiling.id) {
-                    (Some(id), Some(max)) if crate::watermark::compare_values(id, max).is_gt() => Some(
+                    (Some(id), Some(max)) if compare_key_values(id, max).is_gt() => Some(
                         format!("id `{id}` is beyond the table's largest id `{max}`"),
                     ),
                     _ => None,

@@ -7,11 +7,12 @@ use chrono::Utc;
 use serde::Serialize;
 
 use crate::config::{Connection, LoadMode};
+use crate::cursor::{Ceiling, Cursor};
 use crate::error::Result;
 use crate::extract::{self, ReadPreview};
 use crate::load::sql::{self};
 use crate::load::{self, CommittedRun, PlanTarget};
-use crate::manifest::{Ceiling, Cursor, RunManifest};
+use crate::manifest::RunManifest;
 use crate::naming::StorageLayout;
 use crate::run::{RunContext, SyncMode};
 use crate::watermark::PendingRun;
@@ -98,7 +99,7 @@ pub async fn preview(
         target: target.clone(),
         run_id: new_run_id(now),
         mode,
-        strategy: table_config.cdc_strategy,
+        strategy: table_config.strategy.kind(),
         load_mode: table_config.load_mode(),
         start_cursor: start_cursor(&cursor, table_config)?,
         ceiling: ceiling.clone(),
@@ -164,7 +165,7 @@ pub async fn preview(
     Ok(RunPreview {
         warning,
         table: table_id.to_string(),
-        strategy: table_config.cdc_strategy.to_string(),
+        strategy: table_config.strategy.kind().to_string(),
         load: table_config.load_mode(),
         target: format!("{warehouse_schema}.{target}"),
         cursor,

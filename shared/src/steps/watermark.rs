@@ -7,14 +7,15 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{CdcStrategy, LoadMode, TableConfig};
+use crate::config::{CdcStrategy, LoadMode, Strategy, TableConfig};
+use crate::cursor::{Ceiling, Cursor, CursorTimestamp};
 use crate::error::{Error, Result};
-use crate::manifest::{self, ChunkManifest, Cursor, DataFile, RunManifest};
+use crate::manifest::{self, ChunkManifest, DataFile, RunManifest};
 use crate::naming::{self, RunId, StorageLayout, TableId};
 use crate::run::{RunContext, SyncMode};
 use crate::schema;
 use crate::storage::PutOutcome;
-use crate::watermark::{compare_cursors, LoadedRun, Stage, Watermark};
+use crate::watermark::{LoadedRun, Stage, Watermark};
 
 use super::sync::{prepare, summarize, PrepareRequest, SummarizeRequest};
 use super::{process_is_alive, Services};
@@ -272,7 +273,7 @@ pub async fn begin(services: &Services, request: &BeginRequest) -> Result<RunCon
             tracing::warn!(
                 table = %table,
                 "{reason}: rows loaded before keep their old values under `cdc_strategy: {}` with `load: {}`; to reload them, `tidemark watermark reset -t {table} --yes` and sync",
-                table_config.cdc_strategy,
+                table_config.strategy.kind(),
                 table_config.load_mode()
             );
         }
@@ -286,7 +287,7 @@ pub async fn begin(services: &Services, request: &BeginRequest) -> Result<RunCon
         target,
         run_id,
         mode: request.mode,
-        strategy: table_config.cdc_strategy,
+        strategy: table_config.strategy.kind(),
         load_mode: table_config.load_mode(),
         start_cursor: start,
         ceiling,
@@ -333,7 +334,7 @@ fn refuse_a_changed_primary_key(
 /// its own statement says.
 fn backfills(table_config: &TableConfig) -> bool {
     matches!(
-        table_config.cdc_strategy,
+        table_config.strategy.kind(),
         CdcStrategy::Hybrid | CdcStrategy::TimestampOnly | CdcStrategy::IdOnly
     ) && table_config.load_mode() == LoadMode::Merge
 }
@@ -341,7 +342,7 @@ fn backfills(table_config: &TableConfig) -> bool {
 /// Why a run starting at `start` reads nothing however the source changes, when its timestamp
 /// lies beyond the run's `ceiling` (a `watermark set` into the future, or a source clock moved
 /// back): every such sync succeeds with 0 rows until the source's clock passes the cursor.
-pub fn start_beyond_ceiling(start: &Cursor, ceiling: &manifest::Ceiling) -> Option<String> {
+pub fn start_beyond_ceiling(start: &Cursor, ceiling: &Ceiling) -> Option<String> {
     match (&start.timestamp, &ceiling.timestamp) {
         (Some(start), Some(ceiling)) if start > ceiling => Some(format!(
             "the cursor `{start}` is after this run's ceiling `{ceiling}` (the source's clock less `lag`): syncs read nothing until the source's clock passes it; if that is a mistake, move it back with `tidemark watermark set`"
@@ -359,7 +360,7 @@ struct RunIds<'a> {
 
 /// What `begin` learns from the source and S3 before the run starts.
 struct PreparedRun {
-    ceiling: manifest::Ceiling,
+    ceiling: Ceiling,
     fingerprint: String,
     key_columns: Vec<String>,
     /// Why rows loaded before need the source's values again ([`schema::TableSchema::backfill_reason`]).
@@ -423,7 +424,7 @@ pub(super) struct SourceView {
     /// The columns that identify a row in the target (source names).
     pub key_columns: Vec<String>,
     /// The run's upper bound (none for `redshift_only`).
-    pub ceiling: manifest::Ceiling,
+    pub ceiling: Ceiling,
     /// `id_only`'s id column: `cursor_column`, else a one-column key.
     pub id_column: Option<String>,
 }
@@ -510,15 +511,14 @@ pub(super) async fn inspect_source(
             "`{table}` has no primary key, so `load: merge` cannot match rows; set `key_columns`, or use `load: append`"
         )));
     }
-    let id_column = match table_config.cdc_strategy {
-        CdcStrategy::IdOnly => table_config
-            .cursor_column
+    let id_column = match &table_config.strategy {
+        Strategy::IdOnly { id_column, .. } => id_column
             .clone()
             .or_else(|| (key_columns.len() == 1).then(|| key_columns[0].clone())),
         _ => None,
     };
     let ceiling = if mode == SyncMode::RedshiftOnly {
-        manifest::Ceiling::default()
+        Ceiling::default()
     } else {
         source
             .within(
@@ -540,7 +540,7 @@ pub(super) async fn inspect_source(
 /// `id_lookback` ids.
 pub(super) fn start_cursor(cursor: &Cursor, table_config: &TableConfig) -> Result<Cursor> {
     let lookback = table_config.lookback().0;
-    if let (CdcStrategy::IdOnly, [id]) = (table_config.cdc_strategy, cursor.key.as_slice()) {
+    if let (CdcStrategy::IdOnly, [id]) = (table_config.strategy.kind(), cursor.key.as_slice()) {
         // `id_only`: back by `id_lookback` ids, for rows whose transaction committed after a
         // later id's. A non-integer id column keeps its cursor.
         let back = i128::from(table_config.id_lookback());
@@ -554,15 +554,17 @@ pub(super) fn start_cursor(cursor: &Cursor, table_config: &TableConfig) -> Resul
     }
     match &cursor.timestamp {
         Some(timestamp) if !lookback.is_zero() => {
-            let parsed = chrono::NaiveDateTime::parse_from_str(timestamp, "%Y-%m-%d %H:%M:%S%.f")
-                .map_err(|_| {
+            let earlier = timestamp
+                .parse::<CursorTimestamp>()
+                .ok()
+                .and_then(|at| at.minus(lookback))
+                .ok_or_else(|| {
                     Error::InvalidRequest(format!(
                         "the watermark's cursor `{timestamp}` is not a timestamp; fix it with `tidemark watermark set`"
                     ))
                 })?;
-            let back = chrono::Duration::from_std(lookback).unwrap_or(chrono::Duration::zero());
             Ok(Cursor {
-                timestamp: Some((parsed - back).format("%Y-%m-%d %H:%M:%S%.6f").to_string()),
+                timestamp: Some(earlier.to_string()),
                 key: Vec::new(),
             })
         }
@@ -618,7 +620,7 @@ pub async fn commit(services: &Services, request: &CommitRequest) -> Result<Comm
     let max_cursor = files
         .iter()
         .map(|file| &file.max_cursor)
-        .max_by(|a, b| compare_cursors(a, b))
+        .max_by(|a, b| a.compare(b))
         .cloned();
     let manifest_key = layout.run_manifest_key(&run.pipeline, &table, &run.run_id);
     let run_manifest = RunManifest {
@@ -707,7 +709,7 @@ fn refuse_a_limit_that_cannot_progress(
     let (Some(limit), Some(max)) = (run.limit, &manifest.max_cursor) else {
         return Ok(());
     };
-    if manifest.rows < limit || compare_cursors(max, cursor).is_gt() {
+    if manifest.rows < limit || max.compare(cursor).is_gt() {
         return Ok(());
     }
     Err(Error::InvalidRequest(format!(
@@ -916,8 +918,11 @@ pub const ACTIONS: [&str; 7] = [
 
 /// How far the cursor's timestamp is behind `now`, for the freshness metric.
 pub(super) fn cursor_lag(cursor: &Cursor, now: DateTime<Utc>) -> Option<std::time::Duration> {
-    let at =
-        chrono::NaiveDateTime::parse_from_str(cursor.timestamp.as_deref()?, "%Y-%m-%d %H:%M:%S%.f")
-            .ok()?;
+    let at = cursor
+        .timestamp
+        .as_deref()?
+        .parse::<CursorTimestamp>()
+        .ok()?
+        .to_naive()?;
     (now.naive_utc() - at).to_std().ok()
 }

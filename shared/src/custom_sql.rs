@@ -54,6 +54,34 @@ impl CustomQuery {
     }
 }
 
+/// A `custom_sql` statement that passed [`validate_custom_sql`]: the text as written (what the
+/// config shows) and its rewritten form (what extraction prepares).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomStatement {
+    text: String,
+    query: CustomQuery,
+}
+
+impl CustomStatement {
+    /// Checks and rewrites `text` (see [`validate_custom_sql`] for the rules).
+    pub fn parse(text: &str) -> Result<CustomStatement> {
+        Ok(CustomStatement {
+            text: text.to_owned(),
+            query: rewrite(text)?,
+        })
+    }
+
+    /// The statement as written.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The statement with `?` parameters, and what each is bound to.
+    pub(crate) fn query(&self) -> &CustomQuery {
+        &self.query
+    }
+}
+
 /// Checks a `custom_sql` statement without a server: exactly one statement (one trailing `;` is
 /// fine), starting with `SELECT` or `WITH`, using only the placeholders `:last_ts`, `:last_id`,
 /// `:ceiling` and `:limit`, with no `?` of its own and no MySQL executable comment (`/*! … */`).
@@ -66,7 +94,7 @@ pub fn validate_custom_sql(sql: &str) -> Result<()> {
 }
 
 /// Validates and rewrites a custom statement.
-pub(crate) fn rewrite(sql: &str) -> Result<CustomQuery> {
+fn rewrite(sql: &str) -> Result<CustomQuery> {
     let tokens = lex(sql)?;
     let mut out = String::with_capacity(sql.len());
     let mut params = Vec::new();

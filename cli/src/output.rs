@@ -72,21 +72,3 @@ pub(crate) fn emit<T: serde::Serialize>(
         }
     }
 }
-
-/// A cursor or ceiling as its values (`timestamp …, key …` / `id …`); `None` when it names no
-/// position.
-pub(crate) fn cursor_text(cursor: &impl serde::Serialize) -> Option<String> {
-    let value = serde_json::to_value(cursor).unwrap_or_default();
-    let parts: Vec<String> = ["timestamp", "id"]
-        .into_iter()
-        .filter_map(|field| value[field].as_str().map(|v| format!("{field} {v}")))
-        .chain(
-            value["key"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|v| v.as_str().map(|k| format!("key {k}"))),
-        )
-        .collect();
-    (!parts.is_empty()).then(|| parts.join(", "))
-}

@@ -17,8 +17,6 @@ use tidemark::steps::local_sync::StepObserver;
 use tidemark::steps::watermark::CommitResult;
 use tidemark::watermark::LoadedRun;
 
-use crate::output::cursor_text;
-
 /// How progress is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Display {
@@ -113,10 +111,14 @@ impl SyncProgress {
                 },
             );
         }
-        let from = cursor_text(&run.start_cursor)
-            .map(|cursor| format!("after {cursor}"))
-            .unwrap_or_else(|| "from the start of the table".to_owned());
-        let to = cursor_text(&run.ceiling).unwrap_or_else(|| "the end of the table".to_owned());
+        let from = match run.start_cursor.is_start() {
+            true => "from the start of the table".to_owned(),
+            false => format!("after {}", run.start_cursor),
+        };
+        let to = match run.ceiling.is_unbounded() {
+            true => "the end of the table".to_owned(),
+            false => run.ceiling.to_string(),
+        };
         self.say(
             table,
             &format!(
@@ -313,20 +315,5 @@ mod tests {
             payload_table(&serde_json::json!({"action": "prepare"})),
             None
         );
-    }
-
-    #[test]
-    fn cursors_read_as_their_values() {
-        assert_eq!(
-            cursor_text(
-                &serde_json::json!({"timestamp": "2026-01-01 00:00:00.000000", "key": ["7"]})
-            ),
-            Some("timestamp 2026-01-01 00:00:00.000000, key 7".to_owned())
-        );
-        assert_eq!(
-            cursor_text(&serde_json::json!({"id": "42"})),
-            Some("id 42".to_owned())
-        );
-        assert_eq!(cursor_text(&serde_json::json!({})), None);
     }
 }

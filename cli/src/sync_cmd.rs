@@ -11,7 +11,7 @@ use tidemark::run::SyncMode;
 use tidemark::steps::watermark::locate_table;
 use tidemark::steps::{local_sync, preview, Services};
 
-use crate::output::{cursor_text, emit};
+use crate::output::emit;
 use crate::progress::{Display, SyncProgress};
 use crate::Failure;
 
@@ -273,16 +273,21 @@ async fn dry_run(
             ));
             lines.push(format!(
                 "  cursor:  {}",
-                cursor_text(&preview.cursor).unwrap_or_else(|| "none".to_owned())
+                match preview.cursor.is_start() {
+                    true => "none".to_owned(),
+                    false => preview.cursor.to_string(),
+                }
             ));
-            lines.push(match cursor_text(&preview.start) {
-                Some(start) => format!("  starts:  after {start}"),
-                None => "  starts:  at the start of the table".to_owned(),
+            lines.push(match preview.start.is_start() {
+                false => format!("  starts:  after {}", preview.start),
+                true => "  starts:  at the start of the table".to_owned(),
             });
             lines.push(format!(
                 "  ceiling: {}",
-                cursor_text(&preview.ceiling)
-                    .unwrap_or_else(|| "none (the whole table)".to_owned())
+                match preview.ceiling.is_unbounded() {
+                    true => "none (the whole table)".to_owned(),
+                    false => preview.ceiling.to_string(),
+                }
             ));
             if let Some(read) = &preview.read {
                 lines.push(format!(

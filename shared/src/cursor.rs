@@ -85,6 +85,11 @@ pub struct Ceiling {
 }
 
 impl Ceiling {
+    /// True when the ceiling bounds nothing (a `full_sync` run reads the whole table).
+    pub fn is_unbounded(&self) -> bool {
+        self.timestamp.is_none() && self.id.is_none()
+    }
+
     /// Whether `cursor` lies at or below the ceiling: its timestamp at most the timestamp
     /// ceiling, and for an id cursor (no timestamp) its id at most the id ceiling.
     pub fn contains(&self, cursor: &Cursor) -> bool {
@@ -99,6 +104,18 @@ impl Ceiling {
             _ => true,
         };
         timestamp_ok && id_ok
+    }
+}
+
+impl fmt::Display for Ceiling {
+    /// `no ceiling`, `timestamp 2026-01-01 00:00:00.000000`, `id 42`, or both.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.timestamp, &self.id) {
+            (None, None) => f.write_str("no ceiling"),
+            (Some(timestamp), None) => write!(f, "timestamp {timestamp}"),
+            (None, Some(id)) => write!(f, "id {id}"),
+            (Some(timestamp), Some(id)) => write!(f, "timestamp {timestamp}, id {id}"),
+        }
     }
 }
 
@@ -444,6 +461,26 @@ mod tests {
         };
         assert_eq!(c("a", "9").compare(&c("a", "10")), Ordering::Less);
         assert_eq!(c("b", "1").compare(&c("a", "10")), Ordering::Greater);
+    }
+
+    #[test]
+    fn cursors_and_ceilings_read_as_their_values() {
+        let cursor = Cursor {
+            timestamp: Some("2026-01-01 00:00:00.000000".into()),
+            key: vec!["7".into(), "x".into()],
+        };
+        assert_eq!(
+            cursor.to_string(),
+            "timestamp 2026-01-01 00:00:00.000000, key (7, x)"
+        );
+        assert_eq!(Cursor::default().to_string(), "the start");
+        let ceiling = Ceiling {
+            timestamp: None,
+            id: Some("42".into()),
+        };
+        assert_eq!(ceiling.to_string(), "id 42");
+        assert!(!ceiling.is_unbounded());
+        assert!(Ceiling::default().is_unbounded());
     }
 
     #[test]

@@ -7,6 +7,10 @@ use std::fmt;
 use crate::error::{Error, Result};
 use crate::naming;
 
+use super::types::{
+    is_tinyint1, redshift_varbyte_length, redshift_varchar_length, REDSHIFT_VARCHAR_MAX_OCTETS,
+    UNSIGNED_64_DIGITS,
+};
 use super::*;
 
 /// A column of an existing target table, as `information_schema.columns` (PostgreSQL) or
@@ -465,4 +469,229 @@ pub(super) fn retype_ddl(qualified: &str, drift: &Drift, warehouse: Warehouse) -
 /// zone (PostgreSQL; Redshift's AT TIME ZONE likewise returns TIMESTAMP for a TIMESTAMPTZ).
 pub(super) fn utc_wall_clock(quoted_column: &str) -> String {
     format!("{quoted_column} AT TIME ZONE 'UTC'")
+}
+
+impl TableSchema {
+    /// How an existing target table differs from this schema. Compatible differences (a wider
+    /// integer, a longer VARCHAR, more decimal digits) are not drift. See [`drift_error`] and
+    /// [`drift_ddl`] for what to do with the result.
+    pub fn drift(&self, existing: &[TargetColumn], warehouse: Warehouse) -> Vec<Drift> {
+        let mut drifts = Vec::new();
+        for column in &self.columns {
+            let temporary = retype_temporary(&column.target_name);
+            let interrupted = existing.iter().find(|t| t.name == temporary);
+            let Some(target) = existing.iter().find(|t| t.name == column.target_name) else {
+                match interrupted {
+                    Some(_) => drifts.push(Drift::FinishRetype {
+                        column: column.target_name.clone(),
+                        temporary,
+                    }),
+                    None => drifts.push(Drift::AddColumn {
+                        column: column.target_name.clone(),
+                        ddl_type: column.ty.warehouse_type(warehouse, self.json_in_redshift),
+                    }),
+                }
+                continue;
+            };
+            match self.fit(column, target, warehouse) {
+                // The type holds, but the target refuses NULL where the source (or tidemark:
+                // zero dates, `oversize_in_redshift: null`) may now write one.
+                Fit::Holds if column.nullable && !target.nullable => {
+                    drifts.push(Drift::DropNotNull {
+                        column: column.target_name.clone(),
+                        ddl_type: column.ty.warehouse_type(warehouse, self.json_in_redshift),
+                        temporary_exists: interrupted.is_some(),
+                        temporary,
+                    })
+                }
+                Fit::Holds => {}
+                Fit::Retype { .. }
+                    if warehouse == Warehouse::Redshift
+                        && (contains_name(&self.primary_key, &column.name)
+                            || target.primary_key.is_some()
+                            || temporary.len() > naming::REDSHIFT_IDENTIFIER_MAX_BYTES) =>
+                {
+                    let needed = column.ty.warehouse_type(warehouse, self.json_in_redshift);
+                    drifts.push(Drift::Incompatible {
+                        column: column.target_name.clone(),
+                        target_type: describe_target(target),
+                        source_type: column.column_type.clone(),
+                        hint: format!(
+                            "the source widened it to `{needed}`; Redshift changes only VARCHAR in \
+                             place, and a key column cannot be dropped and re-added: recreate the \
+                             target with `{needed}` (drop it, `tidemark watermark reset`, sync)"
+                        ),
+                    });
+                }
+                Fit::Retype { from_utc } => drifts.push(Drift::Retype {
+                    column: column.target_name.clone(),
+                    ddl_type: column.ty.warehouse_type(warehouse, self.json_in_redshift),
+                    temporary_exists: interrupted.is_some(),
+                    temporary,
+                    from_utc,
+                }),
+                Fit::Widen { from, to } => drifts.push(Drift::WidenVarchar {
+                    column: column.target_name.clone(),
+                    from,
+                    to,
+                }),
+                Fit::Incompatible { extra_hint } => {
+                    let needed = column.ty.warehouse_type(warehouse, self.json_in_redshift);
+                    drifts.push(Drift::Incompatible {
+                        column: column.target_name.clone(),
+                        target_type: describe_target(target),
+                        source_type: column.column_type.clone(),
+                        hint: format!(
+                            "the source needs `{needed}` and a warehouse column cannot change to \
+                             that in place: recreate column `{}` of the target as `{needed}` and \
+                             reload the table, or leave the column out with \
+                             `columns: {{ exclude: [{}] }}` in the table's config{extra_hint}",
+                            column.target_name, column.name
+                        ),
+                    });
+                }
+            }
+        }
+        for target in existing {
+            if !self.columns.iter().any(|c| {
+                c.target_name == target.name || retype_temporary(&c.target_name) == target.name
+            }) {
+                drifts.push(Drift::MissingInSource {
+                    column: target.name.clone(),
+                });
+            }
+        }
+        if warehouse == Warehouse::Redshift {
+            if let Some(drift) = self.key_drift(existing, &drifts) {
+                drifts.push(drift);
+            }
+        }
+        drifts
+    }
+
+    /// Redshift's PRIMARY KEY around `drifts`: dropped and declared again when a VARCHAR of it
+    /// widens ([`Drift::WidenKeyOf`]); declared when the target lost it ([`Drift::DeclareKey`]).
+    /// `self.primary_key` is the key the load mode declares (see [`TableSchema::declaring_key`]).
+    fn key_drift(&self, existing: &[TargetColumn], drifts: &[Drift]) -> Option<Drift> {
+        let widened_key = drifts.iter().find_map(|drift| match drift {
+            Drift::WidenVarchar { column, .. } => existing
+                .iter()
+                .find(|t| &t.name == column)
+                .and_then(|t| t.primary_key.clone()),
+            _ => None,
+        });
+        if let Some(constraint) = widened_key {
+            let columns = existing
+                .iter()
+                .filter(|t| t.primary_key.as_ref() == Some(&constraint))
+                .map(|t| t.name.clone())
+                .collect();
+            return Some(Drift::WidenKeyOf {
+                constraint,
+                columns,
+            });
+        }
+        let declared: Vec<String> = self
+            .primary_key
+            .iter()
+            .filter_map(|key| self.column(key).map(|c| c.target_name.clone()))
+            .collect();
+        let lost = !existing.is_empty() && existing.iter().all(|t| t.primary_key.is_none());
+        (lost && !declared.is_empty() && declared.len() == self.primary_key.len())
+            .then_some(Drift::DeclareKey { columns: declared })
+    }
+
+    fn fit(&self, column: &Column, target: &TargetColumn, warehouse: Warehouse) -> Fit {
+        let family = TargetFamily::of(target);
+        if let Some(digits) = integer_digits(&column.ty) {
+            return match family {
+                TargetFamily::Integer { digits: held } if held >= digits => Fit::Holds,
+                // A narrower integer column: every value it holds fits the wider type.
+                TargetFamily::Integer { .. } => Fit::Retype { from_utc: false },
+                TargetFamily::Numeric { precision, scale }
+                    if numeric_holds(precision, scale, i64::from(digits), 0) =>
+                {
+                    Fit::Holds
+                }
+                TargetFamily::Boolean if is_tinyint1(&column.column_type) => Fit::Incompatible {
+                    extra_hint: "; if the target was loaded with booleans, set \
+                                 `tinyint1_as_boolean: true` for this table",
+                },
+                _ => Fit::incompatible(),
+            };
+        }
+        match (&column.ty, family) {
+            (ColumnType::Boolean { .. }, TargetFamily::Boolean) => Fit::Holds,
+            (ColumnType::Boolean { .. }, TargetFamily::Integer { .. }) => Fit::Incompatible {
+                extra_hint: "; if the target was loaded with integers, set \
+                             `tinyint1_as_boolean: false` for this table",
+            },
+            (
+                ColumnType::Decimal { precision, scale },
+                TargetFamily::Numeric {
+                    precision: p,
+                    scale: s,
+                },
+            ) if numeric_holds(p, s, i64::from(*precision), i64::from(*scale)) => Fit::Holds,
+            // A narrower decimal whose every value the source's new type holds.
+            (
+                ColumnType::Decimal { precision, scale },
+                TargetFamily::Numeric {
+                    precision: Some(p),
+                    scale: s,
+                },
+            ) if numeric_holds(
+                Some(i64::from(*precision)),
+                Some(i64::from(*scale)),
+                p,
+                s.unwrap_or(0),
+            ) =>
+            {
+                Fit::Retype { from_utc: false }
+            }
+            // MySQL TIMESTAMP → DATETIME: the range only grows (1970–2038 → 1000–9999).
+            (ColumnType::Timestamp, TargetFamily::TimestampTz) => Fit::Retype { from_utc: true },
+            (ColumnType::Bits { width: 64 }, TargetFamily::Numeric { precision, scale })
+                if numeric_holds(precision, scale, i64::from(UNSIGNED_64_DIGITS), 0) =>
+            {
+                Fit::Holds
+            }
+            (ColumnType::Float32, TargetFamily::Real | TargetFamily::Double)
+            | (ColumnType::Float64, TargetFamily::Double)
+            | (ColumnType::Date, TargetFamily::Date)
+            | (ColumnType::Timestamp, TargetFamily::Timestamp)
+            | (ColumnType::TimestampTz, TargetFamily::TimestampTz)
+            | (ColumnType::Text { .. }, TargetFamily::UnboundedText)
+            | (ColumnType::Binary { .. }, TargetFamily::Bytea) => Fit::Holds,
+            (ColumnType::Text { max_octets, .. }, TargetFamily::Varchar { length }) => {
+                let needed = match warehouse {
+                    Warehouse::Redshift => redshift_varchar_length(*max_octets),
+                    Warehouse::Postgres => *max_octets,
+                };
+                Fit::varchar(length, needed)
+            }
+            (ColumnType::Json, family) => match (warehouse, self.json_in_redshift, family) {
+                (Warehouse::Redshift, JsonTarget::Super, TargetFamily::Super)
+                | (Warehouse::Postgres, _, TargetFamily::Json) => Fit::Holds,
+                (Warehouse::Redshift, JsonTarget::Varchar, TargetFamily::Varchar { length }) => {
+                    Fit::varchar(length, REDSHIFT_VARCHAR_MAX_OCTETS)
+                }
+                (Warehouse::Redshift, _, TargetFamily::Super | TargetFamily::Varchar { .. }) => {
+                    Fit::Incompatible {
+                        extra_hint: "; or set `json_in_redshift` for this table to match the \
+                                     existing column",
+                    }
+                }
+                _ => Fit::incompatible(),
+            },
+            (ColumnType::Binary { max_octets }, TargetFamily::Varbyte { length })
+                if length.is_none_or(|l| {
+                    u64::try_from(l).is_ok_and(|l| l >= redshift_varbyte_length(*max_octets))
+                }) =>
+            {
+                Fit::Holds
+            }
+            _ => Fit::incompatible(),
+        }
+    }
 }

@@ -1,5 +1,9 @@
 //! The schema module's tests: the type mapping, the DDL, drift and the fingerprint.
 
+use arrow_schema::{DataType, TimeUnit};
+
+use super::discover::is_json_valid_check;
+use super::types::{type_arguments, LONGTEXT_MAX_OCTETS};
 use super::*;
 
 fn zoo() -> TableId {

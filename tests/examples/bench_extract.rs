@@ -229,17 +229,14 @@ async fn run_extract(
                 chunk: chunk.clone(),
                 continuation,
             };
-            let result = extract::extract_chunk(
-                &source,
-                &bucket,
-                &layout,
-                &schema,
-                &run,
-                table_config,
-                &request,
-                &options,
-            )
-            .await?;
+            let job = extract::ExtractJob {
+                source: &source,
+                bucket: &bucket,
+                layout: &layout,
+                schema: &schema,
+                table: table_config,
+            };
+            let result = extract::extract_chunk(&job, &request, &options).await?;
             invocations += 1;
             if result.done {
                 let key = result.chunk_manifest_key.context("manifest key")?;

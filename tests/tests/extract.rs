@@ -20,7 +20,7 @@ use parquet::basic::LogicalType;
 use tidemark::config::Config;
 use tidemark::cursor::Cursor;
 use tidemark::extract::{
-    self, extract_chunk, ChunkSpec, ExtractOptions, ExtractRequest, ExtractResult,
+    self, extract_chunk, ChunkSpec, ExtractJob, ExtractOptions, ExtractRequest, ExtractResult,
 };
 use tidemark::manifest::ChunkManifest;
 use tidemark::naming::{self, RunId, TableId};
@@ -166,17 +166,14 @@ impl Harness {
             chunk: chunk.clone(),
             continuation,
         };
-        let result = extract_chunk(
-            &self.source,
-            self.bucket.bucket(),
-            &layout,
-            &schema,
-            run,
+        let job = ExtractJob {
+            source: &self.source,
+            bucket: self.bucket.bucket(),
+            layout: &layout,
+            schema: &schema,
             table,
-            &request,
-            options,
-        )
-        .await?;
+        };
+        let result = extract_chunk(&job, &request, options).await?;
         let payload =
             serde_json::to_string(&result).map_err(|e| Error::InvalidRequest(e.to_string()))?;
         assert!(payload.len() < 2048, "payloads stay small: {payload}");

@@ -86,31 +86,24 @@ pub async fn handle(
             };
             let bucket = services.bucket(pipeline);
             let started = std::time::Instant::now();
-            let result = extract::extract_chunk(
-                &source,
-                &bucket,
-                &layout,
-                &schema,
-                run,
-                table_config,
-                request,
-                &options,
-            )
-            .await?;
-            if let Some(key) = &result.chunk_manifest_key {
-                if let Some(object) = bucket.get(key).await? {
-                    let chunk: manifest::ChunkManifest =
-                        manifest::parse_json(&object.body, &bucket.uri(key))?;
-                    crate::metrics::chunk_extracted(
-                        &run.pipeline,
-                        &run.table,
-                        &run.run_id,
-                        chunk.rows,
-                        chunk.files.iter().map(|file| file.bytes).sum(),
-                        started.elapsed(),
-                    )
-                    .emit();
-                }
+            let job = extract::ExtractJob {
+                source: &source,
+                bucket: &bucket,
+                layout: &layout,
+                schema: &schema,
+                table: table_config,
+            };
+            let result = extract::extract_chunk(&job, request, &options).await?;
+            if result.done {
+                crate::metrics::chunk_extracted(
+                    &run.pipeline,
+                    &run.table,
+                    &run.run_id,
+                    result.rows,
+                    result.bytes,
+                    started.elapsed(),
+                )
+                .emit();
             }
             serde_json::to_value(result)
         }

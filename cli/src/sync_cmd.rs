@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 use serde_json::{json, Value};
-use tidemark::local::{Outcome, RunnerOptions};
+use tidemark::asl::{Outcome, RunnerOptions};
 use tidemark::run::SyncMode;
 use tidemark::steps::watermark::locate_table;
 use tidemark::steps::{local_sync, preview, Services};
@@ -381,7 +381,7 @@ mod aws {
                     return Ok((execution, Outcome::Succeeded(output), None));
                 }
                 other => {
-                    let failure = tidemark::local::TaskFailure {
+                    let failure = tidemark::asl::TaskFailure {
                         error: described.error().unwrap_or(other.as_str()).to_owned(),
                         cause: described.cause().unwrap_or_default().to_owned(),
                     };

@@ -6,6 +6,7 @@
 // what it is for (issue #13).
 #![deny(missing_docs)]
 
+pub mod asl;
 pub mod audit;
 pub mod clean;
 pub mod config;
@@ -17,7 +18,6 @@ pub mod extract;
 pub mod faults;
 pub mod lambda;
 pub mod load;
-pub mod local;
 pub mod manifest;
 pub mod metrics;
 pub mod naming;

@@ -19,6 +19,7 @@ pub mod redshift_standin;
 pub mod runs;
 pub mod s3;
 pub mod scenario;
+pub mod stack;
 pub mod stored_runs;
 
 use std::panic::AssertUnwindSafe;

@@ -36,9 +36,9 @@ use tidemark::steps::Services;
 use tidemark::watermark::{Stage, Watermark};
 use tidemark::ErrorKind;
 use tidemark_tests::bastion::Bastion;
-use tidemark_tests::redshift_standin::{self, RedshiftStandin};
+use tidemark_tests::redshift_standin;
 use tidemark_tests::runs::commit_rows;
-use tidemark_tests::s3::TestBucket;
+use tidemark_tests::stack::{Stack, Target};
 use tidemark_tests::{assert_golden, TestMysql, TestPostgres};
 
 const ORDERS: &str =
@@ -47,28 +47,12 @@ const ORDERS: &str =
 const ORDERS_CONFIG: &str =
     "      \"{db}.orders\":\n        cursor_column: updated_at\n        lag: 0s\n";
 
-/// The warehouse a scenario loads into; both keep their tables in the test's PostgreSQL schema.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Target {
-    /// `kind: postgres`.
-    Postgres,
-    /// `kind: redshift, access: data_api`, through the Data API stand-in.
-    Redshift,
-    /// `kind: postgres` through an SSH bastion.
-    Tunnel,
-}
-
-/// One test's world: a MariaDB database, a PostgreSQL schema as the target, a bucket.
+/// One test's world: a [`Stack`] with a table, and the services of its pipeline.
 struct World<'a> {
-    mysql: &'a TestMysql,
-    pg: &'a TestPostgres,
+    stack: Stack<'a>,
     services: Services,
-    bucket: TestBucket,
     table: String,
     target: String,
-    kind: Target,
-    _standin: Option<RedshiftStandin>,
-    bastion: Option<Bastion>,
 }
 
 impl<'a> World<'a> {
@@ -81,36 +65,13 @@ impl<'a> World<'a> {
         tables_yaml: &str,
     ) -> anyhow::Result<World<'a>> {
         mysql.conn().await?.query_drop(create).await?;
-        let bucket = TestBucket::fresh().await?;
-        let mut config = mysql.config(bucket.bucket().name(), tables_yaml)?;
-        let mut bastion = None;
-        if kind == Target::Tunnel {
-            let Some(Connection::Postgres(target)) = config.connections.get_mut("wh") else {
-                anyhow::bail!("the harness config has no postgres target `wh`");
-            };
-            let started = Bastion::start(&format!("{}:{}", target.host, target.port)).await?;
-            let mut tunnel = started.tunnel_config();
-            tunnel.private_key_file = None;
-            tunnel.private_key_secret = Some(store_secret(&started.private_key()?).await?);
-            target.tunnel = Some(tunnel);
-            bastion = Some(started);
-        }
-        let standin = match kind {
-            Target::Postgres | Target::Tunnel => None,
-            Target::Redshift => Some(RedshiftStandin::start().await?),
-        };
-        let services =
-            redshift_standin::services_with_target(config, pg.schema(), standin.as_ref()).await?;
+        let stack = Stack::new(mysql, pg, kind).await?;
+        let services = stack.services(tables_yaml).await?;
         Ok(World {
-            mysql,
-            pg,
+            stack,
             services,
-            bucket,
             table: mysql.table(name).to_string(),
             target: name.to_owned(),
-            kind,
-            _standin: standin,
-            bastion,
         })
     }
 
@@ -160,7 +121,7 @@ impl<'a> World<'a> {
     /// (error type, message).
     /// Runs `statement` (an `ALTER TABLE`) on the source, as a DBA changing the schema would.
     async fn alter_source(&self, statement: &str) -> anyhow::Result<()> {
-        Ok(self.mysql.conn().await?.query_drop(statement).await?)
+        Ok(self.stack.mysql.conn().await?.query_drop(statement).await?)
     }
 
     /// Alters the source with `alter`, commits a run of `row` and loads it: the load must fail,
@@ -271,9 +232,10 @@ impl<'a> World<'a> {
     async fn rows(&self) -> anyhow::Result<Vec<String>> {
         let sql = format!(
             "SELECT CAST(t AS text) FROM {} AS t ORDER BY 1",
-            tidemark::naming::quote_warehouse_qualified(self.pg.schema(), &self.target)
+            tidemark::naming::quote_warehouse_qualified(self.stack.pg.schema(), &self.target)
         );
         Ok(self
+            .stack
             .pg
             .client()
             .query(&sql, &[])
@@ -288,9 +250,10 @@ impl<'a> World<'a> {
         let sql = format!(
             "SELECT run_id || ' ' || files || ' ' || rows_staged || ' ' || rows_inserted || ' ' || rows_deleted \
              FROM {} WHERE target_table = $1 ORDER BY run_id",
-            tidemark::naming::quote_warehouse_qualified(self.pg.schema(), sql::LEDGER_TABLE)
+            tidemark::naming::quote_warehouse_qualified(self.stack.pg.schema(), sql::LEDGER_TABLE)
         );
         Ok(self
+            .stack
             .pg
             .client()
             .query(&sql, &[&self.target])
@@ -312,8 +275,7 @@ impl<'a> World<'a> {
     }
 
     async fn finish(self) -> anyhow::Result<()> {
-        let _ = self.mysql;
-        if let Some(bastion) = &self.bastion {
+        if let Some(bastion) = &self.stack.bastion {
             // Proof that the loads really went through the tunnel.
             let log = bastion.log();
             anyhow::ensure!(
@@ -321,21 +283,8 @@ impl<'a> World<'a> {
                 "sshd saw no login:\n{log}"
             );
         }
-        self.bucket.remove().await
+        self.stack.remove().await
     }
-}
-
-/// Stores `text` as a new secret on the local Secrets Manager; returns its name.
-async fn store_secret(text: &str) -> anyhow::Result<String> {
-    let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let name = format!("tidemark-test-{}", uuid::Uuid::new_v4().simple());
-    aws_sdk_secretsmanager::Client::new(&shared)
-        .create_secret()
-        .name(&name)
-        .secret_string(text)
-        .send()
-        .await?;
-    Ok(name)
 }
 
 fn order(id: i64, at: &str, amount: &str, note: &str) -> Vec<Value> {
@@ -601,7 +550,7 @@ async fn a_run_loaded_twice_changes_nothing(kind: Target) {
 /// `expected` (PostgreSQL's check, or Redshift COPY's) in its message and leave target, ledger
 /// and watermark as they were.
 async fn failing_load(w: &World<'_>, damage: &str, expected: [&str; 2]) -> anyhow::Result<()> {
-    let expected = match w.kind {
+    let expected = match w.stack.target {
         Target::Postgres | Target::Tunnel => expected[0],
         Target::Redshift => expected[1],
     };
@@ -617,7 +566,8 @@ async fn failing_load(w: &World<'_>, damage: &str, expected: [&str; 2]) -> anyho
     )
     .await?;
     let manifest: tidemark::manifest::RunManifest = serde_json::from_slice(
-        &w.bucket
+        &w.stack
+            .bucket
             .bucket()
             .get(&committed.manifest_key)
             .await?
@@ -627,15 +577,24 @@ async fn failing_load(w: &World<'_>, damage: &str, expected: [&str; 2]) -> anyho
     let victim = &manifest.files[1].key;
     match damage {
         "delete" => {
-            w.bucket
+            w.stack
+                .bucket
                 .bucket()
                 .delete_many(std::slice::from_ref(victim))
                 .await?;
         }
         _ => {
-            let mut body = w.bucket.bucket().get(victim).await?.unwrap().body.to_vec();
+            let mut body = w
+                .stack
+                .bucket
+                .bucket()
+                .get(victim)
+                .await?
+                .unwrap()
+                .body
+                .to_vec();
             body.extend_from_slice(b"trailing bytes");
-            w.bucket.bucket().put(victim, body.into()).await?;
+            w.stack.bucket.bucket().put(victim, body.into()).await?;
         }
     }
     let (error_type, text) = w.failed_load(&run).await?;
@@ -863,14 +822,16 @@ async fn a_forged_submit_is_refused() {
                     "{err}"
                 );
             }
-            let exists: bool =
-                w.pg.client()
-                    .query_one(
-                        "SELECT to_regclass($1) IS NOT NULL",
-                        &[&format!("\"{}\".\"elsewhere\"", w.pg.schema())],
-                    )
-                    .await?
-                    .get(0);
+            let exists: bool = w
+                .stack
+                .pg
+                .client()
+                .query_one(
+                    "SELECT to_regclass($1) IS NOT NULL",
+                    &[&format!("\"{}\".\"elsewhere\"", w.stack.pg.schema())],
+                )
+                .await?
+                .get(0);
             assert!(!exists, "a forged target was created");
             w.load(&run).await?;
             assert_eq!(w.rows().await?.len(), 1);
@@ -949,10 +910,10 @@ async fn a_widened_decimal_is_retyped_and_keeps_every_value(kind: Target) {
             .await?;
         // By name: Redshift's add/copy/drop/rename moves the column to the end of the table.
         let rows = tidemark_tests::compare::postgres_rows(
-            w.pg.client(),
+            w.stack.pg.client(),
             &format!(
                 "SELECT id::text, amount::text, note FROM \"{}\".orders ORDER BY id",
-                w.pg.schema()
+                w.stack.pg.schema()
             ),
         )
         .await?;
@@ -962,11 +923,12 @@ async fn a_widened_decimal_is_retyped_and_keeps_every_value(kind: Target) {
             "{rows:?}"
         );
         let typed: String = w
+            .stack
             .pg
             .client()
             .query_one(
                 "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = 'amount'",
-                &[&format!("\"{}\".\"orders\"", w.pg.schema())],
+                &[&format!("\"{}\".\"orders\"", w.stack.pg.schema())],
             )
             .await?
             .get(0);
@@ -1002,10 +964,10 @@ async fn a_timestamp_become_datetime_is_retyped(kind: Target) {
         ]]])
         .await?;
         let rows = tidemark_tests::compare::postgres_rows(
-            w.pg.client(),
+            w.stack.pg.client(),
             &format!(
                 "SELECT id::text, seen::text, pg_typeof(seen)::text FROM \"{}\".stamps ORDER BY id",
-                w.pg.schema()
+                w.stack.pg.schema()
             ),
         )
         .await?;
@@ -1043,19 +1005,19 @@ async fn a_widened_varchar_key_keeps_its_primary_key(kind: Target) {
         ]])
         .await?;
         let rows = tidemark_tests::compare::postgres_rows(
-            w.pg.client(),
-            &format!("SELECT code, note FROM \"{}\".codes ORDER BY code", w.pg.schema()),
+            w.stack.pg.client(),
+            &format!("SELECT code, note FROM \"{}\".codes ORDER BY code", w.stack.pg.schema()),
         )
         .await?;
         assert_eq!(rows, [format!("{long}|two"), "short|one again".to_owned()], "{rows:?}");
         let key: Vec<String> = tidemark_tests::compare::postgres_rows(
-            w.pg.client(),
+            w.stack.pg.client(),
             &format!(
                 "SELECT u.column_name FROM information_schema.table_constraints AS c \
                  JOIN information_schema.key_column_usage AS u ON u.constraint_name = c.constraint_name \
                  AND u.table_schema = c.table_schema AND u.table_name = c.table_name \
                  WHERE c.constraint_type = 'PRIMARY KEY' AND c.table_schema = '{}' AND c.table_name = 'codes'",
-                w.pg.schema()
+                w.stack.pg.schema()
             ),
         )
         .await?;
@@ -1133,10 +1095,10 @@ async fn a_column_that_now_takes_null_takes_it_in_the_target(kind: Target) {
         ]]])
         .await?;
         let rows = tidemark_tests::compare::postgres_rows(
-            w.pg.client(),
+            w.stack.pg.client(),
             &format!(
                 "SELECT id::text, label FROM \"{}\".labels ORDER BY id",
-                w.pg.schema()
+                w.stack.pg.schema()
             ),
         )
         .await?;
@@ -1339,7 +1301,11 @@ async fn a_bastion_with_another_host_key_is_refused() {
         // The right key works...
         let (rows, ledger) = w.one_order_loaded().await?;
         // ...another bastion's key is refused before anything is sent.
-        let bastion = w.bastion.as_ref().expect("a tunnel world has a bastion");
+        let bastion = w
+            .stack
+            .bastion
+            .as_ref()
+            .expect("a tunnel world has a bastion");
         let impostor = Bastion::start("127.0.0.1:5432").await?;
         let mut config = w.services.config.clone();
         let Some(Connection::Postgres(target)) = config.connections.get_mut("wh") else {
@@ -1380,7 +1346,8 @@ async fn operator_questions_reach_a_tunnelled_target_through_its_tunnel() {
         assert!(client.version().await?.contains("PostgreSQL"));
         drop(client);
         // Without the bastion the question fails, naming it: it never went around the tunnel.
-        w.bastion
+        w.stack
+            .bastion
             .as_ref()
             .expect("a tunnel world has a bastion")
             .kill();
@@ -1427,7 +1394,7 @@ async fn an_unreachable_data_api_does_not_fall_back_unless_opted_in() {
         ORDERS_CONFIG,
         async |w| {
             let config = w.services.config.clone();
-            let mut redshift = redshift_standin::data_api_connection(w.pg.schema());
+            let mut redshift = redshift_standin::data_api_connection(w.stack.pg.schema());
             redshift.access = RedshiftAccess::DataApi {
                 target: DataApiTarget::Workgroup("standin".into()),
                 tunnel: Some(DataApiTunnel {
@@ -1457,9 +1424,13 @@ async fn an_unreachable_data_api_does_not_fall_back_unless_opted_in() {
 #[tokio::test]
 async fn an_unreachable_data_api_falls_back_to_the_tunnel_when_opted_in() {
     in_world(Target::Tunnel, ORDERS, "orders", ORDERS_CONFIG, async |w| {
-        let bastion = w.bastion.as_ref().expect("a tunnel world has a bastion");
+        let bastion = w
+            .stack
+            .bastion
+            .as_ref()
+            .expect("a tunnel world has a bastion");
         let config = w.services.config.clone();
-        let mut redshift = redshift_standin::data_api_connection(w.pg.schema());
+        let mut redshift = redshift_standin::data_api_connection(w.stack.pg.schema());
         let pg: tokio_postgres::Config = tidemark_tests::postgres_url().parse()?;
         redshift.database = pg.get_dbname().unwrap_or("postgres").to_owned();
         redshift.access = RedshiftAccess::DataApi {
@@ -1505,7 +1476,7 @@ async fn a_tunnel_killed_mid_load_fails_within_the_timeout_and_commits_nothing()
         let (holder, connection) =
             tokio_postgres::connect(&tidemark_tests::postgres_url(), tokio_postgres::NoTls).await?;
         tokio::spawn(connection);
-        let target = tidemark::naming::quote_warehouse_qualified(w.pg.schema(), &w.target);
+        let target = tidemark::naming::quote_warehouse_qualified(w.stack.pg.schema(), &w.target);
         holder
             .batch_execute(&format!(
                 "BEGIN; LOCK TABLE {target} IN ACCESS EXCLUSIVE MODE"
@@ -1521,12 +1492,12 @@ async fn a_tunnel_killed_mid_load_fails_within_the_timeout_and_commits_nothing()
             let blocked = format!(
                 "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'tidemark-load' \
                  AND wait_event_type = 'Lock' AND position({} in query) > 0",
-                tidemark::load::sql::literal(w.pg.schema())?
+                tidemark::load::sql::literal(w.stack.pg.schema())?
             );
             for _ in 0..500 {
-                let waiting: i64 = w.pg.client().query_one(&blocked, &[]).await?.get(0);
+                let waiting: i64 = w.stack.pg.client().query_one(&blocked, &[]).await?.get(0);
                 if waiting > 0 {
-                    w.bastion.as_ref().expect("a bastion").kill();
+                    w.stack.bastion.as_ref().expect("a bastion").kill();
                     return Ok::<_, anyhow::Error>(());
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;

@@ -11,15 +11,13 @@
 use anyhow::{ensure, Context};
 use mysql_async::prelude::Queryable;
 use serde_json::json;
-use tidemark::local::{Outcome, RunnerOptions};
+use tidemark::asl::Outcome;
 use tidemark::manifest::RunManifest;
 use tidemark::naming::StorageLayout;
-use tidemark::steps::{local_sync, Services};
+use tidemark::steps::local_sync;
 use tidemark::watermark::Watermark;
 use tidemark_tests::compare::{mysql_rows, postgres_rows};
-use tidemark_tests::redshift_standin::{self, RedshiftStandin};
-use tidemark_tests::s3::TestBucket;
-use tidemark_tests::{TestMysql, TestPostgres};
+use tidemark_tests::stack::{fast_runner, with_stack, Stack, Target};
 
 /// Redshift's VARCHAR limit, in bytes.
 const LIMIT: usize = 65_535;
@@ -49,105 +47,76 @@ fn tables(policy: Option<&str>) -> String {
     format!("      \"{{db}}.docs\":\n        cursor_column: updated_at\n        lag: 0s\n{setting}")
 }
 
-/// Where the warehouse is.
-#[derive(Clone, Copy)]
-enum Target {
-    Postgres,
-    /// `kind: redshift, access: data_api`, served by the stand-in on the local PostgreSQL.
-    Redshift,
+async fn sync(stack: &Stack<'_>, tables: &str) -> anyhow::Result<Outcome> {
+    let services = stack.services(tables).await?;
+    let options = fast_runner("oversize");
+    Ok(local_sync::run(&services, json!({"pipeline": "p"}), &options, None).await?)
 }
 
-struct Stack<'a> {
-    mysql: &'a TestMysql,
-    pg: &'a TestPostgres,
-    bucket: &'a TestBucket,
-    /// The Redshift stand-in, for a Redshift target; `None` for PostgreSQL.
-    standin: Option<RedshiftStandin>,
+async fn watermark(stack: &Stack<'_>) -> anyhow::Result<Watermark> {
+    let services = stack.services(&tables(None)).await?;
+    let pipeline = services.config.pipeline("p")?;
+    let stored = services
+        .watermarks(pipeline)
+        .read("p", &stack.mysql.table("docs"))
+        .await?
+        .context("the table has a watermark")?;
+    Ok(stored.record)
 }
 
-impl Stack<'_> {
-    /// Services for the pipeline with `tables` (built anew, as a changed config file would be).
-    async fn services(&self, tables: &str) -> anyhow::Result<Services> {
-        let config = self.mysql.config(self.bucket.bucket().name(), tables)?;
-        redshift_standin::services_with_target(config, self.pg.schema(), self.standin.as_ref())
-            .await
-    }
+/// Values the last committed run truncated and nulled, from its run manifest.
+async fn oversize_counts(stack: &Stack<'_>) -> anyhow::Result<(u64, u64)> {
+    let run_id = watermark(stack)
+        .await?
+        .extract
+        .last_committed_run_id
+        .context("a committed run")?;
+    let key = StorageLayout::new("tm").run_manifest_key("p", &stack.mysql.table("docs"), &run_id);
+    let object = stack
+        .bucket
+        .bucket()
+        .get(&key)
+        .await?
+        .context("the run manifest")?;
+    let run: RunManifest = serde_json::from_slice(&object.body)?;
+    Ok((run.oversize_truncated, run.oversize_nulled))
+}
 
-    async fn sync(&self, tables: &str) -> anyhow::Result<Outcome> {
-        let options = RunnerOptions {
-            wait_scale: 0.0,
-            retry_scale: 0.0,
-            execution_name: "oversize".into(),
-            ..RunnerOptions::default()
-        };
-        let services = self.services(tables).await?;
-        Ok(local_sync::run(&services, json!({"pipeline": "p"}), &options, None).await?)
-    }
+/// `body` of every target row, by id.
+async fn target_bodies(stack: &Stack<'_>) -> anyhow::Result<Vec<Option<String>>> {
+    let sql = format!(
+        "SELECT body FROM \"{}\".docs ORDER BY id",
+        stack.pg.schema()
+    );
+    let rows = stack.pg.client().query(&sql, &[]).await?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
+}
 
-    async fn watermark(&self) -> anyhow::Result<Watermark> {
-        let services = self.services(&tables(None)).await?;
-        let pipeline = services.config.pipeline("p")?;
-        let stored = services
-            .watermarks(pipeline)
-            .read("p", &self.mysql.table("docs"))
-            .await?
-            .context("the table has a watermark")?;
-        Ok(stored.record)
-    }
+async fn assert_other_values_equal_the_source(stack: &Stack<'_>) -> anyhow::Result<()> {
+    let source = mysql_rows(&mut stack.mysql.conn().await?, SOURCE_UNCHANGED).await?;
+    let target = postgres_rows(stack.pg.client(), &target_unchanged(stack.pg.schema())).await?;
+    ensure!(target == source, "target {target:?}\nsource {source:?}");
+    Ok(())
+}
 
-    /// Values the last committed run truncated and nulled, from its run manifest.
-    async fn oversize_counts(&self) -> anyhow::Result<(u64, u64)> {
-        let run_id = self
-            .watermark()
-            .await?
-            .extract
-            .last_committed_run_id
-            .context("a committed run")?;
-        let key =
-            StorageLayout::new("tm").run_manifest_key("p", &self.mysql.table("docs"), &run_id);
-        let object = self
-            .bucket
-            .bucket()
-            .get(&key)
-            .await?
-            .context("the run manifest")?;
-        let run: RunManifest = serde_json::from_slice(&object.body)?;
-        Ok((run.oversize_truncated, run.oversize_nulled))
-    }
-
-    /// `body` of every target row, by id.
-    async fn target_bodies(&self) -> anyhow::Result<Vec<Option<String>>> {
-        let sql = format!("SELECT body FROM \"{}\".docs ORDER BY id", self.pg.schema());
-        let rows = self.pg.client().query(&sql, &[]).await?;
-        Ok(rows.iter().map(|row| row.get(0)).collect())
-    }
-
-    async fn assert_other_values_equal_the_source(&self) -> anyhow::Result<()> {
-        let source = mysql_rows(&mut self.mysql.conn().await?, SOURCE_UNCHANGED).await?;
-        let target = postgres_rows(self.pg.client(), &target_unchanged(self.pg.schema())).await?;
-        ensure!(target == source, "target {target:?}\nsource {source:?}");
-        Ok(())
-    }
-
-    async fn ledger_runs(&self) -> anyhow::Result<i64> {
-        let sql = format!(
-            "SELECT COUNT(*) FROM \"{}\".tidemark_load_ledger",
-            self.pg.schema()
-        );
-        Ok(self.pg.client().query_one(&sql, &[]).await?.get(0))
-    }
+async fn ledger_runs(stack: &Stack<'_>) -> anyhow::Result<i64> {
+    let sql = format!(
+        "SELECT COUNT(*) FROM \"{}\".tidemark_load_ledger",
+        stack.pg.schema()
+    );
+    Ok(stack.pg.client().query_one(&sql, &[]).await?.get(0))
 }
 
 /// A fresh database, bucket and schema; `docs` (a NOT NULL MEDIUMTEXT `body`) holds one row that
 /// fits, synced once under `first_policy` (which creates the target table), before
 /// `OVERSIZE_ROWS` arrive.
-async fn with_stack(
+async fn with_docs(
     target: Target,
     first_policy: Option<&str>,
     test: impl AsyncFnOnce(&Stack<'_>) -> anyhow::Result<()>,
 ) {
-    TestMysql::run(async |mysql| {
-        let mut conn = mysql.conn().await?;
+    with_stack(target, async |stack| {
+        let mut conn = stack.mysql.conn().await?;
         conn.query_drop(
             "CREATE TABLE docs (id INT PRIMARY KEY, title VARCHAR(20) NOT NULL, \
              body MEDIUMTEXT NOT NULL, updated_at DATETIME(6) NOT NULL)",
@@ -155,36 +124,19 @@ async fn with_stack(
         .await?;
         conn.query_drop("INSERT INTO docs VALUES (1, 'short', 'hello é🚀', '2025-01-01')")
             .await?;
-        let bucket = TestBucket::fresh().await?;
-        let pg = TestPostgres::fresh().await?;
-        let standin = match target {
-            Target::Redshift => Some(RedshiftStandin::start().await?),
-            Target::Postgres => None,
-        };
-        let stack = Stack {
-            mysql,
-            pg: &pg,
-            bucket: &bucket,
-            standin,
-        };
-        let first = stack.sync(&tables(first_policy)).await?;
+        let first = sync(stack, &tables(first_policy)).await?;
         ensure!(matches!(first, Outcome::Succeeded(_)), "{first:?}");
         conn.query_drop(OVERSIZE_ROWS).await?;
-        let outcome = test(&stack).await;
-        drop(stack);
-        pg.cleanup().await?;
-        bucket.remove().await?;
-        outcome
+        test(stack).await
     })
     .await
-    .unwrap();
 }
 
 #[tokio::test]
 async fn fail_stops_before_anything_is_committed_and_truncate_then_converges() {
-    with_stack(Target::Redshift, None, async |stack| {
-        let before = stack.watermark().await?;
-        let outcome = stack.sync(&tables(Some("fail"))).await?;
+    with_docs(Target::Redshift, None, async |stack| {
+        let before = watermark(stack).await?;
+        let outcome = sync(stack, &tables(Some("fail"))).await?;
         let Outcome::Failed(failure) = outcome else {
             anyhow::bail!("the sync must fail: {outcome:?}")
         };
@@ -205,7 +157,7 @@ async fn fail_stops_before_anything_is_committed_and_truncate_then_converges() {
             );
         }
 
-        let after = stack.watermark().await?;
+        let after = watermark(stack).await?;
         ensure!(
             after.extract.cursor == before.extract.cursor,
             "the cursor moved: {after:?}"
@@ -236,17 +188,17 @@ async fn fail_stops_before_anything_is_committed_and_truncate_then_converges() {
         let left = stack.bucket.bucket().list(&data).await?;
         ensure!(left.is_empty(), "the failed run left files: {left:?}");
         ensure!(
-            stack.ledger_runs().await? == 1,
+            ledger_runs(stack).await? == 1,
             "only the first run is loaded"
         );
         ensure!(
-            stack.target_bodies().await? == [Some("hello é🚀".to_owned())],
+            target_bodies(stack).await? == [Some("hello é🚀".to_owned())],
             "the target is untouched"
         );
 
-        let outcome = stack.sync(&tables(Some("truncate"))).await?;
+        let outcome = sync(stack, &tables(Some("truncate"))).await?;
         ensure!(matches!(outcome, Outcome::Succeeded(_)), "{outcome:?}");
-        let bodies = stack.target_bodies().await?;
+        let bodies = target_bodies(stack).await?;
         let expected = [
             "hello é🚀".to_owned(),
             "x".repeat(LIMIT),
@@ -264,8 +216,8 @@ async fn fail_stops_before_anything_is_committed_and_truncate_then_converges() {
                 expected.len()
             );
         }
-        stack.assert_other_values_equal_the_source().await?;
-        let counts = stack.oversize_counts().await?;
+        assert_other_values_equal_the_source(stack).await?;
+        let counts = oversize_counts(stack).await?;
         ensure!(counts == (3, 0), "(truncated, nulled) = {counts:?}");
         Ok(())
     })
@@ -276,18 +228,18 @@ async fn fail_stops_before_anything_is_committed_and_truncate_then_converges() {
 /// target created NOT NULL must first allow NULL: README, Troubleshooting).
 #[tokio::test]
 async fn null_writes_null_for_values_too_long_and_the_rest_arrives() {
-    with_stack(Target::Redshift, Some("null"), async |stack| {
-        let outcome = stack.sync(&tables(Some("null"))).await?;
+    with_docs(Target::Redshift, Some("null"), async |stack| {
+        let outcome = sync(stack, &tables(Some("null"))).await?;
         ensure!(matches!(outcome, Outcome::Succeeded(_)), "{outcome:?}");
-        let bodies = stack.target_bodies().await?;
+        let bodies = target_bodies(stack).await?;
         let lengths: Vec<Option<usize>> =
             bodies.iter().map(|b| b.as_ref().map(String::len)).collect();
         ensure!(
             lengths == [Some("hello é🚀".len()), None, None, None, Some(LIMIT)],
             "{lengths:?}"
         );
-        stack.assert_other_values_equal_the_source().await?;
-        let counts = stack.oversize_counts().await?;
+        assert_other_values_equal_the_source(stack).await?;
+        let counts = oversize_counts(stack).await?;
         ensure!(counts == (0, 3), "(truncated, nulled) = {counts:?}");
         Ok(())
     })
@@ -298,8 +250,8 @@ async fn null_writes_null_for_values_too_long_and_the_rest_arrives() {
 /// arrives whole even under `fail`.
 #[tokio::test]
 async fn a_postgres_target_holds_every_value_whole_whatever_the_setting() {
-    with_stack(Target::Postgres, None, async |stack| {
-        let outcome = stack.sync(&tables(Some("fail"))).await?;
+    with_docs(Target::Postgres, None, async |stack| {
+        let outcome = sync(stack, &tables(Some("fail"))).await?;
         ensure!(matches!(outcome, Outcome::Succeeded(_)), "{outcome:?}");
         let source = mysql_rows(
             &mut stack.mysql.conn().await?,
@@ -318,7 +270,7 @@ async fn a_postgres_target_holds_every_value_whole_whatever_the_setting() {
             target.len() == 5 && target == source,
             "the values differ from the source"
         );
-        let counts = stack.oversize_counts().await?;
+        let counts = oversize_counts(stack).await?;
         ensure!(counts == (0, 0), "(truncated, nulled) = {counts:?}");
         Ok(())
     })

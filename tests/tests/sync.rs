@@ -4,12 +4,11 @@
 
 use mysql_async::prelude::Queryable;
 use serde_json::json;
-use tidemark::local::{Outcome, RunnerOptions};
-use tidemark::steps::{local_sync, Services};
+use tidemark::asl::Outcome;
+use tidemark::steps::local_sync;
 use tidemark_tests::compare::{mysql_rows, postgres_rows};
-use tidemark_tests::redshift_standin::{self, RedshiftStandin};
-use tidemark_tests::s3::TestBucket;
-use tidemark_tests::{TestMysql, TestPostgres};
+use tidemark_tests::stack::{fast_runner, with_stack, Stack, Target};
+use tidemark_tests::TestMysql;
 
 const TABLES: &str = "      \"{db}.orders\":
         cursor_column: updated_at
@@ -30,36 +29,24 @@ fn customers_target(schema: &str) -> String {
     format!("SELECT id::text, name, CASE WHEN vip THEN 't' ELSE 'f' END FROM \"{schema}\".customers AS t ORDER BY t.id")
 }
 
-struct Stack<'a> {
-    mysql: &'a TestMysql,
-    pg: &'a TestPostgres,
-    services: Services,
+/// One sync of pipeline `p` (all of [`TABLES`]) with `input`.
+async fn sync(stack: &Stack<'_>, input: serde_json::Value) -> Outcome {
+    let services = stack.services(TABLES).await.unwrap();
+    local_sync::run(&services, input, &fast_runner("e2e"), None)
+        .await
+        .unwrap()
 }
 
-impl Stack<'_> {
-    async fn sync(&self, input: serde_json::Value) -> Outcome {
-        let options = RunnerOptions {
-            wait_scale: 0.0,
-            retry_scale: 0.0,
-            execution_name: "e2e".into(),
-            ..RunnerOptions::default()
-        };
-        local_sync::run(&self.services, input, &options, None)
-            .await
-            .unwrap()
-    }
-
-    async fn assert_target_equals_source(&self) -> anyhow::Result<()> {
-        let mut conn = self.mysql.conn().await?;
-        let source = mysql_rows(&mut conn, ORDERS_SOURCE).await?;
-        let target = postgres_rows(self.pg.client(), &orders_target(self.pg.schema())).await?;
-        assert_eq!(target.len(), source.len(), "orders row count");
-        assert_eq!(target, source, "orders rows");
-        let source = mysql_rows(&mut conn, CUSTOMERS_SOURCE).await?;
-        let target = postgres_rows(self.pg.client(), &customers_target(self.pg.schema())).await?;
-        assert_eq!(target, source, "customers rows");
-        Ok(())
-    }
+async fn assert_target_equals_source(stack: &Stack<'_>) -> anyhow::Result<()> {
+    let mut conn = stack.mysql.conn().await?;
+    let source = mysql_rows(&mut conn, ORDERS_SOURCE).await?;
+    let target = postgres_rows(stack.pg.client(), &orders_target(stack.pg.schema())).await?;
+    assert_eq!(target.len(), source.len(), "orders row count");
+    assert_eq!(target, source, "orders rows");
+    let source = mysql_rows(&mut conn, CUSTOMERS_SOURCE).await?;
+    let target = postgres_rows(stack.pg.client(), &customers_target(stack.pg.schema())).await?;
+    assert_eq!(target, source, "customers rows");
+    Ok(())
 }
 
 async fn seed(mysql: &TestMysql) -> anyhow::Result<()> {
@@ -85,60 +72,37 @@ async fn seed(mysql: &TestMysql) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Where the warehouse is.
-#[derive(Clone, Copy)]
-enum Target {
-    /// The local PostgreSQL.
-    Postgres,
-    /// `kind: redshift, access: data_api`, served by the Data API stand-in on that PostgreSQL.
-    Redshift,
-}
-
-async fn with_stack(target: Target, test: impl AsyncFnOnce(&Stack<'_>) -> anyhow::Result<()>) {
-    TestMysql::run(async |mysql| {
-        seed(mysql).await?;
-        let bucket = TestBucket::fresh().await?;
-        let pg = TestPostgres::fresh().await?;
-        let config = mysql.config(bucket.bucket().name(), TABLES)?;
-        let standin = match target {
-            Target::Postgres => None,
-            Target::Redshift => Some(RedshiftStandin::start().await?),
-        };
-        let services =
-            redshift_standin::services_with_target(config, pg.schema(), standin.as_ref()).await?;
-        let stack = Stack {
-            mysql,
-            pg: &pg,
-            services,
-        };
-        let outcome = test(&stack).await;
-        pg.cleanup().await?;
-        bucket.remove().await?;
-        outcome
+/// A [`Stack`] whose source holds the seeded `orders` and `customers`.
+async fn with_seeded_stack(
+    target: Target,
+    test: impl AsyncFnOnce(&Stack<'_>) -> anyhow::Result<()>,
+) {
+    with_stack(target, async |stack| {
+        seed(stack.mysql).await?;
+        test(stack).await
     })
     .await
-    .unwrap();
 }
 
 #[tokio::test]
 async fn two_tables_sync_and_stay_in_step_after_changes() {
-    with_stack(Target::Postgres, sync_change_and_compare).await;
+    with_seeded_stack(Target::Postgres, sync_change_and_compare).await;
 }
 
 #[tokio::test]
 async fn two_tables_sync_into_redshift_through_the_data_api_standin() {
-    with_stack(Target::Redshift, sync_change_and_compare).await;
+    with_seeded_stack(Target::Redshift, sync_change_and_compare).await;
 }
 
 /// Sync, compare; change rows (updates and inserts sharing a timestamp, a delete in the
 /// full-sync table), sync, compare; sync with nothing new, compare.
 async fn sync_change_and_compare(stack: &Stack<'_>) -> anyhow::Result<()> {
-    let outcome = stack.sync(json!({"pipeline": "p"})).await;
+    let outcome = sync(stack, json!({"pipeline": "p"})).await;
     let Outcome::Succeeded(summary) = outcome else {
         panic!("{outcome:?}")
     };
     assert_eq!(summary["succeeded"], 2, "{summary}");
-    stack.assert_target_equals_source().await?;
+    assert_target_equals_source(stack).await?;
 
     let mut conn = stack.mysql.conn().await?;
     conn.query_drop("UPDATE orders SET status = 'shipped', updated_at = '2026-02-01 00:00:00.5' WHERE id IN (1, 50, 150)").await?;
@@ -147,14 +111,14 @@ async fn sync_change_and_compare(stack: &Stack<'_>) -> anyhow::Result<()> {
         .await?;
     conn.query_drop("DELETE FROM customers WHERE id = 3")
         .await?;
-    let outcome = stack.sync(json!({"pipeline": "p"})).await;
+    let outcome = sync(stack, json!({"pipeline": "p"})).await;
     assert!(matches!(outcome, Outcome::Succeeded(_)), "{outcome:?}");
-    stack.assert_target_equals_source().await?;
+    assert_target_equals_source(stack).await?;
 
     // A sync with nothing new changes nothing and still succeeds.
-    let outcome = stack.sync(json!({"pipeline": "p"})).await;
+    let outcome = sync(stack, json!({"pipeline": "p"})).await;
     assert!(matches!(outcome, Outcome::Succeeded(_)), "{outcome:?}");
-    stack.assert_target_equals_source().await
+    assert_target_equals_source(stack).await
 }
 
 /// Empty source tables get their (empty) target tables on the first sync, through either
@@ -163,38 +127,38 @@ async fn empty_tables_get_target_tables(stack: &Stack<'_>) -> anyhow::Result<()>
     let mut conn = stack.mysql.conn().await?;
     conn.query_drop("DELETE FROM orders").await?;
     conn.query_drop("DELETE FROM customers").await?;
-    let outcome = stack.sync(json!({"pipeline": "p"})).await;
+    let outcome = sync(stack, json!({"pipeline": "p"})).await;
     assert!(matches!(outcome, Outcome::Succeeded(_)), "{outcome:?}");
-    stack.assert_target_equals_source().await?;
+    assert_target_equals_source(stack).await?;
     conn.query_drop("INSERT INTO customers VALUES (1, 'Ada', 1)")
         .await?;
-    let outcome = stack.sync(json!({"pipeline": "p"})).await;
+    let outcome = sync(stack, json!({"pipeline": "p"})).await;
     assert!(matches!(outcome, Outcome::Succeeded(_)), "{outcome:?}");
-    stack.assert_target_equals_source().await
+    assert_target_equals_source(stack).await
 }
 
 #[tokio::test]
 async fn empty_tables_get_target_tables_in_postgres() {
-    with_stack(Target::Postgres, empty_tables_get_target_tables).await;
+    with_seeded_stack(Target::Postgres, empty_tables_get_target_tables).await;
 }
 
 #[tokio::test]
 async fn empty_tables_get_target_tables_in_redshift_through_the_data_api_standin() {
-    with_stack(Target::Redshift, empty_tables_get_target_tables).await;
+    with_seeded_stack(Target::Redshift, empty_tables_get_target_tables).await;
 }
 
 #[tokio::test]
 async fn backup_only_then_redshift_only_loads_what_was_extracted() {
-    with_stack(Target::Postgres, async |stack| {
+    with_seeded_stack(Target::Postgres, async |stack| {
         let table = format!("{}.orders", stack.mysql.database());
-        let outcome = stack.sync(json!({"pipeline": "p", "tables": [table], "mode": "backup_only"})).await;
+        let outcome = sync(stack, json!({"pipeline": "p", "tables": [table], "mode": "backup_only"})).await;
         assert!(matches!(outcome, Outcome::Succeeded(_)), "{outcome:?}");
         let exists = stack.pg.client().query_opt(
             "SELECT 1 FROM information_schema.tables WHERE table_schema = $1 AND table_name = 'orders'",
             &[&stack.pg.schema()],
         ).await?;
         assert!(exists.is_none(), "backup_only must not load");
-        let outcome = stack.sync(json!({"pipeline": "p", "tables": [table], "mode": "redshift_only"})).await;
+        let outcome = sync(stack, json!({"pipeline": "p", "tables": [table], "mode": "redshift_only"})).await;
         let Outcome::Succeeded(summary) = outcome else { panic!("{outcome:?}") };
         assert_eq!(summary["tables"][0]["loaded"][0]["rows_loaded"], 150, "{summary}");
         let mut conn = stack.mysql.conn().await?;

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::asl::{InvokeFuture, Invoker, Outcome, RunnerOptions, StateMachine, TaskFailure};
 use crate::error::{Error, Result};
-use crate::local::{InvokeFuture, Invoker, Outcome, RunnerOptions, StateMachine, TaskFailure};
 
 use super::{Function, Services};
 

@@ -6,7 +6,7 @@
 
 use std::io::{Read, Write};
 
-use crate::support::{one_document, text, tidemark, with_stack, ORDERS_TABLE};
+use crate::support::{one_document, orders_table, text, tidemark, with_stack};
 use serde_json::{json, Value};
 use tidemark::steps::local_sync::DEFINITION;
 use tidemark::steps::sync::{summarize, SummarizeRequest, TableOutcome};
@@ -93,7 +93,7 @@ fn summary_of(outcomes: Vec<TableOutcome>) -> anyhow::Result<Value> {
 
 #[tokio::test]
 async fn a_failed_execution_reports_each_table_and_exits_1() {
-    with_stack(ORDERS_TABLE, async |stack| {
+    with_stack(&orders_table().yaml(), async |stack| {
         let table = stack.table.as_str();
         let arn = state_machine(&summary_of(vec![
             outcome(table, true),
@@ -140,7 +140,7 @@ async fn a_failed_execution_reports_each_table_and_exits_1() {
 
 #[tokio::test]
 async fn a_succeeded_execution_reports_its_tables_and_exits_0() {
-    with_stack(ORDERS_TABLE, async |stack| {
+    with_stack(&orders_table().yaml(), async |stack| {
         let table = stack.table.as_str();
         let arn = state_machine(&summary_of(vec![outcome(table, false)])?).await?;
         let output = tidemark(
@@ -160,7 +160,7 @@ async fn a_succeeded_execution_reports_its_tables_and_exits_0() {
 
 #[tokio::test]
 async fn without_a_state_machine_arn_aws_is_a_usage_error() {
-    with_stack(ORDERS_TABLE, async |stack| {
+    with_stack(&orders_table().yaml(), async |stack| {
         let output = tidemark(
             stack.config.path(),
             &["sync", "--aws", "-t", stack.table.as_str()],

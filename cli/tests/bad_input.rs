@@ -6,6 +6,7 @@ use anyhow::ensure;
 use mysql_async::prelude::Queryable;
 use serde_json::json;
 use tidemark_tests::scenario::{create_table, describe, insert_rows, Mode, Scenario};
+use tidemark_tests::tables::Table;
 use tidemark_tests::TestMysql;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_tidemark");
@@ -39,7 +40,7 @@ async fn nothing_written(scenario: &Scenario<'_>, table: &str) -> anyhow::Result
 #[tokio::test]
 async fn hostile_or_unknown_table_names_are_usage_errors_that_write_nothing() {
     TestMysql::run(async |mysql| {
-        let scenario = Scenario::new(mysql, BINARY, &Mode::Merge.table_yaml("")).await?;
+        let scenario = Scenario::new(mysql, BINARY, &Mode::Merge.table().yaml()).await?;
         let db = mysql.database();
         for name in [
             format!("{db}.x\"; DROP TABLE t; --"),
@@ -102,7 +103,7 @@ async fn refused_at_begin(create: &str, yaml: &str, expect: &[&str]) {
 async fn a_table_without_a_primary_key_under_merge_is_refused() {
     refused_at_begin(
         "CREATE TABLE bad (id INT, updated_at DATETIME(6) NOT NULL)",
-        "      \"{db}.bad\":\n        cursor_column: updated_at\n",
+        &Table::new("bad").cursor_column("updated_at").yaml(),
         &["no primary key", "key_columns", "load: append"],
     )
     .await;
@@ -112,7 +113,7 @@ async fn a_table_without_a_primary_key_under_merge_is_refused() {
 async fn a_decimal_wider_than_38_digits_without_as_text_is_refused() {
     refused_at_begin(
         "CREATE TABLE bad (id INT PRIMARY KEY, d DECIMAL(65,30), updated_at DATETIME(6) NOT NULL)",
-        "      \"{db}.bad\":\n        cursor_column: updated_at\n",
+        &Table::new("bad").cursor_column("updated_at").yaml(),
         &["`d`", "as: text"],
     )
     .await;
@@ -126,8 +127,7 @@ async fn synced_column(
     setup: &[&str],
     column: &str,
 ) -> anyhow::Result<(String, Vec<String>)> {
-    let yaml =
-        format!("      \"{{db}}.{table}\":\n        cursor_column: updated_at\n        lag: 0s\n");
+    let yaml = Table::hybrid(table, "updated_at").yaml();
     let scenario = Scenario::new(mysql, BINARY, &yaml).await?;
     let mut conn = mysql.conn().await?;
     for statement in setup {
@@ -199,7 +199,7 @@ async fn zero_and_invalid_dates_load_as_null() {
 #[tokio::test]
 async fn a_corrupted_watermark_stops_the_sync_with_the_restore_hint() {
     TestMysql::run(async |mysql| {
-        let scenario = Scenario::new(mysql, BINARY, &Mode::Merge.table_yaml("")).await?;
+        let scenario = Scenario::new(mysql, BINARY, &Mode::Merge.table().yaml()).await?;
         let mut conn = mysql.conn().await?;
         conn.query_drop(create_table("merged")).await?;
         insert_rows(&mut conn, "merged", 1, 50, "2025-01-01 00:00:00").await?;
@@ -244,7 +244,7 @@ async fn a_corrupted_watermark_stops_the_sync_with_the_restore_hint() {
 async fn wrong_mysql_credentials_never_show_the_password() {
     TestMysql::run(async |mysql| {
         const SECRET: &str = "Sup3r-S3cret-Pa55word";
-        let scenario = Scenario::new(mysql, BINARY, &Mode::Merge.table_yaml("")).await?;
+        let scenario = Scenario::new(mysql, BINARY, &Mode::Merge.table().yaml()).await?;
         let yaml = std::fs::read_to_string(scenario.config_path())?;
         let wrong = yaml.replacen(
             &format!(

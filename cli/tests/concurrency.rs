@@ -24,9 +24,7 @@ async fn merge_table<'a>(
     lookback: &str,
     rows: u64,
 ) -> anyhow::Result<Scenario<'a>> {
-    let yaml = Mode::Merge
-        .table_yaml(&format!("        lookback: {lookback}\n"))
-        .replace("lag: 0s", &format!("lag: {lag}"));
+    let yaml = Mode::Merge.table().lag(lag).lookback(lookback).yaml();
     let scenario = Scenario::new(mysql, BINARY, &yaml).await?;
     let mut conn = mysql.conn().await?;
     conn.query_drop(create_table(TABLE)).await?;

@@ -3,7 +3,7 @@
 //! TLS to the warehouse and the source is verified by CA and host name.
 
 use crate::support::{
-    one_document, text, tidemark, with_stack, ORDERS_DDL, ORDERS_ROWS, ORDERS_TABLE,
+    one_document, orders_table, text, tidemark, with_stack, ORDERS_DDL, ORDERS_ROWS,
 };
 use anyhow::ensure;
 use mysql_async::prelude::Queryable;
@@ -30,7 +30,7 @@ fn with_source_port(config: &str, port: u16) -> String {
 
 #[tokio::test]
 async fn every_referenced_service_answers_and_an_unreachable_one_exits_3() {
-    with_stack(ORDERS_TABLE, async |stack| {
+    with_stack(&orders_table().yaml(), async |stack| {
         let report = stack.json(&["connections", "test"]);
         assert_eq!(report["reachable"], true, "{report:#}");
         let checks = report["checks"].as_array().unwrap();
@@ -127,7 +127,7 @@ fn probe_line(scenario: &Scenario<'_>, connection: &str) -> (bool, String) {
 #[tokio::test]
 async fn a_tls_warehouse_is_verified_by_its_ca_and_host_name() {
     TestMysql::run(async |mysql| {
-        let scenario = Scenario::new(mysql, BINARY, ORDERS_TABLE).await?;
+        let scenario = Scenario::new(mysql, BINARY, &orders_table().yaml()).await?;
         let mut conn = mysql.conn().await?;
         conn.query_drop(ORDERS_DDL).await?;
         conn.query_drop(ORDERS_ROWS).await?;
@@ -200,7 +200,7 @@ async fn a_tls_warehouse_is_verified_by_its_ca_and_host_name() {
 #[tokio::test]
 async fn a_tls_source_is_verified_by_its_ca_and_host_name() {
     TestMysql::run_on(MysqlServer::Tls, async |mysql| {
-        let scenario = Scenario::new(mysql, BINARY, ORDERS_TABLE).await?;
+        let scenario = Scenario::new(mysql, BINARY, &orders_table().yaml()).await?;
         let mut conn = mysql.conn().await?;
         conn.query_drop(ORDERS_DDL).await?;
         conn.query_drop(ORDERS_ROWS).await?;
@@ -272,7 +272,7 @@ async fn deep_check(scenario: &Scenario<'_>, env: &[(&str, &str)]) -> (Option<i3
 #[tokio::test]
 async fn the_deep_check_passes_on_postgresql_and_the_redshift_standin() {
     TestMysql::run(async |mysql| {
-        let scenario = Scenario::new(mysql, BINARY, ORDERS_TABLE).await?;
+        let scenario = Scenario::new(mysql, BINARY, &orders_table().yaml()).await?;
         let (code, said) = deep_check(&scenario, &[]).await;
         ensure!(code == Some(0), "{said}");
         ensure!(said.lines().filter(|l| l.starts_with("passed")).count() == 23, "{said}");

@@ -2,11 +2,11 @@
 //! count agrees; a wrong total injected with `set-count` is reported as a mismatch (exit 1) with
 //! the exact command that corrects it, and running that command makes the counts agree again.
 
-use crate::support::{one_document, text, with_stack, ORDERS_TABLE};
+use crate::support::{one_document, orders_table, text, with_stack};
 
 #[tokio::test]
 async fn an_injected_count_mismatch_is_detected_and_fixed_by_the_printed_command() {
-    with_stack(ORDERS_TABLE, async |stack| {
+    with_stack(&orders_table().yaml(), async |stack| {
         let table = stack.table.as_str();
         let synced = stack.json(&["sync", "-t", table]);
         assert_eq!(synced["status"], "succeeded", "{synced}");

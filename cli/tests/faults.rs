@@ -17,7 +17,7 @@ const BINARY: &str = env!("CARGO_BIN_EXE_tidemark");
 
 /// Seeds `mode`'s table and returns the scenario and the number of seeded rows.
 async fn seeded<'a>(mysql: &'a TestMysql, mode: Mode) -> anyhow::Result<(Scenario<'a>, u64)> {
-    let scenario = Scenario::new(mysql, BINARY, &mode.table_yaml("")).await?;
+    let scenario = Scenario::new(mysql, BINARY, &mode.table().yaml()).await?;
     let mut conn = mysql.conn().await?;
     conn.query_drop(create_table(mode.name())).await?;
     let rows = 200 * scale();

@@ -155,9 +155,7 @@ async fn sync(
 /// changes rows, syncs cleanly and checks again.
 async fn fault_mid_stream(service: Service, fault: Fault) {
     TestMysql::run(async |mysql| {
-        let tables = MODE
-            .table_yaml("")
-            .replace("chunk_rows: 80", "chunk_rows: 1000000");
+        let tables = MODE.table().chunk_rows(1_000_000).yaml();
         let scenario = Scenario::new(mysql, BINARY, &tables).await?;
         let table = MODE.name();
         let rows = 3000 * scale();

@@ -1,7 +1,7 @@
 //! Secrets never reach any output: commands run with debug logging against configs holding known
 //! passwords (given as `${ENV}`), and every byte of stdout and stderr is searched for them.
 
-use crate::support::{text, tidemark, with_stack, ORDERS_TABLE};
+use crate::support::{orders_table, text, tidemark, with_stack};
 
 /// Accepted by the local PostgreSQL (trust authentication ignores it), so syncs succeed.
 const TARGET_PASSWORD: &str = "tgt-S3cret-4f9a1c";
@@ -19,7 +19,7 @@ fn assert_no_secret(what: &str, output: &std::process::Output) {
 
 #[tokio::test]
 async fn no_command_prints_a_secret_even_with_debug_logs() {
-    with_stack(ORDERS_TABLE, async |stack| {
+    with_stack(&orders_table().yaml(), async |stack| {
         let table = stack.table.as_str();
         let base = std::fs::read_to_string(stack.config.path())?;
         assert!(

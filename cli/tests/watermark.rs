@@ -7,6 +7,7 @@ use mysql_async::prelude::Queryable;
 use tidemark::naming::{StorageLayout, TableId};
 use tidemark::watermark::WatermarkStore;
 use tidemark_tests::s3::TestBucket;
+use tidemark_tests::tables::Table;
 use tidemark_tests::TestMysql;
 
 struct Cli {
@@ -57,7 +58,7 @@ async fn watermark_commands_edit_the_stored_record() {
             mysql
                 .config_yaml(
                     bucket.bucket().name(),
-                    "      \"{db}.orders\":\n        cursor_column: updated_at\n",
+                    &Table::new("orders").cursor_column("updated_at").yaml(),
                 )?
                 .as_bytes(),
         )?;

@@ -5,8 +5,9 @@
 //! usage errors (exit 2) and a failed table (exit 1); progress as lines, as bars on a terminal,
 //! and none with `-q`.
 
-use crate::support::{one_document, text, with_stack, Stack, ORDERS_TABLE};
+use crate::support::{one_document, orders_table, text, with_stack, Stack};
 use mysql_async::prelude::Queryable;
+use tidemark_tests::tables::{self, Table};
 
 /// Source rows of `orders` with `id >= from`, rendered like the target's.
 async fn source_from(stack: &Stack<'_>, from: i64) -> anyhow::Result<Vec<String>> {
@@ -20,7 +21,7 @@ async fn source_from(stack: &Stack<'_>, from: i64) -> anyhow::Result<Vec<String>
 
 #[tokio::test]
 async fn a_fresh_sync_from_a_date_reloads_only_the_rows_after_it() {
-    with_stack(ORDERS_TABLE, async |stack| {
+    with_stack(&orders_table().yaml(), async |stack| {
         let table = stack.table.as_str();
         stack.json(&["sync", "-t", table]);
         assert_eq!(stack.target_orders().await?, stack.source_orders().await?);
@@ -69,7 +70,7 @@ async fn a_fresh_sync_from_a_date_reloads_only_the_rows_after_it() {
 
 #[tokio::test]
 async fn backup_only_runs_are_listed_with_their_files_and_redshift_only_loads_them_all() {
-    with_stack(ORDERS_TABLE, async |stack| {
+    with_stack(&orders_table().yaml(), async |stack| {
         let table = stack.table.as_str();
         stack.json(&["sync", "-t", table, "--backup-only"]);
         let mut conn = stack.mysql.conn().await?;
@@ -121,7 +122,7 @@ async fn backup_only_runs_are_listed_with_their_files_and_redshift_only_loads_th
 
 #[tokio::test]
 async fn dry_run_changes_nothing_and_json_prints_one_document() {
-    with_stack(ORDERS_TABLE, async |stack| {
+    with_stack(&orders_table().yaml(), async |stack| {
         let table = stack.table.as_str();
         let dry = stack.run(&["sync", "-t", table, "--dry-run"]);
         assert!(dry.status.success(), "{}", text(&dry.stderr));
@@ -217,8 +218,10 @@ async fn dry_run_changes_nothing_and_json_prints_one_document() {
 
 #[tokio::test]
 async fn usage_errors_exit_2_and_a_failed_table_exits_1() {
-    let tables =
-        format!("{ORDERS_TABLE}      \"{{db}}.missing\":\n        cursor_column: updated_at\n");
+    let tables = tables::yaml(&[
+        orders_table(),
+        Table::new("missing").cursor_column("updated_at"),
+    ]);
     with_stack(&tables, async |stack| {
         let table = stack.table.as_str();
         let both = stack.run(&["sync", "-t", table, "--backup-only", "--redshift-only"]);
@@ -254,7 +257,7 @@ async fn usage_errors_exit_2_and_a_failed_table_exits_1() {
 
 #[tokio::test]
 async fn progress_is_a_line_per_stage_off_a_terminal_and_bars_on_one() {
-    with_stack(ORDERS_TABLE, async |stack| {
+    with_stack(&orders_table().yaml(), async |stack| {
         let table = stack.table.as_str();
         let output = stack.run(&["sync", "-t", table, "--backup-only"]);
         assert!(output.status.success(), "{}", text(&output.stderr));
@@ -305,7 +308,7 @@ async fn progress_is_a_line_per_stage_off_a_terminal_and_bars_on_one() {
 /// `TIDEMARK_CONFIG` (DESIGN §7); it used to read only local files.
 #[tokio::test]
 async fn the_config_can_live_in_s3() {
-    with_stack(ORDERS_TABLE, async |stack| {
+    with_stack(&orders_table().yaml(), async |stack| {
         let text = std::fs::read(stack.config.path())?;
         stack
             .bucket

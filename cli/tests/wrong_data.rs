@@ -6,14 +6,16 @@ use anyhow::{ensure, Context};
 use mysql_async::prelude::Queryable;
 use tidemark_tests::compare::{mysql_rows, postgres_rows};
 use tidemark_tests::scenario::{create_table, describe, insert_rows, Mode, Scenario};
+use tidemark_tests::tables::Table;
 use tidemark_tests::{MysqlServer, TestMysql};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_tidemark");
 
 /// A table with a TIMESTAMP cursor and a second TIMESTAMP column; lookback 0 so a shifted cursor
 /// skips rows instead of re-reading them.
-const EVENTS_TABLE: &str =
-    "      \"{db}.events\":\n        cursor_column: updated_at\n        lag: 0s\n        lookback: 0s\n";
+fn events_table() -> String {
+    Table::hybrid("events", "updated_at").lookback("0s").yaml()
+}
 
 const EVENTS_DDL: &str =
     "CREATE TABLE events (id BIGINT PRIMARY KEY, happened_at TIMESTAMP(6) NULL, \
@@ -66,7 +68,7 @@ async fn events_agree(
 async fn a_source_server_in_local_time_shifts_and_skips_nothing() {
     for server in [MysqlServer::HalfHourOffset, MysqlServer::SystemZoneWithDst] {
         TestMysql::run_on(server, async |mysql| {
-            let scenario = Scenario::new(mysql, BINARY, EVENTS_TABLE).await?;
+            let scenario = Scenario::new(mysql, BINARY, &events_table()).await?;
             let mut conn = mysql.conn().await?;
             conn.query_drop(EVENTS_DDL).await?;
             // UTC literals (the session is UTC): both sides of New York's 2026 DST changes,
@@ -115,11 +117,9 @@ async fn a_source_server_in_local_time_shifts_and_skips_nothing() {
     }
 }
 
-/// A table's YAML: hybrid cursor on `updated_at`, no lag, no lookback, and `extra` lines.
-fn merged_table(name: &str, extra: &str) -> String {
-    format!(
-        "      \"{{db}}.{name}\":\n        cursor_column: updated_at\n        lag: 0s\n        lookback: 0s\n{extra}"
-    )
+/// A table: hybrid cursor on `updated_at`, no lag, no lookback.
+fn merged_table(name: &str) -> Table {
+    Table::hybrid(name, "updated_at").lookback("0s")
 }
 
 /// A scenario for `tables` (YAML) whose source table `table` ([`create_table`]'s shape) holds
@@ -181,7 +181,7 @@ async fn refused_before_commit(
 #[tokio::test]
 async fn a_target_table_of_another_pipeline_is_refused_at_load() {
     TestMysql::run(async |mysql| {
-        let (scenario, mut conn) = seeded(mysql, &merged_table("orders", ""), "orders", 30).await?;
+        let (scenario, mut conn) = seeded(mysql, &merged_table("orders").yaml(), "orders", 30).await?;
         conn.query_drop(create_table("other")).await?;
         insert_rows(&mut conn, "other", 1, 40, "2025-03-01 00:00:00").await?;
         conn.query_drop("ALTER TABLE other ADD COLUMN extra INT DEFAULT 7").await?;
@@ -233,7 +233,7 @@ async fn a_target_table_of_another_pipeline_is_refused_at_load() {
 #[tokio::test]
 async fn source_columns_named_like_tidemark_s_own_are_refused_with_the_fix() {
     TestMysql::run(async |mysql| {
-        let (scenario, mut conn) = seeded(mysql, &merged_table("merged", ""), "merged", 20).await?;
+        let (scenario, mut conn) = seeded(mysql, &merged_table("merged").yaml(), "merged", 20).await?;
         conn.query_drop("ALTER TABLE merged ADD COLUMN _tidemark_run INT DEFAULT 1, ADD COLUMN _TIDEMARK_rank INT")
             .await?;
         refused_before_commit(&scenario, "merged", &["`_tidemark_run`", "exclude"]).await?;
@@ -254,7 +254,7 @@ async fn source_columns_named_like_tidemark_s_own_are_refused_with_the_fix() {
 #[tokio::test]
 async fn an_empty_source_table_gets_its_target_table_on_the_first_sync() {
     TestMysql::run(async |mysql| {
-        let scenario = Scenario::new(mysql, BINARY, &merged_table("merged", "")).await?;
+        let scenario = Scenario::new(mysql, BINARY, &merged_table("merged").yaml()).await?;
         let mut conn = mysql.conn().await?;
         conn.query_drop(create_table("merged")).await?;
         scenario.sync_ok("merged")?;
@@ -279,7 +279,7 @@ async fn an_empty_source_table_gets_its_target_table_on_the_first_sync() {
 #[tokio::test]
 async fn watermark_set_refuses_a_future_cursor_and_a_key_of_the_wrong_width() {
     TestMysql::run(async |mysql| {
-        let scenario = Scenario::new(mysql, BINARY, &merged_table("pairs", "")).await?;
+        let scenario = Scenario::new(mysql, BINARY, &merged_table("pairs").yaml()).await?;
         let mut conn = mysql.conn().await?;
         conn.query_drop(
             "CREATE TABLE pairs (a INT, b VARCHAR(8), updated_at DATETIME(6) NOT NULL, PRIMARY KEY (a, b))",
@@ -355,7 +355,7 @@ async fn watermark_set_refuses_a_future_cursor_and_a_key_of_the_wrong_width() {
 #[tokio::test]
 async fn setting_a_timestamp_rereads_every_row_of_that_instant() {
     TestMysql::run(async |mysql| {
-        let scenario = Scenario::new(mysql, BINARY, &merged_table("merged", "")).await?;
+        let scenario = Scenario::new(mysql, BINARY, &merged_table("merged").yaml()).await?;
         let mut conn = mysql.conn().await?;
         conn.query_drop(create_table("merged")).await?;
         // Ids 10..=14 share one timestamp (insert_rows steps the time every fifth id).
@@ -455,7 +455,7 @@ async fn usage_errors_and_service_errors_read_as_documented() {
     );
 
     TestMysql::run(async |mysql| {
-        let scenario = Scenario::new(mysql, BINARY, &merged_table("merged", "")).await?;
+        let scenario = Scenario::new(mysql, BINARY, &merged_table("merged").yaml()).await?;
         mysql
             .conn()
             .await?
@@ -487,20 +487,28 @@ async fn usage_errors_and_service_errors_read_as_documented() {
 #[tokio::test]
 async fn a_limit_smaller_than_the_lookback_window_says_so() {
     TestMysql::run(async |mysql| {
-        let yaml = "      \"{db}.merged\":\n        cursor_column: updated_at\n        lag: 0s\n        lookback: 1h\n";
-        let (scenario, mut conn) = seeded(mysql, yaml, "merged", 30).await?;
+        let yaml = Table::hybrid("merged", "updated_at").lookback("1h").yaml();
+        let (scenario, mut conn) = seeded(mysql, &yaml, "merged", 30).await?;
         scenario.sync_ok("merged")?;
         insert_rows(&mut conn, "merged", 31, 35, "2025-01-01 00:10:00").await?;
         let table = mysql.table("merged").to_string();
-        let before = scenario.watermark("merged").await?.context("no watermark")?;
+        let before = scenario
+            .watermark("merged")
+            .await?
+            .context("no watermark")?;
         let out = scenario.run(&["sync", "-t", &table, "--limit", "5"], None);
         let said = describe(&out);
         ensure!(out.status.code() == Some(1), "{said}");
         ensure!(
-            said.contains("`--limit 5`") && said.contains("lookback") && said.contains("nothing was committed"),
+            said.contains("`--limit 5`")
+                && said.contains("lookback")
+                && said.contains("nothing was committed"),
             "{said}"
         );
-        let after = scenario.watermark("merged").await?.context("no watermark")?;
+        let after = scenario
+            .watermark("merged")
+            .await?
+            .context("no watermark")?;
         ensure!(
             after.extract.cursor == before.extract.cursor && after.pending_runs.is_empty(),
             "the refused run changed the watermark: {after:?}"
@@ -521,7 +529,8 @@ async fn a_limit_smaller_than_the_lookback_window_says_so() {
 #[tokio::test]
 async fn a_nul_byte_in_text_is_refused_with_the_fix_or_stripped() {
     TestMysql::run(async |mysql| {
-        let (scenario, mut conn) = seeded(mysql, &merged_table("merged", ""), "merged", 20).await?;
+        let (scenario, mut conn) =
+            seeded(mysql, &merged_table("merged").yaml(), "merged", 20).await?;
         conn.query_drop("UPDATE merged SET v = CONCAT('bad', CHAR(0), 'value') WHERE id = 7")
             .await?;
         refused_before_commit(&scenario, "merged", &["column `v`", "`7`", "nul_in_text"]).await?;
@@ -553,7 +562,8 @@ async fn a_nul_byte_in_text_is_refused_with_the_fix_or_stripped() {
 #[tokio::test]
 async fn a_column_name_too_long_for_the_target_is_refused_before_any_run_commits() {
     TestMysql::run(async |mysql| {
-        let (scenario, mut conn) = seeded(mysql, &merged_table("merged", ""), "merged", 20).await?;
+        let (scenario, mut conn) =
+            seeded(mysql, &merged_table("merged").yaml(), "merged", 20).await?;
         let long = "c".repeat(64);
         conn.query_drop(format!("ALTER TABLE merged ADD COLUMN `{long}` INT"))
             .await?;
@@ -601,8 +611,8 @@ fn a_closed_stdout_ends_quietly() {
 #[tokio::test]
 async fn append_keeps_each_version_of_a_row_once() {
     TestMysql::run(async |mysql| {
-        let yaml = "      \"{db}.events\":\n        cursor_column: updated_at\n        lag: 0s\n        load: append\n";
-        let (scenario, mut conn) = seeded(mysql, yaml, "events", 20).await?;
+        let yaml = Table::hybrid("events", "updated_at").load("append").yaml();
+        let (scenario, mut conn) = seeded(mysql, &yaml, "events", 20).await?;
         scenario.sync_ok("events")?;
         conn.query_drop("UPDATE events SET v = 'second version', updated_at = '2025-02-01 00:00:00' WHERE id = 5")
             .await?;
@@ -658,8 +668,8 @@ async fn append_keeps_each_version_of_a_row_once() {
 #[tokio::test]
 async fn id_only_loads_a_row_committed_after_a_later_id() {
     TestMysql::run(async |mysql| {
-        let yaml = "      \"{db}.ev\":\n        cdc_strategy: id_only\n        load: append\n";
-        let scenario = Scenario::new(mysql, BINARY, yaml).await?;
+        let yaml = Table::new("ev").strategy("id_only").load("append").yaml();
+        let scenario = Scenario::new(mysql, BINARY, &yaml).await?;
         let mut conn = mysql.conn().await?;
         conn.query_drop(
             "CREATE TABLE ev (id BIGINT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(40), amount DECIMAL(12,2), updated_at DATETIME(6) NOT NULL)",
@@ -693,8 +703,8 @@ async fn id_only_loads_a_row_committed_after_a_later_id() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replace_sync_publishes_one_snapshot_while_rows_move() {
     TestMysql::run(async |mysql| {
-        let yaml = "      \"{db}.moving\":\n        cdc_strategy: full_sync\n        chunk_rows: 50\n";
-        let (scenario, _) = seeded(mysql, yaml, "moving", 2000).await?;
+        let yaml = Table::new("moving").strategy("full_sync").chunk_rows(50).yaml();
+        let (scenario, _) = seeded(mysql, &yaml, "moving", 2000).await?;
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut writer_conn = mysql.conn().await?;
         let writer_stop = stop.clone();
@@ -769,7 +779,7 @@ async fn column_pairs(
 #[tokio::test]
 async fn added_and_renamed_columns_arrive_in_every_row() {
     TestMysql::run(async |mysql| {
-        let (scenario, mut conn) = seeded(mysql, &merged_table("merged", ""), "merged", 30).await?;
+        let (scenario, mut conn) = seeded(mysql, &merged_table("merged").yaml(), "merged", 30).await?;
         scenario.sync_ok("merged")?;
 
         conn.query_drop("ALTER TABLE merged ADD COLUMN qty INT NOT NULL DEFAULT 7").await?;
@@ -820,7 +830,7 @@ async fn added_and_renamed_columns_arrive_in_every_row() {
 #[tokio::test]
 async fn merge_refuses_key_columns_that_are_not_unique() {
     TestMysql::run(async |mysql| {
-        let yaml = merged_table("merged", "        key_columns: [v]\n");
+        let yaml = merged_table("merged").key_columns(&["v"]).yaml();
         let (scenario, mut conn) = seeded(mysql, &yaml, "merged", 100).await?;
         conn.query_drop("UPDATE merged SET v = CONCAT('group ', id % 10)")
             .await?;
@@ -872,7 +882,7 @@ async fn merge_refuses_key_columns_that_are_not_unique() {
 #[tokio::test]
 async fn a_changed_primary_key_is_drift_with_the_fix() {
     TestMysql::run(async |mysql| {
-        let (scenario, mut conn) = seeded(mysql, &merged_table("merged", ""), "merged", 20).await?;
+        let (scenario, mut conn) = seeded(mysql, &merged_table("merged").yaml(), "merged", 20).await?;
         scenario.sync_ok("merged")?;
         conn.query_drop("ALTER TABLE merged MODIFY v VARCHAR(40) NOT NULL, DROP PRIMARY KEY, ADD PRIMARY KEY (id, v)")
             .await?;
@@ -912,7 +922,7 @@ async fn a_changed_primary_key_is_drift_with_the_fix() {
 #[tokio::test]
 async fn a_missing_target_schema_is_created() {
     TestMysql::run(async |mysql| {
-        let scenario = Scenario::new(mysql, BINARY, &merged_table("merged", "")).await?;
+        let scenario = Scenario::new(mysql, BINARY, &merged_table("merged").yaml()).await?;
         let fresh = format!("{}_new", scenario.pg.schema());
         scenario.set_config(&["connections", "wh", "schema"], &format!("\"{fresh}\""))?;
         let mut conn = mysql.conn().await?;
@@ -946,7 +956,8 @@ async fn a_missing_target_schema_is_created() {
 #[tokio::test]
 async fn a_database_error_carries_the_server_s_words() {
     TestMysql::run(async |mysql| {
-        let (scenario, mut conn) = seeded(mysql, &merged_table("merged", ""), "merged", 10).await?;
+        let (scenario, mut conn) =
+            seeded(mysql, &merged_table("merged").yaml(), "merged", 10).await?;
         scenario.sync_ok("merged")?;
         scenario
             .pg
@@ -986,7 +997,7 @@ async fn a_database_error_carries_the_server_s_words() {
 #[tokio::test]
 async fn merge_refuses_a_nullable_key_column() {
     TestMysql::run(async |mysql| {
-        let yaml = merged_table("merged", "        key_columns: [id, v]\n");
+        let yaml = merged_table("merged").key_columns(&["id", "v"]).yaml();
         let (scenario, _) = seeded(mysql, &yaml, "merged", 10).await?;
         refused_before_commit(&scenario, "merged", &["key column `v`", "NULL"]).await?;
         scenario.cleanup().await
@@ -1001,8 +1012,8 @@ async fn merge_refuses_a_nullable_key_column() {
 #[tokio::test]
 async fn an_empty_full_sync_keeps_the_target_and_says_so() {
     TestMysql::run(async |mysql| {
-        let yaml = "      \"{db}.replaced\":\n        cdc_strategy: full_sync\n";
-        let (scenario, mut conn) = seeded(mysql, yaml, "replaced", 10).await?;
+        let yaml = Table::new("replaced").strategy("full_sync").yaml();
+        let (scenario, mut conn) = seeded(mysql, &yaml, "replaced", 10).await?;
         scenario.sync_ok("replaced")?;
         conn.query_drop("DELETE FROM replaced").await?;
         let out = scenario.run(&["sync", "-t", &mysql.table("replaced").to_string()], None);
@@ -1027,7 +1038,7 @@ async fn an_empty_full_sync_keeps_the_target_and_says_so() {
 #[tokio::test]
 async fn a_timestamp_become_datetime_holds_the_source_s_values() {
     TestMysql::run_on(MysqlServer::HalfHourOffset, async |mysql| {
-        let scenario = Scenario::new(mysql, BINARY, EVENTS_TABLE).await?;
+        let scenario = Scenario::new(mysql, BINARY, &events_table()).await?;
         let mut conn = mysql.conn().await?;
         conn.query_drop(EVENTS_DDL).await?;
         conn.query_drop(

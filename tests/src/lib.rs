@@ -21,6 +21,7 @@ pub mod s3;
 pub mod scenario;
 pub mod stack;
 pub mod stored_runs;
+pub mod tables;
 
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;

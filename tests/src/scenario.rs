@@ -6,6 +6,7 @@
 //! The binary's path comes from the caller (`env!("CARGO_BIN_EXE_tidemark")` in `cli/tests`).
 //! Shared by the crash-anywhere, concurrency and bad-input suites.
 
+use crate::tables::Table;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
@@ -43,17 +44,14 @@ impl Mode {
         }
     }
 
-    /// The table's YAML entry (eight-space indent, `{db}` for the database).
-    pub fn table_yaml(self, extra: &str) -> String {
-        let settings = match self {
-            Mode::Merge => "cursor_column: updated_at\n        lag: 0s",
-            Mode::Append => "cdc_strategy: id_only\n        load: append",
-            Mode::Replace => "cdc_strategy: full_sync",
-        };
-        format!(
-            "      \"{{db}}.{}\":\n        {settings}\n        chunk_rows: 80\n{extra}",
-            self.name()
-        )
+    /// The table's config: chunks of 80 rows, read by the mode's strategy.
+    pub fn table(self) -> Table {
+        match self {
+            Mode::Merge => Table::hybrid(self.name(), "updated_at"),
+            Mode::Append => Table::new(self.name()).strategy("id_only").load("append"),
+            Mode::Replace => Table::new(self.name()).strategy("full_sync"),
+        }
+        .chunk_rows(80)
     }
 }
 

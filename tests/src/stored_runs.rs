@@ -2,6 +2,7 @@
 //! leave it — for tests that need runs in every state (loaded, pending, abandoned, orphaned)
 //! without MySQL or a warehouse, e.g. s3clean's.
 
+use crate::tables::Table;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
@@ -255,10 +256,12 @@ fn one_column_schema(table: &TableId) -> anyhow::Result<tidemark::schema::TableS
 /// A configuration whose pipeline [`PIPELINE`] keeps `tables` in `bucket` under [`PREFIX`]. Its
 /// source and target are never contacted by storage-only commands.
 pub fn config_yaml(bucket: &str, tables: &[&str]) -> String {
-    let tables: String = tables
-        .iter()
-        .map(|t| format!("      \"{t}\":\n        cursor_column: updated_at\n"))
-        .collect();
+    let tables = crate::tables::yaml(
+        &tables
+            .iter()
+            .map(|t| Table::named(t).cursor_column("updated_at"))
+            .collect::<Vec<_>>(),
+    );
     format!(
         "connections:\n  src:\n    kind: mysql\n    host: 127.0.0.1\n    user: root\n  wh:\n    kind: postgres\n    host: 127.0.0.1\n    database: postgres\n    user: postgres\npipelines:\n  {PIPELINE}:\n    source: src\n    target: wh\n    s3: {{ bucket: \"{bucket}\", prefix: {PREFIX} }}\n    tables:\n{tables}"
     )

@@ -31,6 +31,7 @@ use tidemark::steps::watermark::{begin, BeginRequest};
 use tidemark::steps::Services;
 use tidemark::{Error, ErrorKind};
 use tidemark_tests::s3::TestBucket;
+use tidemark_tests::tables::Table;
 use tidemark_tests::{type_zoo, TestMysql};
 
 fn fixture(name: &str) -> serde_json::Value {
@@ -359,10 +360,6 @@ fn assert_exactly_once(read: &[i64], expected: &[i64]) {
     assert_eq!(sorted, wanted, "every row is read");
 }
 
-fn table_yaml(name: &str, body: &str) -> String {
-    format!("      \"{{db}}.{name}\":\n{body}")
-}
-
 /// hybrid and timestamp_only-with-a-key: pages of 3, batches of 2, files of 5, invocations of 7
 /// rows, all inside 250 rows sharing one timestamp.
 async fn keyset_reads_every_row_once(strategy: &str) -> anyhow::Result<()> {
@@ -370,21 +367,30 @@ async fn keyset_reads_every_row_once(strategy: &str) -> anyhow::Result<()> {
         seed_events(&mut mysql.conn().await?).await?;
         let h = Harness::new(
             mysql,
-            &table_yaml(
-                "events",
-                &format!(
-                    "        cdc_strategy: {strategy}\n        cursor_column: updated_at\n        chunk_rows: 7\n        lag: 0s\n"
-                ),
-            ),
+            &Table::new("events")
+                .strategy(strategy)
+                .cursor_column("updated_at")
+                .chunk_rows(7)
+                .lag("0s")
+                .yaml(),
         )
         .await?;
         let run = h.begin(&mysql.table("events"), None).await?;
         let schema = h.schema(&run).await?;
-        let (results, manifest) = h.extract_all(&run, &whole_chunk(), &small_options()).await?;
-        assert_eq!(results.len() as u64, EVENTS_ROWS.div_ceil(7) + u64::from(EVENTS_ROWS.is_multiple_of(7)));
+        let (results, manifest) = h
+            .extract_all(&run, &whole_chunk(), &small_options())
+            .await?;
+        assert_eq!(
+            results.len() as u64,
+            EVENTS_ROWS.div_ceil(7) + u64::from(EVENTS_ROWS.is_multiple_of(7))
+        );
         let batches = h.read_files(&schema, &manifest).await?;
         let ids = ints(&batches, "id")?;
-        let expected = source_ids(mysql, "SELECT id FROM events WHERE updated_at < '2999-01-01' ORDER BY updated_at, id").await?;
+        let expected = source_ids(
+            mysql,
+            "SELECT id FROM events WHERE updated_at < '2999-01-01' ORDER BY updated_at, id",
+        )
+        .await?;
         assert_exactly_once(&ids, &expected);
         assert_eq!(ids, expected, "files hold rows in (timestamp, id) order");
 
@@ -404,7 +410,10 @@ async fn keyset_reads_every_row_once(strategy: &str) -> anyhow::Result<()> {
             .iter()
             .filter(|f| f.min_cursor.timestamp.as_deref() == Some("2024-01-01 00:00:00.500000"))
             .count();
-        assert!(shared as u64 >= SHARED / 5, "{shared} files start inside the shared timestamp");
+        assert!(
+            shared as u64 >= SHARED / 5,
+            "{shared} files start inside the shared timestamp"
+        );
         let last = manifest.files.last().context("files")?;
         assert_eq!(
             last.max_cursor,
@@ -416,8 +425,11 @@ async fn keyset_reads_every_row_once(strategy: &str) -> anyhow::Result<()> {
         // Exactly the manifest's files exist, with the manifest's sizes.
         let mut listed = h.data_objects(&run).await?;
         listed.sort();
-        let mut named: Vec<(String, u64)> =
-            manifest.files.iter().map(|f| (f.key.clone(), f.bytes)).collect();
+        let mut named: Vec<(String, u64)> = manifest
+            .files
+            .iter()
+            .map(|f| (f.key.clone(), f.bytes))
+            .collect();
         named.sort();
         assert_eq!(listed, named);
         h.remove().await
@@ -442,10 +454,11 @@ async fn a_run_starts_strictly_after_its_start_cursor_inside_a_shared_timestamp(
         seed_events(&mut mysql.conn().await?).await?;
         let h = Harness::new(
             mysql,
-            &table_yaml(
-                "events",
-                "        cursor_column: updated_at\n        chunk_rows: 7\n        lag: 0s\n",
-            ),
+            &Table::new("events")
+                .cursor_column("updated_at")
+                .chunk_rows(7)
+                .lag("0s")
+                .yaml(),
         )
         .await?;
         let mut run = h.begin(&mysql.table("events"), None).await?;
@@ -488,10 +501,10 @@ async fn full_sync_reads_the_whole_table_whatever_the_watermark_in_the_redshift_
         seed_events(&mut mysql.conn().await?).await?;
         let h = Harness::new(
             mysql,
-            &table_yaml(
-                "events",
-                "        cdc_strategy: full_sync\n        chunk_rows: 100\n",
-            ),
+            &Table::new("events")
+                .strategy("full_sync")
+                .chunk_rows(100)
+                .yaml(),
         )
         .await?;
         let mut run = h.begin(&mysql.table("events"), None).await?;
@@ -539,7 +552,7 @@ async fn full_sync_of_a_table_without_a_key_reads_it_in_one_pass() -> anyhow::Re
         .await?;
         let h = Harness::new(
             mysql,
-            &table_yaml("tags", "        cdc_strategy: full_sync\n        chunk_rows: 7\n"),
+            &Table::new("tags").strategy("full_sync").chunk_rows(7).yaml(),
         )
         .await?;
         let run = h.begin(&mysql.table("tags"), None).await?;
@@ -572,10 +585,7 @@ async fn timestamp_only_without_a_key_extends_pages_to_their_last_timestamp() ->
         .await?;
         let h = Harness::new(
             mysql,
-            &table_yaml(
-                "logs",
-                "        cdc_strategy: timestamp_only\n        cursor_column: happened_at\n        load: append\n        chunk_rows: 7\n        lag: 0s\n",
-            ),
+            &Table::new("logs").strategy("timestamp_only").cursor_column("happened_at").load("append").chunk_rows(7).lag("0s").yaml(),
         )
         .await?;
         let run = h.begin(&mysql.table("logs"), None).await?;
@@ -607,10 +617,11 @@ async fn id_only_reads_after_the_start_and_up_to_the_ceiling() -> anyhow::Result
         seed_events(&mut conn).await?;
         let h = Harness::new(
             mysql,
-            &table_yaml(
-                "events",
-                "        cdc_strategy: id_only\n        load: append\n        chunk_rows: 11\n",
-            ),
+            &Table::new("events")
+                .strategy("id_only")
+                .load("append")
+                .chunk_rows(11)
+                .yaml(),
         )
         .await?;
         let mut run = h.begin(&mysql.table("events"), None).await?;
@@ -651,10 +662,10 @@ async fn an_id_only_initial_load_splits_into_key_ranges_that_cover_the_table() -
         conn.query_drop("ANALYZE TABLE events").await?;
         let h = Harness::new(
             mysql,
-            &table_yaml(
-                "events",
-                "        cdc_strategy: id_only\n        chunk_rows: 50\n",
-            ),
+            &Table::new("events")
+                .strategy("id_only")
+                .chunk_rows(50)
+                .yaml(),
         )
         .await?;
         let run = h.begin(&mysql.table("events"), None).await?;
@@ -708,10 +719,11 @@ async fn a_hybrid_initial_load_splits_by_key_and_stays_under_the_ceiling() -> an
         conn.query_drop("ANALYZE TABLE events").await?;
         let h = Harness::new(
             mysql,
-            &table_yaml(
-                "events",
-                "        cursor_column: updated_at\n        chunk_rows: 100\n        lag: 0s\n",
-            ),
+            &Table::new("events")
+                .cursor_column("updated_at")
+                .chunk_rows(100)
+                .lag("0s")
+                .yaml(),
         )
         .await?;
         let run = h.begin(&mysql.table("events"), None).await?;
@@ -763,7 +775,7 @@ async fn plan_counts_null_cursors_and_keeps_incremental_runs_whole() -> anyhow::
         conn.query_drop("ANALYZE TABLE t").await?;
         let h = Harness::new(
             mysql,
-            &table_yaml("t", "        cursor_column: updated_at\n        chunk_rows: 2\n        lag: 0s\n"),
+            &Table::new("t").cursor_column("updated_at").chunk_rows(2).lag("0s").yaml(),
         )
         .await?;
         let mut run = h.begin(&mysql.table("t"), None).await?;
@@ -787,10 +799,10 @@ async fn a_passed_deadline_returns_a_continuation_that_resumes_exactly() -> anyh
         seed_events(&mut mysql.conn().await?).await?;
         let h = Harness::new(
             mysql,
-            &table_yaml(
-                "events",
-                "        cursor_column: updated_at\n        lag: 0s\n",
-            ),
+            &Table::new("events")
+                .cursor_column("updated_at")
+                .lag("0s")
+                .yaml(),
         )
         .await?;
         let run = h.begin(&mysql.table("events"), None).await?;
@@ -837,10 +849,11 @@ async fn limit_caps_the_run_at_the_first_rows_in_cursor_order() -> anyhow::Resul
         seed_events(&mut mysql.conn().await?).await?;
         let h = Harness::new(
             mysql,
-            &table_yaml(
-                "events",
-                "        cursor_column: updated_at\n        chunk_rows: 7\n        lag: 0s\n",
-            ),
+            &Table::new("events")
+                .cursor_column("updated_at")
+                .chunk_rows(7)
+                .lag("0s")
+                .yaml(),
         )
         .await?;
         let run = h.begin(&mysql.table("events"), Some(40)).await?;
@@ -879,13 +892,7 @@ async fn custom_sql_pages_with_its_placeholders() -> anyhow::Result<()> {
         );
         let h = Harness::new(
             mysql,
-            &table_yaml(
-                "events",
-                &format!(
-                    "        cdc_strategy: custom_sql\n        cursor_column: updated_at\n        custom_sql: {}\n        chunk_rows: 100\n        lag: 0s\n",
-                    serde_json::to_string(&sql)?
-                ),
-            ),
+            &Table::new("events").strategy("custom_sql").cursor_column("updated_at").with("custom_sql", sql.as_str()).chunk_rows(100).lag("0s").yaml(),
         )
         .await?;
         let run = h.begin(&mysql.table("events"), None).await?;
@@ -920,17 +927,20 @@ async fn custom_sql_that_is_not_one_select_is_refused() -> anyhow::Result<()> {
         let err = mysql
             .config(
                 "never-created",
-                &table_yaml(
-                    "events",
-                    &format!(
-                        "        cdc_strategy: custom_sql\n        cursor_column: updated_at\n        custom_sql: {}\n        lag: 0s\n",
-                        serde_json::to_string(&sql)?
-                    ),
-                ),
+                &Table::new("events")
+                    .strategy("custom_sql")
+                    .cursor_column("updated_at")
+                    .with("custom_sql", sql.as_str())
+                    .lag("0s")
+                    .yaml(),
             )
             .expect_err("two statements");
         assert!(err.to_string().contains("more than one statement"), "{err}");
-        let rows: Option<u64> = mysql.conn().await?.query_first("SELECT COUNT(*) FROM events").await?;
+        let rows: Option<u64> = mysql
+            .conn()
+            .await?
+            .query_first("SELECT COUNT(*) FROM events")
+            .await?;
         assert_eq!(rows, Some(295));
         Ok(())
     })
@@ -954,13 +964,7 @@ async fn a_write_inside_custom_sql_fails_in_the_read_only_transaction() -> anyho
         tidemark::custom_sql::validate_custom_sql(&sql)?;
         let h = Harness::new(
             mysql,
-            &table_yaml(
-                "events",
-                &format!(
-                    "        cdc_strategy: custom_sql\n        cursor_column: updated_at\n        custom_sql: {}\n        lag: 0s\n",
-                    serde_json::to_string(&sql)?
-                ),
-            ),
+            &Table::new("events").strategy("custom_sql").cursor_column("updated_at").with("custom_sql", sql.as_str()).lag("0s").yaml(),
         )
         .await?;
         let run = h.begin(&mysql.table("events"), None).await?;
@@ -986,10 +990,11 @@ async fn a_table_altered_mid_run_fails_with_schema_drift() -> anyhow::Result<()>
         seed_events(&mut conn).await?;
         let h = Harness::new(
             mysql,
-            &table_yaml(
-                "events",
-                "        cursor_column: updated_at\n        chunk_rows: 100\n        lag: 0s\n",
-            ),
+            &Table::new("events")
+                .cursor_column("updated_at")
+                .chunk_rows(100)
+                .lag("0s")
+                .yaml(),
         )
         .await?;
         let run = h.begin(&mysql.table("events"), None).await?;
@@ -1042,11 +1047,7 @@ async fn large_files_roll_at_the_target_size_through_multipart_uploads() -> anyh
     TestMysql::run(async |mysql| {
         let mut conn = mysql.conn().await?;
         seed_blobs(&mut conn, 200).await?;
-        let h = Harness::new(
-            mysql,
-            &table_yaml("blobs", "        cdc_strategy: full_sync\n"),
-        )
-        .await?;
+        let h = Harness::new(mysql, &Table::new("blobs").strategy("full_sync").yaml()).await?;
         let run = h.begin(&mysql.table("blobs"), None).await?;
         let schema = h.schema(&run).await?;
         let options = ExtractOptions {
@@ -1101,13 +1102,7 @@ async fn a_killed_connection_aborts_the_upload_and_leaves_no_object() -> anyhow:
         );
         let h = Harness::new(
             mysql,
-            &table_yaml(
-                "blobs",
-                &format!(
-                    "        cdc_strategy: custom_sql\n        cursor_column: updated_at\n        custom_sql: {}\n        lag: 0s\n",
-                    serde_json::to_string(&sql)?
-                ),
-            ),
+            &Table::new("blobs").strategy("custom_sql").cursor_column("updated_at").with("custom_sql", sql.as_str()).lag("0s").yaml(),
         )
         .await?;
         let run = h.begin(&mysql.table("blobs"), None).await?;
@@ -1248,7 +1243,7 @@ fn arrow_text(array: &dyn Array, row: usize) -> anyhow::Result<Option<String>> {
 async fn the_type_zoo_reads_back_equal_to_the_source() -> anyhow::Result<()> {
     TestMysql::run(async |mysql| {
         type_zoo::create(&mut mysql.conn().await?).await?;
-        let h = Harness::new(mysql, &table_yaml(type_zoo::TABLE, "        cdc_strategy: full_sync\n")).await?;
+        let h = Harness::new(mysql, &Table::new(type_zoo::TABLE).strategy("full_sync").yaml()).await?;
         let run = h.begin(&mysql.table(type_zoo::TABLE), None).await?;
         let schema = h.schema(&run).await?;
         // For PostgreSQL, which holds every value whole: `mt` has 70000 bytes, more than a

@@ -39,13 +39,15 @@ use tidemark_tests::bastion::Bastion;
 use tidemark_tests::redshift_standin;
 use tidemark_tests::runs::commit_rows;
 use tidemark_tests::stack::{Stack, Target};
+use tidemark_tests::tables::Table;
 use tidemark_tests::{assert_golden, TestMysql, TestPostgres};
 
 const ORDERS: &str =
     "CREATE TABLE orders (id BIGINT PRIMARY KEY, updated_at DATETIME(6) NOT NULL, \
                       amount DECIMAL(12,2), note VARCHAR(50))";
-const ORDERS_CONFIG: &str =
-    "      \"{db}.orders\":\n        cursor_column: updated_at\n        lag: 0s\n";
+fn orders_config() -> Table {
+    Table::hybrid("orders", "updated_at")
+}
 
 /// One test's world: a [`Stack`] with a table, and the services of its pipeline.
 struct World<'a> {
@@ -61,12 +63,12 @@ impl<'a> World<'a> {
         mysql: &'a TestMysql,
         pg: &'a TestPostgres,
         create: &str,
-        name: &str,
-        tables_yaml: &str,
+        table: Table,
     ) -> anyhow::Result<World<'a>> {
         mysql.conn().await?.query_drop(create).await?;
         let stack = Stack::new(mysql, pg, kind).await?;
-        let services = stack.services(tables_yaml).await?;
+        let services = stack.services(&table.yaml()).await?;
+        let name = table.source_name();
         Ok(World {
             stack,
             services,
@@ -299,18 +301,13 @@ fn loaded(answer: &LoadStatus) -> Vec<(String, u64)> {
         .collect()
 }
 
-async fn in_world<F>(
-    kind: Target,
-    create: &'static str,
-    name: &'static str,
-    yaml: &'static str,
-    test: F,
-) where
+async fn in_world<F>(kind: Target, create: &'static str, table: Table, test: F)
+where
     F: AsyncFnOnce(&World<'_>) -> anyhow::Result<()>,
 {
     TestMysql::run(async |mysql| {
         TestPostgres::run(async |pg| {
-            let world = World::new(kind, mysql, pg, create, name, yaml).await?;
+            let world = World::new(kind, mysql, pg, create, table.clone()).await?;
             let outcome = test(&world).await;
             world.finish().await?;
             outcome
@@ -322,7 +319,7 @@ async fn in_world<F>(
 }
 
 async fn the_first_load_creates_the_table_and_records_the_ledger(kind: Target) {
-    in_world(kind, ORDERS, "orders", ORDERS_CONFIG, async |w| {
+    in_world(kind, ORDERS, orders_config(), async |w| {
         let answer = w
             .sync(&[
                 vec![
@@ -353,7 +350,7 @@ async fn the_first_load_creates_the_table_and_records_the_ledger(kind: Target) {
 }
 
 async fn merge_replaces_updated_rows_and_keeps_the_newest_of_two_pending_runs(kind: Target) {
-    in_world(kind, ORDERS, "orders", ORDERS_CONFIG, async |w| {
+    in_world(kind, ORDERS, orders_config(), async |w| {
         w.sync(&[vec![
             order(1, "2024-01-01 00:00:00", "1.00", "one"),
             order(2, "2024-01-01 00:00:00", "2.00", "two"),
@@ -398,15 +395,16 @@ async fn merge_replaces_updated_rows_and_keeps_the_newest_of_two_pending_runs(ki
 
 const EVENTS: &str =
     "CREATE TABLE events (id BIGINT NOT NULL, at DATETIME(6) NOT NULL, kind VARCHAR(20))";
-const EVENTS_CONFIG: &str =
-    "      \"{db}.events\":\n        cursor_column: at\n        lag: 0s\n        load: append\n";
+fn events_config() -> Table {
+    Table::hybrid("events", "at").load("append")
+}
 
 fn event(id: i64, at: &str, kind: &str) -> Vec<Value> {
     vec![json!(id), json!(at), json!(kind)]
 }
 
 async fn append_inserts_every_row_of_every_run(kind: Target) {
-    in_world(kind, EVENTS, "events", EVENTS_CONFIG, async |w| {
+    in_world(kind, EVENTS, events_config(), async |w| {
         w.sync(&[vec![
             event(1, "2024-01-01 00:00:00", "open"),
             event(1, "2024-01-01 00:00:00", "open"),
@@ -439,11 +437,12 @@ async fn append_inserts_every_row_of_every_run(kind: Target) {
     .await;
 }
 
-const FULL_CONFIG: &str =
-    "      \"{db}.orders\":\n        cdc_strategy: full_sync\n        lag: 0s\n";
+fn full_config() -> Table {
+    Table::new("orders").strategy("full_sync").lag("0s")
+}
 
 async fn replace_makes_the_target_exactly_the_latest_run(kind: Target) {
-    in_world(kind, ORDERS, "orders", FULL_CONFIG, async |w| {
+    in_world(kind, ORDERS, full_config(), async |w| {
         w.sync(&[vec![
             order(1, "2024-01-01 00:00:00", "1.00", "one"),
             order(2, "2024-01-01 00:00:00", "2.00", "two"),
@@ -482,7 +481,7 @@ async fn replace_makes_the_target_exactly_the_latest_run(kind: Target) {
 }
 
 async fn a_run_loaded_twice_changes_nothing(kind: Target) {
-    in_world(kind, EVENTS, "events", EVENTS_CONFIG, async |w| {
+    in_world(kind, EVENTS, events_config(), async |w| {
         // The same submit twice (a retried Lambda): the second is answered from the ledger
         // (wire protocol), or gets the first batch back by its ClientToken (Data API).
         let run = w.begin(SyncMode::Full).await?;
@@ -608,7 +607,7 @@ async fn failing_load(w: &World<'_>, damage: &str, expected: [&str; 2]) -> anyho
 }
 
 async fn a_missing_file_fails_the_load_and_commits_nothing(kind: Target) {
-    in_world(kind, ORDERS, "orders", ORDERS_CONFIG, async |w| {
+    in_world(kind, ORDERS, orders_config(), async |w| {
         failing_load(
             w,
             "delete",
@@ -620,14 +619,14 @@ async fn a_missing_file_fails_the_load_and_commits_nothing(kind: Target) {
 }
 
 async fn a_file_of_another_size_fails_the_load_and_commits_nothing(kind: Target) {
-    in_world(kind, ORDERS, "orders", ORDERS_CONFIG, async |w| {
+    in_world(kind, ORDERS, orders_config(), async |w| {
         failing_load(w, "grow", ["bytes but run", "invalid content length"]).await
     })
     .await;
 }
 
 async fn an_added_column_is_added_to_the_target(kind: Target) {
-    in_world(kind, ORDERS, "orders", ORDERS_CONFIG, async |w| {
+    in_world(kind, ORDERS, orders_config(), async |w| {
         w.sync(&[vec![order(1, "2024-01-01 00:00:00", "1.00", "one")]])
             .await?;
         w.alter_source("ALTER TABLE orders ADD COLUMN channel VARCHAR(10) AFTER amount")
@@ -657,36 +656,30 @@ async fn an_added_column_is_added_to_the_target(kind: Target) {
 /// the run would refuse for a key (issue #24 item 8).
 #[tokio::test]
 async fn an_incompatible_key_change_names_the_reload_not_exclude() {
-    in_world(
-        Target::Postgres,
-        ORDERS,
-        "orders",
-        ORDERS_CONFIG,
-        async |w| {
-            w.sync(&[vec![order(1, "2024-01-01 00:00:00", "1.00", "one")]])
-                .await?;
-            let (error_type, text) = w
-                .failed_load_after(
-                    "ALTER TABLE orders MODIFY id VARCHAR(20)",
-                    vec![
-                        json!("2"),
-                        json!("2024-02-01 00:00:00"),
-                        json!("2.00"),
-                        json!("two"),
-                    ],
-                )
-                .await?;
-            assert_eq!(error_type, ErrorKind::SchemaDrift.name(), "{text}");
-            assert!(
-                text.contains("`id`")
-                    && text.contains("key column")
-                    && text.contains("watermark reset")
-                    && !text.contains("exclude"),
-                "{text}"
-            );
-            Ok(())
-        },
-    )
+    in_world(Target::Postgres, ORDERS, orders_config(), async |w| {
+        w.sync(&[vec![order(1, "2024-01-01 00:00:00", "1.00", "one")]])
+            .await?;
+        let (error_type, text) = w
+            .failed_load_after(
+                "ALTER TABLE orders MODIFY id VARCHAR(20)",
+                vec![
+                    json!("2"),
+                    json!("2024-02-01 00:00:00"),
+                    json!("2.00"),
+                    json!("two"),
+                ],
+            )
+            .await?;
+        assert_eq!(error_type, ErrorKind::SchemaDrift.name(), "{text}");
+        assert!(
+            text.contains("`id`")
+                && text.contains("key column")
+                && text.contains("watermark reset")
+                && !text.contains("exclude"),
+            "{text}"
+        );
+        Ok(())
+    })
     .await;
 }
 
@@ -694,7 +687,7 @@ async fn an_incompatible_key_change_names_the_reload_not_exclude() {
 /// loaded, it asks the target's ledger instead, so the run stays pending (cleanup would delete
 /// the files of a run dropped from the pending list) and the next load brings its rows.
 async fn a_forged_commit_load_drops_no_pending_run(kind: Target) {
-    in_world(kind, ORDERS, "orders", ORDERS_CONFIG, async |w| {
+    in_world(kind, ORDERS, orders_config(), async |w| {
         w.sync(&[vec![order(1, "2024-01-01 00:00:00", "1.00", "one")]])
             .await?;
         let run = w.begin(SyncMode::Full).await?;
@@ -738,45 +731,39 @@ async fn a_forged_commit_load_drops_no_pending_run(kind: Target) {
 /// why and what to do instead, nothing is committed, and the same load with time enough loads.
 #[tokio::test]
 async fn a_load_out_of_lambda_time_is_cancelled_and_says_why() {
-    in_world(
-        Target::Postgres,
-        ORDERS,
-        "orders",
-        ORDERS_CONFIG,
-        async |w| {
-            let run = w.begin(SyncMode::Full).await?;
-            let rows: Vec<Vec<Value>> = (1..=20_000)
-                .map(|id| order(id, "2024-01-01 00:00:00", "1.00", "a row"))
-                .collect();
-            commit_rows(&w.services, &run, &[rows]).await?;
-            let request = SubmitRequest {
-                run: run.clone(),
-                attempt: 0,
-            };
-            // 1 ms left for the load itself.
-            let nearly_out =
-                tidemark::steps::load::LOAD_DEADLINE_MARGIN + std::time::Duration::from_millis(1);
-            let err = tidemark::steps::load::submit_within(&w.services, &request, Some(nearly_out))
-                .await
-                .err()
-                .ok_or_else(|| anyhow::anyhow!("a load with 1 ms left finished"))?;
-            let text = err.to_string();
-            assert!(
-                text.contains("did not end within the 0.001 s this invocation had left")
-                    && text.contains("access: data_api")
-                    && text.contains("tidemark sync --redshift-only -t"),
-                "{text}"
-            );
-            assert_eq!(err.kind(), tidemark::ErrorKind::NonRetryable);
-            assert!(
-                w.ledger().await.unwrap_or_default().is_empty(),
-                "nothing committed"
-            );
-            w.load(&run).await?;
-            assert_eq!(w.rows().await?.len(), 20_000);
-            Ok(())
-        },
-    )
+    in_world(Target::Postgres, ORDERS, orders_config(), async |w| {
+        let run = w.begin(SyncMode::Full).await?;
+        let rows: Vec<Vec<Value>> = (1..=20_000)
+            .map(|id| order(id, "2024-01-01 00:00:00", "1.00", "a row"))
+            .collect();
+        commit_rows(&w.services, &run, &[rows]).await?;
+        let request = SubmitRequest {
+            run: run.clone(),
+            attempt: 0,
+        };
+        // 1 ms left for the load itself.
+        let nearly_out =
+            tidemark::steps::load::LOAD_DEADLINE_MARGIN + std::time::Duration::from_millis(1);
+        let err = tidemark::steps::load::submit_within(&w.services, &request, Some(nearly_out))
+            .await
+            .err()
+            .ok_or_else(|| anyhow::anyhow!("a load with 1 ms left finished"))?;
+        let text = err.to_string();
+        assert!(
+            text.contains("did not end within the 0.001 s this invocation had left")
+                && text.contains("access: data_api")
+                && text.contains("tidemark sync --redshift-only -t"),
+            "{text}"
+        );
+        assert_eq!(err.kind(), tidemark::ErrorKind::NonRetryable);
+        assert!(
+            w.ledger().await.unwrap_or_default().is_empty(),
+            "nothing committed"
+        );
+        w.load(&run).await?;
+        assert_eq!(w.rows().await?.len(), 20_000);
+        Ok(())
+    })
     .await;
 }
 
@@ -784,60 +771,54 @@ async fn a_load_out_of_lambda_time_is_cancelled_and_says_why() {
 /// than the configuration is refused, and nothing is loaded anywhere; the true run loads.
 #[tokio::test]
 async fn a_forged_submit_is_refused() {
-    in_world(
-        Target::Postgres,
-        ORDERS,
-        "orders",
-        ORDERS_CONFIG,
-        async |w| {
-            let run = w.begin(SyncMode::Full).await?;
-            commit_rows(
+    in_world(Target::Postgres, ORDERS, orders_config(), async |w| {
+        let run = w.begin(SyncMode::Full).await?;
+        commit_rows(
+            &w.services,
+            &run,
+            &[vec![order(1, "2024-01-01 00:00:00", "1.00", "one")]],
+        )
+        .await?;
+        for forged in [
+            RunContext {
+                target: "elsewhere".into(),
+                ..run.clone()
+            },
+            RunContext {
+                load_mode: tidemark::config::LoadMode::Append,
+                ..run.clone()
+            },
+        ] {
+            let err = submit(
                 &w.services,
-                &run,
-                &[vec![order(1, "2024-01-01 00:00:00", "1.00", "one")]],
+                &SubmitRequest {
+                    run: forged,
+                    attempt: 0,
+                },
             )
-            .await?;
-            for forged in [
-                RunContext {
-                    target: "elsewhere".into(),
-                    ..run.clone()
-                },
-                RunContext {
-                    load_mode: tidemark::config::LoadMode::Append,
-                    ..run.clone()
-                },
-            ] {
-                let err = submit(
-                    &w.services,
-                    &SubmitRequest {
-                        run: forged,
-                        attempt: 0,
-                    },
-                )
-                .await
-                .err()
-                .ok_or_else(|| anyhow::anyhow!("a forged submit was taken"))?;
-                assert!(
-                    err.to_string().contains("come from the configuration"),
-                    "{err}"
-                );
-            }
-            let exists: bool = w
-                .stack
-                .pg
-                .client()
-                .query_one(
-                    "SELECT to_regclass($1) IS NOT NULL",
-                    &[&format!("\"{}\".\"elsewhere\"", w.stack.pg.schema())],
-                )
-                .await?
-                .get(0);
-            assert!(!exists, "a forged target was created");
-            w.load(&run).await?;
-            assert_eq!(w.rows().await?.len(), 1);
-            Ok(())
-        },
-    )
+            .await
+            .err()
+            .ok_or_else(|| anyhow::anyhow!("a forged submit was taken"))?;
+            assert!(
+                err.to_string().contains("come from the configuration"),
+                "{err}"
+            );
+        }
+        let exists: bool = w
+            .stack
+            .pg
+            .client()
+            .query_one(
+                "SELECT to_regclass($1) IS NOT NULL",
+                &[&format!("\"{}\".\"elsewhere\"", w.stack.pg.schema())],
+            )
+            .await?
+            .get(0);
+        assert!(!exists, "a forged target was created");
+        w.load(&run).await?;
+        assert_eq!(w.rows().await?.len(), 1);
+        Ok(())
+    })
     .await;
 }
 
@@ -845,7 +826,7 @@ async fn a_forged_submit_is_refused() {
 /// told, and the merge once kept one of them at random. The load fails, names the count, and
 /// commits nothing (issue #24 item 6).
 async fn keys_held_twice_with_one_cursor_value_fail_the_load(kind: Target) {
-    in_world(kind, ORDERS, "orders", ORDERS_CONFIG, async |w| {
+    in_world(kind, ORDERS, orders_config(), async |w| {
         w.sync(&[vec![order(1, "2024-01-01 00:00:00", "1.00", "one")]])
             .await?;
         let rows = w.rows().await?;
@@ -874,7 +855,7 @@ async fn keys_held_twice_with_one_cursor_value_fail_the_load(kind: Target) {
 }
 
 async fn an_incompatible_change_is_schema_drift(kind: Target) {
-    in_world(kind, ORDERS, "orders", ORDERS_CONFIG, async |w| {
+    in_world(kind, ORDERS, orders_config(), async |w| {
         w.sync(&[vec![order(1, "2024-01-01 00:00:00", "1.00", "one")]])
             .await?;
         let rows = w.rows().await?;
@@ -902,7 +883,7 @@ async fn an_incompatible_change_is_schema_drift(kind: Target) {
 /// ALTER COLUMN TYPE to anything but VARCHAR as Redshift does — and old and new values load
 /// exactly (issue #24 item 8).
 async fn a_widened_decimal_is_retyped_and_keeps_every_value(kind: Target) {
-    in_world(kind, ORDERS, "orders", ORDERS_CONFIG, async |w| {
+    in_world(kind, ORDERS, orders_config(), async |w| {
         w.sync(&[vec![order(1, "2024-01-01 00:00:00", "1234567890.25", "one")]])
             .await?;
         w.alter_source("ALTER TABLE orders MODIFY amount DECIMAL(16,4)").await?;
@@ -940,15 +921,16 @@ async fn a_widened_decimal_is_retyped_and_keeps_every_value(kind: Target) {
 
 const STAMPS: &str = "CREATE TABLE stamps (id BIGINT PRIMARY KEY, seen TIMESTAMP(6) NULL, \
                       updated_at DATETIME(6) NOT NULL)";
-const STAMPS_CONFIG: &str =
-    "      \"{db}.stamps\":\n        cursor_column: updated_at\n        lag: 0s\n";
+fn stamps_config() -> Table {
+    Table::hybrid("stamps", "updated_at")
+}
 
 /// A TIMESTAMP altered to DATETIME is retyped from TIMESTAMPTZ to TIMESTAMP — in place on
 /// PostgreSQL, by add/copy/drop/rename on Redshift — and the loaded values become their UTC
 /// wall-clock time until the backfill the change starts re-reads them (issue #24 item 8; the
 /// backfill itself is `a_timestamp_become_datetime_holds_the_source_s_values` in the CLI tests).
 async fn a_timestamp_become_datetime_is_retyped(kind: Target) {
-    in_world(kind, STAMPS, "stamps", STAMPS_CONFIG, async |w| {
+    in_world(kind, STAMPS, stamps_config(), async |w| {
         w.sync(&[vec![vec![
             json!(1),
             json!("2024-01-01 23:30:00.5"),
@@ -986,15 +968,16 @@ async fn a_timestamp_become_datetime_is_retyped(kind: Target) {
 
 const CODES: &str = "CREATE TABLE codes (code VARCHAR(10) NOT NULL PRIMARY KEY, \
                      updated_at DATETIME(6) NOT NULL, note VARCHAR(20))";
-const CODES_CONFIG: &str =
-    "      \"{db}.codes\":\n        cursor_column: updated_at\n        lag: 0s\n";
+fn codes_config() -> Table {
+    Table::hybrid("codes", "updated_at")
+}
 
 /// A string key grows in the source (VARCHAR(10) → VARCHAR(40)). Redshift's ALTER COLUMN TYPE
 /// cannot change a PRIMARY KEY column (r_ALTER_TABLE; the stand-in refuses it, as it refuses it
 /// inside a transaction): the key is dropped, the column widened and the key declared again,
 /// each autocommitted, and the longer key loads. PostgreSQL widens it in place (issue #14 item 2).
 async fn a_widened_varchar_key_keeps_its_primary_key(kind: Target) {
-    in_world(kind, CODES, "codes", CODES_CONFIG, async |w| {
+    in_world(kind, CODES, codes_config(), async |w| {
         w.sync(&[vec![vec![json!("short"), json!("2024-01-01 00:00:00"), json!("one")]]])
             .await?;
         w.alter_source("ALTER TABLE codes MODIFY code VARCHAR(40) NOT NULL").await?;
@@ -1029,15 +1012,16 @@ async fn a_widened_varchar_key_keeps_its_primary_key(kind: Target) {
 
 const KEYED: &str =
     "CREATE TABLE keyed (id BIGINT PRIMARY KEY, at DATETIME(6) NOT NULL, kind VARCHAR(20))";
-const KEYED_CONFIG: &str =
-    "      \"{db}.keyed\":\n        cursor_column: at\n        lag: 0s\n        load: append\n";
+fn keyed_config() -> Table {
+    Table::hybrid("keyed", "at").load("append")
+}
 
 /// `append` with a key keeps each version of a row once: a later run that reads a version
 /// again (a lookback window, `watermark set` into the past) appends only the new version, and
 /// the target declares no key, so versions sharing a key load (issue #24 item 1, on every
 /// warehouse path).
 async fn append_keeps_each_version_of_a_key_once(kind: Target) {
-    in_world(kind, KEYED, "keyed", KEYED_CONFIG, async |w| {
+    in_world(kind, KEYED, keyed_config(), async |w| {
         w.sync(&[vec![
             event(1, "2024-01-01 00:00:00", "open"),
             event(2, "2024-01-01 00:00:00", "open"),
@@ -1072,14 +1056,15 @@ async fn append_keeps_each_version_of_a_key_once(kind: Target) {
 
 const LABELS: &str = "CREATE TABLE labels (id BIGINT PRIMARY KEY, label VARCHAR(20) NOT NULL, \
                       updated_at DATETIME(6) NOT NULL)";
-const LABELS_CONFIG: &str =
-    "      \"{db}.labels\":\n        cursor_column: updated_at\n        lag: 0s\n";
+fn labels_config() -> Table {
+    Table::hybrid("labels", "updated_at")
+}
 
 /// A source column that now takes NULL used to fail the load on the target's NOT NULL: the
 /// schema step drops the constraint (PostgreSQL) or rebuilds the column nullable (Redshift,
 /// which cannot change nullability in place), and the NULL arrives (issue #14 item 10).
 async fn a_column_that_now_takes_null_takes_it_in_the_target(kind: Target) {
-    in_world(kind, LABELS, "labels", LABELS_CONFIG, async |w| {
+    in_world(kind, LABELS, labels_config(), async |w| {
         w.sync(&[vec![vec![
             json!(1),
             json!("first"),
@@ -1113,11 +1098,12 @@ const ZOO: &str = "CREATE TABLE zoo (
     bu BIGINT UNSIGNED, dw DECIMAL(38,10), f FLOAT, d DOUBLE, b10 BIT(10), dt DATE,
     dtm DATETIME(6), ts TIMESTAMP(6) NULL DEFAULT NULL, tm TIME(6), vc VARCHAR(20), js JSON,
     vb VARBINARY(10), updated_at DATETIME(6) NOT NULL)";
-const ZOO_CONFIG: &str =
-    "      \"{db}.zoo\":\n        cursor_column: updated_at\n        lag: 0s\n";
+fn zoo_config() -> Table {
+    Table::hybrid("zoo", "updated_at")
+}
 
 async fn every_type_loads_exactly(kind: Target) {
-    in_world(kind, ZOO, "zoo", ZOO_CONFIG, async |w| {
+    in_world(kind, ZOO, zoo_config(), async |w| {
         let at = "2024-01-01 00:00:00";
         w.sync(&[vec![
             vec![
@@ -1205,7 +1191,7 @@ on_every_target!(
 /// the document loads with the last value of each key, as MySQL itself reads it (issue #14
 /// item 4); on PostgreSQL `jsonb` keeps the last too.
 async fn json_with_duplicate_keys_keeps_the_last_value(kind: Target) {
-    in_world(kind, ZOO, "zoo", ZOO_CONFIG, async |w| {
+    in_world(kind, ZOO, zoo_config(), async |w| {
         let at = "2024-01-01 00:00:00";
         let mut row: Vec<Value> = std::iter::once(json!(4))
             .chain(std::iter::repeat_n(Value::Null, 16))
@@ -1239,7 +1225,7 @@ async fn json_with_duplicate_keys_keeps_the_last_value_in_postgres() {
 /// (`oversize_in_redshift`, `oversize.rs`); this keeps the stand-in honest about the limit.
 #[tokio::test]
 async fn the_standin_copy_refuses_a_string_longer_in_bytes_than_its_varchar() {
-    in_world(Target::Redshift, ORDERS, "orders", ORDERS_CONFIG, async |w| {
+    in_world(Target::Redshift, ORDERS, orders_config(), async |w| {
         let (rows, ledger) = w.one_order_loaded().await?;
         let run = w.begin(SyncMode::Full).await?;
         let wide = "😀".repeat(51);
@@ -1297,7 +1283,7 @@ async fn an_rsa_bastion_key_is_refused_with_the_reason() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn a_bastion_with_another_host_key_is_refused() {
-    in_world(Target::Tunnel, ORDERS, "orders", ORDERS_CONFIG, async |w| {
+    in_world(Target::Tunnel, ORDERS, orders_config(), async |w| {
         // The right key works...
         let (rows, ledger) = w.one_order_loaded().await?;
         // ...another bastion's key is refused before anything is sent.
@@ -1336,7 +1322,7 @@ async fn a_bastion_with_another_host_key_is_refused() {
 
 #[tokio::test]
 async fn operator_questions_reach_a_tunnelled_target_through_its_tunnel() {
-    in_world(Target::Tunnel, ORDERS, "orders", ORDERS_CONFIG, async |w| {
+    in_world(Target::Tunnel, ORDERS, orders_config(), async |w| {
         let (rows, _) = w.one_order_loaded().await?;
         // `validate-counts` and `connections test` ask through the same client.
         let client = w.services.target("wh").await?;
@@ -1387,43 +1373,37 @@ async fn with_unreachable_data_api(
 /// leads nowhere: had it been tried, the error would be the tunnel's.
 #[tokio::test]
 async fn an_unreachable_data_api_does_not_fall_back_unless_opted_in() {
-    in_world(
-        Target::Postgres,
-        ORDERS,
-        "orders",
-        ORDERS_CONFIG,
-        async |w| {
-            let config = w.services.config.clone();
-            let mut redshift = redshift_standin::data_api_connection(w.stack.pg.schema());
-            redshift.access = RedshiftAccess::DataApi {
-                target: DataApiTarget::Workgroup("standin".into()),
-                tunnel: Some(DataApiTunnel {
-                    tunnel: tidemark::config::TunnelConfig {
-                        bastion_host: "127.0.0.1".into(),
-                        bastion_port: 9,
-                        user: "nobody".into(),
-                        private_key_secret: None,
-                        private_key_file: Some("/nonexistent".into()),
-                        host_key: None,
-                        verify_host_key: false,
-                    },
-                    fallback: None,
-                }),
-            };
-            let services = with_unreachable_data_api(config, redshift).await;
-            let err = w
-                .failing_submit(&services, order(1, "2024-01-01 00:00:00", "1.00", "one"))
-                .await?;
-            assert!(matches!(err, tidemark::Error::DataApi { .. }), "{err}");
-            Ok(())
-        },
-    )
+    in_world(Target::Postgres, ORDERS, orders_config(), async |w| {
+        let config = w.services.config.clone();
+        let mut redshift = redshift_standin::data_api_connection(w.stack.pg.schema());
+        redshift.access = RedshiftAccess::DataApi {
+            target: DataApiTarget::Workgroup("standin".into()),
+            tunnel: Some(DataApiTunnel {
+                tunnel: tidemark::config::TunnelConfig {
+                    bastion_host: "127.0.0.1".into(),
+                    bastion_port: 9,
+                    user: "nobody".into(),
+                    private_key_secret: None,
+                    private_key_file: Some("/nonexistent".into()),
+                    host_key: None,
+                    verify_host_key: false,
+                },
+                fallback: None,
+            }),
+        };
+        let services = with_unreachable_data_api(config, redshift).await;
+        let err = w
+            .failing_submit(&services, order(1, "2024-01-01 00:00:00", "1.00", "one"))
+            .await?;
+        assert!(matches!(err, tidemark::Error::DataApi { .. }), "{err}");
+        Ok(())
+    })
     .await;
 }
 
 #[tokio::test]
 async fn an_unreachable_data_api_falls_back_to_the_tunnel_when_opted_in() {
-    in_world(Target::Tunnel, ORDERS, "orders", ORDERS_CONFIG, async |w| {
+    in_world(Target::Tunnel, ORDERS, orders_config(), async |w| {
         let bastion = w
             .stack
             .bastion
@@ -1463,7 +1443,7 @@ async fn an_unreachable_data_api_falls_back_to_the_tunnel_when_opted_in() {
 
 #[tokio::test]
 async fn a_tunnel_killed_mid_load_fails_within_the_timeout_and_commits_nothing() {
-    in_world(Target::Tunnel, ORDERS, "orders", ORDERS_CONFIG, async |w| {
+    in_world(Target::Tunnel, ORDERS, orders_config(), async |w| {
         let (rows, ledger) = w.one_order_loaded().await?;
         let run = w.begin(SyncMode::Full).await?;
         commit_rows(

@@ -18,6 +18,7 @@ use tidemark::steps::local_sync;
 use tidemark::watermark::Watermark;
 use tidemark_tests::compare::{mysql_rows, postgres_rows};
 use tidemark_tests::stack::{fast_runner, with_stack, Stack, Target};
+use tidemark_tests::tables::Table;
 
 /// Redshift's VARCHAR limit, in bytes.
 const LIMIT: usize = 65_535;
@@ -41,10 +42,12 @@ fn target_unchanged(schema: &str) -> String {
 }
 
 fn tables(policy: Option<&str>) -> String {
-    let setting = policy
-        .map(|p| format!("        oversize_in_redshift: {p}\n"))
-        .unwrap_or_default();
-    format!("      \"{{db}}.docs\":\n        cursor_column: updated_at\n        lag: 0s\n{setting}")
+    let docs = Table::hybrid("docs", "updated_at");
+    match policy {
+        Some(policy) => docs.with("oversize_in_redshift", policy),
+        None => docs,
+    }
+    .yaml()
 }
 
 async fn sync(stack: &Stack<'_>, tables: &str) -> anyhow::Result<Outcome> {

@@ -8,15 +8,16 @@ use tidemark::asl::Outcome;
 use tidemark::steps::local_sync;
 use tidemark_tests::compare::{mysql_rows, postgres_rows};
 use tidemark_tests::stack::{fast_runner, with_stack, Stack, Target};
+use tidemark_tests::tables::{self, Table};
 use tidemark_tests::TestMysql;
 
-const TABLES: &str = "      \"{db}.orders\":
-        cursor_column: updated_at
-        lag: 0s
-        chunk_rows: 40
-      \"{db}.customers\":
-        cdc_strategy: full_sync
-";
+/// The pipeline's tables: `orders` in chunks of 40 rows, `customers` whole every run.
+fn tables() -> String {
+    tables::yaml(&[
+        Table::hybrid("orders", "updated_at").chunk_rows(40),
+        Table::new("customers").strategy("full_sync"),
+    ])
+}
 
 const ORDERS_SOURCE: &str = "SELECT id, customer_id, CAST(amount AS CHAR), status, DATE_FORMAT(updated_at, '%Y-%m-%d %H:%i:%s.%f') FROM orders ORDER BY id";
 const CUSTOMERS_SOURCE: &str = "SELECT id, name, IF(vip, 't', 'f') FROM customers ORDER BY id";
@@ -29,9 +30,9 @@ fn customers_target(schema: &str) -> String {
     format!("SELECT id::text, name, CASE WHEN vip THEN 't' ELSE 'f' END FROM \"{schema}\".customers AS t ORDER BY t.id")
 }
 
-/// One sync of pipeline `p` (all of [`TABLES`]) with `input`.
+/// One sync of pipeline `p` (all of [`tables`]) with `input`.
 async fn sync(stack: &Stack<'_>, input: serde_json::Value) -> Outcome {
-    let services = stack.services(TABLES).await.unwrap();
+    let services = stack.services(&tables()).await.unwrap();
     local_sync::run(&services, input, &fast_runner("e2e"), None)
         .await
         .unwrap()

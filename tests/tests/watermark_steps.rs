@@ -14,6 +14,7 @@ use tidemark::steps::Services;
 use tidemark::watermark::{HistoryEntry, Watermark};
 use tidemark::ErrorKind;
 use tidemark_tests::s3::TestBucket;
+use tidemark_tests::tables::Table;
 use tidemark_tests::TestMysql;
 
 const ACTIONS: [&str; 6] = [
@@ -199,7 +200,7 @@ async fn orders_world(
     let table = mysql.table("orders").to_string();
     let config = mysql.config(
         bucket.bucket().name(),
-        "      \"{db}.orders\":\n        cursor_column: updated_at\n        lag: 0s\n",
+        &Table::hybrid("orders", "updated_at").yaml(),
     )?;
     Ok((bucket, table, config))
 }

@@ -9,6 +9,7 @@ use tidemark::naming::{StorageLayout, TableId};
 use tidemark::watermark::{Watermark, WatermarkStore};
 use tidemark_tests::compare::{mysql_rows, postgres_rows};
 use tidemark_tests::s3::TestBucket;
+use tidemark_tests::tables::Table;
 use tidemark_tests::{TestMysql, TestPostgres};
 
 /// The `orders` table every workflow test syncs: 20 rows, one per minute of 2026-01-01 from
@@ -17,8 +18,9 @@ pub const ORDERS_DDL: &str = "CREATE TABLE orders (id BIGINT PRIMARY KEY, status
 pub const ORDERS_ROWS: &str = "INSERT INTO orders SELECT n, IF(n % 2 = 0, 'paid', 'new'), '2026-01-01 00:00:00' + INTERVAL LEAST(n, GREATEST(n - 1, 11)) MINUTE FROM (SELECT 1 n UNION SELECT 2 UNION SELECT 3 UNION SELECT 4 UNION SELECT 5 UNION SELECT 6 UNION SELECT 7 UNION SELECT 8 UNION SELECT 9 UNION SELECT 10 UNION SELECT 11 UNION SELECT 12 UNION SELECT 13 UNION SELECT 14 UNION SELECT 15 UNION SELECT 16 UNION SELECT 17 UNION SELECT 18 UNION SELECT 19 UNION SELECT 20) s";
 /// `orders` in the pipeline's `tables:` block; no lookback, so a run reads exactly what follows
 /// the cursor.
-pub const ORDERS_TABLE: &str =
-    "      \"{db}.orders\":\n        cursor_column: updated_at\n        lag: 0s\n        lookback: 0s\n";
+pub fn orders_table() -> Table {
+    Table::hybrid("orders", "updated_at").lookback("0s")
+}
 
 const ORDERS_SOURCE: &str =
     "SELECT id, status, DATE_FORMAT(updated_at, '%Y-%m-%d %H:%i:%s.%f') FROM orders ORDER BY id";

@@ -5,9 +5,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use clap::Args;
+use serde::Serialize;
 use serde_json::{json, Value};
 use tidemark::asl::{Outcome, RunnerOptions};
 use tidemark::run::SyncMode;
+use tidemark::steps::sync::{SyncSummary, TableOutcome};
 use tidemark::steps::watermark::locate_table;
 use tidemark::steps::{local_sync, preview, Services};
 
@@ -51,14 +53,6 @@ impl SyncArgs {
             (_, true) => SyncMode::RedshiftOnly,
             _ => SyncMode::Full,
         }
-    }
-
-    /// The mode as payloads spell it (`full`, `backup_only`, `redshift_only`).
-    fn mode(&self) -> String {
-        serde_json::to_value(self.sync_mode())
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default()
     }
 }
 
@@ -105,7 +99,7 @@ pub(crate) async fn run(
 ) -> Result<(), Failure> {
     let services = crate::services(config).await?;
     let pipeline = resolve_pipeline(&services, args)?;
-    let mut input = json!({"pipeline": pipeline, "mode": args.mode(), "limit": args.limit});
+    let mut input = json!({"pipeline": pipeline, "mode": args.sync_mode(), "limit": args.limit});
     if !args.tables.is_empty() {
         input["tables"] = json!(args.tables);
     }
@@ -120,7 +114,7 @@ pub(crate) async fn run(
         if display != Display::Off {
             eprintln!(
                 "sync: running pipeline `{pipeline}` ({}) in process",
-                args.mode()
+                args.sync_mode()
             );
         }
         let options = RunnerOptions {
@@ -142,54 +136,83 @@ pub(crate) async fn run(
     )
 }
 
+/// What `sync --json` prints for an execution.
+#[derive(Serialize)]
+struct Report<'a> {
+    execution: &'a str,
+    status: &'static str,
+    duration_ms: u64,
+    summary: ReportSummary,
+}
+
+/// Every table's outcome when known, and the execution's error when it failed.
+#[derive(Serialize)]
+struct ReportSummary {
+    #[serde(flatten)]
+    sync: Option<SyncSummary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cause: Option<String>,
+}
+
 /// Prints the execution's result. `summary` is the `summarize` answer when the runner kept it:
 /// a failed execution's own output has only the error, not each table's outcome.
 fn report(
     execution: &str,
     outcome: &Outcome,
-    summary: Option<Value>,
+    summary: Option<SyncSummary>,
     duration: Duration,
     json_output: bool,
 ) -> Result<(), Failure> {
     let (status, summary) = match outcome {
-        Outcome::Succeeded(output) => ("succeeded", summary.unwrap_or_else(|| output.clone())),
-        Outcome::Failed(failure) => {
-            let mut summary = summary.unwrap_or_else(|| json!({}));
-            summary["error"] = json!(failure.error);
-            summary["cause"] = json!(failure.cause);
-            ("failed", summary)
-        }
+        Outcome::Succeeded(output) => (
+            "succeeded",
+            ReportSummary {
+                sync: summary.or_else(|| serde_json::from_value(output.clone()).ok()),
+                error: None,
+                cause: None,
+            },
+        ),
+        Outcome::Failed(failure) => (
+            "failed",
+            ReportSummary {
+                sync: summary,
+                error: Some(failure.error.clone()),
+                cause: Some(failure.cause.clone()),
+            },
+        ),
     };
-    let document = json!({
-        "execution": execution,
-        "status": status,
-        "duration_ms": u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
-        "summary": summary,
-    });
+    let document = Report {
+        execution,
+        status,
+        duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+        summary,
+    };
+    let tables = document
+        .summary
+        .sync
+        .as_ref()
+        .map(|sync| sync.tables.as_slice())
+        .unwrap_or_default();
     emit(json_output, &document, || {
         let mut lines = vec![format!("execution {execution}: {status}")];
-        if let Some(tables) = summary.get("tables").and_then(Value::as_array) {
-            for table in tables {
-                let loaded: u64 = table["loaded"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|run| run["rows_loaded"].as_u64())
-                    .sum();
-                lines.push(format!(
-                    "  {:<40} {:<9} extracted {:>10} rows in {} files ({} bytes), loaded {} rows{}",
-                    table["table"].as_str().unwrap_or("?"),
-                    table["status"].as_str().unwrap_or("?"),
-                    table["rows_extracted"].as_u64().unwrap_or(0),
-                    table["files"].as_u64().unwrap_or(0),
-                    table["bytes"].as_u64().unwrap_or(0),
-                    loaded,
-                    table["run_id"]
-                        .as_str()
-                        .map(|id| format!(", run {id}"))
-                        .unwrap_or_default()
-                ));
-            }
+        for table in tables {
+            let loaded: u64 = table.loaded.iter().map(|run| run.rows_loaded).sum();
+            lines.push(format!(
+                "  {:<40} {:<9} extracted {:>10} rows in {} files ({} bytes), loaded {} rows{}",
+                table.table,
+                table.status,
+                table.rows_extracted,
+                table.files,
+                table.bytes,
+                loaded,
+                table
+                    .run_id
+                    .as_ref()
+                    .map(|id| format!(", run {id}"))
+                    .unwrap_or_default()
+            ));
         }
         if let Outcome::Failed(failure) = outcome {
             lines.push(format!(
@@ -204,7 +227,7 @@ fn report(
     match outcome {
         Outcome::Succeeded(_) => Ok(()),
         Outcome::Failed(failure) => Err(Failure::reported(
-            failed_sync_exit_code(&summary),
+            failed_sync_exit_code(tables),
             anyhow::anyhow!(
                 "sync failed: {}",
                 tidemark::steps::watermark::describe_error(&json!({
@@ -218,18 +241,18 @@ fn report(
 
 /// 3 when every failed table failed on a transient fault that outlasted the retries (a source,
 /// target or S3 endpoint that cannot be reached), else 1 (README "Exit codes").
-fn failed_sync_exit_code(summary: &Value) -> u8 {
-    let failed: Vec<&Value> = summary
-        .get("tables")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter(|table| table["status"] == "failed")
+fn failed_sync_exit_code(tables: &[TableOutcome]) -> u8 {
+    let failed: Vec<&TableOutcome> = tables
+        .iter()
+        .filter(|table| table.status == "failed")
         .collect();
     let unreachable = !failed.is_empty()
-        && failed
-            .iter()
-            .all(|table| table["error"]["Error"] == tidemark::ErrorKind::Retryable.name());
+        && failed.iter().all(|table| {
+            table
+                .error
+                .as_ref()
+                .is_some_and(|error| error["Error"] == tidemark::ErrorKind::Retryable.name())
+        });
     if unreachable {
         3
     } else {
@@ -257,13 +280,13 @@ async fn dry_run(
     let document = json!({
         "dry_run": true,
         "pipeline": pipeline_name,
-        "mode": args.mode(),
+        "mode": args.sync_mode(),
         "tables": previews,
     });
     emit(json_output, &document, || {
         let mut lines = vec![format!(
             "dry run of pipeline `{pipeline_name}` ({}); nothing is changed",
-            args.mode()
+            args.sync_mode()
         )];
         for preview in &previews {
             lines.push(String::new());
@@ -335,7 +358,7 @@ mod aws {
     pub(super) async fn run(
         input: &Value,
         display: Display,
-    ) -> Result<(String, Outcome, Option<Value>), Failure> {
+    ) -> Result<(String, Outcome, Option<SyncSummary>), Failure> {
         let arn = std::env::var("TIDEMARK_STATE_MACHINE_ARN")
             .ok()
             .filter(|arn| !arn.is_empty())
@@ -395,13 +418,16 @@ mod aws {
     /// The last output of the `Summarize` state, from the execution's history: a failed
     /// execution's own output carries only the error, not each table's outcome. `None` when the
     /// execution failed before `Summarize` or the history cannot be read (the error says why).
-    async fn summary_from_history(client: &aws_sdk_sfn::Client, execution: &str) -> Option<Value> {
+    async fn summary_from_history(
+        client: &aws_sdk_sfn::Client,
+        execution: &str,
+    ) -> Option<SyncSummary> {
         let mut pages = client
             .get_execution_history()
             .execution_arn(execution)
             .into_paginator()
             .send();
-        let mut latest: Option<(i64, Value)> = None;
+        let mut latest: Option<(i64, SyncSummary)> = None;
         while let Some(page) = pages.next().await {
             let page = match page {
                 Ok(page) => page,
@@ -416,7 +442,7 @@ mod aws {
                 };
                 let output = exited
                     .output()
-                    .and_then(|output| serde_json::from_str::<Value>(output).ok());
+                    .and_then(|output| serde_json::from_str::<SyncSummary>(output).ok());
                 if let (SUMMARY_STATE, Some(output)) = (exited.name(), output) {
                     if latest.as_ref().is_none_or(|(id, _)| event.id() > *id) {
                         latest = Some((event.id(), output));
@@ -448,17 +474,24 @@ mod tests {
 
     #[test]
     fn a_sync_whose_tables_all_failed_unreachable_exits_3() {
-        let summary = |errors: &[&str]| json!({"tables": errors.iter().map(|e| json!({"status": "failed", "error": {"Error": e}})).chain([json!({"status": "succeeded"})]).collect::<Vec<_>>()});
-        assert_eq!(failed_sync_exit_code(&summary(&["Retryable"])), 3);
+        let tables = |errors: &[&str]| -> Vec<TableOutcome> {
+            serde_json::from_value(json!(errors
+                .iter()
+                .map(|e| json!({"table": "shop.t", "status": "failed", "error": {"Error": e}}))
+                .chain([json!({"table": "shop.u", "status": "succeeded"})])
+                .collect::<Vec<_>>()))
+            .unwrap()
+        };
+        assert_eq!(failed_sync_exit_code(&tables(&["Retryable"])), 3);
         assert_eq!(
-            failed_sync_exit_code(&summary(&["Retryable", "Retryable"])),
+            failed_sync_exit_code(&tables(&["Retryable", "Retryable"])),
             3
         );
         assert_eq!(
-            failed_sync_exit_code(&summary(&["Retryable", "NonRetryable"])),
+            failed_sync_exit_code(&tables(&["Retryable", "NonRetryable"])),
             1
         );
-        assert_eq!(failed_sync_exit_code(&summary(&["SchemaDrift"])), 1);
-        assert_eq!(failed_sync_exit_code(&json!({})), 1);
+        assert_eq!(failed_sync_exit_code(&tables(&["SchemaDrift"])), 1);
+        assert_eq!(failed_sync_exit_code(&[]), 1);
     }
 }

@@ -90,6 +90,15 @@ impl Metric {
         &self.0
     }
 
+    /// The document with `key` set to `value` as a property: a detail of the event that is not
+    /// a metric (a property adds no metric series).
+    pub fn with_property(mut self, key: &str, value: impl Into<Value>) -> Metric {
+        if let Value::Object(fields) = &mut self.0 {
+            fields.insert(key.to_owned(), value.into());
+        }
+        self
+    }
+
     /// Writes the document as one line (`\n`-terminated) with a single `write_all`.
     pub fn write_line<W: Write>(&self, out: &mut W) -> io::Result<()> {
         let mut line = serde_json::to_vec(&self.0).map_err(io::Error::other)?;
@@ -401,6 +410,15 @@ mod tests {
         assert_eq!(metric(&metrics, "LoadedRows"), ("Count".into(), 500.0));
         assert_eq!(metric(&metrics, "LoadSeconds"), ("Seconds".into(), 90.0));
         assert_eq!(doc["event"], "load_finished");
+        // Details of the event ride along as properties, not as metrics or dimensions.
+        let detailed = line(
+            &load_finished("p", &table(), 2, 500, Duration::from_secs(90))
+                .with_property("mode", "merge")
+                .with_property("rows_deleted", 3u64),
+        );
+        assert_eq!(valid_emf(&detailed).len(), 3);
+        assert_eq!(detailed["mode"], "merge");
+        assert_eq!(detailed["rows_deleted"], 3);
     }
 
     #[test]

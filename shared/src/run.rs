@@ -23,6 +23,17 @@ pub enum SyncMode {
     RedshiftOnly,
 }
 
+impl std::fmt::Display for SyncMode {
+    /// As payloads spell it: `full`, `backup_only`, `redshift_only`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SyncMode::Full => "full",
+            SyncMode::BackupOnly => "backup_only",
+            SyncMode::RedshiftOnly => "redshift_only",
+        })
+    }
+}
+
 /// Everything fixed at `begin` for one run of one table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -130,6 +141,21 @@ impl RunContext {
                 self.table,
                 differs.join(", ")
             )))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sync_mode_prints_as_payloads_spell_it() {
+        for mode in [SyncMode::Full, SyncMode::BackupOnly, SyncMode::RedshiftOnly] {
+            assert_eq!(
+                serde_json::to_value(mode).unwrap(),
+                serde_json::Value::String(mode.to_string())
+            );
         }
     }
 }

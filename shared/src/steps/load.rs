@@ -424,7 +424,7 @@ fn finished(
     let loaded: Vec<LoadedRun> = rows.iter().map(load::LedgerRow::loaded).collect();
     let inserted: u64 = rows.iter().map(|r| r.rows_inserted).sum();
     let deleted: u64 = rows.iter().map(|r| r.rows_deleted).sum();
-    tracing::info!(table = %run.table, target = %run.target, runs = loaded.len(), rows_inserted = inserted, rows_deleted = deleted, mode = %plan.mode, "load committed");
+    // The metric line is the event's log line (metrics.rs): no second "load committed" line.
     crate::metrics::load_finished(
         &run.pipeline,
         &run.table,
@@ -432,6 +432,9 @@ fn finished(
         inserted,
         elapsed,
     )
+    .with_property("target", run.target.as_str())
+    .with_property("rows_deleted", deleted)
+    .with_property("mode", plan.mode.to_string())
     .emit();
     LoadSubmission {
         runs: plan.runs.iter().map(|r| r.run_id.clone()).collect(),

@@ -8,6 +8,7 @@ use serde_json::Value;
 use crate::asl::{InvokeFuture, Invoker, Outcome, RunnerOptions, StateMachine, TaskFailure};
 use crate::error::{Error, Result};
 
+use super::sync::SyncSummary;
 use super::{Function, Services};
 
 /// The orchestration definition, the same file the SAM template deploys.
@@ -103,7 +104,7 @@ pub async fn run_with_summary(
     options: &RunnerOptions,
     extract_time_limit: Option<Duration>,
     observer: Option<&dyn StepObserver>,
-) -> Result<(Outcome, Option<Value>)> {
+) -> Result<(Outcome, Option<SyncSummary>)> {
     let machine = StateMachine::load(DEFINITION, &FUNCTIONS)?;
     let invoker = SummaryCapture {
         inner: StepInvoker::new(services, extract_time_limit),
@@ -112,6 +113,12 @@ pub async fn run_with_summary(
     };
     let outcome = machine.execute(input, &invoker, options).await;
     let summary = invoker.summary.lock().ok().and_then(|mut s| s.take());
+    let summary = summary
+        .map(serde_json::from_value::<SyncSummary>)
+        .transpose()
+        .map_err(|err| {
+            Error::internal(format!("the `summarize` answer is not a summary: {err}"))
+        })?;
     Ok((outcome, summary))
 }
 

@@ -293,10 +293,16 @@ impl Error {
 
     /// A MySQL failure with what tidemark was doing.
     pub fn mysql(context: impl Into<String>, source: mysql_async::Error) -> Self {
-        Error::Mysql {
-            context: context.into(),
-            source,
+        let context = context.into();
+        if is_packet_too_large(&source) {
+            return Error::Schema(format!(
+                "{context}: a row is longer than the source connection's `max_row_mib` allows \
+                 (default 64 MiB), and the driver refused it before holding it in memory; raise \
+                 `max_row_mib` (the function then needs about three times that much memory), or \
+                 leave the long column out with `columns.exclude`"
+            ));
         }
+        Error::Mysql { context, source }
     }
 
     /// A PostgreSQL failure with what tidemark was doing.
@@ -408,6 +414,19 @@ fn is_transient_postgres(code: &str, message: &str) -> bool {
         || code.starts_with("08")
         || code.starts_with("53")
         || message.contains("Serializable isolation violation")
+}
+
+/// The driver's refusal of a packet longer than its `max_allowed_packet` (tidemark's
+/// `max_row_mib`): an I/O error wrapping mysql_common's codec error.
+fn is_packet_too_large(err: &mysql_async::Error) -> bool {
+    use mysql_common::proto::codec::error::PacketCodecError;
+    match err {
+        mysql_async::Error::Io(mysql_async::IoError::Io(io)) => io
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<PacketCodecError>())
+            .is_some_and(|codec| matches!(codec, PacketCodecError::PacketTooLarge)),
+        _ => false,
+    }
 }
 
 /// MySQL server errors that a retry can cure: lock wait timeout, deadlock, too many connections,

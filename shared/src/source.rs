@@ -126,6 +126,8 @@ pub async fn connect(
         .pass(password.filter(|p| !p.is_empty()))
         .setup(SESSION_SETUP.to_vec())
         .tcp_keepalive(Some(Duration::from_secs(30)))
+        // The driver's cap on one packet: a longer row fails as it arrives (see `max_row_mib`).
+        .max_allowed_packet(Some(connection.max_row_mib as usize * 1024 * 1024))
         .prefer_socket(false);
     let ca = crate::tls::ca_bundle(
         crate::tls::CaSource {

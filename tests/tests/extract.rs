@@ -17,7 +17,7 @@ use arrow_schema::DataType;
 use mysql_async::prelude::Queryable;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::LogicalType;
-use tidemark::config::Config;
+use tidemark::config::{Config, Connection};
 use tidemark::cursor::Cursor;
 use tidemark::extract::{
     self, extract_chunk, ChunkSpec, ExtractJob, ExtractOptions, ExtractRequest, ExtractResult,
@@ -105,8 +105,18 @@ struct Harness {
 impl Harness {
     /// `tables` is the pipeline's `tables:` YAML, eight spaces in, `{db}` for the database.
     async fn new(mysql: &TestMysql, tables: &str) -> anyhow::Result<Harness> {
+        Harness::with_config(mysql, tables, |_| {}).await
+    }
+
+    /// As [`Harness::new`], with the parsed config changed by `edit` first.
+    async fn with_config(
+        mysql: &TestMysql,
+        tables: &str,
+        edit: impl FnOnce(&mut Config),
+    ) -> anyhow::Result<Harness> {
         let bucket = TestBucket::fresh().await?;
-        let config = mysql.config(bucket.bucket().name(), tables)?;
+        let mut config = mysql.config(bucket.bucket().name(), tables)?;
+        edit(&mut config);
         let services = Services::from_env(config.clone(), None).await;
         let source = services.source(config.pipeline("p")?).await?;
         Ok(Harness {
@@ -1311,6 +1321,54 @@ async fn the_type_zoo_reads_back_equal_to_the_source() -> anyhow::Result<()> {
         }
         assert_eq!(row_index, 5);
         h.remove().await
+    })
+    .await
+}
+
+/// A row longer than the source connection's `max_row_mib` fails the extraction as it arrives —
+/// before it is held in memory — naming the setting, and is not retried; with the cap raised the
+/// same row extracts whole.
+#[tokio::test]
+async fn a_row_longer_than_max_row_mib_is_refused_as_it_arrives() -> anyhow::Result<()> {
+    TestMysql::run(async |mysql| {
+        let mut conn = mysql.conn().await?;
+        conn.query_drop(
+            "CREATE TABLE blobs (id INT PRIMARY KEY, b LONGBLOB NOT NULL, \
+             updated_at DATETIME(6) NOT NULL)",
+        )
+        .await?;
+        conn.query_drop(
+            "INSERT INTO blobs VALUES (1, REPEAT('x', 100), '2025-01-01'), \
+             (2, REPEAT('y', 3 * 1024 * 1024), '2025-01-02')",
+        )
+        .await?;
+        let tables = Table::hybrid("blobs", "updated_at").yaml();
+        for (cap, refused) in [(1, true), (8, false)] {
+            let h = Harness::with_config(mysql, &tables, |config| {
+                if let Some(Connection::Mysql(source)) = config.connections.get_mut("src") {
+                    source.max_row_mib = cap;
+                }
+            })
+            .await?;
+            let run = h.begin(&mysql.table("blobs"), None).await?;
+            if refused {
+                let err = h
+                    .extract_once(&run, &whole_chunk(), None, &small_options())
+                    .await
+                    .expect_err("a 3 MiB row over a 1 MiB cap is refused");
+                assert_eq!(err.kind(), ErrorKind::NonRetryable, "{err}");
+                let text = err.to_string();
+                assert!(text.contains("`max_row_mib`"), "{text}");
+                assert!(text.contains("columns.exclude"), "{text}");
+            } else {
+                let (_, manifest) = h
+                    .extract_all(&run, &whole_chunk(), &small_options())
+                    .await?;
+                assert_eq!(manifest.rows, 2);
+            }
+            h.remove().await?;
+        }
+        Ok(())
     })
     .await
 }

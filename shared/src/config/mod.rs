@@ -219,6 +219,12 @@ pub struct MysqlConnection {
     /// sorts, or `validate-counts` on a very large table. Default `5m`.
     #[serde(default = "default_read_timeout")]
     pub read_timeout: HumanDuration,
+    /// The most one row may take on the wire, in MiB (1–1024). The driver refuses a longer row
+    /// as it arrives, before holding it in memory, so one huge JSON or BLOB value cannot exhaust
+    /// a Lambda's memory: the step fails naming this setting. An extraction holds a row about
+    /// three times over (the packet, the decoded value, the Arrow batch). Default 64.
+    #[serde(default = "default_max_row_mib")]
+    pub max_row_mib: u32,
 }
 
 /// A PostgreSQL server used as the warehouse.
@@ -585,6 +591,9 @@ fn default_prefix() -> String {
 }
 fn default_connect_timeout() -> HumanDuration {
     HumanDuration(Duration::from_secs(10))
+}
+fn default_max_row_mib() -> u32 {
+    64
 }
 fn default_read_timeout() -> HumanDuration {
     HumanDuration(Duration::from_secs(5 * 60))

@@ -294,6 +294,12 @@ fn validate_connection(
             if mysql.read_timeout.0.is_zero() {
                 problems.add(&at("read_timeout"), "must be longer than `0s`");
             }
+            if !(1..=1024).contains(&mysql.max_row_mib) {
+                problems.add(
+                    &at("max_row_mib"),
+                    "from 1 to 1024 MiB (MySQL's own limit on a packet is 1 GiB)",
+                );
+            }
         }
         Connection::Postgres(postgres) => {
             if postgres.password.is_some() && postgres.password_secret.is_some() {

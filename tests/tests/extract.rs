@@ -772,6 +772,44 @@ async fn a_hybrid_initial_load_splits_by_key_and_stays_under_the_ceiling() -> an
     .await
 }
 
+/// With `chunk_concurrency: 1` a large first load is still a key range, read in key order: ids
+/// 1–20 have falling timestamps, so a read in cursor order would start at id 20 (issue #22).
+#[tokio::test]
+async fn a_large_first_load_in_one_chunk_reads_in_key_order() -> anyhow::Result<()> {
+    TestMysql::run(async |mysql| {
+        let mut conn = mysql.conn().await?;
+        seed_events(&mut conn).await?;
+        conn.query_drop("ANALYZE TABLE events").await?;
+        let h = Harness::new(
+            mysql,
+            &Table::hybrid("events", "updated_at").chunk_rows(100).yaml(),
+        )
+        .await?;
+        let run = h.begin(&mysql.table("events"), None).await?;
+        let plan = h.plan(&run, 1).await?;
+        assert_eq!(plan.chunks.len(), 1, "{plan:?}");
+        let range = plan.chunks[0].key_range.clone().context("a key range")?;
+        assert_eq!(
+            (range.lower, range.upper),
+            (None, None),
+            "open at both ends"
+        );
+        let schema = h.schema(&run).await?;
+        let (results, manifest) = h
+            .extract_all(&run, &plan.chunks[0], &small_options())
+            .await?;
+        assert_eq!(results.len(), 3, "100-row invocations continue by key");
+        let ids = ints(&h.read_files(&schema, &manifest).await?, "id")?;
+        assert_eq!(
+            ids,
+            (1..=290).collect::<Vec<_>>(),
+            "key order, under the ceiling"
+        );
+        h.remove().await
+    })
+    .await
+}
+
 #[tokio::test]
 async fn plan_counts_null_cursors_and_keeps_incremental_runs_whole() -> anyhow::Result<()> {
     TestMysql::run(async |mysql| {

@@ -206,6 +206,9 @@ pub enum Error {
         message: String,
         /// Whether trying again can succeed.
         retryable: bool,
+        /// The SDK's error, when the call itself failed (not when S3's answer was unusable).
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
 
     /// A Redshift Data API call or statement failed. `retryable` is decided where the error is
@@ -221,6 +224,9 @@ pub enum Error {
         /// The API or the cluster could not be reached (a network failure, never an authorization
         /// or SQL error): with `fallback_to_tunnel` the load goes through the SSH tunnel.
         unreachable: bool,
+        /// The SDK's error, when the API call itself failed (not for a failed statement).
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
 
     /// The SSH tunnel to a warehouse could not be opened or broke. Host key and authentication

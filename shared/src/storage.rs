@@ -156,6 +156,7 @@ impl Bucket {
             // The stream's own message ("streaming error") hides why: a stall, a reset.
             message: DisplayErrorContext(&err).to_string(),
             retryable: true,
+            source: Some(Box::new(err)),
         })?;
         Ok(Some(StoredObject {
             body: body.into_bytes(),
@@ -252,6 +253,7 @@ impl Bucket {
                     context: "building a delete request".to_owned(),
                     message: err.to_string(),
                     retryable: false,
+                    source: Some(Box::new(err)),
                 })?;
             let delete = Delete::builder()
                 .set_objects(Some(identifiers))
@@ -261,6 +263,7 @@ impl Bucket {
                     context: "building a delete request".to_owned(),
                     message: err.to_string(),
                     retryable: false,
+                    source: Some(Box::new(err)),
                 })?;
             let output = self
                 .client
@@ -298,6 +301,7 @@ impl Bucket {
             context: format!("starting upload to {}", self.uri(key)),
             message: "S3 returned no upload id".to_owned(),
             retryable: true,
+            source: None,
         })?;
         Ok(MultipartUpload {
             bucket: self.clone(),
@@ -405,7 +409,7 @@ fn conditional_outcome<E, R>(
 ) -> Result<PutOutcome>
 where
     E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
-    R: std::fmt::Debug + HttpStatus,
+    R: std::fmt::Debug + HttpStatus + Send + Sync + 'static,
 {
     match response {
         Ok(etag) => Ok(PutOutcome::Written(etag.unwrap_or_default())),
@@ -438,7 +442,7 @@ impl HttpStatus for aws_sdk_s3::config::http::HttpResponse {
 fn s3_error<E, R>(context: String, err: SdkError<E, R>) -> Error
 where
     E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
-    R: std::fmt::Debug + HttpStatus,
+    R: std::fmt::Debug + HttpStatus + Send + Sync + 'static,
 {
     let retryable = match &err {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
@@ -469,6 +473,7 @@ where
         context,
         message,
         retryable,
+        source: Some(Box::new(err)),
     }
 }
 

@@ -238,7 +238,7 @@ pub fn statement_state(
 fn sdk_error<E, R>(context: &str, err: SdkError<E, R>) -> Error
 where
     E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
-    R: std::fmt::Debug,
+    R: std::fmt::Debug + Send + Sync + 'static,
 {
     let retryable = match &err {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
@@ -270,6 +270,7 @@ where
         message: DisplayErrorContext(&err).to_string(),
         retryable,
         unreachable,
+        source: Some(Box::new(err)),
     }
 }
 
@@ -324,6 +325,7 @@ impl DataApi {
             message: "the Data API returned no statement id".to_owned(),
             retryable: true,
             unreachable: false,
+            source: None,
         })
     }
 
@@ -435,6 +437,7 @@ impl DataApi {
             message: "the Data API returned no statement id".to_owned(),
             retryable: true,
             unreachable: false,
+            source: None,
         })?;
         let described = self
             .wait(&id, &format!("`{}`", first_line(statement)), timeout)
@@ -467,6 +470,7 @@ impl DataApi {
                         message: message.clone(),
                         retryable: *kind == ErrorKind::Retryable,
                         unreachable: false,
+                        source: None,
                     })
                 }
                 StatementState::Submitted | StatementState::Running => {}
@@ -482,6 +486,7 @@ impl DataApi {
                     ),
                     retryable: true,
                     unreachable: false,
+                    source: None,
                 });
             }
             tokio::time::sleep(POLL_INTERVAL).await;

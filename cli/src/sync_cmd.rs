@@ -317,6 +317,7 @@ async fn dry_run(
                     "  rows:    about {} rows to extract",
                     read.estimated_rows
                 ));
+                lines.push(format!("  reads in: {}", read.order));
                 lines.push(format!("  first read: {}", read.sql));
                 if !read.params.is_empty() {
                     lines.push(format!("    with ? = {}", read.params.join(", ")));

@@ -133,6 +133,7 @@ async fn dry_run_changes_nothing_and_json_prints_one_document() {
             "cursor",
             "ceiling",
             "rows to extract",
+            "reads in: cursor order (timestamp, then key)",
             "first read: SELECT",
             "load SQL:",
             "CREATE TABLE IF NOT EXISTS",

@@ -795,6 +795,18 @@ async fn a_large_first_load_in_one_chunk_reads_in_key_order() -> anyhow::Result<
             "open at both ends"
         );
         let schema = h.schema(&run).await?;
+        // The dry run shows that order and its statement.
+        let (_, table, _) = run.resolve(&h.config)?;
+        let mut conn = h.source.conn().await?;
+        let preview = extract::preview(&mut conn, &schema, &run, table, &plan.chunks, 100).await?;
+        drop(conn);
+        assert!(
+            preview
+                .order
+                .starts_with("primary-key order, in 1 key range"),
+            "{preview:?}"
+        );
+        assert!(preview.sql.contains("ORDER BY `id`"), "{preview:?}");
         let (results, manifest) = h
             .extract_all(&run, &plan.chunks[0], &small_options())
             .await?;

@@ -167,8 +167,11 @@ pub struct ReadPreview {
     /// The bound values, as SQL literals, in order.
     pub params: Vec<String>,
     /// The optimizer's estimate of the rows between the run's start and its ceiling (capped by
-    /// the run's limit); the whole table's estimate for `custom_sql`.
+    /// the run's limit); the whole table's estimate for `custom_sql` and for a run split into
+    /// several key ranges.
     pub estimated_rows: u64,
+    /// The order the run reads in, and why.
+    pub order: String,
 }
 
 /// What the first page of `run` would read (see [`ReadPreview`]). The estimate reads the
@@ -178,6 +181,7 @@ pub async fn preview(
     schema: &TableSchema,
     run: &RunContext,
     table: &TableConfig,
+    chunks: &[ChunkSpec],
     page_rows: u64,
 ) -> Result<ReadPreview> {
     let table_id = run.table.clone();
@@ -185,7 +189,23 @@ pub async fn preview(
         chunk: 0,
         key_range: None,
     };
-    let read = ReadPlan::new(schema, run, table, &whole)?;
+    let first_chunk = chunks.first().unwrap_or(&whole);
+    let read = ReadPlan::new(schema, run, table, first_chunk)?;
+    let order = match &read.order {
+        Order::Key if first_chunk.key_range.is_some() => format!(
+            "primary-key order, in {} key range(s): a first load of more than `chunk_rows` rows \
+             reads by key, not through the cursor's index",
+            chunks.len()
+        ),
+        Order::Key => "key order".to_owned(),
+        Order::TimestampKey => {
+            "cursor order (timestamp, then key), through the cursor's index: an incremental run"
+                .to_owned()
+        }
+        Order::TimestampOnly => "cursor order (timestamp)".to_owned(),
+        Order::Whole => "one statement over the whole table (it has no key)".to_owned(),
+        Order::Custom(_) => "the order of the `custom_sql` statement".to_owned(),
+    };
     let position = read.first_position(run)?;
     let first_limit = run.limit.map_or(page_rows, |limit| limit.min(page_rows));
     let (first, everything) = match &read.order {
@@ -201,6 +221,7 @@ pub async fn preview(
         Order::Custom(_) => (read.custom_page(position.as_ref(), first_limit)?, None),
     };
     let estimated_rows = match everything {
+        Some(_) if chunks.len() > 1 => estimated_rows(conn, &table_id).await?,
         Some(query) if !read.empty => {
             let plan: Vec<Row> = conn
                 .exec(format!("EXPLAIN {}", query.sql), query.params)
@@ -224,5 +245,6 @@ pub async fn preview(
         estimated_rows: run
             .limit
             .map_or(estimated_rows, |limit| estimated_rows.min(limit)),
+        order,
     })
 }

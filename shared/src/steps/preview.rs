@@ -114,11 +114,32 @@ pub async fn preview(
         let source = services.source(pipeline).await?;
         let mut conn = source.conn().await?;
         let page_rows = extract::ExtractOptions::default().page_rows;
+        // The plan the run would make (key ranges for a large first load), so that the dry run
+        // shows the statement and the order the run would really use.
+        let plan = source
+            .within(
+                "planning the run's read",
+                extract::plan(
+                    &mut conn,
+                    &schema,
+                    &run,
+                    table_config,
+                    pipeline.chunk_concurrency,
+                ),
+            )
+            .await?;
         Some(
             source
                 .within(
                     "explaining the run's read",
-                    extract::preview(&mut conn, &schema, &run, table_config, page_rows),
+                    extract::preview(
+                        &mut conn,
+                        &schema,
+                        &run,
+                        table_config,
+                        &plan.chunks,
+                        page_rows,
+                    ),
                 )
                 .await?,
         )

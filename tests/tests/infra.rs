@@ -882,3 +882,220 @@ fn the_scheduled_cleanup_deletes_the_files_of_failed_runs() {
         tidemark::steps::cleanup::parse_request(serde_json::from_str(&payload).unwrap()).unwrap();
     assert!(request.orphans && !request.dry_run, "{payload}");
 }
+
+/// A statement of a role's policies (inline, or a managed policy the role attaches, under either
+/// branch of an `!If`), with its actions and its resources as text (`!Sub` templates as written,
+/// `!Ref X` as `${X}`).
+#[derive(Debug)]
+struct Grant {
+    allow: bool,
+    actions: Vec<String>,
+    resources: Vec<String>,
+    conditional: bool,
+}
+
+/// Every text a node can stand for: a string, a `!Sub` template, `${X}` for `!Ref X` and
+/// `!GetAtt X`, both branches of an `!If`, each item of a list.
+fn texts(value: &Value) -> Vec<String> {
+    match (tagged(value), value) {
+        (Some((tag, inner)), _) => match tag.as_str() {
+            "Sub" => match inner {
+                Value::Sequence(parts) => parts.first().map(texts).unwrap_or_default(),
+                other => texts(other),
+            },
+            "Ref" | "GetAtt" => inner
+                .as_str()
+                .map(|name| vec![format!("${{{name}}}")])
+                .unwrap_or_default(),
+            "If" => inner
+                .as_sequence()
+                .into_iter()
+                .flatten()
+                .skip(1)
+                .flat_map(texts)
+                .collect(),
+            _ => Vec::new(),
+        },
+        (None, Value::String(text)) => vec![text.clone()],
+        (None, Value::Sequence(items)) => items.iter().flat_map(texts).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The statement mappings of `document`, an `!If`'s branches included.
+fn statement_nodes(statement: &Value) -> Vec<&Value> {
+    match tagged(statement) {
+        Some((tag, inner)) if tag == "If" => inner
+            .as_sequence()
+            .into_iter()
+            .flatten()
+            .skip(1)
+            .flat_map(statement_nodes)
+            .collect(),
+        Some(_) => Vec::new(),
+        None if statement.is_mapping() => vec![statement],
+        None => Vec::new(),
+    }
+}
+
+/// What `role` is granted and denied, its attached managed policies included.
+fn grants(template: &Value, role: &str) -> Vec<Grant> {
+    let resource = &template["Resources"][role];
+    let mut documents: Vec<&Value> = vec![resource];
+    for attached in texts(&resource["Properties"]["ManagedPolicyArns"]) {
+        let Some(name) = attached
+            .strip_prefix("${")
+            .and_then(|rest| rest.strip_suffix('}'))
+        else {
+            continue;
+        };
+        let policy = &template["Resources"][name];
+        if policy["Type"] == "AWS::IAM::ManagedPolicy" {
+            documents.push(policy);
+        }
+    }
+    documents
+        .into_iter()
+        .flat_map(statements)
+        .flat_map(statement_nodes)
+        .map(|statement| Grant {
+            allow: statement["Effect"] == "Allow",
+            actions: texts(&statement["Action"]),
+            resources: texts(&statement["Resource"]),
+            conditional: !statement["Condition"].is_null(),
+        })
+        .collect()
+}
+
+/// `pattern` (IAM's `*` wildcard) matches `text`.
+fn glob_matches(pattern: &str, text: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == text,
+        Some((head, tail)) => {
+            text.starts_with(head)
+                && (0..=text.len() - head.len())
+                    .any(|skip| glob_matches(tail, &text[head.len() + skip..]))
+        }
+    }
+}
+
+fn grant_covers(grant: &Grant, action: &str, resource: &str) -> bool {
+    grant
+        .actions
+        .iter()
+        .any(|pattern| glob_matches(pattern, action))
+        && grant
+            .resources
+            .iter()
+            .any(|pattern| glob_matches(pattern, resource))
+}
+
+/// Each S3 and Data API action the code performs, by the function that performs it, on the keys
+/// it performs it on, is allowed to that function's role and not denied to it (issue #26 item 7).
+/// The keys follow `naming::StorageLayout`; `x` stands for any rest of a key.
+#[test]
+fn every_action_the_code_performs_is_granted_to_its_role() {
+    let template = template();
+    let bucket = "arn:${AWS::Partition}:s3:::${DataBucket}";
+    let object = |sub: &str| format!("{bucket}/${{DataPrefix}}/{sub}/x");
+    // storage.rs: get_object, put_object (and multipart, which is s3:PutObject), abort,
+    // list_objects_v2 (s3:ListBucket), delete_objects (s3:DeleteObject per key).
+    // Not listed: extract deleting the files of an invocation that fails (best effort; its role
+    // may not, and the scheduled cleanup removes such orphans, see the template's comment).
+    let config = "arn:${AWS::Partition}:s3:::${Path}".to_owned();
+    let mut s3: Vec<(&str, &str, String)> = [
+        "ExtractRole",
+        "WatermarkRole",
+        "LoadRole",
+        "CleanupRole",
+        "OperatorRole",
+    ]
+    .into_iter()
+    .map(|role| (role, "s3:GetObject", config.clone()))
+    .collect();
+    s3.extend([
+        // extract: Parquet parts, chunk manifests and progress objects; reads progress back.
+        ("ExtractRole", "s3:PutObject", object("data")),
+        ("ExtractRole", "s3:AbortMultipartUpload", object("data")),
+        ("ExtractRole", "s3:PutObject", object("runs")),
+        ("ExtractRole", "s3:GetObject", object("runs")),
+        ("ExtractRole", "s3:ListBucket", bucket.to_owned()),
+        // watermark: the watermark and its history; run manifests from chunk manifests.
+        ("WatermarkRole", "s3:GetObject", object("watermarks")),
+        ("WatermarkRole", "s3:PutObject", object("watermarks")),
+        // Versions past `watermark_history` and `watermark_history_age` are deleted.
+        (
+            "WatermarkRole",
+            "s3:DeleteObject",
+            object("watermarks/_history"),
+        ),
+        ("WatermarkRole", "s3:GetObject", object("runs")),
+        ("WatermarkRole", "s3:PutObject", object("runs")),
+        ("WatermarkRole", "s3:ListBucket", bucket.to_owned()),
+        // load: run manifests and Parquet files in, COPY manifests out.
+        ("LoadRole", "s3:GetObject", object("runs")),
+        ("LoadRole", "s3:GetObject", object("data")),
+        ("LoadRole", "s3:PutObject", object("copy")),
+        ("LoadRole", "s3:GetObject", object("watermarks")),
+        ("LoadRole", "s3:ListBucket", bucket.to_owned()),
+        // cleanup: lists, reads watermarks and manifests, deletes loaded runs' files.
+        ("CleanupRole", "s3:ListBucket", bucket.to_owned()),
+        ("CleanupRole", "s3:GetObject", object("watermarks")),
+        ("CleanupRole", "s3:GetObject", object("runs")),
+        ("CleanupRole", "s3:DeleteObject", object("data")),
+        ("CleanupRole", "s3:DeleteObject", object("runs")),
+        ("CleanupRole", "s3:DeleteObject", object("copy")),
+        // operator: watermarks and their history, the audit record, manifests for `--show-files`.
+        ("OperatorRole", "s3:GetObject", object("watermarks")),
+        ("OperatorRole", "s3:PutObject", object("watermarks")),
+        (
+            "OperatorRole",
+            "s3:DeleteObject",
+            object("watermarks/_history"),
+        ),
+        ("OperatorRole", "s3:PutObject", object("audit")),
+        ("OperatorRole", "s3:GetObject", object("runs")),
+        ("OperatorRole", "s3:ListBucket", bucket.to_owned()),
+    ]);
+    // load/data_api.rs: batches for the load; single statements (schema step, counts); polling,
+    // results and cancelling of the role's own statements.
+    let warehouse = "${RedshiftWorkgroupArn}".to_owned();
+    let mut data_api: Vec<(&str, &str, String)> = Vec::new();
+    for role in ["LoadRole", "WatermarkRole", "OperatorRole"] {
+        data_api.push((role, "redshift-data:ExecuteStatement", warehouse.clone()));
+        data_api.push((role, "redshift-data:DescribeStatement", "*".to_owned()));
+        data_api.push((role, "redshift-data:GetStatementResult", "*".to_owned()));
+        data_api.push((role, "redshift-data:CancelStatement", "*".to_owned()));
+        data_api.push((
+            role,
+            "redshift-serverless:GetCredentials",
+            warehouse.clone(),
+        ));
+    }
+    data_api.push(("LoadRole", "redshift-data:BatchExecuteStatement", warehouse));
+    for (role, action, resource) in s3.iter().chain(&data_api) {
+        let grants = grants(&template, role);
+        assert!(
+            grants
+                .iter()
+                .any(|g| g.allow && grant_covers(g, action, resource)),
+            "{role} may not {action} on {resource}"
+        );
+        assert!(
+            !grants
+                .iter()
+                .any(|g| !g.allow && !g.conditional && grant_covers(g, action, resource)),
+            "{role} is denied {action} on {resource}"
+        );
+    }
+}
+
+#[test]
+fn globs_match_as_iam_does() {
+    assert!(glob_matches("arn:a/${P}/data/*", "arn:a/${P}/data/x"));
+    assert!(glob_matches("*", "anything"));
+    assert!(glob_matches("s3:*", "s3:GetObject"));
+    assert!(glob_matches("a*b*c", "a-b-c"));
+    assert!(!glob_matches("arn:a/${P}/data/*", "arn:a/${P}/runs/x"));
+    assert!(!glob_matches("a*b", "a-c"));
+}

@@ -164,6 +164,60 @@ impl Bucket {
         }))
     }
 
+    /// An object's size, or `None` when it does not exist (`HeadObject`).
+    pub async fn size(&self, key: &str) -> Result<Option<u64>> {
+        let response = self
+            .client
+            .head_object()
+            .bucket(&self.name)
+            .set_expected_bucket_owner(self.expected_owner.clone())
+            .key(key)
+            .send()
+            .await;
+        match response {
+            Ok(output) => Ok(Some(
+                output
+                    .content_length()
+                    .and_then(|length| u64::try_from(length).ok())
+                    .unwrap_or(0),
+            )),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|service| service.is_not_found()) =>
+            {
+                Ok(None)
+            }
+            Err(err) => Err(s3_error(format!("sizing {}", self.uri(key)), err)),
+        }
+    }
+
+    /// Bytes `range` of an object (a ranged `GetObject`): what a reader of one part of a large
+    /// file holds, instead of the whole file.
+    pub async fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> Result<Bytes> {
+        let context = || format!("reading bytes {range:?} of {}", self.uri(key));
+        if range.is_empty() {
+            return Ok(Bytes::new());
+        }
+        let output = self
+            .client
+            .get_object()
+            .bucket(&self.name)
+            .set_expected_bucket_owner(self.expected_owner.clone())
+            .key(key)
+            .range(format!("bytes={}-{}", range.start, range.end - 1))
+            .send()
+            .await
+            .map_err(|err| s3_error(context(), err))?;
+        let body = output.body.collect().await.map_err(|err| Error::S3 {
+            context: context(),
+            message: DisplayErrorContext(&err).to_string(),
+            retryable: true,
+            source: Some(Box::new(err)),
+        })?;
+        Ok(body.into_bytes())
+    }
+
     /// Writes an object unconditionally (for content-addressed keys written once, like data parts).
     pub async fn put(&self, key: &str, body: Bytes) -> Result<String> {
         let output = self

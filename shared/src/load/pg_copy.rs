@@ -4,6 +4,9 @@
 //! ([`crate::schema::ColumnType::postgres_type`]); a file whose Arrow schema is not the run's is
 //! refused before a byte is sent.
 
+use std::ops::Range;
+use std::sync::Arc;
+
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
     Date32Type, Decimal128Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type,
@@ -11,10 +14,17 @@ use arrow_array::types::{
 };
 use arrow_array::{Array, RecordBatch};
 use bytes::{BufMut, Bytes, BytesMut};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use futures::future::BoxFuture;
+use futures::{FutureExt, Stream, StreamExt};
+use parquet::arrow::arrow_reader::ArrowReaderOptions;
+use parquet::arrow::async_reader::AsyncFileReader;
+use parquet::arrow::ParquetRecordBatchStreamBuilder;
+use parquet::errors::ParquetError;
+use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 
 use crate::error::{Error, Result};
 use crate::schema::{ColumnType, TableSchema};
+use crate::storage::Bucket;
 
 /// Rows per record batch read from a file.
 const BATCH_ROWS: usize = 8192;
@@ -39,13 +49,50 @@ pub fn trailer() -> Bytes {
     Bytes::from_static(&[0xff, 0xff])
 }
 
-/// Reads a Parquet file held in memory and yields its rows encoded as binary COPY tuples, one
-/// chunk per record batch. `uri` names the file in errors.
-pub fn encode_file(
-    body: Bytes,
+/// A committed Parquet file of `size` bytes read by ranged GETs: its footer, then one row
+/// group's column chunks at a time. A load holds a row group (at most 32 MiB encoded, the
+/// writer's `row_group_bytes`), never the whole file.
+struct RangedFile {
+    bucket: Bucket,
+    key: String,
+    size: u64,
+}
+
+impl AsyncFileReader for RangedFile {
+    fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
+        async move {
+            self.bucket
+                .get_range(&self.key, range)
+                .await
+                .map_err(|err| ParquetError::External(Box::new(err)))
+        }
+        .boxed()
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        _options: Option<&'a ArrowReaderOptions>,
+    ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
+        async move {
+            let size = self.size;
+            let metadata = ParquetMetaDataReader::new()
+                .load_and_finish(self, size)
+                .await?;
+            Ok(Arc::new(metadata))
+        }
+        .boxed()
+    }
+}
+
+/// Streams the Parquet file `key` (of `size` bytes) of `bucket` and yields its rows encoded as
+/// binary COPY tuples, one chunk per record batch. `uri` names the file in errors.
+pub async fn stream_file(
+    bucket: &Bucket,
+    key: &str,
+    size: u64,
     schema: &TableSchema,
     uri: &str,
-) -> Result<impl Iterator<Item = Result<(Bytes, usize)>>> {
+) -> Result<impl Stream<Item = Result<(Bytes, usize)>>> {
     let corrupt = |reason: String| {
         Error::Corrupt {
         uri: uri.to_owned(),
@@ -53,8 +100,20 @@ pub fn encode_file(
         fix: "the run's files were changed after it committed; restore them, or reset the table and sync again".to_owned(),
     }
     };
-    let builder = ParquetRecordBatchReaderBuilder::try_new(body)
-        .map_err(|err| corrupt(format!("not a readable Parquet file ({err})")))?;
+    let file = RangedFile {
+        bucket: bucket.clone(),
+        key: key.to_owned(),
+        size,
+    };
+    let builder = ParquetRecordBatchStreamBuilder::new(file)
+        .await
+        .map_err(|err| match err {
+            ParquetError::External(inner) => match inner.downcast::<Error>() {
+                Ok(storage) => *storage,
+                Err(other) => corrupt(format!("not a readable Parquet file ({other})")),
+            },
+            other => corrupt(format!("not a readable Parquet file ({other})")),
+        })?;
     let expected = schema.arrow_schema();
     let actual = builder.schema().clone();
     let same_shape = actual.fields().len() == expected.fields().len()
@@ -77,10 +136,23 @@ pub fn encode_file(
     let schema = schema.clone();
     let uri = uri.to_owned();
     Ok(reader.map(move |batch| {
-        let batch = batch.map_err(|err| Error::Corrupt {
-            uri: uri.clone(),
-            reason: format!("cannot decode a row group ({err})"),
-            fix: "the file is damaged; restore it, or reset the table and sync again".to_owned(),
+        let batch = batch.map_err(|err| match err {
+            // A ranged read that failed (S3 unreachable, throttled): the storage error itself.
+            ParquetError::External(inner) => match inner.downcast::<Error>() {
+                Ok(storage) => *storage,
+                Err(other) => Error::Corrupt {
+                    uri: uri.clone(),
+                    reason: format!("cannot decode a row group ({other})"),
+                    fix: "the file is damaged; restore it, or reset the table and sync again"
+                        .to_owned(),
+                },
+            },
+            other => Error::Corrupt {
+                uri: uri.clone(),
+                reason: format!("cannot decode a row group ({other})"),
+                fix: "the file is damaged; restore it, or reset the table and sync again"
+                    .to_owned(),
+            },
         })?;
         let mut buf = BytesMut::new();
         encode_batch(&batch, &schema, &mut buf)?;

@@ -9,7 +9,7 @@
 use crate::schema::Warehouse;
 use std::time::Duration;
 
-use futures::{pin_mut, SinkExt};
+use futures::{pin_mut, SinkExt, StreamExt};
 use tokio_postgres::{Client, SimpleQueryMessage};
 
 use crate::config::{PostgresConnection, RedshiftConnection, WireEndpoint};
@@ -368,29 +368,35 @@ async fn copy_run_files(
     let planned = &plan.runs[run];
     for file in &planned.files {
         let uri = bucket.uri(&file.key);
-        let object = bucket.get(&file.key).await?.ok_or_else(|| Error::Corrupt {
-            uri: uri.clone(),
-            reason: format!(
-                "the file is missing, but run `{}` names it in {}",
-                planned.run_id,
-                bucket.uri(&planned.manifest_key)
-            ),
-            fix: "restore the file, or reset the table with `--drop-pending` and sync again"
-                .to_owned(),
-        })?;
-        if object.body.len() as u64 != file.bytes {
+        let size = bucket
+            .size(&file.key)
+            .await?
+            .ok_or_else(|| Error::Corrupt {
+                uri: uri.clone(),
+                reason: format!(
+                    "the file is missing, but run `{}` names it in {}",
+                    planned.run_id,
+                    bucket.uri(&planned.manifest_key)
+                ),
+                fix: "restore the file, or reset the table with `--drop-pending` and sync again"
+                    .to_owned(),
+            })?;
+        if size != file.bytes {
             return Err(Error::Corrupt {
                 uri,
                 reason: format!(
                     "the file is {} bytes but run `{}`'s manifest says {}",
-                    object.body.len(),
+                    size,
                     planned.run_id,
                     file.bytes
                 ),
                 fix: "the file was replaced after the run committed; restore it, or reset the table with `--drop-pending` and sync again".to_owned(),
             });
         }
-        let batches = pg_copy::encode_file(object.body, &plan.table_schema, &uri)?;
+        // Read by ranges, a row group at a time: the load never holds a whole file.
+        let batches =
+            pg_copy::stream_file(bucket, &file.key, size, &plan.table_schema, &uri).await?;
+        pin_mut!(batches);
         let sink = transaction
             .copy_in(copy_sql)
             .await
@@ -398,7 +404,7 @@ async fn copy_run_files(
         pin_mut!(sink);
         let send_error = |err| Error::postgres(format!("copying {uri}"), err);
         sink.send(pg_copy::header()).await.map_err(send_error)?;
-        for batch in batches {
+        while let Some(batch) = batches.next().await {
             let (bytes, _) = batch?;
             sink.send(bytes).await.map_err(send_error)?;
         }

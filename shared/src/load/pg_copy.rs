@@ -107,12 +107,10 @@ pub async fn stream_file(
     };
     let builder = ParquetRecordBatchStreamBuilder::new(file)
         .await
-        .map_err(|err| match err {
-            ParquetError::External(inner) => match inner.downcast::<Error>() {
-                Ok(storage) => *storage,
-                Err(other) => corrupt(format!("not a readable Parquet file ({other})")),
-            },
-            other => corrupt(format!("not a readable Parquet file ({other})")),
+        .map_err(|err| {
+            read_error(err, |why| {
+                corrupt(format!("not a readable Parquet file ({why})"))
+            })
         })?;
     let expected = schema.arrow_schema();
     let actual = builder.schema().clone();
@@ -136,28 +134,30 @@ pub async fn stream_file(
     let schema = schema.clone();
     let uri = uri.to_owned();
     Ok(reader.map(move |batch| {
-        let batch = batch.map_err(|err| match err {
-            // A ranged read that failed (S3 unreachable, throttled): the storage error itself.
-            ParquetError::External(inner) => match inner.downcast::<Error>() {
-                Ok(storage) => *storage,
-                Err(other) => Error::Corrupt {
-                    uri: uri.clone(),
-                    reason: format!("cannot decode a row group ({other})"),
-                    fix: "the file is damaged; restore it, or reset the table and sync again"
-                        .to_owned(),
-                },
-            },
-            other => Error::Corrupt {
+        let batch = batch.map_err(|err| {
+            read_error(err, |why| Error::Corrupt {
                 uri: uri.clone(),
-                reason: format!("cannot decode a row group ({other})"),
+                reason: format!("cannot decode a row group ({why})"),
                 fix: "the file is damaged; restore it, or reset the table and sync again"
                     .to_owned(),
-            },
+            })
         })?;
         let mut buf = BytesMut::new();
         encode_batch(&batch, &schema, &mut buf)?;
         Ok((buf.freeze(), batch.num_rows()))
     }))
+}
+
+/// A reader's error: a ranged read that failed (S3 unreachable, throttled) is the storage error
+/// itself; anything else is what `damaged` makes of the reason.
+fn read_error(err: ParquetError, damaged: impl FnOnce(String) -> Error) -> Error {
+    match err {
+        ParquetError::External(inner) => match inner.downcast::<Error>() {
+            Ok(storage) => *storage,
+            Err(other) => damaged(other.to_string()),
+        },
+        other => damaged(other.to_string()),
+    }
 }
 
 fn describe(schema: &arrow_schema::Schema) -> String {

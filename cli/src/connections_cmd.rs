@@ -89,7 +89,7 @@ pub(crate) async fn run(
 
 /// `connections test --deep NAME`: one line per check; exit 3 when one failed.
 async fn deep_check(
-    services: &tidemark::steps::Services,
+    services: &tidemark::services::Services,
     name: &str,
     json: bool,
 ) -> Result<(), Failure> {

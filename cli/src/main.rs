@@ -16,7 +16,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use tidemark::config::{Config, Environment};
-use tidemark::steps::{this_process, Services};
+use tidemark::services::Services;
+use tidemark::steps::this_process;
 use tidemark::ErrorKind;
 
 /// Keeps Redshift (or PostgreSQL) in step with MySQL, incrementally and exactly once.

@@ -10,8 +10,8 @@ use clap::Subcommand;
 use tidemark::clean::{self, CleanOptions, CleanPlan, CleanReport, Glob, Listing, RunStatus};
 use tidemark::config::HumanDuration;
 use tidemark::naming::TableId;
+use tidemark::services::Services;
 use tidemark::steps::watermark::locate_table;
-use tidemark::steps::Services;
 
 use crate::Failure;
 

@@ -9,9 +9,10 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tidemark::asl::{Outcome, RunnerOptions};
 use tidemark::run::SyncMode;
+use tidemark::services::Services;
 use tidemark::steps::sync::{SyncSummary, TableOutcome};
 use tidemark::steps::watermark::locate_table;
-use tidemark::steps::{local_sync, preview, Services};
+use tidemark::steps::{local_sync, preview};
 
 use crate::output::emit;
 use crate::progress::{Display, SyncProgress};

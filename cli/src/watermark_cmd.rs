@@ -5,12 +5,12 @@ use std::path::Path;
 
 use clap::{Args, Subcommand, ValueEnum};
 use tidemark::audit::Requester;
+use tidemark::services::Services;
 use tidemark::steps::counts::CountReport;
 use tidemark::steps::operator::{
     self as steps, GetRequest, ListRequest, ResetRequest, RestoreRequest, SetCountRequest,
     SetRequest, TableRequest,
 };
-use tidemark::steps::Services;
 use tidemark::watermark::{CountField, CountMode, Watermark};
 
 use crate::output::{confirm, emit};

@@ -22,7 +22,7 @@ use crate::schema::{
     ColumnType, JsonTarget, NulPolicy, OversizePolicy, RedshiftTableOptions, SchemaOptions,
     SourceColumn, TableSchema, Warehouse,
 };
-use crate::steps::Services;
+use crate::services::Services;
 use crate::storage::Bucket;
 
 /// What became of one check.

@@ -9,7 +9,8 @@ use serde_json::Value;
 
 use crate::config::{Config, Environment};
 use crate::error::{Error, ErrorKind, Result};
-use crate::steps::{Function, Services};
+use crate::services::Services;
+use crate::steps::Function;
 use crate::storage::{self, Bucket};
 
 /// Where the configuration is, when `TIDEMARK_CONFIG` is not set: bundled beside the binary.

@@ -26,6 +26,7 @@ pub mod probe;
 pub mod run;
 pub mod schema;
 pub mod secret;
+pub mod services;
 pub mod source;
 pub mod steps;
 pub mod storage;

@@ -10,7 +10,7 @@ use tokio::io::AsyncBufReadExt;
 
 use crate::config::{Connection, DataApiTarget, RedshiftAccess, TunnelConfig};
 use crate::error::{Error, Result};
-use crate::steps::Services;
+use crate::services::Services;
 
 /// Longest a probe may take when its connection names no timeout of its own.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(15);

@@ -23,8 +23,8 @@ use tidemark::extract::{self, ExtractOptions, ExtractRequest};
 use tidemark::naming::TableId;
 use tidemark::parquet_sink::FileCompression;
 use tidemark::schema;
+use tidemark::services::Services;
 use tidemark::steps::watermark::{begin, BeginRequest};
-use tidemark::steps::Services;
 use tidemark::storage::Bucket;
 
 fn env(name: &str, default: &str) -> String {

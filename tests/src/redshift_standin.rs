@@ -506,7 +506,7 @@ pub async fn services_with_target(
     mut config: tidemark::config::Config,
     schema: &str,
     standin: Option<&RedshiftStandin>,
-) -> anyhow::Result<tidemark::steps::Services> {
+) -> anyhow::Result<tidemark::services::Services> {
     use tidemark::config::Connection;
     match standin {
         None => {
@@ -522,7 +522,7 @@ pub async fn services_with_target(
             );
         }
     }
-    let services = tidemark::steps::Services::from_env(config, None).await;
+    let services = tidemark::services::Services::from_env(config, None).await;
     Ok(match standin {
         None => services,
         Some(standin) => {

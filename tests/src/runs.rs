@@ -25,8 +25,8 @@ use tidemark::manifest::{ChunkManifest, DataFile, MANIFEST_FORMAT_VERSION};
 use tidemark::naming::StorageLayout;
 use tidemark::run::RunContext;
 use tidemark::schema::TableSchema;
+use tidemark::services::Services;
 use tidemark::steps::watermark::{commit, CommitRequest, CommitResult};
-use tidemark::steps::Services;
 
 /// The schema `begin` stored for `run`.
 pub async fn run_schema(services: &Services, run: &RunContext) -> anyhow::Result<TableSchema> {

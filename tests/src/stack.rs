@@ -4,7 +4,7 @@
 
 use tidemark::asl::RunnerOptions;
 use tidemark::config::Connection;
-use tidemark::steps::Services;
+use tidemark::services::Services;
 
 use crate::bastion::Bastion;
 use crate::redshift_standin::{self, RedshiftStandin};

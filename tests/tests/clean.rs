@@ -9,9 +9,9 @@ use std::time::Duration;
 use chrono::Utc;
 use tidemark::clean::{self, execute, plan_clean, CleanOptions, Glob, RunStatus};
 use tidemark::config::HumanDuration;
+use tidemark::services::Services;
 use tidemark::steps::cleanup::{cleanup, parse_request, CleanupRequest};
 use tidemark::steps::operator::{get, GetRequest};
-use tidemark::steps::Services;
 use tidemark_tests::s3::TestBucket;
 use tidemark_tests::stored_runs::{self, run_id, StoredRun, TableStorage, PIPELINE};
 

@@ -25,6 +25,7 @@ use tidemark::naming::{RunId, TableId};
 use tidemark::run::{RunContext, SyncMode};
 use tidemark::schema::Warehouse;
 use tidemark::schema::{DistStyle, RedshiftTableOptions, SchemaOptions, SourceColumn, TableSchema};
+use tidemark::services::Services;
 use tidemark::steps::load::{
     parse_request, status, submit, LoadRequest, LoadState, LoadStatus, LoadSubmission,
     StatusRequest, SubmitRequest,
@@ -32,7 +33,6 @@ use tidemark::steps::load::{
 use tidemark::steps::watermark::{
     begin, commit_load, fail, BeginRequest, CommitLoadRequest, FailRequest,
 };
-use tidemark::steps::Services;
 use tidemark::watermark::{Stage, Watermark};
 use tidemark::ErrorKind;
 use tidemark_tests::bastion::Bastion;

@@ -11,7 +11,7 @@ use crate::config::HumanDuration;
 use crate::error::{Error, Result};
 use crate::naming::TableId;
 
-use super::Services;
+use crate::services::Services;
 
 /// The `tidemark-cleanup` payload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -13,7 +13,7 @@ use crate::watermark::Totals;
 
 use super::operator::TableRequest;
 use super::watermark::{locate_table, target_name};
-use super::Services;
+use crate::services::Services;
 
 /// How one comparison of `validate_counts` came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -11,7 +11,7 @@ use crate::manifest;
 use crate::run::RunContext;
 use crate::schema::TableSchema;
 
-use super::Services;
+use crate::services::Services;
 
 /// Every request the extract function answers, chosen by `action`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

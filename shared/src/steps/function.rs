@@ -8,7 +8,8 @@ use serde_json::Value;
 
 use crate::error::Result;
 
-use super::{cleanup, extract, load, operator, watermark, Services};
+use super::{cleanup, extract, load, operator, watermark};
+use crate::services::Services;
 
 /// A tidemark Lambda function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -27,7 +27,7 @@ use crate::run::RunContext;
 use crate::schema::RedshiftTableOptions;
 use crate::watermark::LoadedRun;
 
-use super::Services;
+use crate::services::Services;
 
 /// Every request the load function answers, chosen by `action`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -9,7 +9,8 @@ use crate::asl::{InvokeFuture, Invoker, Outcome, RunnerOptions, StateMachine, Ta
 use crate::error::{Error, Result};
 
 use super::sync::SyncSummary;
-use super::{Function, Services};
+use super::Function;
+use crate::services::Services;
 
 /// The orchestration definition, the same file the SAM template deploys.
 pub const DEFINITION: &str = include_str!("../../../statemachine/sync.asl.json");

@@ -21,7 +21,7 @@ use crate::watermark::{CountField, CountMode, HistoryEntry, ManualEdit, Watermar
 
 use super::counts::validate_counts;
 use super::watermark::{cursor_lag, inspect_source, locate_table, target_name};
-use super::Services;
+use crate::services::Services;
 
 /// Every request the operator function answers, chosen by `action`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -20,8 +20,8 @@ use crate::watermark::PendingRun;
 use super::watermark::{
     inspect_source, locate_table, new_run_id, start_cursor, target_name, SourceView,
 };
-use super::Services;
 use crate::load::target::not_a_warehouse;
+use crate::services::Services;
 
 /// A table's dry run.
 #[derive(Debug, Clone, Serialize)]

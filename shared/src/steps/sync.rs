@@ -10,7 +10,7 @@ use crate::run::SyncMode;
 use crate::watermark::LoadedRun;
 
 use super::watermark::describe_error;
-use super::Services;
+use crate::services::Services;
 
 /// `prepare`: the execution input, as given by a schedule, the console or the CLI.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -17,8 +17,9 @@ use crate::schema;
 use crate::storage::PutOutcome;
 use crate::watermark::{LoadedRun, Stage, Watermark};
 
+use super::process_is_alive;
 use super::sync::{prepare, summarize, PrepareRequest, SummarizeRequest};
-use super::{process_is_alive, Services};
+use crate::services::Services;
 
 /// Every request the watermark function answers, chosen by `action`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

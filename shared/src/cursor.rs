@@ -11,7 +11,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use chrono::{NaiveDate, NaiveDateTime};
+use chrono::{Datelike, NaiveDate, NaiveDateTime, Timelike};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -212,7 +212,18 @@ impl CursorTimestamp {
     /// `by` earlier, or `None` for a zero or impossible date or a result before year 1.
     pub fn minus(&self, by: Duration) -> Option<CursorTimestamp> {
         let earlier = self.to_naive()? - chrono::Duration::from_std(by).ok()?;
-        earlier.to_string().parse().ok()
+        let narrow = |v: u32| u8::try_from(v).ok();
+        Some(CursorTimestamp {
+            year: u16::try_from(earlier.year())
+                .ok()
+                .filter(|year| *year >= 1)?,
+            month: narrow(earlier.month())?,
+            day: narrow(earlier.day())?,
+            hour: narrow(earlier.hour())?,
+            minute: narrow(earlier.minute())?,
+            second: narrow(earlier.second())?,
+            micro: earlier.nanosecond() / 1000,
+        })
     }
 }
 

@@ -151,17 +151,8 @@ impl Bucket {
             Err(err) => return Err(s3_error(format!("reading {}", self.uri(key)), err)),
         };
         let etag = output.e_tag().unwrap_or_default().to_owned();
-        let body = output.body.collect().await.map_err(|err| Error::S3 {
-            context: format!("reading {}", self.uri(key)),
-            // The stream's own message ("streaming error") hides why: a stall, a reset.
-            message: DisplayErrorContext(&err).to_string(),
-            retryable: true,
-            source: Some(Box::new(err)),
-        })?;
-        Ok(Some(StoredObject {
-            body: body.into_bytes(),
-            etag,
-        }))
+        let body = collect(output.body, || format!("reading {}", self.uri(key))).await?;
+        Ok(Some(StoredObject { body, etag }))
     }
 
     /// An object's size, or `None` when it does not exist (`HeadObject`).
@@ -209,13 +200,7 @@ impl Bucket {
             .send()
             .await
             .map_err(|err| s3_error(context(), err))?;
-        let body = output.body.collect().await.map_err(|err| Error::S3 {
-            context: context(),
-            message: DisplayErrorContext(&err).to_string(),
-            retryable: true,
-            source: Some(Box::new(err)),
-        })?;
-        Ok(body.into_bytes())
+        collect(output.body, context).await
     }
 
     /// Writes an object unconditionally (for content-addressed keys written once, like data parts).
@@ -493,6 +478,20 @@ impl HttpStatus for aws_sdk_s3::config::http::HttpResponse {
 /// An S3 failure as one readable line: the service's code and message (with the fix for the
 /// common ones) rather than the SDK's debug dump of the whole response; transport failures keep
 /// their cause chain.
+/// The whole of a response body. A broken stream is retryable, and its error is kept whole: the
+/// stream's own message ("streaming error") hides why, a stall or a reset.
+async fn collect(body: ByteStream, context: impl FnOnce() -> String) -> Result<Bytes> {
+    match body.collect().await {
+        Ok(data) => Ok(data.into_bytes()),
+        Err(err) => Err(Error::S3 {
+            context: context(),
+            message: DisplayErrorContext(&err).to_string(),
+            retryable: true,
+            source: Some(Box::new(err)),
+        }),
+    }
+}
+
 fn s3_error<E, R>(context: String, err: SdkError<E, R>) -> Error
 where
     E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,

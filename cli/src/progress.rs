@@ -128,15 +128,17 @@ impl SyncProgress {
         );
     }
 
-    fn planned(&self, table: &str, run_reads_whole_table: bool, plan: &PlanResult) {
-        if let (Some(bar), true) = (self.bar(table), run_reads_whole_table) {
-            bar.set_length(plan.estimated_rows.max(1));
+    fn planned(&self, table: &str, plan: &PlanResult) {
+        if let Some(bar) = self.bar(table) {
+            bar.set_length(plan.run_rows.max(1));
             bar.set_style(style(BAR_TEMPLATE));
         }
         let mut text = format!(
-            "extracting in {} chunk(s); the table holds about {} rows",
+            "extracting in {} chunk(s), about {} of the table's about {} rows, in {}",
             plan.chunks.len(),
-            plan.estimated_rows
+            plan.run_rows,
+            plan.estimated_rows,
+            plan.order
         );
         if plan.null_cursor_rows > 0 {
             text.push_str(&format!(
@@ -228,10 +230,8 @@ impl StepObserver for SyncProgress {
                 }
             }
             Some("plan") => {
-                let whole_table = parse::<RunContext>(&payload["run"])
-                    .is_some_and(|run| run.start_cursor.is_start());
                 if let Some(plan) = parse::<PlanResult>(answer) {
-                    self.planned(&table, whole_table, &plan);
+                    self.planned(&table, &plan);
                 }
             }
             Some("extract") => {

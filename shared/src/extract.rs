@@ -1,7 +1,8 @@
 //! Extraction: MySQL rows → Parquet files on S3, one chunk at a time, resumable, bounded in memory.
 //!
-//! [`plan`] splits a run into chunk specs (one for an ordinary incremental run; key ranges for a
-//! large initial load or full_sync). [`extract_chunk`] reads one chunk by keyset pagination over
+//! [`plan`] chooses the order a run reads in and splits it into chunk specs (one for a small
+//! incremental run, read in cursor order; key ranges for a large run, read in primary-key order).
+//! [`extract_chunk`] reads one chunk by keyset pagination over
 //! the binary protocol, decodes rows straight into Arrow batches and streams them through
 //! [`crate::parquet_sink`] to S3. It stops after `chunk_rows` rows or before the deadline and
 //! returns a [`Continuation`]; when the chunk is finished it writes the chunk manifest the commit
@@ -47,6 +48,13 @@ pub struct PlanResult {
     pub null_cursor_rows: u64,
     /// The server's estimate of the table's rows (`information_schema.TABLES.TABLE_ROWS`).
     pub estimated_rows: u64,
+    /// The server's estimate of the rows this run reads (capped by its limit): the table's for
+    /// a first load, otherwise the optimizer's estimate of the rows between start and ceiling.
+    #[serde(default)]
+    pub run_rows: u64,
+    /// The order the run reads in, and why (shown by the dry run and the CLI's progress).
+    #[serde(default)]
+    pub order: String,
 }
 
 /// One chunk of a run.
@@ -55,15 +63,17 @@ pub struct PlanResult {
 pub struct ChunkSpec {
     /// Chunk number within the run (names its files and manifest).
     pub chunk: u32,
-    /// For a split initial load or full_sync: the chunk's range of the single integer key.
+    /// Present when the chunk reads in primary-key order with the run's cursor bounds as
+    /// filters (a large run): its range of the key. Absent: the strategy's own order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_range: Option<KeyRange>,
 }
 
 /// An inclusive range of a single integer key, as exact decimal text (unsigned 64-bit keys do
 /// not fit a JSON number safely). A missing bound is open: the first chunk has no lower bound and
-/// the last no upper bound, so rows outside the MIN/MAX seen at plan time are still read.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// the last no upper bound, so rows outside the MIN/MAX seen at plan time are still read. Both
+/// bounds missing: the whole key, of any type or width.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyRange {
     /// Lowest key of the chunk, inclusive.

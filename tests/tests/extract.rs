@@ -323,6 +323,12 @@ fn whole_chunk() -> ChunkSpec {
     }
 }
 
+/// The plan of a small incremental run (or one with a limit): one chunk, in cursor order.
+fn assert_one_chunk_in_cursor_order(plan: &extract::PlanResult) {
+    assert_eq!(plan.chunks, vec![whole_chunk()], "{plan:?}");
+    assert!(plan.order.starts_with("cursor order"), "{plan:?}");
+}
+
 /// Small pages, batches and files, so that every boundary falls inside the shared timestamp.
 fn small_options() -> ExtractOptions {
     ExtractOptions {
@@ -797,9 +803,7 @@ async fn a_large_first_load_in_one_chunk_reads_in_key_order() -> anyhow::Result<
         let schema = h.schema(&run).await?;
         // The dry run shows that order and its statement.
         let (_, table, _) = run.resolve(&h.config)?;
-        let mut conn = h.source.conn().await?;
-        let preview = extract::preview(&mut conn, &schema, &run, table, &plan.chunks, 100).await?;
-        drop(conn);
+        let preview = extract::preview(&schema, &run, table, &plan, 100)?;
         assert!(
             preview
                 .order
@@ -822,11 +826,71 @@ async fn a_large_first_load_in_one_chunk_reads_in_key_order() -> anyhow::Result<
     .await
 }
 
+/// A large incremental run reads in key order, its start cursor (inside the 2023 rows, whose
+/// timestamps fall as ids rise) and its ceiling as filters: exactly the rows after the start in
+/// cursor order, in key order, through invocations that continue mid-range (issue #22).
 #[tokio::test]
-async fn plan_counts_null_cursors_and_keeps_incremental_runs_whole() -> anyhow::Result<()> {
+async fn a_large_incremental_run_reads_in_key_order_between_its_start_and_ceiling(
+) -> anyhow::Result<()> {
     TestMysql::run(async |mysql| {
         let mut conn = mysql.conn().await?;
-        conn.query_drop("CREATE TABLE t (id INT PRIMARY KEY, updated_at DATETIME(6) NULL)")
+        seed_events(&mut conn).await?;
+        conn.query_drop("ANALYZE TABLE events").await?;
+        let h = Harness::new(
+            mysql,
+            &Table::hybrid("events", "updated_at").chunk_rows(100).yaml(),
+        )
+        .await?;
+        let mut run = h.begin(&mysql.table("events"), None).await?;
+        // Id 15 is at 00:00:05; ids 1–14 come later in cursor order, 16–20 earlier.
+        run.start_cursor = Cursor {
+            timestamp: Some("2023-06-01 00:00:05.000000".into()),
+            key: vec!["15".into()],
+        };
+        let plan = h.plan(&run, 1).await?;
+        assert_eq!(
+            plan.chunks[0].key_range,
+            Some(extract::KeyRange::default()),
+            "{plan:?}"
+        );
+        assert!(plan.order.starts_with("primary-key order"), "{plan:?}");
+        let schema = h.schema(&run).await?;
+        let (results, manifest) = h
+            .extract_all(&run, &plan.chunks[0], &small_options())
+            .await?;
+        assert_eq!(results.len(), 3, "100-row invocations continue by key");
+        let ids = ints(&h.read_files(&schema, &manifest).await?, "id")?;
+        let expected: Vec<i64> = (1..=14).chain(21..=290).collect();
+        assert_eq!(
+            ids, expected,
+            "key order, after the start, under the ceiling"
+        );
+        let max = manifest
+            .files
+            .iter()
+            .map(|file| file.max_cursor.clone())
+            .max_by(|a, b| a.compare(b));
+        assert_eq!(
+            max.and_then(|cursor| cursor.timestamp),
+            Some("2024-06-01 00:00:00.000290".into()),
+            "the run's max cursor is its largest (timestamp, key)"
+        );
+
+        // The same start with a limit keeps cursor order: the earliest changes first.
+        run.limit = Some(50);
+        assert_one_chunk_in_cursor_order(&h.plan(&run, 1).await?);
+        h.remove().await
+    })
+    .await
+}
+
+#[tokio::test]
+async fn plan_counts_null_cursors_and_keeps_small_incremental_runs_whole() -> anyhow::Result<()> {
+    TestMysql::run(async |mysql| {
+        let mut conn = mysql.conn().await?;
+        conn.query_drop(
+            "CREATE TABLE t (id INT PRIMARY KEY, updated_at DATETIME(6) NULL, KEY (updated_at))",
+        )
             .await?;
         conn.query_drop(
             "INSERT INTO t VALUES (1, '2024-01-01'), (2, NULL), (3, NULL), (4, '2024-01-02'), (5, NULL)",
@@ -846,8 +910,7 @@ async fn plan_counts_null_cursors_and_keeps_incremental_runs_whole() -> anyhow::
             timestamp: Some("2024-01-01 00:00:00.000000".into()),
             key: vec!["1".into()],
         };
-        let plan = h.plan(&run, 4).await?;
-        assert_eq!(plan.chunks, vec![whole_chunk()], "an incremental run is one chunk");
+        assert_one_chunk_in_cursor_order(&h.plan(&run, 4).await?);
         h.remove().await
     })
     .await

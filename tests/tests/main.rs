@@ -8,6 +8,7 @@
 mod clean;
 mod extract;
 mod infra;
+mod key_order;
 mod load;
 mod oversize;
 mod schema;

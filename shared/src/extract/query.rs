@@ -240,6 +240,9 @@ impl ReadPlan {
                     Order::TimestampKey
                 };
                 plan.keys = keys;
+                if matches!(plan.order, Order::Key) {
+                    plan.filter_after_start(&run.start_cursor)?;
+                }
             }
             CdcStrategy::IdOnly => {
                 let id = match (table.strategy.cursor_column(), keys.as_slice()) {
@@ -296,7 +299,11 @@ impl ReadPlan {
             }
         }
 
-        if let Some(range) = &chunk.key_range {
+        if let Some(range) = chunk
+            .key_range
+            .as_ref()
+            .filter(|range| range.lower.is_some() || range.upper.is_some())
+        {
             let key = match plan.keys.as_slice() {
                 [single] if single.is_integer() => single.clone(),
                 _ => {
@@ -321,19 +328,51 @@ impl ReadPlan {
         Ok(plan)
     }
 
+    /// A timestamp strategy read in key order: rows after the run's start cursor in cursor order
+    /// (`ts > :ts OR (ts = :ts AND key > :key)`; a start without a key, as `lookback` leaves it,
+    /// sits before every key at its timestamp: `ts >= :ts`), as a filter.
+    fn filter_after_start(&mut self, start: &Cursor) -> Result<()> {
+        if start.is_start() {
+            return Ok(());
+        }
+        let ts = self
+            .ts
+            .clone()
+            .ok_or_else(|| Error::internal("no timestamp column"))?;
+        let at = start.timestamp.as_deref().ok_or_else(|| {
+            Error::InvalidRequest(format!(
+                "the start cursor of `{}` has no timestamp: {start:?}",
+                self.table
+            ))
+        })?;
+        let at = date_value(at.parse::<CursorTimestamp>()?);
+        if start.key.is_empty() {
+            self.filters.push(format!("{} >= ?", ts.quoted));
+            self.filter_params.push(at);
+        } else {
+            let mut tie = Vec::new();
+            let after = self.after_keys(&start.key, &mut tie)?;
+            self.filters.push(format!(
+                "({ts} > ? OR ({ts} = ? AND ({after})))",
+                ts = ts.quoted
+            ));
+            self.filter_params.push(at.clone());
+            self.filter_params.push(at);
+            self.filter_params.extend(tie);
+        }
+        Ok(())
+    }
+
     /// Where the chunk's first invocation starts: the run's start cursor (exclusive), except for
-    /// `full_sync`, which reads the whole table every run.
+    /// `full_sync`, which reads the whole table every run, and a timestamp strategy read in key
+    /// order, whose start is a filter (see [`ReadPlan::filter_after_start`]).
     pub fn first_position(&self, run: &RunContext) -> Result<Option<Cursor>> {
         let start = &run.start_cursor;
-        if run.strategy == CdcStrategy::FullSync || start.is_start() {
+        if run.strategy == CdcStrategy::FullSync
+            || start.is_start()
+            || (matches!(self.order, Order::Key) && self.ts.is_some())
+        {
             return Ok(None);
-        }
-        if matches!(self.order, Order::Key) && self.ts.is_some() {
-            return Err(Error::InvalidRequest(format!(
-                "run `{}` of `{}` starts at {start:?}, but key ranges split initial loads only: \
-                 plan an incremental run as one chunk",
-                run.run_id, self.table
-            )));
         }
         Ok(Some(start.clone()))
     }

@@ -114,8 +114,8 @@ pub async fn preview(
         let source = services.source(pipeline).await?;
         let mut conn = source.conn().await?;
         let page_rows = extract::ExtractOptions::default().page_rows;
-        // The plan the run would make (key ranges for a large first load), so that the dry run
-        // shows the statement and the order the run would really use.
+        // The plan the run would make (its order, its key ranges), so that the dry run shows the
+        // statement and the order the run would really use, and why.
         let plan = source
             .within(
                 "planning the run's read",
@@ -128,21 +128,13 @@ pub async fn preview(
                 ),
             )
             .await?;
-        Some(
-            source
-                .within(
-                    "explaining the run's read",
-                    extract::preview(
-                        &mut conn,
-                        &schema,
-                        &run,
-                        table_config,
-                        &plan.chunks,
-                        page_rows,
-                    ),
-                )
-                .await?,
-        )
+        Some(extract::preview(
+            &schema,
+            &run,
+            table_config,
+            &plan,
+            page_rows,
+        )?)
     };
     let pending = watermark
         .as_ref()

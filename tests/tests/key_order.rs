@@ -1,0 +1,210 @@
+//! Issue #22 end to end: a large run (a first load, or an incremental run after a mass UPDATE)
+//! reads in primary-key order whatever the chunk concurrency, a small incremental run reads in
+//! cursor order, and either way the target equals the source — for each strategy, through the
+//! real state machine in the local runner, with `chunk_rows` small enough that every key range
+//! continues in its middle and that groups of rows sharing a timestamp straddle range edges.
+
+use mysql_async::prelude::Queryable;
+use serde_json::json;
+use tidemark::asl::Outcome;
+use tidemark::run::SyncMode;
+use tidemark::services::Services;
+use tidemark::steps::{local_sync, preview};
+use tidemark_tests::compare::{mysql_rows, postgres_rows};
+use tidemark_tests::redshift_standin::services_with_target;
+use tidemark_tests::stack::{fast_runner, with_stack, Stack, Target};
+use tidemark_tests::tables::Table;
+
+/// Rows per extraction invocation: every key range of the 2,000-row table continues mid-range.
+const CHUNK_ROWS: u64 = 200;
+
+/// 2,000 rows whose timestamps come in groups of 300 (so groups straddle key-range edges), and
+/// three rows beyond any ceiling (a timestamp strategy never reads them).
+async fn seed(stack: &Stack<'_>) -> anyhow::Result<()> {
+    let mut conn = stack.mysql.conn().await?;
+    conn.query_drop("SET SESSION max_recursive_iterations = 10000")
+        .await?;
+    conn.query_drop(
+        "CREATE TABLE t (id BIGINT PRIMARY KEY, grp INT NOT NULL, note VARCHAR(200) NOT NULL, \
+         updated_at DATETIME(6) NOT NULL, KEY (updated_at))",
+    )
+    .await?;
+    conn.query_drop(
+        "INSERT INTO t WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000) \
+         SELECT i, i % 7, CONCAT('row ', i, ' ', REPEAT('x', 100)), \
+                '2026-01-01 00:00:00' + INTERVAL (i DIV 300) SECOND FROM n",
+    )
+    .await?;
+    conn.query_drop(
+        "INSERT INTO t VALUES (2001, 0, 'future', '2999-01-01'), (2002, 0, 'future', '2999-01-01'), \
+         (2003, 0, 'future', '2999-01-01')",
+    )
+    .await?;
+    conn.query_drop("ANALYZE TABLE t").await?;
+    Ok(())
+}
+
+/// Pipeline `p` with `table` and `chunk_concurrency`, against the stack's target.
+async fn services(stack: &Stack<'_>, table: &Table, concurrency: u32) -> anyhow::Result<Services> {
+    let mut config = stack
+        .mysql
+        .config(stack.bucket.bucket().name(), &table.yaml())?;
+    if let Some(pipeline) = config.pipelines.get_mut("p") {
+        pipeline.chunk_concurrency = concurrency;
+    }
+    services_with_target(config, stack.pg.schema(), None).await
+}
+
+/// The order the dry run says the next run reads in.
+async fn planned_order(services: &Services, stack: &Stack<'_>) -> anyhow::Result<String> {
+    let table = format!("{}.t", stack.mysql.database());
+    let preview = preview::preview(services, "p", &table, SyncMode::Full, None).await?;
+    Ok(preview.read.map(|read| read.order).unwrap_or_default())
+}
+
+/// Syncs, then compares every target row with the source rows `source_filter` selects.
+async fn sync_and_compare(
+    services: &Services,
+    stack: &Stack<'_>,
+    source_filter: &str,
+) -> anyhow::Result<()> {
+    let outcome =
+        local_sync::run(services, json!({"pipeline": "p"}), &fast_runner("ko"), None).await?;
+    assert!(matches!(outcome, Outcome::Succeeded(_)), "{outcome:?}");
+    let mut conn = stack.mysql.conn().await?;
+    let source = mysql_rows(
+        &mut conn,
+        &format!(
+            "SELECT id, grp, note, DATE_FORMAT(updated_at, '%Y-%m-%d %H:%i:%s.%f') FROM t \
+             {source_filter} ORDER BY id"
+        ),
+    )
+    .await?;
+    let target = postgres_rows(
+        stack.pg.client(),
+        &format!(
+            "SELECT id::text, grp::text, note, to_char(updated_at, 'YYYY-MM-DD HH24:MI:SS.US') \
+             FROM \"{}\".t AS t ORDER BY t.id",
+            stack.pg.schema()
+        ),
+    )
+    .await?;
+    let first_difference = target.iter().zip(&source).find(|(t, s)| t != s);
+    assert_eq!(
+        first_difference, None,
+        "the first row that differs (target, source)"
+    );
+    assert_eq!(target.len(), source.len(), "row count");
+    Ok(())
+}
+
+fn assert_order(order: &str, expected: &str) {
+    assert!(
+        order.starts_with(expected),
+        "expected {expected:?}: {order}"
+    );
+}
+
+/// A first load, an UPDATE of half the rows (new timestamps in groups that straddle range edges,
+/// plus rows sharing the stored cursor's timestamp after its key), then an UPDATE of five rows.
+async fn timestamp_strategy(table: Table, concurrency: u32) {
+    with_stack(Target::Postgres, async |stack| {
+        seed(stack).await?;
+        let services = services(stack, &table, concurrency).await?;
+        let below_ceiling = "WHERE updated_at < '2999-01-01'";
+
+        assert_order(&planned_order(&services, stack).await?, "primary-key order");
+        sync_and_compare(&services, stack, below_ceiling).await?;
+
+        let mut conn = stack.mysql.conn().await?;
+        conn.query_drop(
+            "UPDATE t SET note = CONCAT('changed ', id), \
+             updated_at = '2026-03-01 00:00:00' + INTERVAL (id DIV 300) * 10 SECOND WHERE id % 2 = 0",
+        )
+        .await?;
+        conn.query_drop(
+            "INSERT INTO t VALUES (2004, 1, 'at the cursor', '2026-01-01 00:00:06'), \
+             (2005, 1, 'at the cursor', '2026-01-01 00:00:06')",
+        )
+        .await?;
+        assert_order(&planned_order(&services, stack).await?, "primary-key order");
+        sync_and_compare(&services, stack, below_ceiling).await?;
+
+        conn.query_drop(
+            "UPDATE t SET note = 'small', updated_at = '2026-05-01' WHERE id IN (3, 500, 1001, 1500, 1999)",
+        )
+        .await?;
+        assert_order(&planned_order(&services, stack).await?, "cursor order");
+        sync_and_compare(&services, stack, below_ceiling).await
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn hybrid_reads_large_runs_in_key_order_at_concurrency_1() {
+    let table = Table::hybrid("t", "updated_at")
+        .lookback("0s")
+        .chunk_rows(CHUNK_ROWS);
+    timestamp_strategy(table, 1).await;
+}
+
+#[tokio::test]
+async fn timestamp_only_reads_large_runs_in_key_ranges_at_concurrency_4() {
+    let table = Table::hybrid("t", "updated_at")
+        .strategy("timestamp_only")
+        .lookback("1s")
+        .chunk_rows(CHUNK_ROWS);
+    timestamp_strategy(table, 4).await;
+}
+
+#[tokio::test]
+async fn id_only_reads_in_key_order_first_and_after_many_inserts() {
+    with_stack(Target::Postgres, async |stack| {
+        seed(stack).await?;
+        let table = Table::new("t").strategy("id_only").chunk_rows(CHUNK_ROWS);
+        let services = services(stack, &table, 1).await?;
+        assert_order(
+            &planned_order(&services, stack).await?,
+            "primary-key order, in 1 key range",
+        );
+        sync_and_compare(&services, stack, "").await?;
+
+        let mut conn = stack.mysql.conn().await?;
+        conn.query_drop("SET SESSION max_recursive_iterations = 10000")
+            .await?;
+        conn.query_drop(
+            "INSERT INTO t WITH RECURSIVE n(i) AS (SELECT 3001 UNION ALL SELECT i + 1 FROM n WHERE i < 5000) \
+             SELECT i, i % 7, CONCAT('new ', i), '2026-02-01' FROM n",
+        )
+        .await?;
+        assert_order(&planned_order(&services, stack).await?, "key order of the id column");
+        sync_and_compare(&services, stack, "").await?;
+
+        conn.query_drop("INSERT INTO t VALUES (5001, 1, 'one more', '2026-02-02')")
+            .await?;
+        sync_and_compare(&services, stack, "").await
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn full_sync_reads_in_key_order_under_one_snapshot() {
+    with_stack(Target::Postgres, async |stack| {
+        seed(stack).await?;
+        let table = Table::new("t").strategy("full_sync").chunk_rows(CHUNK_ROWS);
+        let services = services(stack, &table, 4).await?;
+        assert_order(
+            &planned_order(&services, stack).await?,
+            "key order, one chunk",
+        );
+        sync_and_compare(&services, stack, "").await?;
+
+        let mut conn = stack.mysql.conn().await?;
+        conn.query_drop("UPDATE t SET note = CONCAT('changed ', id) WHERE id % 2 = 0")
+            .await?;
+        conn.query_drop("DELETE FROM t WHERE id BETWEEN 100 AND 109")
+            .await?;
+        sync_and_compare(&services, stack, "").await
+    })
+    .await;
+}

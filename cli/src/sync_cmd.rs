@@ -215,6 +215,13 @@ fn report(
                     .unwrap_or_default()
             ));
         }
+        if let Some(sync) = document.summary.sync.as_ref().filter(|s| s.omitted > 0) {
+            lines.push(format!(
+                "  … and {} more tables: every outcome is in {}",
+                sync.omitted,
+                sync.report.as_deref().unwrap_or("the execution's summary")
+            ));
+        }
         if let Outcome::Failed(failure) = outcome {
             lines.push(format!(
                 "  {}",

@@ -2,14 +2,15 @@
 //! execution, follows it, and reports every table's outcome — from the output when it succeeds,
 //! from the `Summarize` state in the execution history when it fails. The deployed machine's
 //! Lambda functions cannot run here, so the execution runs the real definition's last states with
-//! `Summarize` answered by a Pass state holding a summary the library's `summarize` produced.
+//! `Summarize` answered by a Pass state holding a summary the library's `summarize_outcomes`
+//! produced.
 
 use std::io::{Read, Write};
 
 use crate::support::{one_document, orders_table, text, tidemark, with_stack};
 use serde_json::{json, Value};
 use tidemark::steps::local_sync::DEFINITION;
-use tidemark::steps::sync::{summarize, SummarizeRequest, TableOutcome};
+use tidemark::steps::sync::{summarize_outcomes, TableOutcome};
 use tidemark::watermark::LoadedRun;
 
 /// Asks moto to run state machine definitions (it only records executions by default).
@@ -85,10 +86,7 @@ fn outcome(table: &str, failed: bool) -> TableOutcome {
 }
 
 fn summary_of(outcomes: Vec<TableOutcome>) -> anyhow::Result<Value> {
-    Ok(serde_json::to_value(summarize(&SummarizeRequest {
-        pipeline: "p".to_owned(),
-        results: outcomes,
-    }))?)
+    Ok(serde_json::to_value(summarize_outcomes("p", outcomes))?)
 }
 
 #[tokio::test]

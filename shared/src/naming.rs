@@ -355,6 +355,34 @@ impl StorageLayout {
         )
     }
 
+    /// `{prefix}/executions/{pipeline}/{execution}/` — what one sync execution recorded: each
+    /// table's outcome and the summary. `execution` is the execution's name (the last part of
+    /// its id or ARN).
+    pub fn execution_prefix(&self, pipeline: &str, execution: &str) -> String {
+        let name = execution.rsplit(':').next().unwrap_or(execution);
+        self.key(format!("executions/{pipeline}/{name}/"))
+    }
+
+    /// One table's outcome in `execution`.
+    pub fn execution_outcome_key(
+        &self,
+        pipeline: &str,
+        execution: &str,
+        table: &TableId,
+    ) -> String {
+        format!(
+            "{}{}/{}.json",
+            self.execution_prefix(pipeline, execution),
+            table.database,
+            table.table
+        )
+    }
+
+    /// The summary of `execution`, every table's outcome included.
+    pub fn execution_summary_key(&self, pipeline: &str, execution: &str) -> String {
+        format!("{}summary.json", self.execution_prefix(pipeline, execution))
+    }
+
     /// One kept version: `{ts}-{run_id}.json`, sortable by time.
     pub fn watermark_history_key(
         &self,

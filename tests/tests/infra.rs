@@ -1031,6 +1031,9 @@ fn every_action_the_code_performs_is_granted_to_its_role() {
         ),
         ("WatermarkRole", "s3:GetObject", object("runs")),
         ("WatermarkRole", "s3:PutObject", object("runs")),
+        // record_outcome and summarize.
+        ("WatermarkRole", "s3:PutObject", object("executions")),
+        ("WatermarkRole", "s3:GetObject", object("executions")),
         ("WatermarkRole", "s3:ListBucket", bucket.to_owned()),
         // load: run manifests and Parquet files in, COPY manifests out.
         ("LoadRole", "s3:GetObject", object("runs")),
@@ -1073,7 +1076,26 @@ fn every_action_the_code_performs_is_granted_to_its_role() {
         ));
     }
     data_api.push(("LoadRole", "redshift-data:BatchExecuteStatement", warehouse));
-    for (role, action, resource) in s3.iter().chain(&data_api) {
+    // The Distributed Map starts, follows and stops each table's child execution.
+    let machine = "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}";
+    let states: Vec<(&str, &str, String)> = vec![
+        (
+            "StateMachineRole",
+            "states:StartExecution",
+            format!("{machine}:stateMachine:${{NamePrefix}}-sync"),
+        ),
+        (
+            "StateMachineRole",
+            "states:DescribeExecution",
+            format!("{machine}:execution:${{NamePrefix}}-sync/table:x"),
+        ),
+        (
+            "StateMachineRole",
+            "states:StopExecution",
+            format!("{machine}:execution:${{NamePrefix}}-sync/table:x"),
+        ),
+    ];
+    for (role, action, resource) in s3.iter().chain(&data_api).chain(&states) {
         let grants = grants(&template, role);
         assert!(
             grants

@@ -17,8 +17,9 @@ use tidemark_tests::s3::TestBucket;
 use tidemark_tests::tables::Table;
 use tidemark_tests::TestMysql;
 
-const ACTIONS: [&str; 6] = [
+const ACTIONS: [&str; 7] = [
     "prepare",
+    "record_outcome",
     "summarize",
     "begin",
     "commit",
@@ -108,7 +109,7 @@ fn bad_payloads_are_refused_with_what_is_accepted() {
         let text = err.to_string();
         assert!(text.contains(expected), "{text}");
         assert!(
-            text.contains("actions are prepare, summarize, begin"),
+            text.contains("actions are prepare, record_outcome, summarize, begin"),
             "{text}"
         );
     }

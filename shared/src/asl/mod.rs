@@ -2,13 +2,20 @@
 //! into a typed model and runs it, so the one orchestration definition runs in AWS and in
 //! process alike.
 //!
-//! Supported: Task, Pass, Choice, Wait, Map (inline), Succeed, Fail; InputPath, Parameters and
+//! Supported: Task, Pass, Choice, Wait, Map (inline, and distributed: each iteration a child
+//! execution with its own history, `Label`, `ToleratedFailurePercentage`), Succeed, Fail; InputPath, Parameters and
 //! ItemSelector (`.$` keys, `$$` context), ResultSelector, ResultPath, OutputPath; Retry
 //! (ErrorEquals incl. `States.ALL`, IntervalSeconds, MaxAttempts, BackoffRate, MaxDelaySeconds,
 //! JitterStrategy)
 //! and Catch; JSONPath of the form `$`, `$.a.b`, `$.a[0]`. Anything else is refused when the
 //! definition is loaded, naming the state. Task resources resolve through their
 //! `${Substitution}` name to an [`Invoker`] — never to a network call.
+//!
+//! Step Functions' hard limits hold here too, so that a definition that outgrows them fails
+//! locally first ("Step Functions service quotas", developer guide): an execution's history holds
+//! at most [`HISTORY_EVENT_QUOTA`] events, counted as `GetExecutionHistory` lists them, and a
+//! state's output at most [`PAYLOAD_QUOTA_BYTES`]. Neither failure, nor any `States.Runtime`
+//! error, is caught by `States.ALL` (the States Language's error names).
 
 mod choice;
 mod model;
@@ -20,14 +27,33 @@ mod tests;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
 use crate::error::{Error, Result};
 
 use model::Machine;
-use runner::{run_machine, Context};
+use runner::{run_execution, Execution};
+
+/// Events one execution's history may hold (a hard quota of Step Functions).
+pub const HISTORY_EVENT_QUOTA: u64 = 25_000;
+
+/// Bytes a state's input or output may hold (256 KiB, a hard quota of Step Functions).
+pub const PAYLOAD_QUOTA_BYTES: usize = 256 * 1024;
+
+/// One execution the runner ran: the one started, or a Distributed Map's child.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecutionRecord {
+    /// `$$.Execution.Name`.
+    pub name: String,
+    /// History events, counted as Step Functions records them.
+    pub history_events: u64,
+    /// States entered (billed state transitions).
+    pub transitions: u64,
+    /// Whether it succeeded.
+    pub succeeded: bool,
+}
 
 /// A Task's failure, as Step Functions sees it: an error name (the Lambda `errorType`) and a cause.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,8 +94,10 @@ pub struct RunnerOptions {
     /// The execution's name (`$$.Execution.Name`).
     pub execution_name: String,
     /// Counts every state entered — Step Functions' billed "state transitions" — across the
-    /// execution and its Map iterations.
+    /// execution, its Map iterations and its child executions.
     pub transitions: Arc<AtomicU64>,
+    /// Every execution run (the one started and each child), in the order they ended.
+    pub executions: Arc<Mutex<Vec<ExecutionRecord>>>,
 }
 
 impl Default for RunnerOptions {
@@ -79,6 +107,7 @@ impl Default for RunnerOptions {
             retry_scale: 1.0,
             execution_name: "local".to_owned(),
             transitions: Arc::default(),
+            executions: Arc::default(),
         }
     }
 }
@@ -107,12 +136,11 @@ impl StateMachine {
         invoker: &dyn Invoker,
         options: &RunnerOptions,
     ) -> Outcome {
-        let context = Context {
-            invoker,
-            options,
-            execution_input: input.clone(),
-        };
-        match run_machine(&self.machine, input, &context, Value::Null).await {
+        let execution = Execution::new(
+            options.execution_name.clone(),
+            format!("local:{}", options.execution_name),
+        );
+        match run_execution(&self.machine, input, invoker, options, execution).await {
             Ok(output) => Outcome::Succeeded(output),
             Err(failure) => Outcome::Failed(failure),
         }

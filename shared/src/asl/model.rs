@@ -239,7 +239,40 @@ pub(super) struct Wait {
     pub output_path: Selection,
 }
 
-/// An inline Map, as written.
+/// `ItemProcessor.ProcessorConfig`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct ProcessorConfig {
+    mode: ProcessorMode,
+    /// Distributed only; `EXPRESS` children are not run here.
+    #[serde(default)]
+    execution_type: Option<ChildExecutionType>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+enum ProcessorMode {
+    Inline,
+    Distributed,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+enum ChildExecutionType {
+    Standard,
+}
+
+/// A Distributed Map: every iteration is a child workflow execution with its own history.
+#[derive(Debug, Clone)]
+pub(super) struct Distributed {
+    /// `Label`, else the state's name: names the child executions.
+    pub label: String,
+    /// `ToleratedFailurePercentage` (0 when absent): the Map fails once a larger share of its
+    /// child executions failed.
+    pub tolerated_failure_percentage: f64,
+}
+
+/// A Map, as written.
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 struct RawMap {
@@ -275,11 +308,19 @@ struct RawMap {
     output_path: Selection,
     #[serde(default)]
     catch: Vec<Catcher>,
+    /// Distributed only.
+    #[serde(default)]
+    label: Option<String>,
+    /// Distributed only.
+    #[serde(default)]
+    tolerated_failure_percentage: Option<f64>,
 }
 
-/// An inline Map: its item processor run on every item of `ItemsPath`.
+/// A Map: its item processor run on every item of `ItemsPath`, inline or as child executions.
 #[derive(Debug, Clone)]
 pub(super) struct Map {
+    /// Present for a Distributed Map.
+    pub distributed: Option<Distributed>,
     pub next: Option<String>,
     pub end: bool,
     pub input_path: Selection,
@@ -426,11 +467,51 @@ impl State {
             "Wait" => State::Wait(typed(body, path)?),
             "Map" => {
                 let raw: RawMap = typed(body, path)?;
-                let processor = raw
+                let mut processor = raw
                     .item_processor
                     .or(raw.iterator)
                     .ok_or_else(|| refuse(path, "a Map needs `ItemProcessor`"))?;
+                let config = processor
+                    .as_object_mut()
+                    .and_then(|fields| fields.remove("ProcessorConfig"))
+                    .map(serde_json::from_value::<ProcessorConfig>)
+                    .transpose()
+                    .map_err(|err| refuse(path, format!("`ProcessorConfig`: {err}")))?;
+                let distributed = match config {
+                    Some(ProcessorConfig {
+                        mode: ProcessorMode::Distributed,
+                        execution_type,
+                    }) => {
+                        if execution_type.is_none() {
+                            return Err(refuse(
+                                path,
+                                "a Distributed Map needs `ExecutionType` (`STANDARD`)",
+                            ));
+                        }
+                        let tolerated = raw.tolerated_failure_percentage.unwrap_or(0.0);
+                        if !(0.0..=100.0).contains(&tolerated) {
+                            return Err(refuse(
+                                path,
+                                "`ToleratedFailurePercentage` must be between 0 and 100",
+                            ));
+                        }
+                        Some(Distributed {
+                            label: raw.label.clone().unwrap_or_else(|| path.to_owned()),
+                            tolerated_failure_percentage: tolerated,
+                        })
+                    }
+                    _ => None,
+                };
+                if distributed.is_none()
+                    && (raw.label.is_some() || raw.tolerated_failure_percentage.is_some())
+                {
+                    return Err(refuse(
+                        path,
+                        "`Label` and `ToleratedFailurePercentage` belong to a Distributed Map",
+                    ));
+                }
                 State::Map(Map {
+                    distributed,
                     next: raw.next,
                     end: raw.end,
                     input_path: raw.input_path,

@@ -1,10 +1,11 @@
 //! Running a checked machine: one state after another, Tasks through the [`Invoker`] with their
-//! `Retry` and `Catch`, Map iterations concurrently up to their limit, and the billed state
-//! transitions counted.
+//! `Retry` and `Catch`, Map iterations concurrently up to their limit (a Distributed Map's as
+//! child executions), the billed state transitions and the history events counted, and the
+//! history and payload quotas enforced.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::stream::{self, StreamExt, TryStreamExt};
@@ -14,13 +15,111 @@ use super::model::{
     substitution_name, Catcher, Fail, Jitter, Machine, Map, Pass, Retrier, State, Task, Wait,
 };
 use super::path::{place_result, read_path, render, select};
-use super::{Invoker, RunnerOptions, TaskFailure};
+use super::{
+    ExecutionRecord, Invoker, RunnerOptions, TaskFailure, HISTORY_EVENT_QUOTA, PAYLOAD_QUOTA_BYTES,
+};
+
+/// One execution: its name and id (`$$.Execution`), and its meters.
+pub(super) struct Execution {
+    name: String,
+    id: String,
+    history_events: AtomicU64,
+    transitions: AtomicU64,
+}
+
+impl Execution {
+    pub fn new(name: String, id: String) -> Execution {
+        Execution {
+            name,
+            id,
+            history_events: AtomicU64::new(0),
+            transitions: AtomicU64::new(0),
+        }
+    }
+
+    /// Records `events` history events; past the quota the execution fails, uncaught.
+    fn record_events(&self, events: u64) -> Result<(), TaskFailure> {
+        let total = self.history_events.fetch_add(events, Ordering::Relaxed) + events;
+        if total > HISTORY_EVENT_QUOTA {
+            return Err(TaskFailure {
+                error: "States.Runtime".to_owned(),
+                cause: format!(
+                    "execution `{}` reached the {HISTORY_EVENT_QUOTA} history events an execution may hold",
+                    self.name
+                ),
+            });
+        }
+        Ok(())
+    }
+}
 
 /// What every state of one execution sees.
 pub(super) struct Context<'a> {
     pub invoker: &'a dyn Invoker,
     pub options: &'a RunnerOptions,
     pub execution_input: Value,
+    pub execution: Execution,
+}
+
+/// Runs `machine` as one execution (the one started, or a Distributed Map's child): its
+/// `ExecutionStarted` and closing events counted, its output held to the payload quota, and its
+/// record kept in `options.executions`.
+pub(super) async fn run_execution(
+    machine: &Machine,
+    input: Value,
+    invoker: &dyn Invoker,
+    options: &RunnerOptions,
+    execution: Execution,
+) -> Result<Value, TaskFailure> {
+    let context = Context {
+        invoker,
+        options,
+        execution_input: input.clone(),
+        execution,
+    };
+    let result = match context.execution.record_events(1) {
+        Ok(()) => run_machine(machine, input, &context, Value::Null).await,
+        Err(failure) => Err(failure),
+    };
+    // `ExecutionSucceeded` or `ExecutionFailed`: the history's last event, whatever the quota.
+    context
+        .execution
+        .history_events
+        .fetch_add(1, Ordering::Relaxed);
+    let record = ExecutionRecord {
+        name: context.execution.name.clone(),
+        history_events: context.execution.history_events.load(Ordering::Relaxed),
+        transitions: context.execution.transitions.load(Ordering::Relaxed),
+        succeeded: result.is_ok(),
+    };
+    if let Ok(mut executions) = options.executions.lock() {
+        executions.push(record);
+    }
+    result
+}
+
+/// History events a state records besides its Task attempts and Map iterations: entered and
+/// exited (`MapStateStarted`/`MapRunStarted` and their ends too, for a Map); a Fail only enters.
+fn state_events(state: &State) -> u64 {
+    match state {
+        State::Map(_) => 4,
+        State::Fail(_) => 1,
+        _ => 2,
+    }
+}
+
+/// Fails the execution, uncaught, when a state's output exceeds the payload quota.
+fn check_payload(name: &str, output: &Value) -> Result<(), TaskFailure> {
+    let bytes = serde_json::to_vec(output).map_or(0, |text| text.len());
+    if bytes > PAYLOAD_QUOTA_BYTES {
+        return Err(TaskFailure {
+            error: "States.DataLimitExceeded".to_owned(),
+            cause: format!(
+                "state `{name}`: its output is {bytes} bytes, over the {PAYLOAD_QUOTA_BYTES} a state may pass on"
+            ),
+        });
+    }
+    Ok(())
 }
 
 type StateResult = Result<(Value, Option<String>), TaskFailure>;
@@ -33,7 +132,7 @@ fn runtime_failure(state: &str, message: impl std::fmt::Display) -> TaskFailure 
 }
 
 /// Runs `machine` from its `StartAt` until a state ends it.
-pub(super) fn run_machine<'a>(
+fn run_machine<'a>(
     machine: &'a Machine,
     input: Value,
     context: &'a Context<'a>,
@@ -48,7 +147,13 @@ pub(super) fn run_machine<'a>(
                 .get(&name)
                 .ok_or_else(|| runtime_failure(&name, "no such state"))?;
             context.options.transitions.fetch_add(1, Ordering::Relaxed);
+            context
+                .execution
+                .transitions
+                .fetch_add(1, Ordering::Relaxed);
+            context.execution.record_events(state_events(state))?;
             let (output, next) = run_state(&name, state, data, context, &map_item).await?;
+            check_payload(&name, &output)?;
             data = output;
             match next {
                 Some(next) => name = next,
@@ -62,9 +167,9 @@ pub(super) fn run_machine<'a>(
 fn context_object(context: &Context<'_>, map_item: &Value) -> Value {
     serde_json::json!({
         "Execution": {
-            "Id": format!("local:{}", context.options.execution_name),
+            "Id": context.execution.id,
             "Input": context.execution_input,
-            "Name": context.options.execution_name,
+            "Name": context.execution.name,
         },
         "Map": {"Item": map_item},
     })
@@ -188,9 +293,11 @@ fn catch(name: &str, catchers: &[Catcher], input: Value, failure: TaskFailure) -
     }
 }
 
+/// Whether a `Retry` or `Catch` rule applies. `States.ALL` matches every error but the terminal
+/// `States.DataLimitExceeded` and `States.Runtime` (States Language, "Error names").
 fn error_matches(error_equals: &[String], error: &str) -> bool {
     error_equals.iter().any(|name| match name.as_str() {
-        "States.ALL" => true,
+        "States.ALL" => !matches!(error, "States.DataLimitExceeded" | "States.Runtime"),
         "States.TaskFailed" => !error.starts_with("States.") || error == "States.TaskFailed",
         other => other == error,
     })
@@ -230,6 +337,8 @@ async fn invoke_with_retry(
     let resource = substitution_name(&task.resource).unwrap_or_default();
     let mut attempts_by_rule = vec![0u64; task.retry.len()];
     loop {
+        // Scheduled, started, and succeeded or failed.
+        context.execution.record_events(3)?;
         let failure = match context.invoker.invoke(resource, payload.clone()).await {
             Ok(output) => return Ok(output),
             Err(failure) => failure,
@@ -273,8 +382,12 @@ fn retry_delay(rule: &Retrier, attempt: u64) -> f64 {
     delay
 }
 
-/// An inline Map: every item of `ItemsPath` through the processor, at most `MaxConcurrency`
-/// (or the number at `MaxConcurrencyPath`; 0 = all) at once, results in item order.
+/// A Map: every item of `ItemsPath` through the processor, at most `MaxConcurrency` (or the
+/// number at `MaxConcurrencyPath`; 0 = all) at once, results in item order. Inline, iterations
+/// share the execution's history; distributed, each is a child execution with its own, a failed
+/// child's place in the results holds its error and cause, and the Map fails
+/// (`States.ExceedToleratedFailureThreshold`) when more than `ToleratedFailurePercentage` of its
+/// children failed.
 async fn run_map(
     name: &str,
     map: &Map,
@@ -301,6 +414,8 @@ async fn run_map(
         n => usize::try_from(n).unwrap_or(usize::MAX),
     };
     let selected = &selected;
+    let total = items.len();
+    let failed_children = &AtomicU64::new(0);
     let results = stream::iter(items.into_iter().enumerate())
         .map(|(index, value)| async move {
             let item = serde_json::json!({"Index": index, "Value": value});
@@ -311,12 +426,45 @@ async fn run_map(
                 }
                 None => item["Value"].clone(),
             };
-            run_machine(&map.processor, item_input, context, item).await
+            let Some(distributed) = &map.distributed else {
+                // MapIterationStarted, and MapIterationSucceeded or MapIterationFailed.
+                context.execution.record_events(2)?;
+                return run_machine(&map.processor, item_input, context, item).await;
+            };
+            let child_name = format!("{}:{index}", distributed.label);
+            let child = Execution::new(
+                child_name.clone(),
+                format!("{}/{child_name}", context.execution.id),
+            );
+            let options = context.options;
+            Ok(
+                match run_execution(&map.processor, item_input, context.invoker, options, child)
+                    .await
+                {
+                    Ok(output) => output,
+                    Err(failure) => {
+                        failed_children.fetch_add(1, Ordering::Relaxed);
+                        serde_json::json!({"Error": failure.error, "Cause": failure.cause})
+                    }
+                },
+            )
         })
         .buffered(limit)
         .try_collect::<Vec<Value>>()
         .await
         .map(Value::Array)?;
+    if let Some(distributed) = &map.distributed {
+        let failed = failed_children.load(Ordering::Relaxed);
+        if failed as f64 * 100.0 > distributed.tolerated_failure_percentage * total as f64 {
+            return Err(TaskFailure {
+                error: "States.ExceedToleratedFailureThreshold".to_owned(),
+                cause: format!(
+                    "state `{name}`: {failed} of {total} child executions failed, more than the tolerated {}%",
+                    distributed.tolerated_failure_percentage
+                ),
+            });
+        }
+    }
     let results = match &map.result_selector {
         Some(selector) => render(selector, &results, ctx).map_err(path_error)?,
         None => results,

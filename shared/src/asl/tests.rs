@@ -329,3 +329,110 @@ fn choice_rules_result_paths_and_map_fields_are_checked_at_load() {
         );
     }
 }
+
+/// A Task in a loop, caught by `States.ALL`: the history quota ends the execution anyway,
+/// uncaught, at the event that passes it.
+#[tokio::test]
+async fn the_history_quota_fails_an_endless_loop_uncaught() {
+    let definition = serde_json::json!({
+        "StartAt": "T",
+        "States": {
+            "T": {"Type": "Task", "Resource": "${Fn}", "ResultPath": null, "Next": "T",
+                  "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Caught"}]},
+            "Caught": {"Type": "Succeed"}
+        }
+    });
+    let options = fast();
+    let machine = StateMachine::load(&definition.to_string(), &["Fn"]).unwrap();
+    let recorder = Recorder::new(0, "");
+    let outcome = machine
+        .execute(serde_json::json!({}), &recorder, &options)
+        .await;
+    let Outcome::Failed(failure) = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(failure.error, "States.Runtime");
+    assert!(failure.cause.contains("25000"), "{}", failure.cause);
+    // Five events a loop (entered, scheduled, started, succeeded, exited) after ExecutionStarted.
+    assert_eq!(recorder.calls.lock().unwrap().len(), 4999);
+    let executions = options.executions.lock().unwrap();
+    assert!(!executions[0].succeeded);
+}
+
+/// A state whose output passes 256 KiB fails the execution with `States.DataLimitExceeded`,
+/// which `States.ALL` does not catch.
+#[tokio::test]
+async fn the_payload_quota_fails_an_oversized_output_uncaught() {
+    let big = "x".repeat(PAYLOAD_QUOTA_BYTES);
+    let definition = serde_json::json!({
+        "StartAt": "P",
+        "States": {
+            "P": {"Type": "Pass", "Result": big, "Next": "Done"},
+            "Done": {"Type": "Succeed"}
+        }
+    });
+    let outcome = run(definition, serde_json::json!({}), &Recorder::new(0, "")).await;
+    let Outcome::Failed(failure) = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(failure.error, "States.DataLimitExceeded");
+    assert!(failure.cause.contains("state `P`"), "{}", failure.cause);
+}
+
+/// A Distributed Map runs each item as a child execution with its own `$$.Execution` and
+/// history; a failed child fails the Map only beyond `ToleratedFailurePercentage`.
+#[tokio::test]
+async fn a_distributed_map_runs_child_executions_within_its_tolerance() {
+    let definition = |tolerated: u32| {
+        serde_json::json!({
+            "StartAt": "M",
+            "States": {"M": {
+                "Type": "Map", "ItemsPath": "$.items", "Label": "item",
+                "ToleratedFailurePercentage": tolerated,
+                "ItemSelector": {"n.$": "$$.Map.Item.Value", "parent.$": "$$.Execution.Id"},
+                "ItemProcessor": {
+                    "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+                    "StartAt": "T",
+                    "States": {"T": {"Type": "Task", "Resource": "${Fn}",
+                        "Parameters": {"n.$": "$.n", "parent.$": "$.parent", "me.$": "$$.Execution.Name"},
+                        "End": true}}
+                },
+                "End": true
+            }}
+        })
+    };
+    let input = serde_json::json!({"items": [1, 2, 3, 4]});
+    // The first call fails (not retried): one child of four.
+    let options = fast();
+    let machine = StateMachine::load(&definition(25).to_string(), &["Fn"]).unwrap();
+    let outcome = machine
+        .execute(input.clone(), &Recorder::new(1, "Boom"), &options)
+        .await;
+    let Outcome::Succeeded(output) = outcome else {
+        panic!("{outcome:?}")
+    };
+    let failed: Vec<_> = output
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|result| result["Error"] == "Boom")
+        .collect();
+    assert_eq!(failed.len(), 1, "{output}");
+    let echoed = output
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|result| result["Error"].is_null())
+        .unwrap();
+    assert_eq!(echoed["echo"]["parent"], "local:t");
+    assert!(echoed["echo"]["me"].as_str().unwrap().starts_with("item:"));
+    let executions = options.executions.lock().unwrap().clone();
+    assert_eq!(executions.len(), 5, "four children and the execution");
+    assert_eq!(executions.iter().filter(|e| !e.succeeded).count(), 1);
+
+    let outcome = run(definition(20), input, &Recorder::new(1, "Boom")).await;
+    let Outcome::Failed(failure) = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(failure.error, "States.ExceedToleratedFailureThreshold");
+}

@@ -1,12 +1,15 @@
-//! The two steps around a sync's tables: `prepare` checks the state machine's input against the
-//! configuration and lists the tables to run; `summarize` counts their outcomes and words the
-//! failures. Served by the watermark function (see [`super::watermark`]).
+//! The steps around a sync's tables: `prepare` checks the state machine's input against the
+//! configuration and lists the tables to run; `record_outcome` keeps each table's outcome in S3;
+//! `summarize` reads them, counts them and words the failures. Served by the watermark function
+//! (see [`super::watermark`]).
 
+use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::naming::{RunId, TableId};
+use crate::naming::{RunId, StorageLayout, TableId};
 use crate::run::SyncMode;
+use crate::storage::Bucket;
 use crate::watermark::LoadedRun;
 
 use super::watermark::describe_error;
@@ -83,14 +86,39 @@ pub struct TableOutcome {
     pub error: Option<serde_json::Value>,
 }
 
+/// `record_outcome`: the last state of a table's child execution.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordOutcomeRequest {
+    /// Pipeline name.
+    pub pipeline: String,
+    /// The sync execution (`$$.Execution.Id` of the parent).
+    pub execution: String,
+    /// The table's outcome.
+    pub outcome: TableOutcome,
+}
+
+/// `record_outcome`'s answer: all a table passes back to the Map, so that the Map's result stays
+/// small for any number of tables (a state's output is at most 256 KiB).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableStatus {
+    /// Source table.
+    pub table: String,
+    /// `succeeded` or `failed`.
+    pub status: String,
+}
+
 /// `summarize`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SummarizeRequest {
     /// Pipeline name.
     pub pipeline: String,
-    /// Per-table outcomes from the Map.
-    pub results: Vec<TableOutcome>,
+    /// The sync execution (`$$.Execution.Id`).
+    pub execution: String,
+    /// The tables the execution ran (`prepare`'s list).
+    pub tables: Vec<String>,
 }
 
 /// `summarize`'s answer and the execution's output.
@@ -103,11 +131,24 @@ pub struct SyncSummary {
     pub succeeded: u64,
     /// Tables that failed.
     pub failed: u64,
-    /// One line per failed table, or `all N tables synced`.
+    /// One line per failed table (the first [`MESSAGE_FAILURES`]), or `all N tables synced`.
     pub message: String,
-    /// Every table's outcome.
+    /// The tables' outcomes: every one while they fit [`SUMMARY_TABLES_BYTES`], else the failed
+    /// ones that fit (the execution's output is at most 256 KiB).
     pub tables: Vec<TableOutcome>,
+    /// Outcomes left out of `tables`; the report holds them all.
+    #[serde(default)]
+    pub omitted: u64,
+    /// Where the full summary is (`s3://…`), when it was written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<String>,
 }
+
+/// Failed tables named in the message.
+pub const MESSAGE_FAILURES: usize = 20;
+
+/// Bytes of outcomes a summary carries inline.
+pub const SUMMARY_TABLES_BYTES: usize = 128 * 1024;
 
 /// `prepare`: checks the input against the configuration and lists the tables to run.
 pub fn prepare(services: &Services, request: &PrepareRequest) -> Result<SyncPlan> {
@@ -154,18 +195,96 @@ pub fn prepare(services: &Services, request: &PrepareRequest) -> Result<SyncPlan
     })
 }
 
-/// `summarize`: counts outcomes and words the failures (the execution fails if any table did).
-pub fn summarize(request: &SummarizeRequest) -> SyncSummary {
-    let failed: Vec<&TableOutcome> = request
-        .results
+/// `record_outcome`: writes the table's outcome where `summarize` reads it.
+pub async fn record_outcome(
+    services: &Services,
+    request: &RecordOutcomeRequest,
+) -> Result<TableStatus> {
+    let pipeline = services.config.pipeline(&request.pipeline)?;
+    let table = TableId::parse(&request.outcome.table)?;
+    let layout = StorageLayout::new(&pipeline.s3.prefix);
+    let key = layout.execution_outcome_key(&request.pipeline, &request.execution, &table);
+    let body = serde_json::to_vec(&request.outcome)
+        .map_err(|err| Error::internal(format!("cannot encode an outcome: {err}")))?;
+    services.bucket(pipeline).put(&key, body.into()).await?;
+    Ok(TableStatus {
+        table: request.outcome.table.clone(),
+        status: request.outcome.status.clone(),
+    })
+}
+
+/// `summarize`: reads every table's recorded outcome (a table without one failed: its child
+/// execution ended before recording it), writes the full summary next to them and answers it,
+/// bounded (see [`SyncSummary`]). The execution fails if any table did.
+pub async fn summarize(services: &Services, request: &SummarizeRequest) -> Result<SyncSummary> {
+    let pipeline = services.config.pipeline(&request.pipeline)?;
+    let layout = StorageLayout::new(&pipeline.s3.prefix);
+    let bucket = services.bucket(pipeline);
+    // Collected first: a lazily mapped iterator here trips rustc's `Send` check of the handler's
+    // future (the higher-ranked closure lifetime of rust-lang/rust#102211).
+    let reads: Vec<_> = request
+        .tables
+        .iter()
+        .map(|table| read_outcome(&bucket, &layout, request, table))
+        .collect();
+    let outcomes: Vec<TableOutcome> = stream::iter(reads)
+        .buffered(OUTCOME_READS_AT_ONCE)
+        .try_collect()
+        .await?;
+    let full = summarize_outcomes(&request.pipeline, outcomes);
+    let key = layout.execution_summary_key(&request.pipeline, &request.execution);
+    let body = serde_json::to_vec_pretty(&full)
+        .map_err(|err| Error::internal(format!("cannot encode a summary: {err}")))?;
+    bucket.put(&key, body.into()).await?;
+    Ok(bounded(full, bucket.uri(&key)))
+}
+
+/// The outcome `table` recorded in the request's execution, or a failure that says it recorded
+/// none.
+async fn read_outcome(
+    bucket: &Bucket,
+    layout: &StorageLayout,
+    request: &SummarizeRequest,
+    table: &str,
+) -> Result<TableOutcome> {
+    let key = layout.execution_outcome_key(
+        &request.pipeline,
+        &request.execution,
+        &TableId::parse(table)?,
+    );
+    Ok(match bucket.get(&key).await? {
+        Some(object) => crate::manifest::parse_json(&object.body, &bucket.uri(&key))?,
+        None => TableOutcome {
+            table: table.to_owned(),
+            status: "failed".to_owned(),
+            run_id: None,
+            rows_extracted: 0,
+            files: 0,
+            bytes: 0,
+            loaded: Vec::new(),
+            error: Some(serde_json::json!({
+                "Error": "NoOutcome",
+                "Cause": "the table's child execution ended without recording an outcome (see the execution's Map Run); its lease is released when the execution ends, or by `tidemark unlock`",
+            })),
+        },
+    })
+}
+
+/// Outcomes `summarize` reads at once.
+const OUTCOME_READS_AT_ONCE: usize = 32;
+
+/// Counts outcomes and words the failures.
+pub fn summarize_outcomes(pipeline: &str, outcomes: Vec<TableOutcome>) -> SyncSummary {
+    let failed: Vec<&TableOutcome> = outcomes
         .iter()
         .filter(|outcome| outcome.status != "succeeded")
         .collect();
     let message = if failed.is_empty() {
-        format!("all {} tables synced", request.results.len())
+        format!("all {} tables synced", outcomes.len())
     } else {
-        failed
+        let mut lines: Vec<String> = failed
             .iter()
+            .take(MESSAGE_FAILURES)
             .map(|outcome| {
                 format!(
                     "{} failed: {}",
@@ -177,14 +296,44 @@ pub fn summarize(request: &SummarizeRequest) -> SyncSummary {
                         .unwrap_or_else(|| "unknown error".to_owned())
                 )
             })
-            .collect::<Vec<_>>()
-            .join("; ")
+            .collect();
+        if failed.len() > MESSAGE_FAILURES {
+            lines.push(format!(
+                "and {} more failed tables (see the report)",
+                failed.len() - MESSAGE_FAILURES
+            ));
+        }
+        lines.join("; ")
     };
     SyncSummary {
-        pipeline: request.pipeline.clone(),
-        succeeded: (request.results.len() - failed.len()) as u64,
+        pipeline: pipeline.to_owned(),
+        succeeded: (outcomes.len() - failed.len()) as u64,
         failed: failed.len() as u64,
         message,
-        tables: request.results.clone(),
+        tables: outcomes,
+        omitted: 0,
+        report: None,
     }
+}
+
+/// `summary` as an execution may output it: every outcome while they fit
+/// [`SUMMARY_TABLES_BYTES`], else the failed ones that fit, the rest counted in `omitted`.
+fn bounded(mut summary: SyncSummary, report: String) -> SyncSummary {
+    let size = |outcome: &TableOutcome| serde_json::to_vec(outcome).map_or(0, |text| text.len());
+    let total: usize = summary.tables.iter().map(size).sum();
+    if total > SUMMARY_TABLES_BYTES {
+        let all = summary.tables.len();
+        let mut budget = SUMMARY_TABLES_BYTES;
+        summary.tables.retain(|outcome| {
+            let bytes = size(outcome);
+            let keep = outcome.status != "succeeded" && bytes <= budget;
+            if keep {
+                budget -= bytes;
+            }
+            keep
+        });
+        summary.omitted = (all - summary.tables.len()) as u64;
+    }
+    summary.report = Some(report);
+    summary
 }

@@ -18,7 +18,9 @@ use crate::storage::PutOutcome;
 use crate::watermark::{LoadedRun, Stage, Watermark};
 
 use super::process_is_alive;
-use super::sync::{prepare, summarize, PrepareRequest, SummarizeRequest};
+use super::sync::{
+    prepare, record_outcome, summarize, PrepareRequest, RecordOutcomeRequest, SummarizeRequest,
+};
 use crate::services::Services;
 
 /// Every request the watermark function answers, chosen by `action`.
@@ -27,7 +29,9 @@ use crate::services::Services;
 pub enum WatermarkRequest {
     /// Check a sync's input and expand it into the tables to run (first state of the machine).
     Prepare(PrepareRequest),
-    /// Summarize the per-table results of a sync (last state of the machine).
+    /// Record a table's outcome (last state of its child execution).
+    RecordOutcome(RecordOutcomeRequest),
+    /// Summarize the tables' recorded outcomes (last state of the machine).
     Summarize(SummarizeRequest),
     /// Start a run: take the lease, fix the ceiling.
     Begin(BeginRequest),
@@ -880,7 +884,8 @@ pub async fn release(services: &Services, request: &ReleaseRequest) -> Result<Re
 pub async fn handle(services: &Services, request: &WatermarkRequest) -> Result<serde_json::Value> {
     match request {
         WatermarkRequest::Prepare(r) => super::answer(prepare(services, r)?),
-        WatermarkRequest::Summarize(r) => super::answer(summarize(r)),
+        WatermarkRequest::RecordOutcome(r) => super::answer(record_outcome(services, r).await?),
+        WatermarkRequest::Summarize(r) => super::answer(summarize(services, r).await?),
         WatermarkRequest::Begin(r) => super::answer(begin(services, r).await?),
         WatermarkRequest::Commit(r) => super::answer(commit(services, r).await?),
         WatermarkRequest::CommitLoad(r) => super::answer(commit_load(services, r).await?),
@@ -907,8 +912,9 @@ pub fn parse_request(payload: serde_json::Value) -> Result<WatermarkRequest> {
 }
 
 /// The actions of [`WatermarkRequest`], as a payload names them.
-pub const ACTIONS: [&str; 7] = [
+pub const ACTIONS: [&str; 8] = [
     "prepare",
+    "record_outcome",
     "summarize",
     "begin",
     "commit",

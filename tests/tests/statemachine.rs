@@ -479,9 +479,7 @@ async fn a_pipeline_of(tables: usize) {
         children.first()
     );
     assert_eq!(sync[0].transitions, 5);
-    let transitions = options
-        .transitions
-        .load(std::sync::atomic::Ordering::Relaxed);
+    let transitions = options.transitions();
     assert_eq!(transitions, tables as u64 * 26 + 5);
     eprintln!(
         "{tables} tables: {} executions; history events: sync {}, each table {}; transitions: {} per table + {} = {transitions}",

@@ -26,7 +26,6 @@ mod tests;
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
@@ -93,11 +92,18 @@ pub struct RunnerOptions {
     pub retry_scale: f64,
     /// The execution's name (`$$.Execution.Name`).
     pub execution_name: String,
-    /// Counts every state entered — Step Functions' billed "state transitions" — across the
-    /// execution, its Map iterations and its child executions.
-    pub transitions: Arc<AtomicU64>,
     /// Every execution run (the one started and each child), in the order they ended.
     pub executions: Arc<Mutex<Vec<ExecutionRecord>>>,
+}
+
+impl RunnerOptions {
+    /// Every state entered — Step Functions' billed "state transitions" — across the executions
+    /// that ended, their Map iterations and their child executions.
+    pub fn transitions(&self) -> u64 {
+        self.executions.lock().map_or(0, |executions| {
+            executions.iter().map(|e| e.transitions).sum()
+        })
+    }
 }
 
 impl Default for RunnerOptions {
@@ -106,7 +112,6 @@ impl Default for RunnerOptions {
             wait_scale: 1.0,
             retry_scale: 1.0,
             execution_name: "local".to_owned(),
-            transitions: Arc::default(),
             executions: Arc::default(),
         }
     }

@@ -146,7 +146,6 @@ fn run_machine<'a>(
                 .states
                 .get(&name)
                 .ok_or_else(|| runtime_failure(&name, "no such state"))?;
-            context.options.transitions.fetch_add(1, Ordering::Relaxed);
             context
                 .execution
                 .transitions

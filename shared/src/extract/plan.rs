@@ -154,10 +154,12 @@ fn choose_order(
         && run_rows.saturating_mul(KEY_ORDER_SHARE_DIVISOR) >= table_rows;
     let size = format!("this run reads about {run_rows} of the table's about {table_rows} rows");
     match (&read.order, run.strategy) {
-        (_, CdcStrategy::FullSync) | (Order::Whole, _) => ReadOrder::AsPlanned(match read.order {
-            Order::Whole => "one statement over the whole table, under one snapshot (it has no key)".to_owned(),
-            _ => "key order, one chunk under one snapshot (`full_sync` replaces the target with one state of the source)".to_owned(),
-        }),
+        (Order::Whole, _) => ReadOrder::AsPlanned(
+            "one statement over the whole table, under one snapshot (it has no key)".to_owned(),
+        ),
+        (_, CdcStrategy::FullSync) => ReadOrder::AsPlanned(
+            "key order, one chunk under one snapshot (`full_sync` replaces the target with one state of the source)".to_owned(),
+        ),
         (Order::Custom(_), _) => {
             ReadOrder::AsPlanned("the order of the `custom_sql` statement".to_owned())
         }

@@ -328,39 +328,47 @@ impl ReadPlan {
         Ok(plan)
     }
 
-    /// A timestamp strategy read in key order: rows after the run's start cursor in cursor order
-    /// (`ts > :ts OR (ts = :ts AND key > :key)`; a start without a key, as `lookback` leaves it,
-    /// sits before every key at its timestamp: `ts >= :ts`), as a filter.
+    /// A timestamp strategy read in key order: the rows after the run's start cursor in cursor
+    /// order, as a filter (see [`ReadPlan::after_in_cursor_order`]).
     fn filter_after_start(&mut self, start: &Cursor) -> Result<()> {
         if start.is_start() {
             return Ok(());
         }
+        let mut params = Vec::new();
+        let condition = self.after_in_cursor_order(start, &mut params)?;
+        self.filters.push(condition);
+        self.filter_params.extend(params);
+        Ok(())
+    }
+
+    /// The rows strictly after `position` in (timestamp, key) order, in the index-friendly form
+    /// `ts >= :ts AND (ts > :ts OR key > :key)`. A position without a key, as `lookback` leaves
+    /// it, sits before every key at its timestamp: `ts >= :ts`, so those rows are read.
+    fn after_in_cursor_order(&self, position: &Cursor, params: &mut Vec<Value>) -> Result<String> {
         let ts = self
             .ts
-            .clone()
+            .as_ref()
             .ok_or_else(|| Error::internal("no timestamp column"))?;
-        let at = start.timestamp.as_deref().ok_or_else(|| {
+        let at = position.timestamp.as_deref().ok_or_else(|| {
             Error::InvalidRequest(format!(
-                "the start cursor of `{}` has no timestamp: {start:?}",
+                "the cursor of `{}` has no timestamp: {position:?}",
                 self.table
             ))
         })?;
         let at = date_value(at.parse::<CursorTimestamp>()?);
-        if start.key.is_empty() {
-            self.filters.push(format!("{} >= ?", ts.quoted));
-            self.filter_params.push(at);
-        } else {
-            let mut tie = Vec::new();
-            let after = self.after_keys(&start.key, &mut tie)?;
-            self.filters.push(format!(
-                "({ts} > ? OR ({ts} = ? AND ({after})))",
-                ts = ts.quoted
-            ));
-            self.filter_params.push(at.clone());
-            self.filter_params.push(at);
-            self.filter_params.extend(tie);
+        if position.key.is_empty() {
+            params.push(at);
+            return Ok(format!("{} >= ?", ts.quoted));
         }
-        Ok(())
+        let mut tie = Vec::new();
+        let after = self.after_keys(&position.key, &mut tie)?;
+        params.push(at.clone());
+        params.push(at);
+        params.extend(tie);
+        Ok(format!(
+            "{ts} >= ? AND ({ts} > ? OR {after})",
+            ts = ts.quoted
+        ))
     }
 
     /// Where the chunk's first invocation starts: the run's start cursor (exclusive), except for
@@ -458,29 +466,7 @@ impl ReadPlan {
                     .as_ref()
                     .ok_or_else(|| Error::internal("no timestamp column"))?;
                 if let Some(position) = position {
-                    let at = position.timestamp.as_deref().ok_or_else(|| {
-                        Error::InvalidRequest(format!(
-                            "the cursor of `{}` has no timestamp: {position:?}",
-                            self.table
-                        ))
-                    })?;
-                    let at = date_value(at.parse::<CursorTimestamp>()?);
-                    if position.key.is_empty() {
-                        // A timestamp without a key sits before every key at that timestamp
-                        // (what `lookback` relies on): its rows are read.
-                        conditions.push(format!("{} >= ?", ts.quoted));
-                        params.push(at);
-                    } else {
-                        let mut tie = Vec::new();
-                        let after = self.after_keys(&position.key, &mut tie)?;
-                        conditions.push(format!(
-                            "{ts} >= ? AND ({ts} > ? OR {after})",
-                            ts = ts.quoted
-                        ));
-                        params.push(at.clone());
-                        params.push(at);
-                        params.extend(tie);
-                    }
+                    conditions.push(self.after_in_cursor_order(position, &mut params)?);
                 }
                 std::iter::once(ts.quoted.as_str())
                     .chain(self.keys.iter().map(|k| k.quoted.as_str()))

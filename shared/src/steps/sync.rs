@@ -319,13 +319,17 @@ pub fn summarize_outcomes(pipeline: &str, outcomes: Vec<TableOutcome>) -> SyncSu
 /// `summary` as an execution may output it: every outcome while they fit
 /// [`SUMMARY_TABLES_BYTES`], else the failed ones that fit, the rest counted in `omitted`.
 fn bounded(mut summary: SyncSummary, report: String) -> SyncSummary {
-    let size = |outcome: &TableOutcome| serde_json::to_vec(outcome).map_or(0, |text| text.len());
-    let total: usize = summary.tables.iter().map(size).sum();
-    if total > SUMMARY_TABLES_BYTES {
+    let sizes: Vec<usize> = summary
+        .tables
+        .iter()
+        .map(|outcome| serde_json::to_vec(outcome).map_or(0, |text| text.len()))
+        .collect();
+    if sizes.iter().sum::<usize>() > SUMMARY_TABLES_BYTES {
         let all = summary.tables.len();
         let mut budget = SUMMARY_TABLES_BYTES;
+        let mut sizes = sizes.into_iter();
         summary.tables.retain(|outcome| {
-            let bytes = size(outcome);
+            let bytes = sizes.next().unwrap_or(usize::MAX);
             let keep = outcome.status != "succeeded" && bytes <= budget;
             if keep {
                 budget -= bytes;

@@ -19,15 +19,16 @@ use tidemark_tests::tables::Table;
 const CHUNK_ROWS: u64 = 200;
 
 /// 2,000 rows whose timestamps come in groups of 300 (so groups straddle key-range edges), and
-/// three rows beyond any ceiling (a timestamp strategy never reads them).
-async fn seed(stack: &Stack<'_>) -> anyhow::Result<()> {
+/// three rows beyond any ceiling (a timestamp strategy never reads them); `primary_key` lists
+/// the key's columns.
+async fn seed(stack: &Stack<'_>, primary_key: &str) -> anyhow::Result<()> {
     let mut conn = stack.mysql.conn().await?;
     conn.query_drop("SET SESSION max_recursive_iterations = 10000")
         .await?;
-    conn.query_drop(
-        "CREATE TABLE t (id BIGINT PRIMARY KEY, grp INT NOT NULL, note VARCHAR(200) NOT NULL, \
-         updated_at DATETIME(6) NOT NULL, KEY (updated_at))",
-    )
+    conn.query_drop(format!(
+        "CREATE TABLE t (id BIGINT NOT NULL, grp INT NOT NULL, note VARCHAR(200) NOT NULL, \
+         updated_at DATETIME(6) NOT NULL, PRIMARY KEY ({primary_key}), KEY (updated_at))"
+    ))
     .await?;
     conn.query_drop(
         "INSERT INTO t WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000) \
@@ -107,13 +108,14 @@ fn assert_order(order: &str, expected: &str) {
 
 /// A first load, an UPDATE of half the rows (new timestamps in groups that straddle range edges,
 /// plus rows sharing the stored cursor's timestamp after its key), then an UPDATE of five rows.
-async fn timestamp_strategy(table: Table, concurrency: u32) {
+/// Large runs must plan `key_order`.
+async fn timestamp_strategy(table: Table, concurrency: u32, primary_key: &str, key_order: &str) {
     with_stack(Target::Postgres, async |stack| {
-        seed(stack).await?;
+        seed(stack, primary_key).await?;
         let services = services(stack, &table, concurrency).await?;
         let below_ceiling = "WHERE updated_at < '2999-01-01'";
 
-        assert_order(&planned_order(&services, stack).await?, "primary-key order");
+        assert_order(&planned_order(&services, stack).await?, key_order);
         sync_and_compare(&services, stack, below_ceiling).await?;
 
         let mut conn = stack.mysql.conn().await?;
@@ -123,11 +125,11 @@ async fn timestamp_strategy(table: Table, concurrency: u32) {
         )
         .await?;
         conn.query_drop(
-            "INSERT INTO t VALUES (2004, 1, 'at the cursor', '2026-01-01 00:00:06'), \
-             (2005, 1, 'at the cursor', '2026-01-01 00:00:06')",
+            "INSERT INTO t VALUES (2004, 7, 'at the cursor', '2026-01-01 00:00:06'), \
+             (2005, 7, 'at the cursor', '2026-01-01 00:00:06')",
         )
         .await?;
-        assert_order(&planned_order(&services, stack).await?, "primary-key order");
+        assert_order(&planned_order(&services, stack).await?, key_order);
         sync_and_compare(&services, stack, below_ceiling).await?;
 
         conn.query_drop(
@@ -145,7 +147,24 @@ async fn hybrid_reads_large_runs_in_key_order_at_concurrency_1() {
     let table = Table::hybrid("t", "updated_at")
         .lookback("0s")
         .chunk_rows(CHUNK_ROWS);
-    timestamp_strategy(table, 1).await;
+    timestamp_strategy(table, 1, "id", "primary-key order, in 1 key range").await;
+}
+
+/// A key of two columns cannot be split into ranges: large runs read as one chunk over the whole
+/// key, paged by `(grp, id)`, continuing mid-key; the rows added at the stored cursor's timestamp
+/// sort after its key (`grp` 7 > every other).
+#[tokio::test]
+async fn hybrid_with_a_composite_key_reads_large_runs_as_one_key_ordered_chunk() {
+    let table = Table::hybrid("t", "updated_at")
+        .lookback("0s")
+        .chunk_rows(CHUNK_ROWS);
+    timestamp_strategy(
+        table,
+        4,
+        "grp, id",
+        "primary-key order, one chunk over the whole (composite or non-integer) key",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -154,13 +173,13 @@ async fn timestamp_only_reads_large_runs_in_key_ranges_at_concurrency_4() {
         .strategy("timestamp_only")
         .lookback("1s")
         .chunk_rows(CHUNK_ROWS);
-    timestamp_strategy(table, 4).await;
+    timestamp_strategy(table, 4, "id", "primary-key order, in 4 key range").await;
 }
 
 #[tokio::test]
 async fn id_only_reads_in_key_order_first_and_after_many_inserts() {
     with_stack(Target::Postgres, async |stack| {
-        seed(stack).await?;
+        seed(stack, "id").await?;
         let table = Table::new("t").strategy("id_only").chunk_rows(CHUNK_ROWS);
         let services = services(stack, &table, 1).await?;
         assert_order(
@@ -190,7 +209,7 @@ async fn id_only_reads_in_key_order_first_and_after_many_inserts() {
 #[tokio::test]
 async fn full_sync_reads_in_key_order_under_one_snapshot() {
     with_stack(Target::Postgres, async |stack| {
-        seed(stack).await?;
+        seed(stack, "id").await?;
         let table = Table::new("t").strategy("full_sync").chunk_rows(CHUNK_ROWS);
         let services = services(stack, &table, 4).await?;
         assert_order(

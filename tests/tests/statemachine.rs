@@ -463,6 +463,13 @@ async fn a_pipeline_of(tables: usize) {
         assert_eq!(script.count(action), tables, "{action}");
     }
     assert_eq!(script.count("extract"), tables * 2 * 2);
+    // Each child's `begin` records the sync's execution on the lease, not its own, so that the
+    // sync's end releases it.
+    let calls = script.calls.lock().unwrap().clone();
+    assert!(calls
+        .iter()
+        .filter(|(_, action, _)| action == "begin")
+        .all(|(_, _, payload)| payload["execution"] == "local:test"));
     let executions = options.executions.lock().unwrap().clone();
     assert_eq!(
         executions.len(),

@@ -473,3 +473,60 @@ async fn an_execution_that_dies_releases_its_leases() {
     .await
     .unwrap();
 }
+
+/// `record_outcome` keeps a table's outcome in S3 and answers only its status; `summarize`
+/// reads every table's, fails a table that recorded none (its child execution ended early),
+/// and writes the full summary where its `report` says.
+#[tokio::test]
+async fn summarize_reads_recorded_outcomes_and_fails_a_table_without_one() {
+    TestMysql::run(async |mysql| {
+        let (bucket, table, config) = orders_world(mysql).await?;
+        let services = Services::from_env(config, None).await;
+        let execution = "arn:aws:states:eu-west-1:123456789012:execution:tidemark-sync:e1";
+        let recorded = handle(
+            &services,
+            &parse_request(json!({
+                "action": "record_outcome", "pipeline": "p", "execution": execution,
+                "outcome": {"table": table, "status": "succeeded", "rows_extracted": 7, "files": 1,
+                            "bytes": 99, "loaded": [], "run_id": null, "error": null}
+            }))?,
+        )
+        .await?;
+        assert_eq!(recorded, json!({"table": table, "status": "succeeded"}));
+
+        let silent = format!("{}.silent", mysql.database());
+        let summary = handle(
+            &services,
+            &parse_request(json!({
+                "action": "summarize", "pipeline": "p", "execution": execution,
+                "tables": [table, silent]
+            }))?,
+        )
+        .await?;
+        assert_eq!(
+            (summary["succeeded"].clone(), summary["failed"].clone()),
+            (json!(1), json!(1))
+        );
+        assert_eq!(summary["tables"][0]["rows_extracted"], 7, "{summary}");
+        assert_eq!(
+            summary["tables"][1]["error"]["Error"], "NoOutcome",
+            "{summary}"
+        );
+        assert!(summary["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("{silent} failed")));
+        let report = summary["report"].as_str().unwrap();
+        let key = report
+            .strip_prefix(&format!("s3://{}/", bucket.bucket().name()))
+            .unwrap();
+        assert_eq!(key, "tm/executions/p/e1/summary.json");
+        let stored = bucket.bucket().get(key).await?.unwrap();
+        let stored: Value = serde_json::from_slice(&stored.body)?;
+        assert_eq!(stored["tables"], summary["tables"]);
+        bucket.remove().await?;
+        Ok(())
+    })
+    .await
+    .unwrap();
+}

@@ -436,3 +436,22 @@ async fn a_distributed_map_runs_child_executions_within_its_tolerance() {
     };
     assert_eq!(failure.error, "States.ExceedToleratedFailureThreshold");
 }
+
+/// `States.ALL` does not catch `States.Runtime` (nor `States.DataLimitExceeded`): a Task whose
+/// `Parameters` read a missing path fails the execution although it has a `Catch`.
+#[tokio::test]
+async fn states_all_does_not_catch_a_runtime_error() {
+    let definition = serde_json::json!({
+        "StartAt": "T",
+        "States": {
+            "T": {"Type": "Task", "Resource": "${Fn}", "Parameters": {"x.$": "$.absent"},
+                  "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Caught"}], "End": true},
+            "Caught": {"Type": "Succeed"}
+        }
+    });
+    let outcome = run(definition, serde_json::json!({}), &Recorder::new(0, "")).await;
+    let Outcome::Failed(failure) = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(failure.error, "States.Runtime");
+}

@@ -341,3 +341,54 @@ fn bounded(mut summary: SyncSummary, report: String) -> SyncSummary {
     summary.report = Some(report);
     summary
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(n: usize, failed: bool) -> TableOutcome {
+        TableOutcome {
+            table: format!("warehouse_db.table_{n:05}"),
+            status: if failed { "failed" } else { "succeeded" }.to_owned(),
+            run_id: None,
+            rows_extracted: 123_456,
+            files: 3,
+            bytes: 12_345_678,
+            loaded: Vec::new(),
+            error: failed.then(|| serde_json::json!({"Error": "LeaseHeld", "Cause": "locked"})),
+        }
+    }
+
+    #[test]
+    fn a_small_summary_keeps_every_outcome() {
+        let outcomes: Vec<_> = (0..3).map(|n| outcome(n, n == 1)).collect();
+        let summary = bounded(summarize_outcomes("p", outcomes.clone()), "s3://b/k".into());
+        assert_eq!(summary.tables, outcomes);
+        assert_eq!(
+            (summary.succeeded, summary.failed, summary.omitted),
+            (2, 1, 0)
+        );
+        assert_eq!(summary.report.as_deref(), Some("s3://b/k"));
+    }
+
+    /// Two thousand tables: the answer keeps the failed ones, counts the rest, names the first
+    /// 20 failures, and fits an execution's 256 KiB output.
+    #[test]
+    fn a_large_summary_keeps_the_failed_outcomes_and_fits_an_execution_output() {
+        let outcomes: Vec<_> = (0..2000).map(|n| outcome(n, n % 40 == 0)).collect();
+        let summary = bounded(summarize_outcomes("p", outcomes), "s3://b/k".into());
+        assert_eq!((summary.succeeded, summary.failed), (1950, 50));
+        assert_eq!(summary.tables.len(), 50);
+        assert!(summary.tables.iter().all(|t| t.status == "failed"));
+        assert_eq!(summary.omitted, 1950);
+        assert_eq!(
+            summary.message.matches(" failed: ").count(),
+            MESSAGE_FAILURES
+        );
+        assert!(summary
+            .message
+            .ends_with("and 30 more failed tables (see the report)"));
+        let bytes = serde_json::to_vec(&summary).unwrap().len();
+        assert!(bytes < crate::asl::PAYLOAD_QUOTA_BYTES, "{bytes}");
+    }
+}

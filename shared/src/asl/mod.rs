@@ -12,10 +12,12 @@
 //! `${Substitution}` name to an [`Invoker`] — never to a network call.
 //!
 //! Step Functions' hard limits hold here too, so that a definition that outgrows them fails
-//! locally first ("Step Functions service quotas", developer guide): an execution's history holds
-//! at most [`HISTORY_EVENT_QUOTA`] events, counted as `GetExecutionHistory` lists them, and a
-//! state's output at most [`PAYLOAD_QUOTA_BYTES`]. Neither failure, nor any `States.Runtime`
-//! error, is caught by `States.ALL` (the States Language's error names).
+//! locally first (<https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html>): an
+//! execution's history holds at most [`HISTORY_EVENT_QUOTA`] events, counted as
+//! `GetExecutionHistory` lists them, and a state's output at most [`PAYLOAD_QUOTA_BYTES`]
+//! (`States.DataLimitExceeded`). `States.ALL` catches neither that nor any `States.Runtime` error
+//! (<https://docs.aws.amazon.com/step-functions/latest/dg/concepts-error-handling.html>, "Error
+//! names").
 
 mod choice;
 mod model;

@@ -293,7 +293,8 @@ fn catch(name: &str, catchers: &[Catcher], input: Value, failure: TaskFailure) -
 }
 
 /// Whether a `Retry` or `Catch` rule applies. `States.ALL` matches every error but the terminal
-/// `States.DataLimitExceeded` and `States.Runtime` (States Language, "Error names").
+/// `States.DataLimitExceeded` and `States.Runtime` (Step Functions developer guide, "Handling
+/// errors", "Error names").
 fn error_matches(error_equals: &[String], error: &str) -> bool {
     error_equals.iter().any(|name| match name.as_str() {
         "States.ALL" => !matches!(error, "States.DataLimitExceeded" | "States.Runtime"),

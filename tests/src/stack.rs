@@ -9,7 +9,7 @@ use tidemark::services::Services;
 use crate::bastion::Bastion;
 use crate::redshift_standin::{self, RedshiftStandin};
 use crate::s3::TestBucket;
-use crate::{postgres_address, TestMysql, TestPostgres};
+use crate::{postgres_address, MysqlServer, TestMysql, TestPostgres};
 
 /// Where the warehouse is; every kind keeps its tables in the test's PostgreSQL schema.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,7 +93,16 @@ impl<'a> Stack<'a> {
 
 /// Runs `test` in a fresh [`Stack`] for `target`, and removes everything after it, pass or fail.
 pub async fn with_stack(target: Target, test: impl AsyncFnOnce(&Stack<'_>) -> anyhow::Result<()>) {
-    TestMysql::run(async |mysql| {
+    with_stack_on(MysqlServer::Shared, target, test).await;
+}
+
+/// [`with_stack`] with its source database on `server` (e.g. one in local time).
+pub async fn with_stack_on(
+    server: MysqlServer,
+    target: Target,
+    test: impl AsyncFnOnce(&Stack<'_>) -> anyhow::Result<()>,
+) {
+    TestMysql::run_on(server, async |mysql| {
         TestPostgres::run(async |pg| {
             let stack = Stack::new(mysql, pg, target).await?;
             let outcome = test(&stack).await;

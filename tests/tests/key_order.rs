@@ -12,22 +12,44 @@ use tidemark::services::Services;
 use tidemark::steps::{local_sync, preview};
 use tidemark_tests::compare::{mysql_rows, postgres_rows};
 use tidemark_tests::redshift_standin::services_with_target;
-use tidemark_tests::stack::{fast_runner, with_stack, Stack, Target};
+use tidemark_tests::stack::{fast_runner, with_stack, with_stack_on, Stack, Target};
 use tidemark_tests::tables::Table;
+use tidemark_tests::MysqlServer;
 
 /// Rows per extraction invocation: every key range of the 2,000-row table continues mid-range.
 const CHUNK_ROWS: u64 = 200;
 
+/// The source table of a timestamp-strategy case.
+#[derive(Clone, Copy)]
+struct Shape {
+    /// Where the source database lives.
+    server: MysqlServer,
+    /// The key's columns.
+    primary_key: &'static str,
+    /// The cursor column's type.
+    cursor_type: &'static str,
+}
+
+/// `t` keyed by `id`, its cursor a DATETIME(6), on the shared server (in UTC).
+const BY_ID: Shape = Shape {
+    server: MysqlServer::Shared,
+    primary_key: "id",
+    cursor_type: "DATETIME(6)",
+};
+
+/// Beyond any ceiling, and within TIMESTAMP's range: a timestamp strategy never reads these.
+const FUTURE: &str = "2037-01-01";
+
 /// 2,000 rows whose timestamps come in groups of 300 (so groups straddle key-range edges), and
-/// three rows beyond any ceiling (a timestamp strategy never reads them); `primary_key` lists
-/// the key's columns.
-async fn seed(stack: &Stack<'_>, primary_key: &str) -> anyhow::Result<()> {
+/// three rows at [`FUTURE`], in the session's UTC.
+async fn seed(stack: &Stack<'_>, shape: Shape) -> anyhow::Result<()> {
     let mut conn = stack.mysql.conn().await?;
     conn.query_drop("SET SESSION max_recursive_iterations = 10000")
         .await?;
     conn.query_drop(format!(
         "CREATE TABLE t (id BIGINT NOT NULL, grp INT NOT NULL, note VARCHAR(200) NOT NULL, \
-         updated_at DATETIME(6) NOT NULL, PRIMARY KEY ({primary_key}), KEY (updated_at))"
+         updated_at {} NOT NULL, PRIMARY KEY ({}), KEY (updated_at))",
+        shape.cursor_type, shape.primary_key
     ))
     .await?;
     conn.query_drop(
@@ -36,10 +58,10 @@ async fn seed(stack: &Stack<'_>, primary_key: &str) -> anyhow::Result<()> {
                 '2026-01-01 00:00:00' + INTERVAL (i DIV 300) SECOND FROM n",
     )
     .await?;
-    conn.query_drop(
-        "INSERT INTO t VALUES (2001, 0, 'future', '2999-01-01'), (2002, 0, 'future', '2999-01-01'), \
-         (2003, 0, 'future', '2999-01-01')",
-    )
+    conn.query_drop(format!(
+        "INSERT INTO t VALUES (2001, 0, 'future', '{FUTURE}'), (2002, 0, 'future', '{FUTURE}'), \
+         (2003, 0, 'future', '{FUTURE}')"
+    ))
     .await?;
     conn.query_drop("ANALYZE TABLE t").await?;
     Ok(())
@@ -109,11 +131,11 @@ fn assert_order(order: &str, expected: &str) {
 /// A first load, an UPDATE of half the rows (new timestamps in groups that straddle range edges,
 /// plus rows sharing the stored cursor's timestamp after its key), then an UPDATE of five rows.
 /// Large runs must plan `key_order`.
-async fn timestamp_strategy(table: Table, concurrency: u32, primary_key: &str, key_order: &str) {
-    with_stack(Target::Postgres, async |stack| {
-        seed(stack, primary_key).await?;
+async fn timestamp_strategy(table: Table, concurrency: u32, shape: Shape, key_order: &str) {
+    with_stack_on(shape.server, Target::Postgres, async |stack| {
+        seed(stack, shape).await?;
         let services = services(stack, &table, concurrency).await?;
-        let below_ceiling = "WHERE updated_at < '2999-01-01'";
+        let below_ceiling = &format!("WHERE updated_at < '{FUTURE}'");
 
         assert_order(&planned_order(&services, stack).await?, key_order);
         sync_and_compare(&services, stack, below_ceiling).await?;
@@ -147,7 +169,7 @@ async fn hybrid_reads_large_runs_in_key_order_at_concurrency_1() {
     let table = Table::hybrid("t", "updated_at")
         .lookback("0s")
         .chunk_rows(CHUNK_ROWS);
-    timestamp_strategy(table, 1, "id", "primary-key order, in 1 key range").await;
+    timestamp_strategy(table, 1, BY_ID, "primary-key order, in 1 key range").await;
 }
 
 /// A key of two columns cannot be split into ranges: large runs read as one chunk over the whole
@@ -158,10 +180,14 @@ async fn hybrid_with_a_composite_key_reads_large_runs_as_one_key_ordered_chunk()
     let table = Table::hybrid("t", "updated_at")
         .lookback("0s")
         .chunk_rows(CHUNK_ROWS);
+    let shape = Shape {
+        primary_key: "grp, id",
+        ..BY_ID
+    };
     timestamp_strategy(
         table,
         4,
-        "grp, id",
+        shape,
         "primary-key order, one chunk over the whole (composite or non-integer) key",
     )
     .await;
@@ -173,13 +199,28 @@ async fn timestamp_only_reads_large_runs_in_key_ranges_at_concurrency_4() {
         .strategy("timestamp_only")
         .lookback("1s")
         .chunk_rows(CHUNK_ROWS);
-    timestamp_strategy(table, 4, "id", "primary-key order, in 4 key range").await;
+    timestamp_strategy(table, 4, BY_ID, "primary-key order, in 4 key range").await;
+}
+
+/// A TIMESTAMP cursor on a server whose time zone is +05:30: the start and ceiling, bound as
+/// filters of a key-ordered read, mean the same instants as in a cursor-ordered one.
+#[tokio::test]
+async fn hybrid_on_a_timestamp_column_in_local_time_reads_large_runs_in_key_order() {
+    let table = Table::hybrid("t", "updated_at")
+        .lookback("0s")
+        .chunk_rows(CHUNK_ROWS);
+    let shape = Shape {
+        server: MysqlServer::HalfHourOffset,
+        cursor_type: "TIMESTAMP(6)",
+        ..BY_ID
+    };
+    timestamp_strategy(table, 2, shape, "primary-key order, in 2 key range").await;
 }
 
 #[tokio::test]
 async fn id_only_reads_in_key_order_first_and_after_many_inserts() {
     with_stack(Target::Postgres, async |stack| {
-        seed(stack, "id").await?;
+        seed(stack, BY_ID).await?;
         let table = Table::new("t").strategy("id_only").chunk_rows(CHUNK_ROWS);
         let services = services(stack, &table, 1).await?;
         assert_order(
@@ -209,7 +250,7 @@ async fn id_only_reads_in_key_order_first_and_after_many_inserts() {
 #[tokio::test]
 async fn full_sync_reads_in_key_order_under_one_snapshot() {
     with_stack(Target::Postgres, async |stack| {
-        seed(stack, "id").await?;
+        seed(stack, BY_ID).await?;
         let table = Table::new("t").strategy("full_sync").chunk_rows(CHUNK_ROWS);
         let services = services(stack, &table, 4).await?;
         assert_order(

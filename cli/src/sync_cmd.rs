@@ -45,6 +45,10 @@ pub(crate) struct SyncArgs {
     /// Start an execution of the deployed state machine (`TIDEMARK_STATE_MACHINE_ARN`).
     #[arg(long)]
     aws: bool,
+    /// In process: extractions at once, whatever table and chunk concurrency (each holds its
+    /// own buffers, so this bounds memory).
+    #[arg(long, default_value_t = local_sync::EXTRACTS_AT_ONCE, value_parser = clap::builder::TypedValueParser::map(clap::value_parser!(u16).range(1..=64), usize::from), conflicts_with = "aws")]
+    local_extracts: usize,
 }
 
 impl SyncArgs {
@@ -123,8 +127,14 @@ pub(crate) async fn run(
             ..RunnerOptions::default()
         };
         let progress = SyncProgress::new(display);
-        let (outcome, summary) =
-            local_sync::run_with_summary(&services, input, &options, None, Some(&progress)).await?;
+        let (outcome, summary) = local_sync::run_with_summary(
+            &services,
+            input,
+            &options,
+            args.local_extracts,
+            Some(&progress),
+        )
+        .await?;
         drop(progress);
         (name, outcome, summary)
     };

@@ -9,7 +9,8 @@ use serde_json::json;
 use tidemark::asl::Outcome;
 use tidemark::run::SyncMode;
 use tidemark::services::Services;
-use tidemark::steps::{local_sync, preview};
+use tidemark::steps::local_sync::{self, EXTRACTS_AT_ONCE};
+use tidemark::steps::preview;
 use tidemark_tests::compare::{mysql_rows, postgres_rows};
 use tidemark_tests::redshift_standin::services_with_target;
 use tidemark_tests::stack::{fast_runner, with_stack, with_stack_on, Stack, Target};
@@ -91,8 +92,13 @@ async fn sync_and_compare(
     stack: &Stack<'_>,
     source_filter: &str,
 ) -> anyhow::Result<()> {
-    let outcome =
-        local_sync::run(services, json!({"pipeline": "p"}), &fast_runner("ko"), None).await?;
+    let outcome = local_sync::run(
+        services,
+        json!({"pipeline": "p"}),
+        &fast_runner("ko"),
+        EXTRACTS_AT_ONCE,
+    )
+    .await?;
     assert!(matches!(outcome, Outcome::Succeeded(_)), "{outcome:?}");
     let mut conn = stack.mysql.conn().await?;
     let source = mysql_rows(

@@ -14,7 +14,7 @@ use serde_json::json;
 use tidemark::asl::Outcome;
 use tidemark::manifest::RunManifest;
 use tidemark::naming::StorageLayout;
-use tidemark::steps::local_sync;
+use tidemark::steps::local_sync::{self, EXTRACTS_AT_ONCE};
 use tidemark::watermark::Watermark;
 use tidemark_tests::compare::{mysql_rows, postgres_rows};
 use tidemark_tests::stack::{fast_runner, with_stack, Stack, Target};
@@ -53,7 +53,13 @@ fn tables(policy: Option<&str>) -> String {
 async fn sync(stack: &Stack<'_>, tables: &str) -> anyhow::Result<Outcome> {
     let services = stack.services(tables).await?;
     let options = fast_runner("oversize");
-    Ok(local_sync::run(&services, json!({"pipeline": "p"}), &options, None).await?)
+    Ok(local_sync::run(
+        &services,
+        json!({"pipeline": "p"}),
+        &options,
+        EXTRACTS_AT_ONCE,
+    )
+    .await?)
 }
 
 async fn watermark(stack: &Stack<'_>) -> anyhow::Result<Watermark> {

@@ -5,7 +5,7 @@
 use mysql_async::prelude::Queryable;
 use serde_json::json;
 use tidemark::asl::Outcome;
-use tidemark::steps::local_sync;
+use tidemark::steps::local_sync::{self, EXTRACTS_AT_ONCE};
 use tidemark_tests::compare::{mysql_rows, postgres_rows};
 use tidemark_tests::stack::{fast_runner, with_stack, Stack, Target};
 use tidemark_tests::tables::{self, Table};
@@ -33,7 +33,7 @@ fn customers_target(schema: &str) -> String {
 /// One sync of pipeline `p` (all of [`tables`]) with `input`.
 async fn sync(stack: &Stack<'_>, input: serde_json::Value) -> Outcome {
     let services = stack.services(&tables()).await.unwrap();
-    local_sync::run(&services, input, &fast_runner("e2e"), None)
+    local_sync::run(&services, input, &fast_runner("e2e"), EXTRACTS_AT_ONCE)
         .await
         .unwrap()
 }
@@ -169,4 +169,72 @@ async fn backup_only_then_redshift_only_loads_what_was_extracted() {
         Ok(())
     })
     .await;
+}
+
+/// Counts the extractions running at once, as the invoker shows them (after their slot).
+#[derive(Default)]
+struct ConcurrentExtracts {
+    running: std::sync::atomic::AtomicUsize,
+    peak: std::sync::atomic::AtomicUsize,
+}
+
+impl local_sync::StepObserver for ConcurrentExtracts {
+    fn started(&self, _function: &str, payload: &serde_json::Value) {
+        use std::sync::atomic::Ordering;
+        if payload["action"] == "extract" {
+            let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+            self.peak.fetch_max(now, Ordering::SeqCst);
+        }
+    }
+
+    fn finished(
+        &self,
+        _function: &str,
+        payload: &serde_json::Value,
+        _answer: &Result<serde_json::Value, tidemark::asl::TaskFailure>,
+    ) {
+        if payload["action"] == "extract" {
+            self.running
+                .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
+/// A first sync of the seeded pipeline with `slots` extraction slots: the most extractions
+/// that ran at once. The target is compared with the source.
+async fn peak_extractions(slots: usize) -> usize {
+    let peak = std::sync::atomic::AtomicUsize::new(0);
+    with_seeded_stack(Target::Postgres, async |stack| {
+        let services = stack.services(&tables()).await?;
+        let seen = ConcurrentExtracts::default();
+        let (outcome, _) = local_sync::run_with_summary(
+            &services,
+            json!({"pipeline": "p"}),
+            &fast_runner(&format!("slots-{slots}")),
+            slots,
+            Some(&seen),
+        )
+        .await?;
+        assert!(matches!(outcome, Outcome::Succeeded(_)), "{outcome:?}");
+        peak.store(
+            seen.peak.load(std::sync::atomic::Ordering::SeqCst),
+            std::sync::atomic::Ordering::SeqCst,
+        );
+        assert_target_equals_source(stack).await
+    })
+    .await;
+    peak.into_inner()
+}
+
+/// A local sync runs at most `extracts_at_once` extractions at a time, whatever the tables and
+/// chunks the state machine runs at once (4 key ranges of `orders` and `customers` here): that
+/// is what bounds its memory (issue #22). With room for 4 they do overlap, so the count sees it.
+#[tokio::test]
+async fn a_local_sync_runs_at_most_its_extraction_slots_at_once() {
+    assert_eq!(peak_extractions(1).await, 1, "one slot");
+    let peak = peak_extractions(4).await;
+    assert!(
+        (2..=4).contains(&peak),
+        "{peak} extractions at once with 4 slots"
+    );
 }

@@ -1,8 +1,6 @@
 //! A sync run in process: `statemachine/sync.asl.json` executed by the local runner, with each
 //! Task resource bound to the same step the corresponding Lambda function runs.
 
-use std::time::Duration;
-
 use serde_json::Value;
 
 use crate::asl::{InvokeFuture, Invoker, Outcome, RunnerOptions, StateMachine, TaskFailure};
@@ -23,19 +21,32 @@ pub const FUNCTIONS: [&str; 3] = [
     Function::Load.substitution(),
 ];
 
-/// Binds each function name to its library step.
+/// Extractions one process runs at once by default, whatever `table_concurrency` ×
+/// `chunk_concurrency`: each holds its own read, encode and upload buffers, so this is what
+/// bounds a local sync's memory. Measured with `scripts/bench order` on the 2M-row bench table
+/// (release CLI): peak RSS 101 MiB with 1, 154 MiB with 2, 232 MiB with 4 extractions at once.
+pub const EXTRACTS_AT_ONCE: usize = 2;
+
+/// Binds each function name to its library step, at most so many extractions at a time, and
+/// shows each step to the observer as it really starts (after waiting for its slot) and ends.
 pub struct StepInvoker<'a> {
     services: &'a Services,
-    extract_time_limit: Option<Duration>,
+    extract_slots: tokio::sync::Semaphore,
+    observer: Option<&'a dyn StepObserver>,
 }
 
 impl<'a> StepInvoker<'a> {
-    /// Steps run against `services`; each extraction stops after `extract_time_limit` (as a
-    /// Lambda would at its deadline) and continues in a following invocation.
-    pub fn new(services: &'a Services, extract_time_limit: Option<Duration>) -> Self {
+    /// Steps run against `services`, at most `extracts_at_once` extractions at a time (the
+    /// state machine's other chunks and tables wait for a slot).
+    pub fn new(
+        services: &'a Services,
+        extracts_at_once: usize,
+        observer: Option<&'a dyn StepObserver>,
+    ) -> Self {
         StepInvoker {
             services,
-            extract_time_limit,
+            extract_slots: tokio::sync::Semaphore::new(extracts_at_once.max(1)),
+            observer,
         }
     }
 
@@ -43,20 +54,26 @@ impl<'a> StepInvoker<'a> {
         let function = Function::from_substitution(resource)
             .filter(|function| FUNCTIONS.contains(&function.substitution()))
             .ok_or_else(|| Error::InvalidRequest(format!("no step is bound to `{resource}`")))?;
-        // In process only an extraction is bounded (to exercise continuations); a load has all
-        // the time it needs.
-        let time_left = match function {
-            Function::Extract => self.extract_time_limit,
-            _ => None,
-        };
-        function.handle(self.services, payload, time_left).await
+        // In process no step has a deadline: an extraction reads its chunk to the end.
+        function.handle(self.services, payload, None).await
     }
 }
 
 impl Invoker for StepInvoker<'_> {
     fn invoke<'b>(&'b self, resource: &'b str, payload: Value) -> InvokeFuture<'b> {
         Box::pin(async move {
-            self.dispatch(resource, payload).await.map_err(|err| {
+            let extracting = resource == Function::Extract.substitution()
+                && payload.get("action").and_then(Value::as_str) == Some("extract");
+            let _slot = match extracting {
+                // The semaphore is never closed.
+                true => self.extract_slots.acquire().await.ok(),
+                false => None,
+            };
+            let seen = self.observer.map(|observer| {
+                observer.started(resource, &payload);
+                (observer, payload.clone())
+            });
+            let answer = self.dispatch(resource, payload).await.map_err(|err| {
                 let error = err.kind().name().to_owned();
                 // The same shape as a Lambda error's Cause in Step Functions.
                 let cause = serde_json::json!({"errorType": error, "errorMessage": err.to_string()});
@@ -65,20 +82,25 @@ impl Invoker for StepInvoker<'_> {
                     error,
                     cause: cause.to_string(),
                 }
-            })
+            });
+            if let Some((observer, payload)) = seen {
+                observer.finished(resource, &payload, &answer);
+            }
+            answer
         })
     }
 }
 
-/// Runs one sync execution in process and returns how it ended.
+/// Runs one sync execution in process, at most `extracts_at_once` extractions at a time, and
+/// returns how it ended.
 pub async fn run(
     services: &Services,
     input: Value,
     options: &RunnerOptions,
-    extract_time_limit: Option<Duration>,
+    extracts_at_once: usize,
 ) -> Result<Outcome> {
     let machine = StateMachine::load(DEFINITION, &FUNCTIONS)?;
-    let invoker = StepInvoker::new(services, extract_time_limit);
+    let invoker = StepInvoker::new(services, extracts_at_once, None);
     Ok(machine.execute(input, &invoker, options).await)
 }
 
@@ -103,14 +125,13 @@ pub async fn run_with_summary(
     services: &Services,
     input: Value,
     options: &RunnerOptions,
-    extract_time_limit: Option<Duration>,
+    extracts_at_once: usize,
     observer: Option<&dyn StepObserver>,
 ) -> Result<(Outcome, Option<SyncSummary>)> {
     let machine = StateMachine::load(DEFINITION, &FUNCTIONS)?;
     let invoker = SummaryCapture {
-        inner: StepInvoker::new(services, extract_time_limit),
+        inner: StepInvoker::new(services, extracts_at_once, observer),
         summary: std::sync::Mutex::new(None),
-        observer,
     };
     let outcome = machine.execute(input, &invoker, options).await;
     let summary = invoker.summary.lock().ok().and_then(|mut s| s.take());
@@ -123,26 +144,17 @@ pub async fn run_with_summary(
     Ok((outcome, summary))
 }
 
-/// Passes every Task to the steps, shows it to the observer, and keeps the last `summarize`
-/// answer.
+/// Passes every Task to the steps and keeps the last `summarize` answer.
 struct SummaryCapture<'a> {
     inner: StepInvoker<'a>,
     summary: std::sync::Mutex<Option<Value>>,
-    observer: Option<&'a dyn StepObserver>,
 }
 
 impl Invoker for SummaryCapture<'_> {
     fn invoke<'b>(&'b self, resource: &'b str, payload: Value) -> InvokeFuture<'b> {
         Box::pin(async move {
             let summarize = payload.get("action").and_then(Value::as_str) == Some("summarize");
-            let seen = self.observer.map(|observer| {
-                observer.started(resource, &payload);
-                (observer, payload.clone())
-            });
             let answer = self.inner.invoke(resource, payload).await;
-            if let Some((observer, payload)) = seen {
-                observer.finished(resource, &payload, &answer);
-            }
             if let (true, Ok(summary)) = (summarize, &answer) {
                 if let Ok(mut kept) = self.summary.lock() {
                     *kept = Some(summary.clone());

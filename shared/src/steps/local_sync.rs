@@ -24,8 +24,10 @@ pub const FUNCTIONS: [&str; 3] = [
 /// Extractions one process runs at once by default, whatever `table_concurrency` ×
 /// `chunk_concurrency`: each holds its own read, encode and upload buffers, so this is what
 /// bounds a local sync's memory. Measured with `scripts/bench order` on the 2M-row bench table
-/// (release CLI): peak RSS 101 MiB with 1, 154 MiB with 2, 232 MiB with 4 extractions at once.
-pub const EXTRACTS_AT_ONCE: usize = 2;
+/// (release CLI, 2 cores, two runs): peak RSS 101–105 MiB with 1, 141–174 MiB with 2, 208–263
+/// MiB with 4 extractions at once. Only 1 stays within the 160 MiB the project allows at default
+/// settings; a first load in 4 key ranges took 4.95 s with 1 and 4.39 s with 2.
+pub const EXTRACTS_AT_ONCE: usize = 1;
 
 /// Binds each function name to its library step, at most so many extractions at a time, and
 /// shows each step to the observer as it really starts (after waiting for its slot) and ends.

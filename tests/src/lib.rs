@@ -14,6 +14,7 @@
 
 pub mod bastion;
 pub mod compare;
+pub mod local_aws;
 pub mod net_proxy;
 pub mod redshift_standin;
 pub mod runs;

@@ -85,6 +85,46 @@ impl<'a> Stack<'a> {
             .await
     }
 
+    /// The configuration file [`Stack::services`] builds from, as text for the CLI or a deployed
+    /// function, with `tables`. Only the PostgreSQL and Redshift targets have one: a tunnel's key
+    /// lives in Secrets Manager, which the text names only for [`Target::Tunnel`]'s services.
+    pub fn config_yaml(&self, tables: &str) -> anyhow::Result<String> {
+        let yaml = self
+            .mysql
+            .config_yaml(self.bucket.bucket().name(), tables)?;
+        let schema = self.pg.schema();
+        Ok(match self.target {
+            Target::Postgres => yaml.replace("schema: public", &format!("schema: \"{schema}\"")),
+            Target::Redshift => {
+                let (before, after) = yaml
+                    .split_once("  wh:\n")
+                    .ok_or_else(|| anyhow::anyhow!("the harness config has no `wh`"))?;
+                let rest = after
+                    .split_once("pipelines:")
+                    .map(|(_, rest)| rest)
+                    .unwrap_or_default();
+                format!(
+                    "{before}  wh:\n    {{kind: redshift, access: data_api, workgroup: standin, database: dev, schema: \"{schema}\", iam_role: \"arn:aws:iam::123456789012:role/tidemark-copy\"}}\npipelines:{rest}"
+                )
+            }
+            Target::Tunnel => anyhow::bail!("a tunnel target has no configuration text here"),
+        })
+    }
+
+    /// What a process reading [`Stack::config_yaml`] needs in its environment to reach this
+    /// stack's warehouse (the Data API stand-in's endpoint).
+    pub fn target_environment(&self) -> Vec<(String, String)> {
+        self.standin
+            .iter()
+            .map(|standin| {
+                (
+                    "AWS_ENDPOINT_URL_REDSHIFT_DATA".to_owned(),
+                    standin.endpoint_url().to_owned(),
+                )
+            })
+            .collect()
+    }
+
     /// Removes the bucket (the database and schema go with their own guards).
     pub async fn remove(self) -> anyhow::Result<()> {
         self.bucket.remove().await

@@ -11,6 +11,7 @@ mod infra;
 mod key_order;
 mod load;
 mod oversize;
+mod rehearsal;
 mod schema;
 mod statemachine;
 mod sync;

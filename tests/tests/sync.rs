@@ -12,7 +12,7 @@ use tidemark_tests::tables::{self, Table};
 use tidemark_tests::TestMysql;
 
 /// The pipeline's tables: `orders` in chunks of 40 rows, `customers` whole every run.
-fn tables() -> String {
+pub(crate) fn tables() -> String {
     tables::yaml(&[
         Table::hybrid("orders", "updated_at").chunk_rows(40),
         Table::new("customers").strategy("full_sync"),
@@ -38,7 +38,7 @@ async fn sync(stack: &Stack<'_>, input: serde_json::Value) -> Outcome {
         .unwrap()
 }
 
-async fn assert_target_equals_source(stack: &Stack<'_>) -> anyhow::Result<()> {
+pub(crate) async fn assert_target_equals_source(stack: &Stack<'_>) -> anyhow::Result<()> {
     let mut conn = stack.mysql.conn().await?;
     let source = mysql_rows(&mut conn, ORDERS_SOURCE).await?;
     let target = postgres_rows(stack.pg.client(), &orders_target(stack.pg.schema())).await?;
@@ -50,7 +50,7 @@ async fn assert_target_equals_source(stack: &Stack<'_>) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn seed(mysql: &TestMysql) -> anyhow::Result<()> {
+pub(crate) async fn seed(mysql: &TestMysql) -> anyhow::Result<()> {
     let mut conn = mysql.conn().await?;
     conn.query_drop(
         "CREATE TABLE orders (id BIGINT PRIMARY KEY, customer_id INT NOT NULL, amount DECIMAL(12,2), status VARCHAR(16) NOT NULL, updated_at DATETIME(6) NOT NULL, KEY (updated_at, id))",

@@ -205,6 +205,20 @@ impl TargetClient {
         }
     }
 
+    /// Runs a `CREATE … IF NOT EXISTS`, once more if it fails: two loads creating the same
+    /// schema or ledger at once race inside the catalog (PostgreSQL answers the loser with a
+    /// unique violation on `pg_type`/`pg_namespace` instead of "already exists"), and the second
+    /// attempt sees the winner's object and does nothing. A real failure fails twice.
+    async fn create_if_missing(&self, statement: &str, what: &str) -> Result<()> {
+        match self.run(statement, what).await {
+            Ok(()) => Ok(()),
+            Err(first) => {
+                tracing::info!(what, error = %first, "creating again: another load may have created it at the same time");
+                self.run(statement, what).await
+            }
+        }
+    }
+
     /// Every row of `query`, each value as text (NULL as empty); `what` names it in an error.
     async fn rows(&self, query: &str, what: &str) -> Result<Vec<Vec<String>>> {
         match self {
@@ -274,12 +288,12 @@ impl TargetClient {
         redshift: &RedshiftTableOptions,
     ) -> Result<Vec<String>> {
         let dialect = self.dialect();
-        self.run(
+        self.create_if_missing(
             &sql::create_schema(&plan.schema)?,
             &format!("creating schema `{}`", plan.schema),
         )
         .await?;
-        self.run(
+        self.create_if_missing(
             &sql::create_ledger(&plan.schema)?,
             "creating the load ledger",
         )

@@ -1,0 +1,354 @@
+//! The AWS rehearsal: the template deployed locally ([`LocalAws`]) — the real definition in
+//! moto's Step Functions engine, its Lambda tasks served by the real function binaries with the
+//! template's environment — driven by `tidemark sync --aws` and by the payloads the template's
+//! schedules and the README send. Rows are compared in the target, as in `sync`.
+
+use std::collections::BTreeMap;
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+use mysql_async::prelude::Queryable;
+use serde_json::{json, Value};
+use tidemark_tests::local_aws::{binaries_dir, Deployment, LocalAws};
+use tidemark_tests::stack::{with_stack, Stack, Target};
+
+use crate::sync::{assert_target_equals_source, seed, tables};
+
+/// The longest a rehearsal execution may take before the test gives up.
+const EXECUTION_LIMIT: Duration = Duration::from_secs(240);
+
+/// A deployment of the template for `stack`'s pipeline `p` (`config`, uploaded where
+/// `ConfigUri` points), with `parameters` over the test's own.
+async fn deploy(
+    stack: &Stack<'_>,
+    config: &str,
+    parameters: &[(&str, &str)],
+) -> anyhow::Result<LocalAws> {
+    let bucket = stack.bucket.bucket().name().to_owned();
+    stack
+        .bucket
+        .client()
+        .put_object()
+        .bucket(&bucket)
+        .key("config/tidemark.yaml")
+        .body(config.as_bytes().to_vec().into())
+        .send()
+        .await?;
+    let mut all: BTreeMap<String, String> = [
+        ("ConfigUri", format!("s3://{bucket}/config/tidemark.yaml")),
+        ("DataBucket", bucket.clone()),
+        ("DataPrefix", "tm".to_owned()),
+        ("LogLevel", "info".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    for (name, value) in parameters {
+        all.insert((*name).to_owned(), (*value).to_owned());
+    }
+    LocalAws::deploy(Deployment {
+        parameters: all,
+        function_environment: stack.target_environment().into_iter().collect(),
+        instances: 2,
+    })
+    .await
+}
+
+/// `tidemark --config <config> <args>` against the deployment, as a user runs it; awaited, so
+/// that the deployment's Lambda service (in this process) keeps serving meanwhile.
+async fn tidemark(
+    aws: &LocalAws,
+    config: &tempfile::NamedTempFile,
+    args: &[&str],
+) -> anyhow::Result<Output> {
+    Ok(
+        tokio::process::Command::new(binaries_dir()?.join("tidemark"))
+            .arg("--config")
+            .arg(config.path())
+            .args(args)
+            .envs(aws.cli_environment())
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output()
+            .await?,
+    )
+}
+
+fn config_file(text: &str) -> anyhow::Result<tempfile::NamedTempFile> {
+    let mut file = tempfile::NamedTempFile::new()?;
+    std::io::Write::write_all(&mut file, text.as_bytes())?;
+    Ok(file)
+}
+
+fn document(output: &Output) -> Value {
+    serde_json::from_slice(&output.stdout).unwrap_or(Value::Null)
+}
+
+fn explain(aws: &LocalAws, output: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout: {}\nstderr: {}\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+        aws.logs()
+    )
+}
+
+/// Pipeline `p` syncing `tables` tables at once.
+fn concurrent(config: String, tables: u32) -> String {
+    config.replace(
+        "    tables:\n",
+        &format!("    table_concurrency: {tables}\n    tables:\n"),
+    )
+}
+
+/// sync → change the source → sync → sync with nothing new, two tables at once, through the
+/// rehearsal engine; the target equals the source after each.
+#[tokio::test]
+async fn syncs_through_the_rehearsal_engine_and_stays_in_step() {
+    with_stack(Target::Postgres, async |stack| {
+        seed(stack.mysql).await?;
+        let config = concurrent(stack.config_yaml(&tables())?, 2);
+        let aws = deploy(stack, &config, &[]).await?;
+        let file = config_file(&config)?;
+
+        let first = tidemark(&aws, &file, &["--json", "sync", "--aws", "-p", "p"]).await?;
+        anyhow::ensure!(first.status.success(), "{}", explain(&aws, &first));
+        let summary = &document(&first)["summary"];
+        assert_eq!(summary["succeeded"], 2, "{}", explain(&aws, &first));
+        assert_target_equals_source(stack).await?;
+
+        let mut conn = stack.mysql.conn().await?;
+        conn.query_drop("UPDATE orders SET status = 'shipped', updated_at = '2026-02-01 00:00:00.5' WHERE id IN (1, 50, 150)").await?;
+        conn.query_drop("INSERT INTO orders VALUES (151, 1, 9.99, 'new', '2026-02-01 00:00:00.5')").await?;
+        conn.query_drop("DELETE FROM customers WHERE id = 3").await?;
+        let second = tidemark(&aws, &file, &["--json", "sync", "--aws", "-p", "p"]).await?;
+        anyhow::ensure!(second.status.success(), "{}", explain(&aws, &second));
+        assert_target_equals_source(stack).await?;
+
+        let quiet = tidemark(&aws, &file, &["--json", "sync", "--aws", "-p", "p"]).await?;
+        anyhow::ensure!(quiet.status.success(), "{}", explain(&aws, &quiet));
+        Ok(())
+    })
+    .await;
+}
+
+/// One table fails (its source table is gone) while the other finishes: the execution fails
+/// with `TablesFailed`, the CLI exits 1 naming the failed table, the good table is loaded.
+#[tokio::test]
+async fn a_failed_table_fails_the_execution_while_the_others_finish() {
+    with_stack(Target::Postgres, async |stack| {
+        seed(stack.mysql).await?;
+        let mut conn = stack.mysql.conn().await?;
+        conn.query_drop("CREATE TABLE doomed (id INT PRIMARY KEY, note VARCHAR(8))")
+            .await?;
+        conn.query_drop("INSERT INTO doomed VALUES (1, 'x')")
+            .await?;
+        let tables = format!(
+            "{}{}",
+            tables(),
+            tidemark_tests::tables::yaml(&[
+                tidemark_tests::tables::Table::new("doomed").strategy("full_sync")
+            ])
+        );
+        let config = concurrent(stack.config_yaml(&tables)?, 2);
+        let aws = deploy(stack, &config, &[]).await?;
+        let file = config_file(&config)?;
+        conn.query_drop("DROP TABLE doomed").await?;
+
+        let output = tidemark(&aws, &file, &["--json", "sync", "--aws", "-p", "p"]).await?;
+        assert_eq!(output.status.code(), Some(1), "{}", explain(&aws, &output));
+        let answer = document(&output);
+        assert_eq!(answer["status"], "failed", "{answer:#}");
+        assert_eq!(answer["summary"]["error"], "TablesFailed", "{answer:#}");
+        assert_eq!(answer["summary"]["succeeded"], 2, "{answer:#}");
+        let failed: Vec<&Value> = answer["summary"]["tables"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|t| t["status"] == "failed")
+            .collect();
+        assert_eq!(failed.len(), 1, "{answer:#}");
+        assert!(
+            failed[0]["table"]
+                .as_str()
+                .is_some_and(|t| t.ends_with(".doomed")),
+            "{answer:#}"
+        );
+        assert_target_equals_source(stack).await?;
+        Ok(())
+    })
+    .await;
+}
+
+/// A Data API target (the stand-in), `--backup-only` then `--redshift-only`, and extraction under
+/// a real deadline: with `ExtractDeadlineMarginSeconds` equal to `ExtractTimeout`, every extract
+/// invocation has no time left, reads one batch (8192 rows) and answers a continuation, so
+/// `ContinueChunk` loops until the 20,000-row full-sync table is read.
+#[tokio::test]
+async fn backup_only_then_redshift_only_into_the_data_api_with_continued_chunks() {
+    with_stack(Target::Redshift, async |stack| {
+        seed(stack.mysql).await?;
+        let mut conn = stack.mysql.conn().await?;
+        conn.query_drop("CREATE TABLE events (id INT PRIMARY KEY, kind VARCHAR(16) NOT NULL)")
+            .await?;
+        conn.query_drop(
+            "INSERT INTO events SELECT seq, IF(seq % 2 = 0, 'even', 'odd') FROM seq_1_to_20000",
+        )
+        .await?;
+        let tables = format!(
+            "{}{}",
+            tables(),
+            tidemark_tests::tables::yaml(&[
+                tidemark_tests::tables::Table::new("events").strategy("full_sync")
+            ])
+        );
+        // All three at once: each Data API load polls with the definition's real waits (5 s, 10 s).
+        let config = concurrent(stack.config_yaml(&tables)?, 3);
+        let aws = deploy(
+            stack,
+            &config,
+            &[
+                ("ExtractTimeout", "60"),
+                ("ExtractDeadlineMarginSeconds", "60"),
+            ],
+        )
+        .await?;
+        let file = config_file(&config)?;
+
+        let backup = tidemark(
+            &aws,
+            &file,
+            &["--json", "sync", "--aws", "-p", "p", "--backup-only"],
+        )
+        .await?;
+        anyhow::ensure!(backup.status.success(), "{}", explain(&aws, &backup));
+        let loaded_after_backup = aws.invocations()["tidemark-load"];
+        assert_eq!(loaded_after_backup, 0, "--backup-only loads nothing");
+        // One plan per table and one extraction per 8192 rows at least: events alone needs 3.
+        let extractions = aws.invocations()["tidemark-extract"];
+        assert!(
+            extractions >= 3 + 3,
+            "{extractions} extract invocations:\n{}",
+            aws.logs()
+        );
+
+        let load = tidemark(
+            &aws,
+            &file,
+            &["--json", "sync", "--aws", "-p", "p", "--redshift-only"],
+        )
+        .await?;
+        anyhow::ensure!(load.status.success(), "{}", explain(&aws, &load));
+        assert_eq!(
+            aws.invocations()["tidemark-extract"],
+            extractions,
+            "--redshift-only extracts nothing"
+        );
+        assert_target_equals_source(stack).await?;
+        let source = tidemark_tests::compare::mysql_rows(
+            &mut conn,
+            "SELECT id, kind FROM events ORDER BY id",
+        )
+        .await?;
+        let target = tidemark_tests::compare::postgres_rows(
+            stack.pg.client(),
+            &format!(
+                "SELECT id::text, kind FROM \"{}\".events AS t ORDER BY t.id",
+                stack.pg.schema()
+            ),
+        )
+        .await?;
+        assert_eq!(source.len(), 20_000);
+        assert_eq!(target, source, "events rows");
+        Ok(())
+    })
+    .await;
+}
+
+/// The template's own payloads: the sync schedule's exact `Input` starts a sync that loads the
+/// tables; every operator payload the README documents (its golden fixtures) works on the real
+/// operator function; the cleanup schedule's exact `Input` runs the cleanup.
+#[tokio::test]
+async fn the_template_s_schedule_cleanup_and_operator_payloads_work_as_sent() {
+    with_stack(Target::Postgres, async |stack| {
+        seed(stack.mysql).await?;
+        let config = stack.config_yaml(&tables())?;
+        let aws = deploy(stack, &config, &[("SchedulePipeline", "p")]).await?;
+
+        let input = aws
+            .template()
+            .property("SyncSchedule", &["Target", "Input"])?;
+        let ended = aws
+            .execute("scheduled-sync", &input, EXECUTION_LIMIT)
+            .await?;
+        assert_eq!(
+            ended.status(),
+            &aws_sdk_sfn::types::ExecutionStatus::Succeeded,
+            "{ended:?}\n{}",
+            aws.logs()
+        );
+        assert_target_equals_source(stack).await?;
+
+        let orders = stack.mysql.table("orders").to_string();
+        let fixtures = tidemark_tests::local_aws::workspace_root().join("tests/fixtures/operator");
+        let mut names: Vec<_> = std::fs::read_dir(&fixtures)?
+            .map(|entry| entry.map(|e| e.path()))
+            .collect::<Result<_, _>>()?;
+        names.sort();
+        // `restore` needs a version that exists: the newest one `history` lists.
+        let history = aws
+            .invoke(
+                "OperatorFunction",
+                &json!({"action": "history", "table": orders}),
+            )
+            .await?;
+        let versions = history.payload.as_array().cloned().unwrap_or_default();
+        let newest = versions
+            .last()
+            .and_then(|v| v["version"].as_str())
+            .ok_or_else(|| anyhow::anyhow!("no watermark versions: {:#}", history.payload))?
+            .to_owned();
+        for path in names {
+            let mut payload: Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
+            if payload.get("table").is_some() {
+                payload["table"] = json!(orders);
+            }
+            if payload["action"] == "restore" {
+                payload["version"] = json!(newest);
+            }
+            let answer = aws.invoke("OperatorFunction", &payload).await?;
+            assert_eq!(
+                answer.function_error,
+                None,
+                "{}: {:#}\n{}",
+                path.display(),
+                answer.payload,
+                aws.logs()
+            );
+        }
+        let watermark = aws
+            .invoke(
+                "OperatorFunction",
+                &json!({"action": "get", "table": orders}),
+            )
+            .await?;
+        assert_eq!(watermark.function_error, None, "{:#}", watermark.payload);
+
+        let cleanup = aws
+            .template()
+            .property("CleanupSchedule", &["Target", "Input"])?;
+        let answer = aws
+            .invoke("CleanupFunction", &serde_json::from_str(&cleanup)?)
+            .await?;
+        assert_eq!(
+            answer.function_error,
+            None,
+            "{:#}\n{}",
+            answer.payload,
+            aws.logs()
+        );
+        Ok(())
+    })
+    .await;
+}

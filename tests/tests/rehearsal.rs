@@ -9,8 +9,10 @@ use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
 use serde_json::{json, Value};
+use tidemark_tests::compare::{mysql_rows, postgres_rows};
 use tidemark_tests::local_aws::{binaries_dir, Deployment, LocalAws};
 use tidemark_tests::stack::{with_stack, Stack, Target};
+use tidemark_tests::tables::Table;
 
 use crate::sync::{assert_target_equals_source, seed, tables};
 
@@ -94,6 +96,32 @@ fn explain(aws: &LocalAws, output: &Output) -> String {
     )
 }
 
+/// `sync`'s tables and `table`, read whole every run (`full_sync`).
+fn sync_tables_and_whole(table: &str) -> String {
+    format!(
+        "{}{}",
+        tables(),
+        Table::new(table).strategy("full_sync").yaml()
+    )
+}
+
+/// The `events` table's rows in the source and in the target, by id.
+async fn events_in_source_and_target(
+    stack: &Stack<'_>,
+) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+    let mut conn = stack.mysql.conn().await?;
+    let source = mysql_rows(&mut conn, "SELECT id, kind FROM events ORDER BY id").await?;
+    let target = postgres_rows(
+        stack.pg.client(),
+        &format!(
+            "SELECT id::text, kind FROM \"{}\".events AS t ORDER BY t.id",
+            stack.pg.schema()
+        ),
+    )
+    .await?;
+    Ok((source, target))
+}
+
 /// Pipeline `p` syncing `tables` tables at once.
 fn concurrent(config: String, tables: u32) -> String {
     config.replace(
@@ -128,6 +156,7 @@ async fn syncs_through_the_rehearsal_engine_and_stays_in_step() {
 
         let quiet = tidemark(&aws, &file, &["--json", "sync", "--aws", "-p", "p"]).await?;
         anyhow::ensure!(quiet.status.success(), "{}", explain(&aws, &quiet));
+        assert_target_equals_source(stack).await?;
         Ok(())
     })
     .await;
@@ -144,13 +173,7 @@ async fn a_failed_table_fails_the_execution_while_the_others_finish() {
             .await?;
         conn.query_drop("INSERT INTO doomed VALUES (1, 'x')")
             .await?;
-        let tables = format!(
-            "{}{}",
-            tables(),
-            tidemark_tests::tables::yaml(&[
-                tidemark_tests::tables::Table::new("doomed").strategy("full_sync")
-            ])
-        );
+        let tables = sync_tables_and_whole("doomed");
         let config = concurrent(stack.config_yaml(&tables)?, 2);
         let aws = deploy(stack, &config, &[]).await?;
         let file = config_file(&config)?;
@@ -196,13 +219,7 @@ async fn backup_only_then_redshift_only_into_the_data_api_with_continued_chunks(
             "INSERT INTO events SELECT seq, IF(seq % 2 = 0, 'even', 'odd') FROM seq_1_to_20000",
         )
         .await?;
-        let tables = format!(
-            "{}{}",
-            tables(),
-            tidemark_tests::tables::yaml(&[
-                tidemark_tests::tables::Table::new("events").strategy("full_sync")
-            ])
-        );
+        let tables = sync_tables_and_whole("events");
         // All three at once: each Data API load polls with the definition's real waits (5 s, 10 s).
         let config = concurrent(stack.config_yaml(&tables)?, 3);
         let aws = deploy(
@@ -246,19 +263,7 @@ async fn backup_only_then_redshift_only_into_the_data_api_with_continued_chunks(
             "--redshift-only extracts nothing"
         );
         assert_target_equals_source(stack).await?;
-        let source = tidemark_tests::compare::mysql_rows(
-            &mut conn,
-            "SELECT id, kind FROM events ORDER BY id",
-        )
-        .await?;
-        let target = tidemark_tests::compare::postgres_rows(
-            stack.pg.client(),
-            &format!(
-                "SELECT id::text, kind FROM \"{}\".events AS t ORDER BY t.id",
-                stack.pg.schema()
-            ),
-        )
-        .await?;
+        let (source, target) = events_in_source_and_target(stack).await?;
         assert_eq!(source.len(), 20_000);
         assert_eq!(target, source, "events rows");
         Ok(())
@@ -348,6 +353,100 @@ async fn the_template_s_schedule_cleanup_and_operator_payloads_work_as_sent() {
             answer.payload,
             aws.logs()
         );
+        Ok(())
+    })
+    .await;
+}
+
+/// An execution stopped mid-run (`StopExecution`: no `Catch` runs) keeps its table's lease until
+/// the template's `ExecutionEndedRule` delivers its event to the watermark function: with the
+/// rule's own input template, the lease is released and the next sync loads everything. moto
+/// emits no EventBridge events, so the test delivers the rule's payload through Invoke.
+#[tokio::test]
+async fn an_execution_stopped_mid_run_releases_its_leases_through_the_ended_rule() {
+    with_stack(Target::Postgres, async |stack| {
+        seed(stack.mysql).await?;
+        let mut conn = stack.mysql.conn().await?;
+        conn.query_drop("CREATE TABLE events (id INT PRIMARY KEY, kind VARCHAR(16) NOT NULL)")
+            .await?;
+        conn.query_drop("INSERT INTO events SELECT seq, 'k' FROM seq_1_to_40000")
+            .await?;
+        let config = stack.config_yaml(&Table::new("events").strategy("full_sync").yaml())?;
+        // No time per extraction: the events table takes several invocations, time to stop it.
+        let aws = deploy(
+            stack,
+            &config,
+            &[
+                ("ExtractTimeout", "60"),
+                ("ExtractDeadlineMarginSeconds", "60"),
+            ],
+        )
+        .await?;
+        let started = aws
+            .sfn()
+            .start_execution()
+            .state_machine_arn(aws.state_machine_arn())
+            .name("stopped-mid-run")
+            .input(r#"{"pipeline": "p"}"#)
+            .send()
+            .await?;
+        let execution = started.execution_arn().to_owned();
+        let began = std::time::Instant::now();
+        while aws.invocations()["tidemark-extract"] < 2 {
+            anyhow::ensure!(
+                began.elapsed() < EXECUTION_LIMIT,
+                "no extraction started:\n{}",
+                aws.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        aws.sfn()
+            .stop_execution()
+            .execution_arn(&execution)
+            .send()
+            .await?;
+        let ended = aws.wait(&execution, EXECUTION_LIMIT).await?;
+        assert_eq!(
+            ended.status(),
+            &aws_sdk_sfn::types::ExecutionStatus::Aborted
+        );
+
+        let file = config_file(&config)?;
+        let held = tidemark(&aws, &file, &["--json", "sync", "--aws", "-p", "p"]).await?;
+        assert_eq!(
+            held.status.code(),
+            Some(1),
+            "the stopped run still holds the lease: {}",
+            explain(&aws, &held)
+        );
+        assert!(
+            String::from_utf8_lossy(&held.stdout).contains("LeaseHeld"),
+            "{}",
+            explain(&aws, &held)
+        );
+
+        let template = aws.template().property(
+            "ExecutionEndedRule",
+            &["Targets", "0", "InputTransformer", "InputTemplate"],
+        )?;
+        let event = template
+            .replace("<execution>", &json!(execution).to_string())
+            .replace("<status>", &json!("ABORTED").to_string());
+        let released = aws
+            .invoke("WatermarkFunction", &serde_json::from_str(&event)?)
+            .await?;
+        assert_eq!(released.function_error, None, "{:#}", released.payload);
+        let events = stack.mysql.table("events").to_string();
+        assert!(
+            released.payload["released"].to_string().contains(&events),
+            "{:#}",
+            released.payload
+        );
+
+        let after = tidemark(&aws, &file, &["--json", "sync", "--aws", "-p", "p"]).await?;
+        anyhow::ensure!(after.status.success(), "{}", explain(&aws, &after));
+        let (source, target) = events_in_source_and_target(stack).await?;
+        assert_eq!(target, source, "events rows");
         Ok(())
     })
     .await;

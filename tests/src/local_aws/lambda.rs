@@ -230,7 +230,10 @@ async fn keep_instance(
         let mut child = match start_process(&shared, &function, &runtime_address) {
             Ok(child) => child,
             Err(e) => {
-                record_init_error(&function, "Runtime.InvalidEntrypoint", &format!("{e:#}"));
+                record_init_error(
+                    &function,
+                    error_json("Runtime.InvalidEntrypoint", &format!("{e:#}")),
+                );
                 return;
             }
         };
@@ -252,7 +255,7 @@ async fn keep_instance(
                         }
                     }
                     None if *lock(&function.invocations) == served_before => {
-                        record_init_error(&function, "Runtime.ExitError", &message);
+                        record_init_error(&function, error_json("Runtime.ExitError", &message));
                         return;
                     }
                     None => {}
@@ -265,9 +268,8 @@ async fn keep_instance(
     }
 }
 
-/// Makes `message` the function's init error and fails the invocations waiting for it.
-fn record_init_error(function: &Function, kind: &str, message: &str) {
-    let document = error_json(kind, message);
+/// Makes `document` the function's init error and fails the invocations waiting for it.
+fn record_init_error(function: &Function, document: Bytes) {
     *lock(&function.init_error) = Some(document.clone());
     for mut queued in lock(&function.queue).drain(..) {
         if let Some(reply) = queued.reply.take() {
@@ -388,13 +390,7 @@ async fn serve(
             finish(&function, request_id, answer)
         }
         (Some((function, _)), Method::POST, ["2018-06-01", "runtime", "init", "error"]) => {
-            let document = error_document(body, error_type.as_deref());
-            *lock(&function.init_error) = Some(document.clone());
-            for mut queued in lock(&function.queue).drain(..) {
-                if let Some(reply) = queued.reply.take() {
-                    let _ = reply.send(Answer::Error(document.clone()));
-                }
-            }
+            record_init_error(&function, error_document(body, error_type.as_deref()));
             respond(StatusCode::ACCEPTED, &[], Bytes::from_static(b"{}"))
         }
         (_, method, _) => service_error(

@@ -190,6 +190,11 @@ impl LocalAws {
         self.lambda.invocations()
     }
 
+    /// Where the functions' and moto's output goes (`<function>.log`).
+    pub fn logs_dir(&self) -> &Path {
+        self.logs.path()
+    }
+
     /// Every function's output so far (JSON log lines), for a failing test's message.
     pub fn logs(&self) -> String {
         let mut text = String::new();

@@ -166,13 +166,16 @@ impl Template {
     }
 
     /// `Properties.<path>` of resource `logical_id`, evaluated (e.g. a schedule's
-    /// `Target.Input`).
+    /// `Target.Input`); a number steps into a list.
     pub fn property(&self, logical_id: &str, path: &[&str]) -> anyhow::Result<String> {
         let mut node = &self.resource(logical_id)?["Properties"];
         for step in path {
-            node = node
-                .get(*step)
-                .with_context(|| format!("{logical_id} has no property {}", path.join(".")))?;
+            let next = match (node, step.parse::<usize>()) {
+                (Value::Sequence(items), Ok(index)) => items.get(index),
+                _ => node.get(*step),
+            };
+            node =
+                next.with_context(|| format!("{logical_id} has no property {}", path.join(".")))?;
         }
         self.evaluate(node)
     }

@@ -1,9 +1,10 @@
 //! `tidemark sync --aws` against Step Functions on the local endpoint (moto): the CLI starts an
 //! execution, follows it, and reports every table's outcome — from the output when it succeeds,
-//! from the `Summarize` state in the execution history when it fails. The deployed machine's
-//! Lambda functions cannot run here, so the execution runs the real definition's last states with
+//! from the `Summarize` state in the execution history when it fails. These tests pin the CLI's
+//! reporting with chosen summaries: the execution runs the real definition's last states with
 //! `Summarize` answered by a Pass state holding a summary the library's `summarize_outcomes`
-//! produced.
+//! produced. The whole deployed path (every state, the real Lambda binaries) runs in
+//! `tests/tests/rehearsal.rs`.
 
 use std::io::{Read, Write};
 

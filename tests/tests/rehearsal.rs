@@ -451,3 +451,147 @@ async fn an_execution_stopped_mid_run_releases_its_leases_through_the_ended_rule
     })
     .await;
 }
+
+/// Tables `t0`…`t{n-1}`, 20 rows each, synced by their `updated_at`.
+async fn many_tables(stack: &Stack<'_>, n: usize) -> anyhow::Result<String> {
+    let mut conn = stack.mysql.conn().await?;
+    let mut tables = Vec::new();
+    for i in 0..n {
+        conn.query_drop(format!(
+            "CREATE TABLE t{i} (id INT PRIMARY KEY, v VARCHAR(8) NOT NULL, updated_at DATETIME(6) NOT NULL)"
+        ))
+        .await?;
+        conn.query_drop(format!(
+            "INSERT INTO t{i} SELECT seq, 'v', '2026-01-01' + INTERVAL seq SECOND FROM seq_1_to_20"
+        ))
+        .await?;
+        tables.push(Table::hybrid(&format!("t{i}"), "updated_at"));
+    }
+    Ok(concurrent(
+        stack.config_yaml(&tidemark_tests::tables::yaml(&tables))?,
+        5,
+    ))
+}
+
+/// Invocations per function (`extract`, `watermark`, `load`) of one sync.
+type Invocations = BTreeMap<String, u64>;
+
+/// Counts the local runner's invocations by function.
+#[derive(Default)]
+struct CountingObserver(std::sync::Mutex<Invocations>);
+
+impl tidemark::steps::local_sync::StepObserver for CountingObserver {
+    fn started(&self, function: &str, _payload: &Value) {
+        let name = function
+            .trim_start_matches("${")
+            .trim_end_matches('}')
+            .trim_end_matches("FunctionArn")
+            .to_ascii_lowercase();
+        *self.0.lock().unwrap().entry(name).or_default() += 1;
+    }
+
+    fn finished(&self, _: &str, _: &Value, _: &Result<Value, tidemark::asl::TaskFailure>) {}
+}
+
+/// `after - before` per function, named without the stack's prefix.
+fn invoked_between(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> Invocations {
+    after
+        .iter()
+        .map(|(name, count)| {
+            (
+                name.trim_start_matches("tidemark-").to_owned(),
+                count - before.get(name).copied().unwrap_or(0),
+            )
+        })
+        .filter(|(_, count)| *count > 0)
+        .collect()
+}
+
+/// The same pipeline of ten tables, synced twice (first load, then nothing new) by moto's engine
+/// and by tidemark's runner, invokes the same functions the same number of times: both engines
+/// walk the definition alike. The figures (per sync: invocations, and the runner's billed state
+/// transitions and history events) are printed for the README's cost table;
+/// `TIDEMARK_REHEARSAL_TABLES=50` measures another size.
+#[tokio::test]
+async fn both_engines_invoke_the_same_steps_for_a_ten_table_pipeline() {
+    let tables: usize = std::env::var("TIDEMARK_REHEARSAL_TABLES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(10);
+    let rehearsed = std::sync::Mutex::new(Vec::<(Invocations, f64)>::new());
+    with_stack(Target::Postgres, async |stack| {
+        let config = many_tables(stack, tables).await?;
+        let aws = deploy(stack, &config, &[]).await?;
+        let file = config_file(&config)?;
+        for _ in 0..2 {
+            let before = (
+                aws.invocations(),
+                aws.gigabyte_seconds().values().sum::<f64>(),
+            );
+            let output = tidemark(&aws, &file, &["--json", "sync", "--aws", "-p", "p"]).await?;
+            anyhow::ensure!(output.status.success(), "{}", explain(&aws, &output));
+            rehearsed.lock().unwrap().push((
+                invoked_between(&before.0, &aws.invocations()),
+                aws.gigabyte_seconds().values().sum::<f64>() - before.1,
+            ));
+        }
+        Ok(())
+    })
+    .await;
+    let ran_locally = std::sync::Mutex::new(Vec::<(Invocations, u64, u64)>::new());
+    with_stack(Target::Postgres, async |stack| {
+        let config = many_tables(stack, tables).await?;
+        let services = tidemark::services::Services::from_env(
+            tidemark::config::Config::from_yaml(
+                &config,
+                "figures.yaml",
+                &tidemark::config::Environment::new(),
+            )?,
+            None,
+        )
+        .await;
+        for _ in 0..2 {
+            let observer = CountingObserver::default();
+            let options = tidemark_tests::stack::fast_runner("figures");
+            let (outcome, _) = tidemark::steps::local_sync::run_with_summary(
+                &services,
+                json!({"pipeline": "p"}),
+                &options,
+                tidemark::steps::local_sync::EXTRACTS_AT_ONCE,
+                Some(&observer),
+            )
+            .await?;
+            anyhow::ensure!(
+                matches!(outcome, tidemark::asl::Outcome::Succeeded(_)),
+                "{outcome:?}"
+            );
+            let events: u64 = options
+                .executions
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|e| e.history_events)
+                .sum();
+            ran_locally.lock().unwrap().push((
+                observer.0.into_inner().unwrap(),
+                options.transitions(),
+                events,
+            ));
+        }
+        Ok(())
+    })
+    .await;
+    let rehearsed = rehearsed.into_inner().unwrap();
+    let ran_locally = ran_locally.into_inner().unwrap();
+    for (sync, ((moto, gigabyte_seconds), (local, transitions, events))) in
+        ["first load", "no change"]
+            .iter()
+            .zip(rehearsed.iter().zip(&ran_locally))
+    {
+        eprintln!("{tables} tables, {sync}: invocations {local:?}, {transitions} state transitions, {events} history events, {gigabyte_seconds:.1} GB-s at the template's memory settings");
+        assert_eq!(
+            moto, local,
+            "{sync}: moto's engine and tidemark's runner invoked different steps"
+        );
+    }
+}

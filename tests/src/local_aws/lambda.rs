@@ -60,6 +60,7 @@ struct Queued {
 struct Running {
     instance: usize,
     reply: Option<oneshot::Sender<Answer>>,
+    since: std::time::Instant,
 }
 
 /// One function: its deployment, the invocations waiting for an instance, those running, and
@@ -73,6 +74,9 @@ struct Function {
     kill_switches: Vec<Notify>,
     init_error: Mutex<Option<Bytes>>,
     invocations: Mutex<u64>,
+    /// Time instances spent on invocations (from handing one over to its answer): what Lambda
+    /// bills, with the memory setting, as GB-seconds.
+    busy: Mutex<Duration>,
 }
 
 struct Shared {
@@ -140,6 +144,7 @@ impl LambdaService {
                             kill_switches: (0..instances).map(|_| Notify::new()).collect(),
                             init_error: Mutex::new(None),
                             invocations: Mutex::new(0),
+                            busy: Mutex::new(Duration::ZERO),
                         }),
                     )
                 })
@@ -170,6 +175,21 @@ impl LambdaService {
     /// `127.0.0.1:<port>`: the Invoke API's endpoint.
     pub fn address(&self) -> &str {
         &self.shared.address
+    }
+
+    /// GB-seconds so far (time on invocations × the memory setting), by function name.
+    pub fn gigabyte_seconds(&self) -> BTreeMap<String, f64> {
+        self.shared
+            .functions
+            .iter()
+            .map(|(name, function)| {
+                let seconds = lock(&function.busy).as_secs_f64();
+                (
+                    name.clone(),
+                    seconds * function.deployed.memory_mb as f64 / 1024.0,
+                )
+            })
+            .collect()
     }
 
     /// Invocations so far, by function name.
@@ -520,7 +540,14 @@ async fn next_event(function: &Arc<Function>, instance: usize) -> Response<Full<
         payload,
         reply,
     } = queued;
-    lock(&function.running).insert(request_id.clone(), Running { instance, reply });
+    lock(&function.running).insert(
+        request_id.clone(),
+        Running {
+            instance,
+            reply,
+            since: std::time::Instant::now(),
+        },
+    );
     let watched = (function.clone(), request_id.clone());
     tokio::spawn(async move {
         let (function, request_id) = watched;
@@ -560,8 +587,11 @@ fn finish(function: &Function, request_id: &str, answer: Answer) -> Response<Ful
     let running = lock(&function.running).remove(request_id);
     match running {
         Some(Running {
-            reply: Some(reply), ..
+            reply: Some(reply),
+            since,
+            ..
         }) => {
+            *lock(&function.busy) += since.elapsed();
             let _ = reply.send(answer);
             respond(
                 StatusCode::ACCEPTED,

@@ -190,6 +190,11 @@ impl LocalAws {
         self.lambda.invocations()
     }
 
+    /// Lambda GB-seconds so far (debug binaries on this machine), by function name.
+    pub fn gigabyte_seconds(&self) -> BTreeMap<String, f64> {
+        self.lambda.gigabyte_seconds()
+    }
+
     /// Where the functions' and moto's output goes (`<function>.log`).
     pub fn logs_dir(&self) -> &Path {
         self.logs.path()

@@ -57,23 +57,28 @@ async fn deploy(
 }
 
 /// `tidemark --config <config> <args>` against the deployment, as a user runs it; awaited, so
-/// that the deployment's Lambda service (in this process) keeps serving meanwhile.
+/// that the deployment's Lambda service (in this process) keeps serving meanwhile, and killed
+/// after [`EXECUTION_LIMIT`].
 async fn tidemark(
     aws: &LocalAws,
     config: &tempfile::NamedTempFile,
     args: &[&str],
 ) -> anyhow::Result<Output> {
-    Ok(
-        tokio::process::Command::new(binaries_dir()?.join("tidemark"))
-            .arg("--config")
-            .arg(config.path())
-            .args(args)
-            .envs(aws.cli_environment())
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .output()
-            .await?,
-    )
+    let run = tokio::process::Command::new(binaries_dir()?.join("tidemark"))
+        .arg("--config")
+        .arg(config.path())
+        .args(args)
+        .envs(aws.cli_environment())
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    match tokio::time::timeout(EXECUTION_LIMIT, run).await {
+        Ok(output) => Ok(output?),
+        Err(_) => anyhow::bail!(
+            "tidemark {args:?} still running after {EXECUTION_LIMIT:?}\n{}",
+            aws.logs()
+        ),
+    }
 }
 
 fn config_file(text: &str) -> anyhow::Result<tempfile::NamedTempFile> {

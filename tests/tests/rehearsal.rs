@@ -278,7 +278,8 @@ async fn backup_only_then_redshift_only_into_the_data_api_with_continued_chunks(
 
 /// The template's own payloads: the sync schedule's exact `Input` starts a sync that loads the
 /// tables; every operator payload the README documents (its golden fixtures) works on the real
-/// operator function; the cleanup schedule's exact `Input` runs the cleanup.
+/// operator function; the cleanup schedule's exact `Input` runs the cleanup. A refused payload
+/// and an unknown function are answered as Lambda answers them.
 #[tokio::test]
 async fn the_template_s_schedule_cleanup_and_operator_payloads_work_as_sent() {
     with_stack(Target::Postgres, async |stack| {
@@ -358,6 +359,31 @@ async fn the_template_s_schedule_cleanup_and_operator_payloads_work_as_sent() {
             answer.payload,
             aws.logs()
         );
+
+        // As Lambda answers: a refused payload is HTTP 200 with `X-Amz-Function-Error` and the
+        // function's error document; a function that does not exist is a 404.
+        let refused = aws
+            .invoke("OperatorFunction", &json!({"action": "no_such_action"}))
+            .await?;
+        assert_eq!(refused.function_error.as_deref(), Some("Unhandled"));
+        assert_eq!(
+            refused.payload["errorType"], "NonRetryable",
+            "{:#}",
+            refused.payload
+        );
+        let address = aws.lambda_url().trim_start_matches("http://").to_owned();
+        let (status, headers, _) = tidemark_tests::local_aws::http(
+            &address,
+            "POST",
+            "/2015-03-31/functions/no-such-function/invocations",
+            "{}",
+        )
+        .await?;
+        assert_eq!(status, 404);
+        assert!(headers
+            .iter()
+            .any(|(k, v)| k.eq_ignore_ascii_case("x-amzn-ErrorType")
+                && v == "ResourceNotFoundException"));
         Ok(())
     })
     .await;

@@ -110,6 +110,25 @@ fn sync_tables_and_whole(table: &str) -> String {
     )
 }
 
+/// Template parameters that leave an extract invocation no time (its deadline margin is its
+/// whole timeout): each reads one batch (8192 rows) and answers a continuation.
+const NO_TIME_TO_EXTRACT: [(&str, &str); 2] = [
+    ("ExtractTimeout", "60"),
+    ("ExtractDeadlineMarginSeconds", "60"),
+];
+
+/// Creates `events` with `rows` rows in the source.
+async fn create_events(stack: &Stack<'_>, rows: u32) -> anyhow::Result<()> {
+    let mut conn = stack.mysql.conn().await?;
+    conn.query_drop("CREATE TABLE events (id INT PRIMARY KEY, kind VARCHAR(16) NOT NULL)")
+        .await?;
+    conn.query_drop(format!(
+        "INSERT INTO events SELECT seq, IF(seq % 2 = 0, 'even', 'odd') FROM seq_1_to_{rows}"
+    ))
+    .await?;
+    Ok(())
+}
+
 /// The `events` table's rows in the source and in the target, by id.
 async fn events_in_source_and_target(
     stack: &Stack<'_>,
@@ -217,25 +236,11 @@ async fn a_failed_table_fails_the_execution_while_the_others_finish() {
 async fn backup_only_then_redshift_only_into_the_data_api_with_continued_chunks() {
     with_stack(Target::Redshift, async |stack| {
         seed(stack.mysql).await?;
-        let mut conn = stack.mysql.conn().await?;
-        conn.query_drop("CREATE TABLE events (id INT PRIMARY KEY, kind VARCHAR(16) NOT NULL)")
-            .await?;
-        conn.query_drop(
-            "INSERT INTO events SELECT seq, IF(seq % 2 = 0, 'even', 'odd') FROM seq_1_to_20000",
-        )
-        .await?;
+        create_events(stack, 20_000).await?;
         let tables = sync_tables_and_whole("events");
         // All three at once: each Data API load polls with the definition's real waits (5 s, 10 s).
         let config = concurrent(stack.config_yaml(&tables)?, 3);
-        let aws = deploy(
-            stack,
-            &config,
-            &[
-                ("ExtractTimeout", "60"),
-                ("ExtractDeadlineMarginSeconds", "60"),
-            ],
-        )
-        .await?;
+        let aws = deploy(stack, &config, &NO_TIME_TO_EXTRACT).await?;
         let file = config_file(&config)?;
 
         let backup = tidemark(
@@ -371,9 +376,8 @@ async fn the_template_s_schedule_cleanup_and_operator_payloads_work_as_sent() {
             "{:#}",
             refused.payload
         );
-        let address = aws.lambda_url().trim_start_matches("http://").to_owned();
         let (status, headers, _) = tidemark_tests::local_aws::http(
-            &address,
+            aws.lambda_address(),
             "POST",
             "/2015-03-31/functions/no-such-function/invocations",
             "{}",
@@ -396,23 +400,10 @@ async fn the_template_s_schedule_cleanup_and_operator_payloads_work_as_sent() {
 #[tokio::test]
 async fn an_execution_stopped_mid_run_releases_its_leases_through_the_ended_rule() {
     with_stack(Target::Postgres, async |stack| {
-        seed(stack.mysql).await?;
-        let mut conn = stack.mysql.conn().await?;
-        conn.query_drop("CREATE TABLE events (id INT PRIMARY KEY, kind VARCHAR(16) NOT NULL)")
-            .await?;
-        conn.query_drop("INSERT INTO events SELECT seq, 'k' FROM seq_1_to_40000")
-            .await?;
+        create_events(stack, 40_000).await?;
         let config = stack.config_yaml(&Table::new("events").strategy("full_sync").yaml())?;
         // No time per extraction: the events table takes several invocations, time to stop it.
-        let aws = deploy(
-            stack,
-            &config,
-            &[
-                ("ExtractTimeout", "60"),
-                ("ExtractDeadlineMarginSeconds", "60"),
-            ],
-        )
-        .await?;
+        let aws = deploy(stack, &config, &NO_TIME_TO_EXTRACT).await?;
         let started = aws
             .sfn()
             .start_execution()

@@ -6,9 +6,9 @@
 //! ```text
 //! tidemark-local-aws --config FILE [--parameter Name=Value]... [--env-file PATH]
 //! ```
-//! The configuration is uploaded to `s3://<bucket of its first pipeline>/config/tidemark.yaml`
-//! (the bucket is created when missing) and becomes `ConfigUri`; `DataBucket` and `DataPrefix`
-//! come from the same pipeline. The variables `tidemark sync --aws` needs are printed as
+//! The configuration is checked, then uploaded to `s3://<bucket of its first pipeline by
+//! name>/config/tidemark.yaml` (the bucket is created when missing) and becomes `ConfigUri`;
+//! `DataBucket` and `DataPrefix` come from the same pipeline. The variables `tidemark sync --aws` needs are printed as
 //! `export` lines, and written to `--env-file` once the deployment is ready.
 
 use std::collections::BTreeMap;
@@ -51,32 +51,23 @@ fn arguments() -> anyhow::Result<Arguments> {
     })
 }
 
-/// The bucket and prefix of the configuration's first pipeline.
-fn first_pipeline_storage(text: &str) -> anyhow::Result<(String, String)> {
-    let document: serde_yaml::Value = serde_yaml::from_str(text)?;
-    let pipelines = document["pipelines"]
-        .as_mapping()
-        .context("the configuration has no `pipelines`")?;
-    let (_, first) = pipelines.iter().next().context("`pipelines` is empty")?;
-    let bucket = first["s3"]["bucket"]
-        .as_str()
-        .context("the first pipeline has no s3.bucket")?;
-    let prefix = first["s3"]["prefix"].as_str().unwrap_or("tidemark");
-    Ok((bucket.to_owned(), prefix.to_owned()))
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let arguments = arguments()?;
     let text = std::fs::read_to_string(&arguments.config)
         .with_context(|| format!("reading {}", arguments.config))?;
-    let (bucket, prefix) = first_pipeline_storage(&text)?;
-    let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&shared)
-            .force_path_style(true)
-            .build(),
-    );
+    // Checked as `tidemark config check` checks it: a broken configuration stops here, not in
+    // the functions' first cold start.
+    let environment: tidemark::config::Environment = std::env::vars().collect();
+    let config = tidemark::config::Config::from_yaml(&text, &arguments.config, &environment)?;
+    let storage = &config
+        .pipelines
+        .values()
+        .next()
+        .context("the configuration has no pipeline")?
+        .s3;
+    let (bucket, prefix) = (storage.bucket.clone(), storage.prefix.clone());
+    let s3 = tidemark::storage::client_from_env().await;
     if s3.head_bucket().bucket(&bucket).send().await.is_err() {
         s3.create_bucket().bucket(&bucket).send().await?;
     }

@@ -54,12 +54,12 @@ enum Answer {
 struct Queued {
     request_id: String,
     payload: Bytes,
-    reply: Option<oneshot::Sender<Answer>>,
+    reply: oneshot::Sender<Answer>,
 }
 
 struct Running {
     instance: usize,
-    reply: Option<oneshot::Sender<Answer>>,
+    reply: oneshot::Sender<Answer>,
     since: std::time::Instant,
 }
 
@@ -268,10 +268,8 @@ async fn keep_instance(
                     .map(|(id, _)| id.clone());
                 match held {
                     Some(request_id) => {
-                        if let Some(mut running) = lock(&function.running).remove(&request_id) {
-                            if let Some(reply) = running.reply.take() {
-                                let _ = reply.send(Answer::Error(error_json("Runtime.ExitError", &format!("RequestId: {request_id} Error: {message}"))));
-                            }
+                        if let Some(running) = lock(&function.running).remove(&request_id) {
+                            let _ = running.reply.send(Answer::Error(error_json("Runtime.ExitError", &format!("RequestId: {request_id} Error: {message}"))));
                         }
                     }
                     None if *lock(&function.invocations) == served_before => {
@@ -291,10 +289,8 @@ async fn keep_instance(
 /// Makes `document` the function's init error and fails the invocations waiting for it.
 fn record_init_error(function: &Function, document: Bytes) {
     *lock(&function.init_error) = Some(document.clone());
-    for mut queued in lock(&function.queue).drain(..) {
-        if let Some(reply) = queued.reply.take() {
-            let _ = reply.send(Answer::Error(document.clone()));
-        }
+    for queued in lock(&function.queue).drain(..) {
+        let _ = queued.reply.send(Answer::Error(document.clone()));
     }
 }
 
@@ -480,7 +476,7 @@ async fn invoke(
     lock(&function.queue).push_back(Queued {
         request_id: uuid::Uuid::new_v4().to_string(),
         payload,
-        reply: Some(reply),
+        reply,
     });
     function.queued.notify_one();
     if invocation_type == "Event" {
@@ -552,16 +548,16 @@ async fn next_event(function: &Arc<Function>, instance: usize) -> Response<Full<
     tokio::spawn(async move {
         let (function, request_id) = watched;
         tokio::time::sleep(timeout).await;
-        let Some(mut running) = lock(&function.running).remove(&request_id) else {
+        let Some(running) = lock(&function.running).remove(&request_id) else {
             return;
         };
-        if let Some(reply) = running.reply.take() {
-            let message = format!(
-                "RequestId: {request_id} Error: Task timed out after {:.2} seconds",
-                timeout.as_secs_f64()
-            );
-            let _ = reply.send(Answer::Error(error_json("Sandbox.Timedout", &message)));
-        }
+        let message = format!(
+            "RequestId: {request_id} Error: Task timed out after {:.2} seconds",
+            timeout.as_secs_f64()
+        );
+        let _ = running
+            .reply
+            .send(Answer::Error(error_json("Sandbox.Timedout", &message)));
         function.kill_switches[running.instance].notify_one();
     });
     respond(
@@ -586,11 +582,7 @@ async fn next_event(function: &Arc<Function>, instance: usize) -> Response<Full<
 fn finish(function: &Function, request_id: &str, answer: Answer) -> Response<Full<Bytes>> {
     let running = lock(&function.running).remove(request_id);
     match running {
-        Some(Running {
-            reply: Some(reply),
-            since,
-            ..
-        }) => {
+        Some(Running { reply, since, .. }) => {
             *lock(&function.busy) += since.elapsed();
             let _ = reply.send(answer);
             respond(
@@ -599,7 +591,7 @@ fn finish(function: &Function, request_id: &str, answer: Answer) -> Response<Ful
                 Bytes::from_static(b"{\"status\":\"OK\"}"),
             )
         }
-        _ => service_error(
+        None => service_error(
             StatusCode::BAD_REQUEST,
             "InvalidStateTransition",
             &format!(

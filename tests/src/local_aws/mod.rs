@@ -46,6 +46,8 @@ pub struct Invoked {
 /// A running local deployment; its processes stop when it is dropped.
 pub struct LocalAws {
     template: Template,
+    /// Function names by logical id.
+    function_names: BTreeMap<String, String>,
     lambda: LambdaService,
     moto: tokio::process::Child,
     sfn_url: String,
@@ -109,8 +111,13 @@ impl LocalAws {
             base_environment.insert(name.to_owned(), value.to_owned());
         }
         base_environment.extend(deployment.function_environment);
+        let functions = template.functions()?;
+        let function_names = functions
+            .iter()
+            .map(|f| (f.logical_id.clone(), f.name.clone()))
+            .collect();
         let lambda = LambdaService::start(
-            template.functions()?,
+            functions,
             deployment.instances.max(1),
             &binaries_dir()?,
             logs.path(),
@@ -142,6 +149,7 @@ impl LocalAws {
             .context("creating the state machine in moto")?;
         Ok(LocalAws {
             template,
+            function_names,
             lambda,
             moto,
             sfn_url,
@@ -159,18 +167,13 @@ impl LocalAws {
         &self.state_machine_arn
     }
 
-    /// The Step Functions endpoint (this deployment's moto).
-    pub fn sfn_url(&self) -> &str {
-        &self.sfn_url
-    }
-
     pub fn sfn(&self) -> &aws_sdk_sfn::Client {
         &self.sfn
     }
 
-    /// `http://127.0.0.1:<port>`: the Lambda Invoke endpoint.
-    pub fn lambda_url(&self) -> String {
-        format!("http://{}", self.lambda.address())
+    /// `127.0.0.1:<port>`: the Lambda Invoke endpoint.
+    pub fn lambda_address(&self) -> &str {
+        self.lambda.address()
     }
 
     /// What `tidemark sync --aws` needs to reach this deployment.
@@ -181,7 +184,10 @@ impl LocalAws {
                 self.state_machine_arn.clone(),
             ),
             ("AWS_ENDPOINT_URL_SFN".to_owned(), self.sfn_url.clone()),
-            ("AWS_ENDPOINT_URL_LAMBDA".to_owned(), self.lambda_url()),
+            (
+                "AWS_ENDPOINT_URL_LAMBDA".to_owned(),
+                format!("http://{}", self.lambda_address()),
+            ),
         ]
     }
 
@@ -221,12 +227,9 @@ impl LocalAws {
     /// API, synchronously, with `payload`, as the console or `aws lambda invoke` would.
     pub async fn invoke(&self, function: &str, payload: &Value) -> anyhow::Result<Invoked> {
         let name = self
-            .template
-            .functions()?
-            .into_iter()
-            .find(|f| f.logical_id == function)
-            .with_context(|| format!("the template has no function `{function}`"))?
-            .name;
+            .function_names
+            .get(function)
+            .with_context(|| format!("the template has no function `{function}`"))?;
         let (status, headers, body) = http(
             self.lambda.address(),
             "POST",

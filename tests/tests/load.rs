@@ -726,6 +726,60 @@ async fn a_forged_commit_load_drops_no_pending_run(kind: Target) {
     .await;
 }
 
+/// Two loads creating the ledger at the same moment (two tables' first loads into one new
+/// schema): PostgreSQL answers the one that loses the race in its catalog with a unique
+/// violation, not "already exists". Another session holds an uncommitted `CREATE TABLE` of the
+/// ledger; the load's own `CREATE … IF NOT EXISTS` waits on it, then meets the violation when it
+/// commits — every time — and the load still succeeds with its rows.
+#[tokio::test]
+async fn a_ledger_created_at_the_same_moment_by_another_load_does_not_fail_the_load() {
+    in_world(Target::Postgres, ORDERS, orders_config(), async |w| {
+        let (other, connection) =
+            tokio_postgres::connect(&tidemark_tests::postgres_url(), tokio_postgres::NoTls).await?;
+        tokio::spawn(connection);
+        other.batch_execute("BEGIN").await?;
+        other
+            .batch_execute(&sql::create_ledger(w.stack.pg.schema())?)
+            .await?;
+        let files = [vec![order(1, "2024-01-01 00:00:00", "1.00", "raced")]];
+        let load = w.sync(&files);
+        let release = async {
+            // Commit once the load waits for the ledger's creation. Watched from a third session:
+            // inside a transaction, pg_stat_activity keeps its first snapshot.
+            for _ in 0..200 {
+                let waiting: i64 = w
+                    .stack
+                    .pg
+                    .client()
+                    .query_one(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+                         AND query LIKE '%tidemark_load_ledger%'",
+                        &[],
+                    )
+                    .await?
+                    .get(0);
+                if waiting > 0 {
+                    other.batch_execute("COMMIT").await?;
+                    return Ok(true);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            other.batch_execute("COMMIT").await?;
+            anyhow::Ok(false)
+        };
+        let (answer, waited) = tokio::join!(load, release);
+        assert!(
+            waited?,
+            "the load never waited on the other session's ledger"
+        );
+        let answer = answer?;
+        assert_eq!(loaded(&answer).len(), 1, "{answer:?}");
+        assert_eq!(w.rows().await?, ["(1,\"2024-01-01 00:00:00\",1.00,raced)"]);
+        Ok(())
+    })
+    .await;
+}
+
 /// A wire-protocol load with less time left than it needs (a Lambda near its deadline, issue
 /// #26 item 6): its statements are cancelled by the lowered `statement_timeout`, it fails saying
 /// why and what to do instead, nothing is committed, and the same load with time enough loads.

@@ -15,7 +15,9 @@ pub(crate) enum ConfigCommand {
     Check {
         /// Also connect to each pipeline's source and say, for every table with `key_columns`,
         /// whether a unique index of the source makes them identify one row (`merge` and
-        /// `replace` refuse keys that do not).
+        /// `replace` refuse keys that do not); and check every table's `checks` against its
+        /// columns (an unknown column, a check that cannot read the column's type), at
+        /// file:line.
         #[arg(long)]
         source: bool,
     },
@@ -30,6 +32,7 @@ pub(crate) async fn run(command: &ConfigCommand, path: &Path, json: bool) -> Res
     match command {
         ConfigCommand::Check { source } => {
             let keys = if *source {
+                check_quality(path, &config).await?;
                 Some(check_keys(path, &config).await?)
             } else {
                 None
@@ -170,6 +173,43 @@ async fn check_keys(path: &Path, config: &Config) -> Result<Vec<KeyCheck>, Failu
         }
     }
     Ok(checks)
+}
+
+/// Every table's `checks` against the columns its source has: each problem at its file:line.
+async fn check_quality(path: &Path, config: &Config) -> Result<(), Failure> {
+    let text = std::fs::read_to_string(path).map_err(Failure::config)?;
+    let file = path.display().to_string();
+    let services = crate::services(path).await?;
+    let mut found = Vec::new();
+    for (pipeline_name, pipeline) in &config.pipelines {
+        let checked: Vec<_> = pipeline
+            .tables
+            .iter()
+            .filter(|(_, table)| !table.checks.is_empty())
+            .collect();
+        if checked.is_empty() {
+            continue;
+        }
+        let source = services.source(pipeline).await?;
+        let mut conn = source.conn().await?;
+        for (table, table_config) in checked {
+            let id = tidemark::naming::TableId::parse(table)?;
+            let schema =
+                tidemark::schema::discover(&mut conn, &id, &table_config.schema_options()).await?;
+            for (index, problem) in tidemark::quality::problems(&table_config.checks, &schema) {
+                let item = index.to_string();
+                let at = ["pipelines", pipeline_name, "tables", table, "checks", &item];
+                found.push(format!(
+                    "{}: {problem}",
+                    tidemark::config::locate(&file, &text, &at)
+                ));
+            }
+        }
+    }
+    match found.is_empty() {
+        true => Ok(()),
+        false => Err(Failure::config(anyhow::anyhow!("{}", found.join("\n")))),
+    }
 }
 
 fn describe_connection(connection: &Connection) -> String {

@@ -7,6 +7,7 @@ mod config_cmd;
 mod connections_cmd;
 mod output;
 mod progress;
+mod quality_cmd;
 mod s3clean_cmd;
 mod sync_cmd;
 mod watermark_cmd;
@@ -78,6 +79,9 @@ enum Command {
     /// Reach each source, target, bucket, secret and bastion; report versions and latency.
     #[command(subcommand)]
     Connections(connections_cmd::ConnectionsCommand),
+    /// Data quality: each run's check results, and releasing or dropping a quarantined run.
+    #[command(subcommand)]
+    Quality(quality_cmd::QualityCommand),
     /// S3 retention: list a table's files by run, delete what is loaded (never pending data).
     #[command(subcommand, name = "s3clean")]
     S3clean(s3clean_cmd::S3cleanCommand),
@@ -217,6 +221,7 @@ async fn main() -> ExitCode {
             watermark_cmd::run_count(command, &cli.config, cli.json).await
         }
         Command::Connections(command) => connections_cmd::run(command, &cli.config, cli.json).await,
+        Command::Quality(command) => quality_cmd::run(command, &cli.config, cli.json).await,
         Command::S3clean(command) => s3clean_cmd::run(command, &cli.config, cli.json).await,
     };
     match outcome {

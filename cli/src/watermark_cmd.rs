@@ -21,10 +21,10 @@ use crate::Failure;
 pub(crate) struct TableArgs {
     /// Source table, `database.table`.
     #[arg(short = 't', long = "table")]
-    table: String,
+    pub(crate) table: String,
     /// Pipeline; default: the one pipeline that holds the table.
     #[arg(short = 'p', long = "pipeline")]
-    pipeline: Option<String>,
+    pub(crate) pipeline: Option<String>,
 }
 
 /// Why an edit is made: recorded with the caller's AWS identity in the table's audit record.
@@ -37,7 +37,7 @@ pub(crate) struct ReasonArg {
 
 impl ReasonArg {
     /// Who asks (the caller's AWS identity, from STS) and why.
-    async fn requester(&self, services: &Services) -> Result<Requester, Failure> {
+    pub(crate) async fn requester(&self, services: &Services) -> Result<Requester, Failure> {
         Ok(Requester {
             requested_by: services.caller_identity().await?,
             reason: self.reason.clone(),
@@ -234,8 +234,18 @@ fn describe(w: &Watermark) -> Vec<String> {
     ];
     for run in &w.pending_runs {
         lines.push(format!(
-            "  {}  {} rows, {} files, {} bytes",
-            run.run_id, run.rows, run.files, run.bytes
+            "  {}  {} rows, {} files, {} bytes{}",
+            run.run_id,
+            run.rows,
+            run.files,
+            run.bytes,
+            match &run.quarantine {
+                Some(quarantine) => format!(
+                    "  QUARANTINED: failed {}; it and every later run wait for `tidemark quality release` or `quality drop`",
+                    quarantine.failed_checks.join(", ")
+                ),
+                None => String::new(),
+            }
         ));
     }
     lines.push(match &w.lease {

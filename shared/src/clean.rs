@@ -822,6 +822,7 @@ mod tests {
             bytes: 10,
             files: 1,
             committed_at: now,
+            quarantine: None,
         });
         let objects = |run_id: &RunId, manifest: bool| {
             let mut keys = vec![(

@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod naming;
 pub mod parquet_sink;
 pub mod probe;
+pub mod quality;
 pub mod run;
 pub mod schema;
 pub mod secret;

@@ -9,6 +9,7 @@ use crate::config::{CdcStrategy, LoadMode};
 use crate::cursor::{Ceiling, Cursor};
 use crate::error::{Error, Result};
 use crate::naming::RunId;
+use crate::quality::{ChunkQuality, RunQuality};
 use crate::run::RunContext;
 use crate::schema::TableSchema;
 
@@ -59,6 +60,9 @@ pub struct ChunkManifest {
     pub oversize_nulled: u64,
     /// The schema every file was written with.
     pub schema_fingerprint: String,
+    /// What the table's data quality checks found in the chunk (absent without checks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<ChunkQuality>,
 }
 
 /// A committed run: the only thing the loader reads to know what to load.
@@ -106,6 +110,10 @@ pub struct RunManifest {
     pub schema: TableSchema,
     /// When the run was committed.
     pub committed_at: DateTime<Utc>,
+    /// The data quality checks' results and verdict (absent without checks). A `quarantined`
+    /// run is not loaded until an operator releases it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<RunQuality>,
 }
 
 /// Counts that are absent from manifests written before they existed, and when zero.
@@ -141,6 +149,7 @@ impl RunManifest {
             schema_fingerprint: run.schema_fingerprint.clone(),
             schema,
             committed_at,
+            quality: None,
         }
     }
 }

@@ -67,6 +67,7 @@ enum Unit {
     Count,
     Bytes,
     Seconds,
+    None,
 }
 
 impl Unit {
@@ -75,6 +76,7 @@ impl Unit {
             Unit::Count => "Count",
             Unit::Bytes => "Bytes",
             Unit::Seconds => "Seconds",
+            Unit::None => "None",
         }
     }
 }
@@ -214,6 +216,35 @@ pub fn run_committed(
             ("CommittedRows", Unit::Count, rows as f64),
             ("CommittedBytes", Unit::Bytes, bytes as f64),
             ("CommittedFiles", Unit::Count, files as f64),
+        ],
+        &[("run_id", json!(run_id.as_str()))],
+        false,
+    )
+}
+
+/// A run's data quality checks, at its commit: `DataQualityScore` (checks passed / checks
+/// evaluated), `DataQualityFailures` (failing rows over every check) and `RunsQuarantined` (1
+/// when a `fail` check failed; the template's alarm watches it).
+pub fn data_quality(
+    pipeline: &str,
+    table: &TableId,
+    run_id: &RunId,
+    score: f64,
+    failures: u64,
+    quarantined: bool,
+) -> Metric {
+    document(
+        "data_quality",
+        pipeline,
+        table,
+        &[
+            ("DataQualityScore", Unit::None, score),
+            ("DataQualityFailures", Unit::Count, failures as f64),
+            (
+                "RunsQuarantined",
+                Unit::Count,
+                f64::from(u8::from(quarantined)),
+            ),
         ],
         &[("run_id", json!(run_id.as_str()))],
         false,

@@ -16,6 +16,7 @@ use crate::cursor::{Cursor, CursorTimestamp};
 use crate::error::{Error, Result};
 use crate::manifest::RunManifest;
 use crate::naming::{RunId, StorageLayout, TableId};
+use crate::quality::{Severity, Verdict};
 use crate::storage::{Bucket, PutOutcome};
 
 /// Version of the watermark format written by this code.
@@ -130,6 +131,18 @@ pub struct PendingRun {
     pub files: u64,
     /// When it was committed.
     pub committed_at: DateTime<Utc>,
+    /// Set when a `fail` data quality check failed: neither this run nor any later one is
+    /// loaded until an operator releases or drops it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarantine: Option<Quarantine>,
+}
+
+/// Why a run is held back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quarantine {
+    /// The `fail` checks that failed.
+    pub failed_checks: Vec<String>,
 }
 
 /// Counts, each moved once per run id.
@@ -327,6 +340,104 @@ impl Watermark {
         }
     }
 
+    /// The pending runs a load may take: every one before the first quarantined run.
+    pub fn loadable_runs(&self) -> &[PendingRun] {
+        let held = self
+            .pending_runs
+            .iter()
+            .position(|run| run.quarantine.is_some())
+            .unwrap_or(self.pending_runs.len());
+        &self.pending_runs[..held]
+    }
+
+    /// The first quarantined pending run, which holds back itself and every later run.
+    pub fn first_quarantined(&self) -> Option<&PendingRun> {
+        self.pending_runs
+            .iter()
+            .find(|run| run.quarantine.is_some())
+    }
+
+    /// Releases quarantined run `run_id`: it loads as it is, in its place, with the next load
+    /// (a run without rows has nothing to load and leaves the pending list).
+    pub fn release_quarantine(&mut self, run_id: &RunId) -> Result<String> {
+        let index = self.quarantined_index(run_id)?;
+        let run = &mut self.pending_runs[index];
+        let checks = run
+            .quarantine
+            .take()
+            .map(|q| q.failed_checks.join(", "))
+            .unwrap_or_default();
+        let rows = run.rows;
+        if rows == 0 {
+            self.pending_runs.remove(index);
+        }
+        let held = self.first_quarantined().map(|run| run.run_id.to_string());
+        Ok(format!(
+            "released run `{run_id}` ({rows} rows; failed {checks}): it loads as it is with the next load{}",
+            match held {
+                Some(other) => format!(", after which run `{other}` is still quarantined"),
+                None => String::new(),
+            }
+        ))
+    }
+
+    /// Drops quarantined run `run_id` and every later pending run (they came after its rows),
+    /// and moves the cursor back to where it began (`start`), so that the next run extracts
+    /// them all again from the source. Refused while a run holds the lease: a run extracting
+    /// now would move the cursor past the rows again.
+    pub fn drop_quarantined(
+        &mut self,
+        run_id: &RunId,
+        start: Cursor,
+        now: DateTime<Utc>,
+    ) -> Result<String> {
+        if let Some(lease) = self.lease.as_ref().filter(|lease| lease.expires_at > now) {
+            return Err(Error::LeaseHeld {
+                table: self.table.clone(),
+                owner: lease.owner.to_string(),
+                expires_at: lease.expires_at.to_rfc3339(),
+            });
+        }
+        let index = self.quarantined_index(run_id)?;
+        let dropped: Vec<PendingRun> = self.pending_runs.drain(index..).collect();
+        let rows: u64 = dropped.iter().map(|run| run.rows).sum();
+        // Their rows are counted again when they are extracted again.
+        self.totals.rows_extracted = self.totals.rows_extracted.saturating_sub(rows);
+        self.totals.runs_committed = self
+            .totals
+            .runs_committed
+            .saturating_sub(dropped.len() as u64);
+        let before = std::mem::replace(&mut self.extract.cursor, start);
+        Ok(format!(
+            "dropped run(s) {} ({rows} rows); cursor {before} -> {}: the next sync extracts their rows again from the source",
+            dropped
+                .iter()
+                .map(|run| format!("`{}`", run.run_id))
+                .collect::<Vec<_>>()
+                .join(", "),
+            self.extract.cursor
+        ))
+    }
+
+    fn quarantined_index(&self, run_id: &RunId) -> Result<usize> {
+        match self.pending_runs.iter().position(|run| run.run_id == *run_id) {
+            Some(index) if self.pending_runs[index].quarantine.is_some() => Ok(index),
+            Some(_) => Err(Error::InvalidRequest(format!(
+                "run `{run_id}` of `{}` is pending but not quarantined: it loads with the next sync",
+                self.table
+            ))),
+            None => Err(Error::InvalidRequest(format!(
+                "run `{run_id}` is not a pending run of `{}`{}; `tidemark quality report -t {}` lists its runs",
+                self.table,
+                match self.first_quarantined() {
+                    Some(run) => format!(" (the quarantined run is `{}`)", run.run_id),
+                    None => " (no run is quarantined)".to_owned(),
+                },
+                self.table
+            ))),
+        }
+    }
+
     /// Records that `run_id` began extracting.
     pub fn mark_extract_started(&mut self, run_id: &RunId, now: DateTime<Utc>) {
         self.extract.status = StageStatus::Running;
@@ -368,7 +479,16 @@ impl Watermark {
                 self.extract.cursor = max.clone();
             }
         }
-        if manifest.rows > 0 {
+        let quarantine = manifest
+            .quality
+            .as_ref()
+            .filter(|quality| quality.verdict == Verdict::Quarantined)
+            .map(|quality| Quarantine {
+                failed_checks: quality.failed(Severity::Fail),
+            });
+        // A quarantined run is kept even without rows (a `row_count` or `freshness` failure):
+        // it holds back the later runs until an operator acts.
+        if manifest.rows > 0 || quarantine.is_some() {
             self.pending_runs.push(PendingRun {
                 run_id: manifest.run_id.clone(),
                 manifest_key: manifest_key.to_owned(),
@@ -376,6 +496,7 @@ impl Watermark {
                 bytes: manifest.bytes,
                 files: manifest.files.len() as u64,
                 committed_at: now,
+                quarantine,
             });
         }
         self.totals.rows_extracted += manifest.rows;
@@ -952,6 +1073,7 @@ mod tests {
             schema_fingerprint: "f".into(),
             schema: one_column_schema(),
             committed_at: at("2026-11-27T01:00:00Z"),
+            quality: None,
         }
     }
 

@@ -196,6 +196,7 @@ pub async fn write_chunk(
         oversize_truncated: 0,
         oversize_nulled: 0,
         schema_fingerprint: run.schema_fingerprint.clone(),
+        quality: None,
     };
     let key = layout.chunk_manifest_key(&run.pipeline, &table, &run.run_id, 0);
     bucket

@@ -96,6 +96,7 @@ impl TableStorage {
             oversize_truncated: 0,
             oversize_nulled: 0,
             schema_fingerprint: "f".into(),
+            quality: None,
         };
         let mut objects: Vec<(String, Bytes)> = data
             .iter()
@@ -158,6 +159,7 @@ impl TableStorage {
             schema_fingerprint: "f".into(),
             schema: one_column_schema(&self.table)?,
             committed_at: Utc::now(),
+            quality: None,
         };
         let manifest_key = layout.run_manifest_key(PIPELINE, &self.table, run_id);
         let copy_key = layout.copy_manifest_key(PIPELINE, &self.table, run_id);

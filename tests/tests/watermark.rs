@@ -80,6 +80,7 @@ fn manifest(run_id: &RunId, rows: u64) -> RunManifest {
         schema_fingerprint: "f".into(),
         schema: one_column_schema(),
         committed_at: Utc::now(),
+        quality: None,
     }
 }
 

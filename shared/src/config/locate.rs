@@ -126,13 +126,22 @@ impl KeyLocator {
             .min()
     }
 
-    /// `line:column` of the deepest key of `path` that exists in the text.
+    /// `line:column` of the deepest key of `path` that exists in the text; where `path` ends at a
+    /// list item (or a key the text spells another way), the item's first key.
     pub(super) fn locate(&self, path: &[&str]) -> Option<(usize, usize)> {
+        let starts_with = |key_path: &[String], depth: usize| {
+            key_path.len() >= depth && key_path.iter().zip(&path[..depth]).all(|(a, b)| a == b)
+        };
         (1..=path.len()).rev().find_map(|depth| {
-            self.keys
+            let exact = self
+                .keys
                 .iter()
-                .find(|(key_path, ..)| {
-                    key_path.len() == depth && key_path.iter().zip(path).all(|(a, b)| a == b)
+                .find(|(key_path, ..)| key_path.len() == depth && starts_with(key_path, depth));
+            exact
+                .or_else(|| {
+                    self.keys
+                        .iter()
+                        .find(|(key_path, ..)| starts_with(key_path, depth))
                 })
                 .map(|(_, line, col)| (*line, *col))
         })

@@ -715,6 +715,15 @@ impl Config {
     }
 }
 
+/// `file:line:column` of the key path `path` in the config text `text` (its deepest key the
+/// text has; a list item's first key), for problems found against the source after parsing.
+pub fn locate(file: &str, text: &str, path: &[&str]) -> String {
+    match KeyLocator::new(text).locate(path) {
+        Some((line, column)) => format!("{file}:{line}:{column}"),
+        None => file.to_owned(),
+    }
+}
+
 /// The configuration as YAML, defaults filled in and secrets masked (`config show`).
 pub fn to_yaml(config: &Config) -> Result<String> {
     serde_yaml::to_string(config).map_err(|err| Error::config("config", err.to_string()))

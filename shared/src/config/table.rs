@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::custom_sql::CustomStatement;
 use crate::error::Result;
 use crate::naming::{self, TableId};
+use crate::quality::{Check, RawCheck};
 use crate::schema::{JsonTarget, NulPolicy, OversizePolicy, RedshiftTableOptions, SchemaOptions};
 
 use super::{
@@ -94,6 +95,11 @@ pub struct RawTableConfig {
     /// U+FFFD). Counted and logged. Binary columns keep NUL bytes: they are data there.
     #[serde(default)]
     pub nul_in_text: NulPolicy,
+    /// Data quality checks on every run's rows (README: Data quality): `not_null`, `unique`,
+    /// `range`, `accepted_values`, `pattern`, `row_count`, `freshness`, each with `severity:
+    /// fail` (default: a failing run is quarantined, not loaded) or `warn`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<RawCheck>,
 }
 
 /// How one table is synced, checked: the strategy holds exactly the columns and statement it
@@ -130,6 +136,8 @@ pub struct TableConfig {
     pub oversize_in_redshift: OversizePolicy,
     /// See [`RawTableConfig::nul_in_text`].
     pub nul_in_text: NulPolicy,
+    /// See [`RawTableConfig::checks`].
+    pub checks: Vec<Check>,
 }
 
 /// How rows are found between runs, with the columns and statement that way needs.
@@ -292,8 +300,20 @@ impl TryFrom<RawTableConfig> for TableConfig {
                 .collect::<Vec<_>>()
                 .join("; ")
         })?;
+        let checks = raw
+            .checks
+            .iter()
+            .enumerate()
+            .map(|(index, check)| {
+                check.check().map_err(|problems| {
+                    let found: Vec<String> = problems.into_iter().map(|(_, m)| m).collect();
+                    format!("`checks` item {}: {}", index + 1, found.join("; "))
+                })
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()?;
         Ok(TableConfig {
             strategy,
+            checks,
             key_columns: raw.key_columns,
             target_name: raw.target_name,
             columns: raw.columns,
@@ -338,6 +358,7 @@ impl From<TableConfig> for RawTableConfig {
             json_in_redshift: table.json_in_redshift,
             oversize_in_redshift: table.oversize_in_redshift,
             nul_in_text: table.nul_in_text,
+            checks: table.checks.iter().map(RawCheck::from).collect(),
         }
     }
 }

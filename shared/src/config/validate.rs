@@ -381,6 +381,26 @@ fn validate_table(path: &[&str; 4], table: &RawTableConfig, problems: &mut Probl
     if table.redshift.diststyle == Some(DistStyle::Key) && table.redshift.distkey.is_none() {
         problems.add(&at("redshift"), "`diststyle: key` needs `distkey`");
     }
+    for (index, check) in table.checks.iter().enumerate() {
+        let item = index.to_string();
+        if let Err(found) = check.check() {
+            for (key, message) in found {
+                let at = [path[0], path[1], path[2], path[3], "checks", &item, key];
+                let depth = if key.is_empty() { 6 } else { 7 };
+                problems.add(&at[..depth], message);
+            }
+        }
+        let needs_timestamp = check.freshness.is_some()
+            && matches!(strategy, CdcStrategy::IdOnly | CdcStrategy::FullSync);
+        if needs_timestamp {
+            problems.add(
+                &[path[0], path[1], path[2], path[3], "checks", &item, "freshness"],
+                format!(
+                    "`freshness` measures the newest DATETIME/TIMESTAMP cursor value, and `{strategy}` has none; use a `row_count` check, or a timestamp cursor"
+                ),
+            );
+        }
+    }
     if let Some(include) = &table.columns.include {
         for excluded in &table.columns.exclude {
             if include.contains(excluded) {

@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::manifest::{parse_json, ChunkManifest, MANIFEST_FORMAT_VERSION};
 use crate::naming::{quote_mysql, StorageLayout, TableId};
 use crate::parquet_sink::{ParquetSink, SinkBatch};
+use crate::quality::{ChunkQuality, DigestObject, QualityMeter};
 use crate::run::RunContext;
 use crate::schema::{self, TableSchema, Warehouse};
 use crate::source::{within, Source};
@@ -97,6 +98,7 @@ pub async fn extract_chunk(
                 oversize_truncated: 0,
                 oversize_nulled: 0,
                 schema_fingerprint: run.schema_fingerprint.clone(),
+                quality: None,
             },
             read.first_position(run)?,
             0,
@@ -145,6 +147,9 @@ pub async fn extract_chunk(
         &run.key_columns,
         source.read_timeout(),
     )?;
+    if !table.checks.is_empty() {
+        reader.meter = Some(QualityMeter::new(&table.checks, schema, &run.key_columns)?);
+    }
     let read_result = match transaction_options(run.strategy) {
         Some(tx_options) => match source
             .within("starting a read-only transaction", async {
@@ -172,6 +177,7 @@ pub async fn extract_chunk(
     let read_result = read_result.and_then(|outcome| Ok((outcome, reader.flush_last()?)));
     let stats = reader.stats.clone();
     let rows_read = reader.rows;
+    let meter = reader.meter.take();
     let last_position = reader.last.take().map(|p| read.page_position(&p));
     drop(reader);
     drop(conn);
@@ -188,6 +194,34 @@ pub async fn extract_chunk(
         Err(err) => return Err(sink.abort().await.unwrap_or(err)),
     };
     let written = sink.finish().await?;
+    let mut digest_keys = Vec::new();
+    if let Some(mut meter) = meter {
+        let quality = manifest.quality.get_or_insert_with(ChunkQuality::default);
+        quality.absorb(&meter.counts);
+        for (check, digest) in meter.take_digests() {
+            if digest.is_empty() {
+                continue;
+            }
+            let key = layout.quality_digest_key(
+                &run.pipeline,
+                &table_id,
+                &run.run_id,
+                chunk,
+                first_seq,
+                check,
+            );
+            if let Err(err) = bucket.put(&key, digest.encode()).await {
+                let files: Vec<String> = written.files.iter().map(|f| f.file.key.clone()).collect();
+                delete_quietly(bucket, &files).await;
+                return Err(err);
+            }
+            digest_keys.push(key.clone());
+            // A retried invocation rewrote the same object: listed once.
+            if !quality.digests.iter().any(|d| d.key == key) {
+                quality.digests.push(DigestObject { check, key });
+            }
+        }
+    }
 
     manifest.rows += rows_read;
     let nul_altered: u64 = written.files.iter().map(|f| f.altered.nul_altered).sum();
@@ -207,7 +241,12 @@ pub async fn extract_chunk(
     }
     let new_files = written.files.len() as u32;
     let bytes: u64 = written.files.iter().map(|f| f.file.bytes).sum();
-    let new_keys: Vec<String> = written.files.iter().map(|f| f.file.key.clone()).collect();
+    let new_keys: Vec<String> = written
+        .files
+        .iter()
+        .map(|f| f.file.key.clone())
+        .chain(digest_keys)
+        .collect();
     manifest
         .files
         .extend(written.files.into_iter().map(|f| f.file));
@@ -433,6 +472,8 @@ struct Reader<'a> {
     stats: ReadStats,
     /// The longest the server may leave any one read waiting.
     read_timeout: Duration,
+    /// The table's data quality checks, evaluated on every batch.
+    meter: Option<QualityMeter>,
 }
 
 impl<'a> Reader<'a> {
@@ -462,6 +503,7 @@ impl<'a> Reader<'a> {
             last: None,
             stats: ReadStats::default(),
             read_timeout,
+            meter: None,
         })
     }
 
@@ -699,6 +741,9 @@ impl<'a> Reader<'a> {
             return Ok(None);
         }
         let (batch, altered) = self.builder.finish()?;
+        if let Some(meter) = &mut self.meter {
+            meter.observe(&batch);
+        }
         let mut bounds = std::mem::take(&mut self.bounds);
         if self.plan.pages_in_cursor_order() {
             bounds.max = self.last.clone();

@@ -177,7 +177,8 @@ pub async fn submit_within(
         })?
         .record;
     watermark.require_lease(&run.run_id)?;
-    let committed = load::committed_runs(&bucket, &watermark.pending_runs).await?;
+    // Runs from the first quarantined one on wait for an operator (`tidemark quality`).
+    let committed = load::committed_runs(&bucket, watermark.loadable_runs()).await?;
     let connection = target_connection(services, pipeline)?;
     let now = Utc::now();
     // A table that has never loaded a row still gets its target table, from the schema of its

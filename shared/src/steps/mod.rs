@@ -9,6 +9,7 @@ pub mod load;
 pub mod local_sync;
 pub mod operator;
 pub mod preview;
+pub mod quality;
 pub mod sync;
 pub mod watermark;
 

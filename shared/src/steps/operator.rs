@@ -1,5 +1,6 @@
 //! The operator's actions on a table's state: reads (`get`, `list`, `history`, `audit`,
-//! `validate_counts`) and edits (`set`, `reset`, `restore`, `unlock`, `set_count`).
+//! `validate_counts`, `quality_report`) and edits (`set`, `reset`, `restore`, `unlock`,
+//! `set_count`, `quality_release`, `quality_drop`).
 //! The Lambda `tidemark-operator` and the CLI both call these; the state machine never does, so
 //! IAM can let operators invoke this function without letting them invoke the run's own steps.
 //! Every edit names who asked (a [`Requester`]) and is recorded in the [`AuditTrail`] before and
@@ -20,6 +21,7 @@ use crate::run::SyncMode;
 use crate::watermark::{CountField, CountMode, HistoryEntry, ManualEdit, Watermark};
 
 use super::counts::validate_counts;
+use super::quality::{self, QualityReportRequest, QualityRunRequest};
 use super::watermark::{cursor_lag, inspect_source, locate_table, target_name};
 use crate::services::Services;
 
@@ -47,10 +49,16 @@ pub enum OperatorRequest {
     ValidateCounts(TableRequest),
     /// The table's record of operator edits, oldest first.
     Audit(TableRequest),
+    /// Each recent run's data quality checks, with example keys.
+    QualityReport(QualityReportRequest),
+    /// Load a quarantined run as it is.
+    QualityRelease(QualityRunRequest),
+    /// Discard a quarantined run and every later pending run, and extract their rows again.
+    QualityDrop(QualityRunRequest),
 }
 
 /// The actions of [`OperatorRequest`], as a payload names them.
-pub const ACTIONS: [&str; 10] = [
+pub const ACTIONS: [&str; 13] = [
     "get",
     "list",
     "set",
@@ -61,6 +69,9 @@ pub const ACTIONS: [&str; 10] = [
     "set_count",
     "validate_counts",
     "audit",
+    "quality_report",
+    "quality_release",
+    "quality_drop",
 ];
 
 /// A parsed operator payload: the request and, for an edit, who asks and why.
@@ -122,6 +133,13 @@ pub async fn handle(services: &Services, call: &OperatorCall) -> Result<serde_js
             super::answer(Box::pin(validate_counts(services, r)).await?)
         }
         OperatorRequest::Audit(r) => super::answer(audit(services, r).await?),
+        OperatorRequest::QualityReport(r) => super::answer(quality::report(services, r).await?),
+        OperatorRequest::QualityRelease(r) => super::answer(
+            Box::pin(quality::release(services, r, requester("quality_release")?)).await?,
+        ),
+        OperatorRequest::QualityDrop(r) => super::answer(
+            Box::pin(quality::drop_run(services, r, requester("quality_drop")?)).await?,
+        ),
         OperatorRequest::Set(r) => {
             super::answer(Box::pin(set(services, r, requester("set")?)).await?)
         }
@@ -409,7 +427,7 @@ pub async fn list(services: &Services, request: &ListRequest) -> Result<Vec<List
 /// Records the request in the table's audit record, runs `work`, records its outcome. An edit
 /// whose request cannot be recorded is not made; one whose outcome cannot be recorded reports
 /// that, naming the edit id, since the watermark has changed.
-async fn audited<T: Serialize>(
+pub(super) async fn audited<T: Serialize>(
     services: &Services,
     requester: &Requester,
     action: &str,
@@ -478,7 +496,7 @@ async fn audited_edit<T: Serialize>(
 }
 
 /// Applies `apply` to the table's watermark and marks it as `requester`'s manual edit.
-async fn edit(
+pub(super) async fn edit(
     services: &Services,
     requester: &Requester,
     action: &str,

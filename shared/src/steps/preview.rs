@@ -138,7 +138,7 @@ pub async fn preview(
     };
     let pending = watermark
         .as_ref()
-        .map(|w| w.pending_runs.clone())
+        .map(|w| w.loadable_runs().to_vec())
         .unwrap_or_default();
     let bucket = services.bucket(pipeline);
     let load_sql = if mode == SyncMode::BackupOnly {
@@ -208,6 +208,7 @@ fn this_run(
             bytes: 0,
             files: 0,
             committed_at: run.lease_expires_at,
+            quarantine: None,
         },
         manifest: RunManifest {
             rows,

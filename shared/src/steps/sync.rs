@@ -64,7 +64,8 @@ pub struct SyncPlan {
 pub struct TableOutcome {
     /// Source table.
     pub table: String,
-    /// `succeeded` or `failed`.
+    /// `succeeded`, `failed`, or `quarantined` (a run of the table failed a `fail` data quality
+    /// check: it and every later run wait for an operator).
     pub status: String,
     /// The run, when `begin` got that far.
     #[serde(default)]
@@ -129,8 +130,11 @@ pub struct SyncSummary {
     pub pipeline: String,
     /// Tables that succeeded.
     pub succeeded: u64,
-    /// Tables that failed.
+    /// Tables that failed, quarantined ones included.
     pub failed: u64,
+    /// Of the failed tables, those held back by a quarantined run (data quality).
+    #[serde(default)]
+    pub quarantined: u64,
     /// One line per failed table (the first [`MESSAGE_FAILURES`]), or `all N tables synced`.
     pub message: String,
     /// The tables' outcomes: every one while they fit [`SUMMARY_TABLES_BYTES`], else the failed
@@ -143,6 +147,9 @@ pub struct SyncSummary {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report: Option<String>,
 }
+
+/// The status of a table held back by a quarantined run.
+pub const QUARANTINED: &str = "quarantined";
 
 /// Failed tables named in the message.
 pub const MESSAGE_FAILURES: usize = 20;
@@ -204,12 +211,31 @@ pub async fn record_outcome(
     let table = TableId::parse(&request.outcome.table)?;
     let layout = StorageLayout::new(&pipeline.s3.prefix);
     let key = layout.execution_outcome_key(&request.pipeline, &request.execution, &table);
-    let body = serde_json::to_vec(&request.outcome)
+    let mut outcome = request.outcome.clone();
+    if outcome.status == "succeeded" {
+        let held = services
+            .watermarks(pipeline)
+            .read(&request.pipeline, &table)
+            .await?
+            .and_then(|v| v.record.first_quarantined().cloned());
+        if let Some(run) = held {
+            outcome.status = QUARANTINED.to_owned();
+            outcome.error = Some(serde_json::json!({
+                "Error": "Quarantined",
+                "Cause": format!(
+                    "run `{}` failed data quality checks ({}); it and every later run of the table are held back from the warehouse: see `tidemark quality report -t {table}`, then `tidemark quality release` or `tidemark quality drop`",
+                    run.run_id,
+                    run.quarantine.map(|q| q.failed_checks.join(", ")).unwrap_or_default()
+                ),
+            }));
+        }
+    }
+    let body = serde_json::to_vec(&outcome)
         .map_err(|err| Error::internal(format!("cannot encode an outcome: {err}")))?;
     services.bucket(pipeline).put(&key, body.into()).await?;
     Ok(TableStatus {
-        table: request.outcome.table.clone(),
-        status: request.outcome.status.clone(),
+        table: outcome.table,
+        status: outcome.status,
     })
 }
 
@@ -287,8 +313,9 @@ pub fn summarize_outcomes(pipeline: &str, outcomes: Vec<TableOutcome>) -> SyncSu
             .take(MESSAGE_FAILURES)
             .map(|outcome| {
                 format!(
-                    "{} failed: {}",
+                    "{} {}: {}",
                     outcome.table,
+                    outcome.status,
                     outcome
                         .error
                         .as_ref()
@@ -309,6 +336,10 @@ pub fn summarize_outcomes(pipeline: &str, outcomes: Vec<TableOutcome>) -> SyncSu
         pipeline: pipeline.to_owned(),
         succeeded: (outcomes.len() - failed.len()) as u64,
         failed: failed.len() as u64,
+        quarantined: failed
+            .iter()
+            .filter(|outcome| outcome.status == QUARANTINED)
+            .count() as u64,
         message,
         tables: outcomes,
         omitted: 0,

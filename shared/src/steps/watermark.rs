@@ -12,6 +12,7 @@ use crate::cursor::{Ceiling, Cursor, CursorTimestamp};
 use crate::error::{Error, Result};
 use crate::manifest::{self, ChunkManifest, DataFile, RunManifest};
 use crate::naming::{self, RunId, StorageLayout, TableId};
+use crate::quality;
 use crate::run::{RunContext, SyncMode};
 use crate::schema;
 use crate::storage::PutOutcome;
@@ -581,7 +582,7 @@ pub(super) fn start_cursor(cursor: &Cursor, table_config: &TableConfig) -> Resul
 /// run for loading. Committing a run again is a no-op that answers the same.
 pub async fn commit(services: &Services, request: &CommitRequest) -> Result<CommitResult> {
     let run = &request.run;
-    let (pipeline, _, layout) = run.resolve(&services.config)?;
+    let (pipeline, table_config, layout) = run.resolve(&services.config)?;
     let table = run.table.clone();
     let bucket = services.bucket(pipeline);
     let store = services.watermarks(pipeline);
@@ -628,9 +629,20 @@ pub async fn commit(services: &Services, request: &CommitRequest) -> Result<Comm
         .max_by(|a, b| a.compare(b))
         .cloned();
     let manifest_key = layout.run_manifest_key(&run.pipeline, &table, &run.run_id);
+    let rows: u64 = files.iter().map(|f| f.rows).sum();
+    let quality = judge_run(
+        services,
+        run,
+        table_config,
+        &chunks,
+        rows,
+        max_cursor.as_ref(),
+    )
+    .await?;
     let run_manifest = RunManifest {
         max_cursor,
-        rows: files.iter().map(|f| f.rows).sum(),
+        rows,
+        quality,
         bytes: files.iter().map(|f| f.bytes).sum(),
         zero_dates_nulled: chunks.iter().map(|c| c.zero_dates_nulled).sum(),
         oversize_truncated: chunks.iter().map(|c| c.oversize_truncated).sum(),
@@ -680,6 +692,9 @@ pub async fn commit(services: &Services, request: &CommitRequest) -> Result<Comm
             "the source table is empty: a `replace` target keeps the rows it has (an empty read is never loaded); truncate the target yourself if the source is really empty"
         );
     }
+    if let (true, Some(quality)) = (newly_committed, &run_manifest.quality) {
+        report_quality(run, quality);
+    }
     if newly_committed {
         crate::metrics::run_committed(
             &run.pipeline,
@@ -721,6 +736,89 @@ fn refuse_a_limit_that_cannot_progress(
         "`--limit {limit}` is no larger than the rows `{}` re-reads in its lookback window: this run read {} row(s), none after the cursor ({cursor}), so the cursor cannot move; raise `--limit` above the rows changed within `lookback` of the cursor, or sync without `--limit`; nothing was committed",
         run.table, manifest.rows
     )))
+}
+
+/// The verdict of the table's data quality checks on the run (none without checks): the
+/// chunks' counts summed, `unique` merged across chunks, `row_count` and `freshness` measured.
+async fn judge_run(
+    services: &Services,
+    run: &RunContext,
+    table_config: &TableConfig,
+    chunks: &[ChunkManifest],
+    rows: u64,
+    max_cursor: Option<&Cursor>,
+) -> Result<Option<quality::RunQuality>> {
+    if table_config.checks.is_empty() {
+        return Ok(None);
+    }
+    let (pipeline, ..) = run.resolve(&services.config)?;
+    // A run that read nothing is as fresh as the newest row committed before it.
+    let watermark_cursor = match max_cursor {
+        Some(_) => None,
+        None => services
+            .watermarks(pipeline)
+            .read(&run.pipeline, &run.table)
+            .await?
+            .map(|v| v.record.extract.cursor),
+    };
+    let unchecked = quality::ChunkQuality::default();
+    let counts: Vec<&quality::ChunkQuality> = chunks
+        .iter()
+        .map(|chunk| chunk.quality.as_ref().unwrap_or(&unchecked))
+        .filter(|quality| !quality.counts.is_empty())
+        .collect();
+    let facts = quality::RunFacts {
+        rows,
+        newest: max_cursor.or(watermark_cursor.as_ref()),
+        ceiling: &run.ceiling,
+        lag: table_config.lag.0,
+    };
+    quality::judge(
+        &table_config.checks,
+        &counts,
+        &facts,
+        &services.bucket(pipeline),
+    )
+    .await
+    .map(Some)
+}
+
+/// Logs and measures a newly committed run's checks.
+fn report_quality(run: &RunContext, quality: &quality::RunQuality) {
+    let (passed, of) = quality.passed_of();
+    let quarantined = quality.verdict == quality::Verdict::Quarantined;
+    crate::metrics::data_quality(
+        &run.pipeline,
+        &run.table,
+        &run.run_id,
+        quality.score(),
+        quality.failures(),
+        quarantined,
+    )
+    .emit();
+    for check in quality.checks.iter().filter(|c| !c.passed()) {
+        tracing::warn!(
+            table = %run.table,
+            run_id = %run.run_id,
+            check = %check.count.check,
+            severity = ?check.severity,
+            failures = check.count.failures,
+            rows_checked = check.count.rows_checked,
+            examples = %check.count.examples.join(", "),
+            detail = check.detail.as_deref().unwrap_or(""),
+            "a data quality check failed"
+        );
+    }
+    if quarantined {
+        tracing::error!(
+            table = %run.table,
+            run_id = %run.run_id,
+            passed,
+            checks = of,
+            failed = %quality.failed(quality::Severity::Fail).join(", "),
+            "run quarantined: it and every later run of the table are held back from the warehouse until `tidemark quality release` or `tidemark quality drop`"
+        );
+    }
 }
 
 /// `commit_load`: marks runs loaded, counts their rows once, releases the lease.

@@ -13,6 +13,7 @@ mod connections;
 mod counts;
 mod faults;
 mod network;
+mod quality;
 mod s3clean;
 mod secrets;
 mod watermark;

@@ -51,6 +51,11 @@ impl Table {
         self
     }
 
+    /// Sets `key` to the YAML `text` (a list or a mapping, written as in the config file).
+    pub fn with_yaml(self, key: &str, text: &str) -> anyhow::Result<Table> {
+        Ok(self.with(key, serde_yaml::from_str::<Value>(text)?))
+    }
+
     /// `cdc_strategy`.
     pub fn strategy(self, strategy: &str) -> Table {
         self.with("cdc_strategy", strategy)

@@ -224,7 +224,8 @@ pub fn run_committed(
 
 /// A run's data quality checks, at its commit: `DataQualityScore` (checks passed / checks
 /// evaluated), `DataQualityFailures` (failing rows over every check) and `RunsQuarantined` (1
-/// when a `fail` check failed; the template's alarm watches it).
+/// when a `fail` check failed), also under the dimension set `[pipeline]` alone, which the
+/// template's quarantine alarm watches.
 pub fn data_quality(
     pipeline: &str,
     table: &TableId,
@@ -247,7 +248,7 @@ pub fn data_quality(
             ),
         ],
         &[("run_id", json!(run_id.as_str()))],
-        false,
+        true,
     )
 }
 
@@ -480,6 +481,25 @@ mod tests {
     }
 
     #[test]
+    fn data_quality_reports_the_score_failures_and_a_quarantine_per_pipeline_too() {
+        let run = run_id();
+        let doc = line(&data_quality("p", &table(), &run, 0.75, 12, true));
+        let metrics = valid_emf(&doc);
+        assert_eq!(metric(&metrics, "DataQualityScore"), ("None".into(), 0.75));
+        assert_eq!(
+            metric(&metrics, "DataQualityFailures"),
+            ("Count".into(), 12.0)
+        );
+        assert_eq!(metric(&metrics, "RunsQuarantined"), ("Count".into(), 1.0));
+        assert_eq!(
+            doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([["pipeline", "table"], ["pipeline"]])
+        );
+        let passed = line(&data_quality("p", &table(), &run, 1.0, 0, false));
+        assert_eq!(metric(&valid_emf(&passed), "RunsQuarantined").1, 0.0);
+    }
+
+    #[test]
     fn metric_names_are_unique_across_events_and_never_a_dimension() {
         let run = run_id();
         let t = table();
@@ -489,6 +509,7 @@ mod tests {
             load_finished("p", &t, 1, 1, Duration::ZERO),
             run_failed("p", &t, Some(&run), "Retryable"),
             freshness("p", &t, Duration::ZERO),
+            data_quality("p", &t, &run, 0.5, 3, true),
         ];
         let mut names = Vec::new();
         for m in &all {
@@ -498,7 +519,7 @@ mod tests {
                 names.push(name);
             }
         }
-        assert_eq!(names.len(), 12);
+        assert_eq!(names.len(), 15);
     }
 
     #[test]

@@ -532,3 +532,118 @@ impl Check {
         Some(kind.to_owned())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(yaml: &str) -> std::result::Result<Check, Vec<(&'static str, String)>> {
+        serde_yaml::from_str::<RawCheck>(yaml)
+            .map_err(|err| vec![("yaml", err.to_string())])?
+            .check()
+    }
+
+    #[test]
+    fn decimals_parse_exactly_and_print_back() {
+        for (text, mantissa, scale, shown) in [
+            ("-12.50", -1250, 2, "-12.50"),
+            ("7", 7, 0, "7"),
+            ("1e6", 1_000_000, 0, "1000000"),
+            ("2.5E-3", 25, 4, "0.0025"),
+            ("+0.1", 1, 1, "0.1"),
+        ] {
+            let decimal = Decimal::parse(text).unwrap();
+            assert_eq!(
+                (decimal.mantissa, decimal.scale),
+                (mantissa, scale),
+                "{text}"
+            );
+            assert_eq!(decimal.to_string(), shown);
+        }
+        for bad in [
+            "",
+            "-",
+            "1.2.3",
+            "abc",
+            "1e",
+            "99999999999999999999999999999999999999999",
+        ] {
+            assert!(Decimal::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn scaled_comparisons_are_exact_at_any_scale() {
+        let bound = Decimal::parse("10.05").unwrap();
+        assert!(bound.compare_scaled(1005, 2).is_eq());
+        assert!(bound.compare_scaled(10050, 3).is_eq());
+        assert!(bound.compare_scaled(10, 0).is_lt());
+        assert!(bound.compare_scaled(11, 0).is_gt());
+        assert!(bound.compare_scaled(i128::MAX, 0).is_gt());
+    }
+
+    #[test]
+    fn the_old_tool_s_names_are_the_same_checks() {
+        assert_eq!(parsed("null_check: [a]").unwrap().name(), "not_null(a)");
+        assert_eq!(
+            parsed("duplicate_check: [a, b]").unwrap().name(),
+            "unique(a, b)"
+        );
+        let range = parsed("range_check: { column: x, min: 0, max: 1.5 }").unwrap();
+        assert_eq!(range.name(), "range(x)");
+        assert_eq!(range.severity, Severity::Fail);
+        assert_eq!(
+            parsed("{ not_null: [a], severity: warn }")
+                .unwrap()
+                .severity,
+            Severity::Warn
+        );
+    }
+
+    #[test]
+    fn each_mistake_is_named_with_its_key() {
+        let problem = |yaml: &str| parsed(yaml).unwrap_err().remove(0);
+        assert_eq!(problem("severity: warn").0, "");
+        assert!(problem("{ not_null: [a], unique: [a] }")
+            .1
+            .contains("one check per list item"));
+        assert_eq!(problem("not_null: []").0, "not_null");
+        let (key, message) = problem("range: { column: x, min: 2, max: 1.5 }");
+        assert_eq!(key, "range");
+        assert!(
+            message.contains("`min` (2) is greater than `max` (1.5)"),
+            "{message}"
+        );
+        assert!(problem("pattern: { column: x, regex: '[' }")
+            .1
+            .contains("not a valid regular expression"));
+        assert!(problem("row_count: { min: 3, max: 2 }")
+            .1
+            .contains("greater"));
+        assert!(problem("freshness: { max_age: 0s }")
+            .1
+            .contains("longer than"));
+        assert!(problem("accepted_values: { column: s, values: [] }")
+            .1
+            .contains("at least one"));
+    }
+
+    #[test]
+    fn a_check_round_trips_through_its_written_form() {
+        for yaml in [
+            "not_null: [a]",
+            "range: { column: x, min: -3, max: \"12345678901234567890.25\" }",
+            "accepted_values: { column: s, values: [a, 2, true] }",
+            "pattern: { column: e, regex: '^x$' }",
+            "row_count: { min: 1 }",
+            "{ freshness: { max_age: 2h }, severity: warn }",
+        ] {
+            let check = parsed(yaml).unwrap();
+            let written = serde_yaml::to_string(&RawCheck::from(&check)).unwrap();
+            let again = parsed(&written).unwrap();
+            assert_eq!(again.name(), check.name(), "{yaml} → {written}");
+            assert_eq!(again.severity, check.severity);
+            assert_eq!(format!("{:?}", again.kind), format!("{:?}", check.kind));
+        }
+    }
+}

@@ -419,6 +419,12 @@ impl Watermark {
         ))
     }
 
+    /// Pending run `run_id`, which must be quarantined; else why not.
+    pub fn quarantined_run(&self, run_id: &RunId) -> Result<&PendingRun> {
+        self.quarantined_index(run_id)
+            .map(|index| &self.pending_runs[index])
+    }
+
     fn quarantined_index(&self, run_id: &RunId) -> Result<usize> {
         match self.pending_runs.iter().position(|run| run.run_id == *run_id) {
             Some(index) if self.pending_runs[index].quarantine.is_some() => Ok(index),

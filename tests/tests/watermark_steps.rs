@@ -27,7 +27,7 @@ const ACTIONS: [&str; 7] = [
     "fail",
 ];
 
-const OPERATOR_ACTIONS: [&str; 10] = [
+const OPERATOR_ACTIONS: [&str; 13] = [
     "get",
     "list",
     "set",
@@ -38,10 +38,21 @@ const OPERATOR_ACTIONS: [&str; 10] = [
     "set_count",
     "validate_counts",
     "audit",
+    "quality_report",
+    "quality_release",
+    "quality_drop",
 ];
 
 /// The edits among [`OPERATOR_ACTIONS`]: they need a `requested_by`.
-const EDITS: [&str; 5] = ["set", "reset", "restore", "unlock", "set_count"];
+const EDITS: [&str; 7] = [
+    "set",
+    "reset",
+    "restore",
+    "unlock",
+    "set_count",
+    "quality_release",
+    "quality_drop",
+];
 
 const VIA: &str = "lambda:tidemark-operator";
 

@@ -221,20 +221,32 @@ pub async fn drop_run(
             require_reason(requester, "quality drop")?;
             let (pipeline_name, pipeline_config, _, table_id) =
                 locate_table(services, pipeline, table)?;
+            let watermark = services
+                .watermarks(pipeline_config)
+                .read(&pipeline_name, &table_id)
+                .await?
+                .map(|v| v.record)
+                .ok_or_else(|| {
+                    Error::InvalidRequest(format!(
+                        "`{table}` has never been synced: there is no run to drop"
+                    ))
+                })?;
+            let key = watermark
+                .quarantined_run(&request.run_id)?
+                .manifest_key
+                .clone();
             let bucket = services.bucket(pipeline_config);
-            let key = StorageLayout::new(&pipeline_config.s3.prefix).run_manifest_key(
-                &pipeline_name,
-                &table_id,
-                &request.run_id,
-            );
             let manifest: RunManifest = match bucket.get(&key).await? {
                 Some(object) => manifest::parse_json(&object.body, &bucket.uri(&key))?,
                 None => {
-                    return Err(Error::InvalidRequest(format!(
-                        "run `{}` of `{table}` has no run manifest at {}: it was never committed",
-                        request.run_id,
-                        bucket.uri(&key)
-                    )))
+                    return Err(Error::Corrupt {
+                        uri: bucket.uri(&key),
+                        reason: format!(
+                            "the manifest of quarantined run `{}` is missing",
+                            request.run_id
+                        ),
+                        fix: "restore it from S3 versioning: without it the cursor cannot be moved back to where the run began".to_owned(),
+                    })
                 }
             };
             let now = Utc::now();

@@ -158,6 +158,9 @@ pub struct ExtractOptions {
     pub page_rows: u64,
     /// Bytes per multipart part (at least 5 MiB). Default 8 MiB.
     pub part_bytes: usize,
+    /// Rows of a `unique` check's digest held before they are written out (see
+    /// [`crate::quality::digest::SPILL_ROWS`], the default).
+    pub digest_spill_rows: usize,
     /// The warehouse the files are for. For Redshift (the default) every value is held to its
     /// column's byte length by the table's `oversize_in_redshift`, so that no committed file
     /// fails to load; PostgreSQL holds every value whole.
@@ -176,6 +179,7 @@ impl Default for ExtractOptions {
             batch_rows: 8192,
             page_rows: 500_000,
             part_bytes: 8 * 1024 * 1024,
+            digest_spill_rows: crate::quality::digest::SPILL_ROWS,
             target: Warehouse::Redshift,
         }
     }

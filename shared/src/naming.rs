@@ -283,20 +283,20 @@ impl StorageLayout {
     }
 
     /// The sorted digests of one `unique` check (`check`, its place in the table's `checks`)
-    /// over the rows of the extraction invocation of `chunk` that began at file `first_seq`: a
-    /// retried invocation rewrites the same object. The commit merges them (see
+    /// over part `part` of the rows of the extraction invocation of `chunk` that began at file
+    /// `first_seq`: a retried invocation rewrites the same objects. The commit merges them (see
     /// `quality::digest`).
     pub fn quality_digest_key(
         &self,
         pipeline: &str,
         table: &TableId,
         run_id: &RunId,
-        chunk: u32,
-        first_seq: u32,
+        place: (u32, u32, u32),
         check: usize,
     ) -> String {
+        let (chunk, first_seq, part) = place;
         format!(
-            "{}{run_id}/quality/chunk-{chunk:05}-{first_seq:05}-check-{check:03}.digest",
+            "{}{run_id}/quality/chunk-{chunk:05}-{first_seq:05}-{part:03}-check-{check:03}.digest",
             self.table_runs_prefix(pipeline, table)
         )
     }

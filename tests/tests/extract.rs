@@ -581,6 +581,59 @@ async fn full_sync_of_a_table_without_a_key_reads_it_in_one_pass() -> anyhow::Re
     .await
 }
 
+/// A `full_sync` table read in one invocation writes its `unique` digests out every
+/// `digest_spill_rows` rows (memory bounded however large the table), and the merge of those
+/// objects still finds the one duplicate between the first and the last rows, by both keys.
+#[tokio::test]
+async fn unique_digests_spill_while_reading_and_still_meet_in_the_merge() -> anyhow::Result<()> {
+    TestMysql::run(async |mysql| {
+        let mut conn = mysql.conn().await?;
+        conn.query_drop("CREATE TABLE people (id INT PRIMARY KEY, email VARCHAR(40) NULL)")
+            .await?;
+        conn.query_drop(
+            "INSERT INTO people SELECT seq, IF(seq = 997, 'p3@example.org', CONCAT('p', seq, '@example.org')) \
+             FROM seq_1_to_1000",
+        )
+        .await?;
+        let table = Table::new("people")
+            .strategy("full_sync")
+            .with_yaml("checks", "- unique: [email]\n")?;
+        let h = Harness::new(mysql, &table.yaml()).await?;
+        let run = h.begin(&mysql.table("people"), None).await?;
+        let options = ExtractOptions {
+            batch_rows: 50,
+            digest_spill_rows: 100,
+            ..ExtractOptions::default()
+        };
+        let (results, manifest) = h.extract_all(&run, &whole_chunk(), &options).await?;
+        ensure!(results.len() == 1, "full_sync reads in one invocation");
+        let quality = manifest.quality.context("the chunk has its checks' counts")?;
+        ensure!(
+            quality.digests.len() >= 10,
+            "1000 rows spilled every 100 make at least 10 digests: {:?}",
+            quality.digests
+        );
+        let (_, table_config, _) = run.resolve(&h.config)?;
+        let facts = tidemark::quality::RunFacts {
+            rows: manifest.rows,
+            newest: None,
+            ceiling: &run.ceiling,
+            lag: Duration::ZERO,
+        };
+        let judged =
+            tidemark::quality::judge(&table_config.checks, &[&quality], &facts, h.bucket.bucket())
+                .await?;
+        let unique = &judged.checks[0];
+        ensure!(
+            unique.count.failures == 1 && unique.count.examples == ["3", "997"],
+            "{unique:?}"
+        );
+        ensure!(judged.verdict == tidemark::quality::Verdict::Quarantined);
+        h.remove().await
+    })
+    .await
+}
+
 #[tokio::test]
 async fn timestamp_only_without_a_key_extends_pages_to_their_last_timestamp() -> anyhow::Result<()>
 {

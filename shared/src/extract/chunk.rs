@@ -15,7 +15,8 @@ use crate::error::{Error, Result};
 use crate::manifest::{parse_json, ChunkManifest, MANIFEST_FORMAT_VERSION};
 use crate::naming::{quote_mysql, StorageLayout, TableId};
 use crate::parquet_sink::{ParquetSink, SinkBatch};
-use crate::quality::{ChunkQuality, DigestObject, QualityMeter};
+use crate::quality::digest::DigestWriter;
+use crate::quality::{ChunkQuality, QualityMeter};
 use crate::run::RunContext;
 use crate::schema::{self, TableSchema, Warehouse};
 use crate::source::{within, Source};
@@ -149,6 +150,10 @@ pub async fn extract_chunk(
     )?;
     if !table.checks.is_empty() {
         reader.meter = Some(QualityMeter::new(&table.checks, schema, &run.key_columns)?);
+        let (layout, run_id, pipeline, table_id) = (layout, &run.run_id, &run.pipeline, &table_id);
+        reader.digests = Some(DigestWriter::new(bucket, move |part, check| {
+            layout.quality_digest_key(pipeline, table_id, run_id, (chunk, first_seq, part), check)
+        }));
     }
     let read_result = match transaction_options(run.strategy) {
         Some(tx_options) => match source
@@ -178,6 +183,7 @@ pub async fn extract_chunk(
     let stats = reader.stats.clone();
     let rows_read = reader.rows;
     let meter = reader.meter.take();
+    let digests = reader.digests.take();
     let last_position = reader.last.take().map(|p| read.page_position(&p));
     drop(reader);
     drop(conn);
@@ -193,38 +199,37 @@ pub async fn extract_chunk(
         // When the writer failed first, the reader only saw it stop: report the writer's error.
         Err(err) => return Err(sink.abort().await.unwrap_or(err)),
     };
-    let written = sink.finish().await?;
+    let written_files = sink.finish().await?;
     let mut digest_keys = Vec::new();
-    if let Some(mut meter) = meter {
+    if let (Some(mut meter), Some(mut digests)) = (meter, digests) {
+        let written = digests.write(meter.take_digests()).await;
+        digest_keys.extend(digests.written.iter().map(|d| d.key.clone()));
+        if let Err(err) = written {
+            delete_quietly(bucket, &digest_keys).await;
+            let files: Vec<String> = written_files
+                .files
+                .iter()
+                .map(|f| f.file.key.clone())
+                .collect();
+            delete_quietly(bucket, &files).await;
+            return Err(err);
+        }
         let quality = manifest.quality.get_or_insert_with(ChunkQuality::default);
         quality.absorb(&meter.counts);
-        for (check, digest) in meter.take_digests() {
-            if digest.is_empty() {
-                continue;
-            }
-            let key = layout.quality_digest_key(
-                &run.pipeline,
-                &table_id,
-                &run.run_id,
-                chunk,
-                first_seq,
-                check,
-            );
-            if let Err(err) = bucket.put(&key, digest.encode()).await {
-                let files: Vec<String> = written.files.iter().map(|f| f.file.key.clone()).collect();
-                delete_quietly(bucket, &files).await;
-                return Err(err);
-            }
-            digest_keys.push(key.clone());
-            // A retried invocation rewrote the same object: listed once.
-            if !quality.digests.iter().any(|d| d.key == key) {
-                quality.digests.push(DigestObject { check, key });
+        for digest in digests.written {
+            // A retried invocation rewrote the same objects: each listed once.
+            if !quality.digests.iter().any(|d| d.key == digest.key) {
+                quality.digests.push(digest);
             }
         }
     }
 
     manifest.rows += rows_read;
-    let nul_altered: u64 = written.files.iter().map(|f| f.altered.nul_altered).sum();
+    let nul_altered: u64 = written_files
+        .files
+        .iter()
+        .map(|f| f.altered.nul_altered)
+        .sum();
     if nul_altered > 0 {
         tracing::warn!(
             table = %table_id,
@@ -234,14 +239,14 @@ pub async fn extract_chunk(
             "text values held NUL bytes, which no warehouse takes in text; they were stripped or replaced (`nul_in_text`)"
         );
     }
-    for file in &written.files {
+    for file in &written_files.files {
         manifest.zero_dates_nulled += file.altered.zero_dates;
         manifest.oversize_truncated += file.altered.oversize_truncated;
         manifest.oversize_nulled += file.altered.oversize_nulled;
     }
-    let new_files = written.files.len() as u32;
-    let bytes: u64 = written.files.iter().map(|f| f.file.bytes).sum();
-    let new_keys: Vec<String> = written
+    let new_files = written_files.files.len() as u32;
+    let bytes: u64 = written_files.files.iter().map(|f| f.file.bytes).sum();
+    let new_keys: Vec<String> = written_files
         .files
         .iter()
         .map(|f| f.file.key.clone())
@@ -249,7 +254,7 @@ pub async fn extract_chunk(
         .collect();
     manifest
         .files
-        .extend(written.files.into_iter().map(|f| f.file));
+        .extend(written_files.files.into_iter().map(|f| f.file));
 
     let done = outcome == Outcome::Done;
     let (key, continuation) = if done {
@@ -296,8 +301,8 @@ pub async fn extract_chunk(
         read_wait_ms = stats.read_wait.as_millis() as u64,
         decode_ms = stats.decode.as_millis() as u64,
         writer_wait_ms = stats.writer_wait.as_millis() as u64,
-        encode_ms = written.encode_time.as_millis() as u64,
-        upload_ms = written.upload_time.as_millis() as u64,
+        encode_ms = written_files.encode_time.as_millis() as u64,
+        upload_ms = written_files.upload_time.as_millis() as u64,
         "chunk extracted"
     );
     if manifest.zero_dates_nulled > 0 && done {
@@ -459,7 +464,9 @@ struct BatchBounds {
     max: Option<RowPosition>,
 }
 
-struct Reader<'a> {
+/// Reads pages into batches for the sink (`'a`), evaluating the checks; the digests go to S3
+/// through a writer of their own lifetime (`'d`), which outlives the sink.
+struct Reader<'a, 'd> {
     plan: &'a ReadPlan,
     schema: &'a TableSchema,
     options: &'a ExtractOptions,
@@ -474,9 +481,11 @@ struct Reader<'a> {
     read_timeout: Duration,
     /// The table's data quality checks, evaluated on every batch.
     meter: Option<QualityMeter>,
+    /// Where the `unique` checks' digests go once they hold `digest_spill_rows` rows.
+    digests: Option<DigestWriter<'d>>,
 }
 
-impl<'a> Reader<'a> {
+impl<'a, 'd> Reader<'a, 'd> {
     fn new(
         plan: &'a ReadPlan,
         schema: &'a TableSchema,
@@ -504,6 +513,7 @@ impl<'a> Reader<'a> {
             stats: ReadStats::default(),
             read_timeout,
             meter: None,
+            digests: None,
         })
     }
 
@@ -765,6 +775,11 @@ impl<'a> Reader<'a> {
             let waited = StdInstant::now();
             self.sink.write(batch).await?;
             self.stats.writer_wait += waited.elapsed();
+        }
+        if let (Some(meter), Some(digests)) = (&mut self.meter, &mut self.digests) {
+            if meter.digest_rows() >= self.options.digest_spill_rows.max(1) {
+                digests.write(meter.take_digests()).await?;
+            }
         }
         Ok(())
     }

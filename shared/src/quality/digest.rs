@@ -88,6 +88,47 @@ impl UniqueDigest {
     }
 }
 
+/// Rows of one check's digest an invocation holds before it writes them out as an object of
+/// their own (about 12 MiB with short keys): memory stays bounded however many rows one
+/// invocation reads (`full_sync` reads a table in one).
+pub const SPILL_ROWS: usize = 500_000;
+
+/// Writes one extraction invocation's digests, numbered in write order, so that a retried
+/// invocation (which reads the same rows) rewrites the same objects.
+pub struct DigestWriter<'a> {
+    bucket: &'a Bucket,
+    key: Box<dyn Fn(u32, usize) -> String + Send + Sync + 'a>,
+    part: u32,
+    /// Every object written, in order.
+    pub written: Vec<super::DigestObject>,
+}
+
+impl<'a> DigestWriter<'a> {
+    /// A writer to `bucket`, naming part `p` of check `c` `key(p, c)`.
+    pub fn new(bucket: &'a Bucket, key: impl Fn(u32, usize) -> String + Send + Sync + 'a) -> Self {
+        DigestWriter {
+            bucket,
+            key: Box::new(key),
+            part: 0,
+            written: Vec::new(),
+        }
+    }
+
+    /// Writes each non-empty digest as the next part.
+    pub async fn write(&mut self, digests: Vec<(usize, UniqueDigest)>) -> Result<()> {
+        for (check, digest) in digests {
+            if digest.is_empty() {
+                continue;
+            }
+            let key = (self.key)(self.part, check);
+            self.bucket.put(&key, digest.encode()).await?;
+            self.written.push(super::DigestObject { check, key });
+        }
+        self.part += 1;
+        Ok(())
+    }
+}
+
 /// How much of each digest object the merge holds at once.
 const WINDOW_BYTES: u64 = 256 * 1024;
 

@@ -168,6 +168,18 @@ impl QualityMeter {
             .collect()
     }
 
+    /// The most rows any `unique` check's digest holds now.
+    pub fn digest_rows(&self) -> usize {
+        self.checks
+            .iter()
+            .map(|check| match check {
+                Bound::Unique { digest, .. } => digest.len(),
+                _ => 0,
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Evaluates every row-level check on `batch`.
     pub fn observe(&mut self, batch: &RecordBatch) {
         let rows = batch.num_rows();

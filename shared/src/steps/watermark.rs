@@ -761,11 +761,11 @@ async fn judge_run(
             .await?
             .map(|v| v.record.extract.cursor),
     };
+    // A chunk extracted before the table had checks has none: `judge` refuses the run then.
     let unchecked = quality::ChunkQuality::default();
     let counts: Vec<&quality::ChunkQuality> = chunks
         .iter()
         .map(|chunk| chunk.quality.as_ref().unwrap_or(&unchecked))
-        .filter(|quality| !quality.counts.is_empty())
         .collect();
     let facts = quality::RunFacts {
         rows,

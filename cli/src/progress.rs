@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tidemark::asl::TaskFailure;
 use tidemark::extract::{ExtractResult, PlanResult};
+use tidemark::quality::Verdict;
 use tidemark::run::RunContext;
 use tidemark::steps::load::{LoadStatus, LoadSubmission};
 use tidemark::steps::local_sync::StepObserver;
@@ -241,8 +242,18 @@ impl StepObserver for SyncProgress {
             }
             Some("commit") => {
                 if let Some(commit) = parse::<CommitResult>(answer) {
+                    let quality = match commit.verdict {
+                        Some(Verdict::Quarantined) => format!(
+                            "; QUARANTINED (failed {}): held back, with every later run, until `tidemark quality release` or `quality drop`",
+                            commit.failed_checks.join(", ")
+                        ),
+                        Some(Verdict::Warned) => {
+                            format!("; checks warned: {}", commit.failed_checks.join(", "))
+                        }
+                        Some(Verdict::Passed) | None => String::new(),
+                    };
                     let text = format!(
-                        "committed run {}: {} rows, {} file(s), {} bytes; {} run(s) pending",
+                        "committed run {}: {} rows, {} file(s), {} bytes; {} run(s) pending{quality}",
                         commit.run_id, commit.rows, commit.files, commit.bytes, commit.pending_runs
                     );
                     let backup_only = payload["run"]["mode"].as_str() == Some("backup_only");

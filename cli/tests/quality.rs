@@ -277,6 +277,31 @@ async fn release_loads_the_quarantined_run_and_the_ones_after_it_in_order() {
         let run = quarantine_a_bad_row(&scenario, &mut conn, None).await?;
         let id = mysql.table("merged").to_string();
 
+        let out = scenario.run(&["--json", "quality", "report", "-t", &id], None);
+        ensure!(out.status.success(), "quality report: {}", describe(&out));
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        let runs = report["runs"].as_array().context("no runs")?;
+        let standings: Vec<(&str, &str)> = runs
+            .iter()
+            .map(|r| {
+                (
+                    r["standing"].as_str().unwrap_or(""),
+                    r["verdict"].as_str().unwrap_or(""),
+                )
+            })
+            .collect();
+        ensure!(
+            standings
+                == [
+                    ("pending", "passed"),
+                    ("quarantined", "quarantined"),
+                    ("loaded", "passed")
+                ]
+                && report["quarantined_run"] == run.as_str()
+                && runs[1]["checks"][0]["examples"][0] == "101",
+            "newest first: the run after, the quarantined one, the first load: {report:#}"
+        );
+
         let refused = scenario.run(&["quality", "release", "-t", &id, "--run", &run], None);
         ensure!(
             !refused.status.success() && describe(&refused).contains("needs a reason"),

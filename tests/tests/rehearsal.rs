@@ -228,6 +228,87 @@ async fn a_failed_table_fails_the_execution_while_the_others_finish() {
     .await;
 }
 
+/// Data quality through the deployed path: a `full_sync` table with a NULL where a `fail` check
+/// forbids one is quarantined by the commit Lambda; the execution fails with `TablesFailed` and
+/// that table's result is `quarantined` (the others load); `quality_release` sent to the operator
+/// function lets the next execution load it, and the target equals the source.
+#[tokio::test]
+async fn a_quarantined_table_waits_for_the_operator_function_s_release() {
+    with_stack(Target::Postgres, async |stack| {
+        seed(stack.mysql).await?;
+        create_events(stack, 300).await?;
+        let mut conn = stack.mysql.conn().await?;
+        conn.query_drop("ALTER TABLE events MODIFY kind VARCHAR(16) NULL")
+            .await?;
+        conn.query_drop("UPDATE events SET kind = NULL WHERE id = 250")
+            .await?;
+        let tables = format!(
+            "{}{}",
+            tables(),
+            Table::new("events")
+                .strategy("full_sync")
+                .with_yaml("checks", "- not_null: [kind]\n")?
+                .yaml()
+        );
+        let config = concurrent(stack.config_yaml(&tables)?, 2);
+        let aws = deploy(stack, &config, &[]).await?;
+        let file = config_file(&config)?;
+
+        let output = tidemark(&aws, &file, &["--json", "sync", "--aws", "-p", "p"]).await?;
+        assert_eq!(output.status.code(), Some(1), "{}", explain(&aws, &output));
+        let answer = document(&output);
+        assert_eq!(answer["summary"]["error"], "TablesFailed", "{answer:#}");
+        assert_eq!(answer["summary"]["quarantined"], 1, "{answer:#}");
+        let events = stack.mysql.table("events").to_string();
+        let held = answer["summary"]["tables"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|t| t["table"] == events.as_str())
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(held["status"], "quarantined", "{answer:#}");
+        let loaded: i64 = stack
+            .pg
+            .client()
+            .query_one(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = $1 AND table_name = 'events'",
+                &[&stack.pg.schema()],
+            )
+            .await?
+            .get(0);
+        if loaded > 0 {
+            let (_, target) = events_in_source_and_target(stack).await?;
+            assert!(target.is_empty(), "a quarantined run was loaded: {} rows", target.len());
+        }
+
+        let report = aws
+            .invoke(
+                "OperatorFunction",
+                &json!({"action": "quality_report", "table": events}),
+            )
+            .await?;
+        let run_id = report.payload["quarantined_run"].clone();
+        assert!(run_id.is_string(), "{:#}", report.payload);
+        let released = aws
+            .invoke(
+                "OperatorFunction",
+                &json!({"action": "quality_release", "table": events, "run_id": run_id,
+                        "requested_by": "ana@example.com", "reason": "NULL kinds are expected"}),
+            )
+            .await?;
+        assert_eq!(released.function_error, None, "{:#}", released.payload);
+
+        let output = tidemark(&aws, &file, &["--json", "sync", "--aws", "-p", "p"]).await?;
+        assert!(output.status.success(), "{}", explain(&aws, &output));
+        let (source, target) = events_in_source_and_target(stack).await?;
+        assert_eq!(source, target);
+        assert_target_equals_source(stack).await?;
+        Ok(())
+    })
+    .await;
+}
+
 /// A Data API target (the stand-in), `--backup-only` then `--redshift-only`, and extraction under
 /// a real deadline: with `ExtractDeadlineMarginSeconds` equal to `ExtractTimeout`, every extract
 /// invocation has no time left, reads one batch (8192 rows) and answers a continuation, so

@@ -202,7 +202,10 @@ pub async fn extract_chunk(
     let written_files = sink.finish().await?;
     let mut digest_keys = Vec::new();
     if let (Some(mut meter), Some(mut digests)) = (meter, digests) {
-        let written = digests.write(meter.take_digests()).await;
+        let written = match digests.write(meter.take_digests()).await {
+            Ok(()) => digests.finish().await,
+            Err(err) => Err(digests.finish().await.err().unwrap_or(err)),
+        };
         digest_keys.extend(digests.written.iter().map(|d| d.key.clone()));
         if let Err(err) = written {
             delete_quietly(bucket, &digest_keys).await;

@@ -13,7 +13,7 @@ use arrow_array::types::{
 use arrow_array::{Array, RecordBatch};
 use arrow_schema::DataType;
 
-use super::digest::{Fnv64, UniqueDigest};
+use super::digest::{Digest64, UniqueDigest};
 use super::spec::{Check, CheckKind, Decimal};
 use super::{CheckCount, EXAMPLES_PER_CHECK};
 use crate::error::{Error, Result};
@@ -34,7 +34,7 @@ enum Bound {
     },
     AcceptedValues {
         column: usize,
-        values: HashSet<String>,
+        values: Accepted,
     },
     Pattern {
         column: usize,
@@ -42,6 +42,30 @@ enum Bound {
     },
     /// Evaluated at commit on the whole run (`row_count`, `freshness`).
     RunLevel,
+}
+
+/// The values an `accepted_values` check allows: a short list is scanned (faster than hashing
+/// for the handful of values such a check usually has), a long one hashed.
+#[derive(Debug)]
+enum Accepted {
+    Few(Vec<String>),
+    Many(HashSet<String>),
+}
+
+impl Accepted {
+    fn of(values: &[String]) -> Self {
+        match values.len() {
+            0..=16 => Accepted::Few(values.to_vec()),
+            _ => Accepted::Many(values.iter().cloned().collect()),
+        }
+    }
+
+    fn contains(&self, value: &str) -> bool {
+        match self {
+            Accepted::Few(list) => list.iter().any(|v| v == value),
+            Accepted::Many(set) => set.contains(value),
+        }
+    }
 }
 
 /// Every check of a table over the batches of one extraction invocation.
@@ -127,7 +151,7 @@ impl QualityMeter {
                 },
                 CheckKind::AcceptedValues { column, values } => Bound::AcceptedValues {
                     column: index(column)?,
-                    values: values.iter().cloned().collect(),
+                    values: Accepted::of(values),
                 },
                 CheckKind::Pattern { column, regex } => Bound::Pattern {
                     column: index(column)?,
@@ -220,7 +244,7 @@ impl QualityMeter {
                             }
                             _ => write_value(array.as_ref(), row, &mut text),
                         }
-                        if !values.contains(text.as_str()) {
+                        if !values.contains(&text) {
                             failed.push(row);
                         }
                     }
@@ -236,7 +260,7 @@ impl QualityMeter {
                 Bound::Unique { columns, digest } => {
                     let mut key = String::new();
                     'rows: for row in 0..rows {
-                        let mut hash = Fnv64::new();
+                        let mut hash = Digest64::new();
                         for &column in columns.iter() {
                             let array = batch.column(column);
                             if array.is_null(row) {
@@ -273,57 +297,82 @@ fn range_failures(
     max: Option<Decimal>,
     failed: &mut Vec<usize>,
 ) {
-    let outside = |value: i128, scale: u32| {
-        min.is_some_and(|low| low.compare_scaled(value, scale).is_lt())
-            || max.is_some_and(|high| high.compare_scaled(value, scale).is_gt())
-    };
     let rows = array.len();
-    let valid = |row: usize| array.is_valid(row);
+    // The bounds as integers at the values' scale, once per batch: each value is then compared
+    // as an integer.
+    let exact =
+        |values: &mut dyn Iterator<Item = (usize, i128)>, scale: u32, failed: &mut Vec<usize>| {
+            let low = min.map(|m| at_scale(m, scale, true));
+            let high = max.map(|m| at_scale(m, scale, false));
+            failed.extend(values.filter_map(|(row, v)| {
+                (low.is_some_and(|l| v < l) || high.is_some_and(|h| v > h)).then_some(row)
+            }));
+        };
+    let valid = |row: &usize| array.is_valid(*row);
     match array.data_type() {
         DataType::Int16 => {
             let values = array.as_primitive::<Int16Type>();
-            failed.extend((0..rows).filter(|&r| valid(r) && outside(values.value(r).into(), 0)));
+            exact(
+                &mut (0..rows).filter(valid).map(|r| (r, values.value(r).into())),
+                0,
+                failed,
+            );
         }
         DataType::Int32 => {
             let values = array.as_primitive::<Int32Type>();
-            failed.extend((0..rows).filter(|&r| valid(r) && outside(values.value(r).into(), 0)));
+            exact(
+                &mut (0..rows).filter(valid).map(|r| (r, values.value(r).into())),
+                0,
+                failed,
+            );
         }
         DataType::Int64 => {
-            let (low, high) = (
-                min.map(|m| integer_floor(m, true)),
-                max.map(|m| integer_floor(m, false)),
-            );
             let values = array.as_primitive::<Int64Type>();
-            failed.extend((0..rows).filter(|&r| {
-                let v = i128::from(values.value(r));
-                valid(r) && (low.is_some_and(|l| v < l) || high.is_some_and(|h| v > h))
-            }));
+            exact(
+                &mut (0..rows).filter(valid).map(|r| (r, values.value(r).into())),
+                0,
+                failed,
+            );
         }
         DataType::Decimal128(_, scale) => {
-            let scale = u32::try_from(*scale).unwrap_or(0);
             let values = array.as_primitive::<Decimal128Type>();
-            failed.extend((0..rows).filter(|&r| valid(r) && outside(values.value(r), scale)));
+            let scale = u32::try_from(*scale).unwrap_or(0);
+            exact(
+                &mut (0..rows).filter(valid).map(|r| (r, values.value(r))),
+                scale,
+                failed,
+            );
         }
         DataType::Float32 | DataType::Float64 => {
             let (low, high) = (min.map(|m| m.as_f64()), max.map(|m| m.as_f64()));
-            let value = |r: usize| match array.data_type() {
-                DataType::Float32 => f64::from(array.as_primitive::<Float32Type>().value(r)),
-                _ => array.as_primitive::<Float64Type>().value(r),
-            };
             // NaN lies within no bounds.
-            failed.extend((0..rows).filter(|&r| {
-                let v = value(r);
-                valid(r) && !(low.is_none_or(|l| v >= l) && high.is_none_or(|h| v <= h))
-            }));
+            let outside = |v: f64| !(low.is_none_or(|l| v >= l) && high.is_none_or(|h| v <= h));
+            if let DataType::Float32 = array.data_type() {
+                let values = array.as_primitive::<Float32Type>();
+                failed
+                    .extend((0..rows).filter(|r| valid(r) && outside(f64::from(values.value(*r)))));
+            } else {
+                let values = array.as_primitive::<Float64Type>();
+                failed.extend((0..rows).filter(|r| valid(r) && outside(values.value(*r))));
+            }
         }
         _ => {}
     }
 }
 
-/// The integer bound equivalent to `bound` for integer values: the smallest integer at or above
-/// a lower bound, the largest at or below an upper one.
-fn integer_floor(bound: Decimal, lower: bool) -> i128 {
-    let factor = 10i128.pow(bound.scale.min(38));
+/// `bound` as an integer count of `10^-scale`: for a lower bound the smallest at or above it,
+/// for an upper bound the largest at or below it (a bound beyond 38 digits saturates, as no
+/// value reaches it).
+fn at_scale(bound: Decimal, scale: u32, lower: bool) -> i128 {
+    if bound.scale <= scale {
+        let factor = 10i128.checked_pow(scale - bound.scale);
+        return match factor.and_then(|f| bound.mantissa.checked_mul(f)) {
+            Some(value) => value,
+            None if bound.mantissa < 0 => i128::MIN,
+            None => i128::MAX,
+        };
+    }
+    let factor = 10i128.checked_pow(bound.scale - scale).unwrap_or(i128::MAX);
     let (quotient, remainder) = (bound.mantissa / factor, bound.mantissa % factor);
     match (lower, remainder) {
         (true, r) if r > 0 => quotient + 1,
@@ -332,17 +381,16 @@ fn integer_floor(bound: Decimal, lower: bool) -> i128 {
     }
 }
 
-/// Feeds one value's bytes (with a separator, so `("ab","c")` differs from `("a","bc")`).
-fn hash_value(array: &dyn Array, row: usize, hash: &mut Fnv64) {
+/// Feeds one value's bytes ([`Digest64::write`] mixes in their length, so `("ab", "c")` differs
+/// from `("a", "bc")`).
+fn hash_value(array: &dyn Array, row: usize, hash: &mut Digest64) {
     match array.data_type() {
         DataType::Utf8 => {
             let value = array.as_string::<i32>().value(row);
-            hash.write(&(value.len() as u64).to_le_bytes());
             hash.write(value.as_bytes());
         }
         DataType::Binary => {
             let value = array.as_binary::<i32>().value(row);
-            hash.write(&(value.len() as u64).to_le_bytes());
             hash.write(value);
         }
         DataType::Int64 => hash.write(&array.as_primitive::<Int64Type>().value(row).to_le_bytes()),
@@ -350,7 +398,6 @@ fn hash_value(array: &dyn Array, row: usize, hash: &mut Fnv64) {
         _ => {
             let mut text = String::new();
             write_value(array, row, &mut text);
-            hash.write(&(text.len() as u64).to_le_bytes());
             hash.write(text.as_bytes());
         }
     }
@@ -377,6 +424,28 @@ fn write_key(batch: &RecordBatch, keys: &[usize], row: usize, rows_before: u64, 
     }
 }
 
+/// An integer's digits, without the formatting machinery (a key is written for every row a
+/// `unique` check reads).
+fn write_integer(value: i64, out: &mut String) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = value.unsigned_abs();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    if value < 0 {
+        out.push('-');
+    }
+    for &digit in &digits[at..] {
+        out.push(char::from(digit));
+    }
+}
+
 /// A value's text as an operator would type it in a WHERE clause.
 fn write_value(array: &dyn Array, row: usize, out: &mut String) {
     if array.is_null(row) {
@@ -384,10 +453,16 @@ fn write_value(array: &dyn Array, row: usize, out: &mut String) {
         return;
     }
     let _ = match array.data_type() {
+        DataType::Int64 => {
+            write_integer(array.as_primitive::<Int64Type>().value(row), out);
+            Ok(())
+        }
+        DataType::Int32 => {
+            write_integer(array.as_primitive::<Int32Type>().value(row).into(), out);
+            Ok(())
+        }
         DataType::Boolean => write!(out, "{}", array.as_boolean().value(row)),
         DataType::Int16 => write!(out, "{}", array.as_primitive::<Int16Type>().value(row)),
-        DataType::Int32 => write!(out, "{}", array.as_primitive::<Int32Type>().value(row)),
-        DataType::Int64 => write!(out, "{}", array.as_primitive::<Int64Type>().value(row)),
         DataType::Float32 => write!(out, "{}", array.as_primitive::<Float32Type>().value(row)),
         DataType::Float64 => write!(out, "{}", array.as_primitive::<Float64Type>().value(row)),
         DataType::Decimal128(_, scale) => write!(
@@ -433,11 +508,25 @@ mod tests {
     }
 
     #[test]
-    fn integer_bounds_round_inwards() {
-        assert_eq!(integer_floor(decimal("0.5"), true), 1);
-        assert_eq!(integer_floor(decimal("-0.5"), true), 0);
-        assert_eq!(integer_floor(decimal("2.5"), false), 2);
-        assert_eq!(integer_floor(decimal("-2.5"), false), -3);
-        assert_eq!(integer_floor(decimal("7"), false), 7);
+    fn integers_are_written_as_their_digits() {
+        for value in [0, 7, -7, 10, 1_234_567, i64::MAX, i64::MIN] {
+            let mut out = String::new();
+            write_integer(value, &mut out);
+            assert_eq!(out, value.to_string());
+        }
+    }
+
+    #[test]
+    fn bounds_round_inwards_at_the_values_scale() {
+        assert_eq!(at_scale(decimal("0.5"), 0, true), 1);
+        assert_eq!(at_scale(decimal("-0.5"), 0, true), 0);
+        assert_eq!(at_scale(decimal("2.5"), 0, false), 2);
+        assert_eq!(at_scale(decimal("-2.5"), 0, false), -3);
+        assert_eq!(at_scale(decimal("7"), 0, false), 7);
+        assert_eq!(at_scale(decimal("7"), 2, false), 700);
+        assert_eq!(at_scale(decimal("0.125"), 2, true), 13);
+        assert_eq!(at_scale(decimal("0.125"), 2, false), 12);
+        assert_eq!(at_scale(decimal("1e30"), 20, false), i128::MAX);
+        assert_eq!(at_scale(decimal("-1e30"), 20, true), i128::MIN);
     }
 }

@@ -112,6 +112,12 @@ pub struct CommitResult {
     pub pending_runs: u64,
     /// False when this run had been committed before (a retry): nothing changed.
     pub newly_committed: bool,
+    /// The data quality verdict, for a table with checks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<quality::Verdict>,
+    /// The checks that failed, `fail` and `warn` alike.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_checks: Vec<String>,
 }
 
 /// `commit_load`: what the load step reported.
@@ -715,6 +721,13 @@ pub async fn commit(services: &Services, request: &CommitRequest) -> Result<Comm
         bytes: run_manifest.bytes,
         pending_runs: watermark.pending_runs.len() as u64,
         newly_committed,
+        verdict: run_manifest.quality.as_ref().map(|q| q.verdict),
+        failed_checks: run_manifest
+            .quality
+            .iter()
+            .flat_map(|q| q.checks.iter().filter(|c| !c.passed()))
+            .map(|c| c.count.check.clone())
+            .collect(),
     })
 }
 
@@ -773,14 +786,23 @@ async fn judge_run(
         ceiling: &run.ceiling,
         lag: table_config.lag.0,
     };
-    quality::judge(
+    let started = std::time::Instant::now();
+    let judged = quality::judge(
         &table_config.checks,
         &counts,
         &facts,
         &services.bucket(pipeline),
     )
-    .await
-    .map(Some)
+    .await?;
+    tracing::info!(
+        table = %run.table,
+        run_id = %run.run_id,
+        verdict = %judged.verdict,
+        digests = counts.iter().map(|c| c.digests.len()).sum::<usize>(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "data quality checks judged"
+    );
+    Ok(Some(judged))
 }
 
 /// Logs and measures a newly committed run's checks.

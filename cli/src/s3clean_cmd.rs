@@ -117,9 +117,9 @@ pub(crate) async fn run(command: &S3cleanCommand, path: &Path, json: bool) -> Re
                     orphans: *orphans,
                     ..CleanOptions::new(Utc::now())
                 };
-                let (pipeline_name, _, _, _) =
+                let (pipeline_name, _, _, table_id) =
                     locate_table(&services, pipeline.as_deref(), table).map_err(Failure::from)?;
-                let tables = vec![(pipeline_name, table.clone())];
+                let tables = vec![(pipeline_name, table_id.to_string())];
                 clean_tables(&services, &tables, &options, *dry_run, *force, json).await
             }
             S3cleanCommand::CleanAll {

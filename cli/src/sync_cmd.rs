@@ -104,12 +104,18 @@ pub(crate) async fn run(
 ) -> Result<(), Failure> {
     let services = crate::services(config).await?;
     let pipeline = resolve_pipeline(&services, args)?;
+    // Bare names (the old tool's `-t orders`) become `database.table` here, once.
+    let tables = args
+        .tables
+        .iter()
+        .map(|table| services.config.qualify_table(Some(&pipeline), table))
+        .collect::<tidemark::Result<Vec<_>>>()?;
     let mut input = json!({"pipeline": pipeline, "mode": args.sync_mode(), "limit": args.limit});
-    if !args.tables.is_empty() {
-        input["tables"] = json!(args.tables);
+    if !tables.is_empty() {
+        input["tables"] = json!(tables);
     }
     if args.dry_run {
-        return dry_run(&services, &pipeline, args, json_output).await;
+        return dry_run(&services, &pipeline, &tables, args, json_output).await;
     }
     let started = std::time::Instant::now();
     let (execution, outcome, summary) = if args.aws {
@@ -281,14 +287,15 @@ fn failed_sync_exit_code(tables: &[TableOutcome]) -> u8 {
 async fn dry_run(
     services: &Services,
     pipeline_name: &str,
+    named: &[String],
     args: &SyncArgs,
     json_output: bool,
 ) -> Result<(), Failure> {
     let pipeline = services.config.pipeline(pipeline_name)?;
-    let tables: Vec<String> = if args.tables.is_empty() {
+    let tables: Vec<String> = if named.is_empty() {
         pipeline.tables.keys().cloned().collect()
     } else {
-        args.tables.clone()
+        named.to_vec()
     };
     let mode = args.sync_mode();
     let mut previews = Vec::new();

@@ -341,3 +341,35 @@ async fn the_config_can_live_in_s3() {
 fn text_of(out: &std::process::Output) -> String {
     format!("{}{}", text(&out.stdout), text(&out.stderr))
 }
+
+/// The old tool's habit: `-t orders` without its database names the one configured table of that
+/// name, for `sync` and the watermark commands alike; when two databases hold an `orders`, the
+/// error lists both and nothing runs.
+#[tokio::test]
+async fn a_bare_table_name_works_when_it_names_one_table() {
+    with_stack(&orders_table().yaml(), async |stack| {
+        stack.json(&["sync", "-t", "orders"]);
+        assert_eq!(stack.target_orders().await?, stack.source_orders().await?);
+        let watermark = stack.json(&["watermark", "get", "-t", "orders"]);
+        assert_eq!(watermark["watermark"]["table"], stack.table.as_str(), "{watermark:#}");
+
+        let text = std::fs::read_to_string(stack.config.path())?;
+        let two = text.replace(
+            "    tables:\n",
+            "    tables:\n      elsewhere.orders: { cursor_column: updated_at, target_name: orders_elsewhere }\n",
+        );
+        assert_ne!(two, text, "the config has a `tables:` block");
+        let config = tempfile::NamedTempFile::new()?;
+        std::fs::write(config.path(), two)?;
+        let ambiguous = crate::support::tidemark(config.path(), &["sync", "-t", "orders"], &[]);
+        let said = text_of(&ambiguous);
+        assert_eq!(ambiguous.status.code(), Some(2), "{said}");
+        assert!(
+            said.contains(&format!("`elsewhere.orders`, `{}`", stack.table))
+                || said.contains(&format!("`{}`, `elsewhere.orders`", stack.table)),
+            "{said}"
+        );
+        Ok(())
+    })
+    .await;
+}

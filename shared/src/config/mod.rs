@@ -699,6 +699,57 @@ impl Config {
         })
     }
 
+    /// The `database.table` a command's `-t NAME` means: `NAME` itself when it has a dot; else
+    /// the one configured table of that name (in `pipeline`, or in any pipeline) — the old tool's
+    /// habit of naming a table without its database. Several or none is an error listing them.
+    pub fn qualify_table(&self, pipeline: Option<&str>, name: &str) -> Result<String> {
+        if name.contains('.') {
+            return Ok(name.to_owned());
+        }
+        let configured: Vec<&String> = self
+            .pipelines
+            .iter()
+            .filter(|(pipeline_name, _)| pipeline.is_none_or(|wanted| wanted == *pipeline_name))
+            .flat_map(|(_, p)| p.tables.keys())
+            .collect();
+        let same = |exact: bool| {
+            let mut found: Vec<&String> = configured
+                .iter()
+                .copied()
+                .filter(|key| {
+                    key.split_once('.').is_some_and(|(_, table)| match exact {
+                        true => table == name,
+                        false => table.eq_ignore_ascii_case(name),
+                    })
+                })
+                .collect();
+            found.sort();
+            found.dedup();
+            found
+        };
+        let exact = same(true);
+        let candidates = if exact.is_empty() { same(false) } else { exact };
+        let listed = |tables: &[&String]| {
+            tables
+                .iter()
+                .map(|t| format!("`{t}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match candidates.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] => Err(Error::InvalidRequest(format!(
+                "no configured table is named `{name}`{}; name it as `database.table` — the tables are: {}",
+                pipeline.map(|p| format!(" in pipeline `{p}`")).unwrap_or_default(),
+                listed(&configured)
+            ))),
+            several => Err(Error::InvalidRequest(format!(
+                "`{name}` names several configured tables: {}; name one as `database.table`",
+                listed(several)
+            ))),
+        }
+    }
+
     /// The kind of warehouse the pipeline loads into.
     pub fn target_warehouse(&self, pipeline: &Pipeline) -> Result<Warehouse> {
         match self.connections.get(&pipeline.target) {

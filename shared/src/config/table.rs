@@ -28,8 +28,9 @@ pub struct RawTableConfig {
     #[serde(default)]
     pub cdc_strategy: CdcStrategy,
     /// The cursor column: a DATETIME/TIMESTAMP for `hybrid` and `timestamp_only`; for `id_only`
-    /// an integer column (default: the single-column key).
-    #[serde(default)]
+    /// an integer column (default: the single-column key). The old tool's `cdc_timestamp_column`
+    /// and `cdc_id_column` are accepted for it.
+    #[serde(default, alias = "cdc_timestamp_column", alias = "cdc_id_column")]
     pub cursor_column: Option<String>,
     /// Columns that identify a row in the target. Default: the source table's primary key.
     #[serde(default)]

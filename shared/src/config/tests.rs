@@ -567,3 +567,46 @@ fn locator_finds_nested_keys() {
     assert_eq!(locator.locate(&["a", "b", "1", "c"]), Some((2, 11)));
     assert_eq!(locator.locate(&["a", "zz"]), Some((1, 1)));
 }
+
+#[test]
+fn a_bare_table_name_means_the_one_table_of_that_name() {
+    let config = parse(&small(
+        "pipelines:\n  p:\n    source: src\n    target: wh\n    s3: { bucket: b }\n    tables:\n      shop.orders: { cursor_column: u }\n      shop.items: { cursor_column: u, target_name: shop_items }\n      crm.Items: { cursor_column: u, target_name: crm_items }\n",
+    ))
+    .unwrap();
+    assert_eq!(config.qualify_table(None, "orders").unwrap(), "shop.orders");
+    assert_eq!(
+        config.qualify_table(Some("p"), "ORDERS").unwrap(),
+        "shop.orders"
+    );
+    assert_eq!(config.qualify_table(None, "Items").unwrap(), "crm.Items");
+    assert_eq!(config.qualify_table(None, "x.y").unwrap(), "x.y");
+    let several = config.qualify_table(None, "ITEMS").unwrap_err().to_string();
+    assert!(
+        several.contains("`crm.Items`, `shop.items`") && several.contains("database.table"),
+        "{several}"
+    );
+    let none = config
+        .qualify_table(None, "nothing")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        none.contains("no configured table is named `nothing`") && none.contains("`shop.orders`"),
+        "{none}"
+    );
+    assert!(config.qualify_table(Some("q"), "orders").is_err());
+}
+
+#[test]
+fn the_old_tool_s_cursor_keys_are_the_cursor_column() {
+    let config = parse(&small(
+        "pipelines:\n  p:\n    source: src\n    target: wh\n    s3: { bucket: b }\n    tables:\n      shop.orders: { cdc_timestamp_column: updated_at }\n      shop.events: { cdc_strategy: id_only, cdc_id_column: seq, load: append, lookback: 0s }\n",
+    ))
+    .unwrap();
+    let tables = &config.pipeline("p").unwrap().tables;
+    assert_eq!(
+        tables["shop.orders"].strategy.cursor_column(),
+        Some("updated_at")
+    );
+    assert_eq!(tables["shop.events"].strategy.cursor_column(), Some("seq"));
+}

@@ -81,6 +81,15 @@ pub fn select_tables(
     if let Some(name) = pipeline {
         config.pipeline(name)?;
     }
+    let qualified = tables
+        .map(|names| {
+            names
+                .iter()
+                .map(|name| config.qualify_table(pipeline, name))
+                .collect::<Result<Vec<_>>>()
+        })
+        .transpose()?;
+    let tables = qualified.as_deref();
     let selected: Vec<(String, String)> = config
         .pipelines
         .iter()

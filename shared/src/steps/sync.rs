@@ -29,7 +29,8 @@ pub struct PrepareRequest {
 pub struct SyncInput {
     /// Pipeline name.
     pub pipeline: String,
-    /// Tables to sync (`db.table`); absent or null: every table of the pipeline.
+    /// Tables to sync (`db.table`, or a bare table name that names one table of the pipeline);
+    /// absent or null: every table of the pipeline.
     #[serde(default)]
     pub tables: Option<Vec<String>>,
     /// `full` (default), `backup_only` or `redshift_only`.
@@ -169,7 +170,11 @@ pub fn prepare(services: &Services, request: &PrepareRequest) -> Result<SyncPlan
             ))
         }
         Some(tables) => {
-            for table in tables {
+            let tables = tables
+                .iter()
+                .map(|table| services.config.qualify_table(Some(&input.pipeline), table))
+                .collect::<Result<Vec<_>>>()?;
+            for table in &tables {
                 TableId::parse(table)?;
                 if !pipeline.tables.contains_key(table) {
                     return Err(Error::InvalidRequest(format!(
@@ -184,7 +189,7 @@ pub fn prepare(services: &Services, request: &PrepareRequest) -> Result<SyncPlan
                     )));
                 }
             }
-            tables.clone()
+            tables
         }
     };
     if input.limit == Some(0) {

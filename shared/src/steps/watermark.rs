@@ -149,6 +149,7 @@ pub struct FailRequest {
 }
 
 /// Resolves `pipeline` (or the unique pipeline holding `table`) and the table's config.
+/// `table` is `database.table`, or a bare table name that names one configured table.
 pub fn locate_table<'c>(
     services: &'c Services,
     pipeline: Option<&str>,
@@ -159,6 +160,8 @@ pub fn locate_table<'c>(
     &'c TableConfig,
     TableId,
 )> {
+    let qualified = services.config.qualify_table(pipeline, table)?;
+    let table = qualified.as_str();
     let table_id = TableId::parse(table)?;
     let name = match pipeline {
         Some(name) => name.to_owned(),

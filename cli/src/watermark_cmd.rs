@@ -388,7 +388,7 @@ pub(crate) async fn run(
                     .iter()
                     .map(|e| {
                         format!(
-                            "{}\t{}\tcursor {}\tlag {}\textract {}\tload {}\tpending {}{}",
+                            "{}\t{}\tcursor {}\tlag {}\textract {}\tload {}\tpending {}{}{}",
                             e.pipeline,
                             e.table,
                             e.cursor.timestamp.as_deref().unwrap_or("-"),
@@ -398,7 +398,8 @@ pub(crate) async fn run(
                             e.extract_status,
                             e.load_status,
                             e.pending_runs,
-                            if e.locked { "\tLOCKED" } else { "" }
+                            if e.locked { "\tLOCKED" } else { "" },
+                            if e.quarantined { "\tQUARANTINED" } else { "" }
                         )
                     })
                     .collect()

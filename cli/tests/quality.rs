@@ -264,6 +264,12 @@ async fn quarantine_a_bad_row(
         target_rows(scenario).await? == 100,
         "a held-back run was loaded"
     );
+    let list = scenario.run(&["--json", "watermark", "list"], None);
+    let listed: serde_json::Value = serde_json::from_slice(&list.stdout)?;
+    ensure!(
+        listed[0]["quarantined"] == true && listed[0]["pending_runs"] == 2,
+        "`watermark list` marks the table: {listed:#}"
+    );
     Ok(run)
 }
 

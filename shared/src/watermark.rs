@@ -1083,6 +1083,131 @@ mod tests {
         }
     }
 
+    /// `manifest` with the verdict `quarantined` for a failed `not_null(v)`.
+    fn quarantined(run_id: RunId, rows: u64, max_ts: &str) -> RunManifest {
+        use crate::quality::{CheckCount, CheckOutcome, RunQuality, Severity, Verdict};
+        RunManifest {
+            quality: Some(RunQuality {
+                verdict: Verdict::Quarantined,
+                checks: vec![CheckOutcome {
+                    count: CheckCount {
+                        check: "not_null(v)".into(),
+                        rows_checked: rows,
+                        failures: 1,
+                        examples: vec!["7".into()],
+                    },
+                    severity: Severity::Fail,
+                    detail: None,
+                }],
+            }),
+            ..manifest(run_id, rows, max_ts, "2026-11-27 00:00:00.000000")
+        }
+    }
+
+    #[test]
+    fn a_quarantined_run_holds_back_itself_and_every_later_run() {
+        let now = at("2026-11-27T01:00:00Z");
+        let mut w = Watermark::new("p", &table(), "orders", now);
+        let ceiling = "2026-11-27 00:00:00.000000";
+        w.apply_commit(
+            &manifest(run(1), 3, "2026-11-26 01:00:00.000000", ceiling),
+            "k1",
+            now,
+        )
+        .unwrap();
+        w.apply_commit(
+            &quarantined(run(2), 4, "2026-11-26 02:00:00.000000"),
+            "k2",
+            now,
+        )
+        .unwrap();
+        w.apply_commit(
+            &manifest(run(3), 5, "2026-11-26 03:00:00.000000", ceiling),
+            "k3",
+            now,
+        )
+        .unwrap();
+        // An empty quarantined run (a `row_count` failure) is kept too.
+        w.apply_commit(
+            &quarantined(run(4), 0, "2026-11-26 03:00:00.000000"),
+            "k4",
+            now,
+        )
+        .unwrap();
+        let loadable: Vec<&RunId> = w.loadable_runs().iter().map(|r| &r.run_id).collect();
+        assert_eq!(loadable, [&run(1)]);
+        assert_eq!(w.first_quarantined().map(|r| &r.run_id), Some(&run(2)));
+        assert!(
+            w.release_quarantine(&run(1)).is_err(),
+            "run 1 is not quarantined"
+        );
+        assert!(w
+            .release_quarantine(&run(9))
+            .unwrap_err()
+            .to_string()
+            .contains("`20261127T000002"));
+
+        let released = w.release_quarantine(&run(2)).unwrap();
+        assert!(
+            released.contains(&format!("run `{}` is still quarantined", run(4))),
+            "{released}"
+        );
+        let loadable: Vec<&RunId> = w.loadable_runs().iter().map(|r| &r.run_id).collect();
+        assert_eq!(loadable, [&run(1), &run(2), &run(3)]);
+        // Releasing the empty run leaves nothing of it to load.
+        w.release_quarantine(&run(4)).unwrap();
+        assert_eq!(w.pending_runs.len(), 3);
+        assert!(w.first_quarantined().is_none());
+    }
+
+    #[test]
+    fn dropping_a_quarantined_run_rewinds_forgets_the_later_runs_and_waits_for_a_live_lease() {
+        let now = at("2026-11-27T01:00:00Z");
+        let mut w = Watermark::new("p", &table(), "orders", now);
+        let ceiling = "2026-11-27 00:00:00.000000";
+        w.apply_commit(
+            &manifest(run(1), 3, "2026-11-26 01:00:00.000000", ceiling),
+            "k1",
+            now,
+        )
+        .unwrap();
+        w.apply_commit(
+            &quarantined(run(2), 4, "2026-11-26 02:00:00.000000"),
+            "k2",
+            now,
+        )
+        .unwrap();
+        w.apply_commit(
+            &manifest(run(3), 5, "2026-11-26 03:00:00.000000", ceiling),
+            "k3",
+            now,
+        )
+        .unwrap();
+        let start = Cursor {
+            timestamp: Some("2026-11-26 01:00:00.000000".into()),
+            key: vec!["7".into()],
+        };
+        w.take_lease(
+            &run(4),
+            now,
+            std::time::Duration::from_secs(60),
+            None,
+            |_| true,
+        )
+        .unwrap();
+        let refused = w.drop_quarantined(&run(2), start.clone(), now).unwrap_err();
+        assert!(matches!(refused, Error::LeaseHeld { .. }), "{refused}");
+        // A lapsed lease belongs to a dead run: the drop goes ahead.
+        let later = now + chrono::Duration::seconds(61);
+        w.drop_quarantined(&run(2), start.clone(), later).unwrap();
+        assert_eq!(
+            w.pending_runs.iter().map(|r| &r.run_id).collect::<Vec<_>>(),
+            [&run(1)]
+        );
+        assert_eq!(w.extract.cursor, start);
+        assert_eq!((w.totals.rows_extracted, w.totals.runs_committed), (3, 1));
+    }
+
     #[test]
     fn committing_a_run_twice_counts_it_once() {
         let now = at("2026-11-27T01:00:00Z");

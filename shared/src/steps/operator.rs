@@ -333,6 +333,9 @@ pub struct ListEntry {
     pub pending_runs: usize,
     /// Whether a lease is held.
     pub locked: bool,
+    /// Whether a quarantined run holds the table's loads back (`tidemark quality report`).
+    #[serde(default)]
+    pub quarantined: bool,
 }
 
 /// `get`.
@@ -418,6 +421,7 @@ pub async fn list(services: &Services, request: &ListRequest) -> Result<Vec<List
                 load_status: record.map(|r| r.load.status).unwrap_or_default(),
                 pending_runs: record.map(|r| r.pending_runs.len()).unwrap_or(0),
                 locked: record.is_some_and(|r| r.lease.is_some()),
+                quarantined: record.is_some_and(|r| r.first_quarantined().is_some()),
             });
         }
     }

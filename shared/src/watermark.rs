@@ -1104,29 +1104,25 @@ mod tests {
         }
     }
 
+    /// A watermark with runs 1 (3 rows), 2 (4 rows, quarantined) and 3 (5 rows) pending.
+    fn three_runs_the_second_quarantined(now: DateTime<Utc>) -> Watermark {
+        let mut w = Watermark::new("p", &table(), "orders", now);
+        let ceiling = "2026-11-27 00:00:00.000000";
+        for (n, rows, at) in [(1, 3, "01"), (2, 4, "02"), (3, 5, "03")] {
+            let max = format!("2026-11-26 {at}:00:00.000000");
+            let committed = match n {
+                2 => quarantined(run(n), rows, &max),
+                _ => manifest(run(n), rows, &max, ceiling),
+            };
+            w.apply_commit(&committed, &format!("k{n}"), now).unwrap();
+        }
+        w
+    }
+
     #[test]
     fn a_quarantined_run_holds_back_itself_and_every_later_run() {
         let now = at("2026-11-27T01:00:00Z");
-        let mut w = Watermark::new("p", &table(), "orders", now);
-        let ceiling = "2026-11-27 00:00:00.000000";
-        w.apply_commit(
-            &manifest(run(1), 3, "2026-11-26 01:00:00.000000", ceiling),
-            "k1",
-            now,
-        )
-        .unwrap();
-        w.apply_commit(
-            &quarantined(run(2), 4, "2026-11-26 02:00:00.000000"),
-            "k2",
-            now,
-        )
-        .unwrap();
-        w.apply_commit(
-            &manifest(run(3), 5, "2026-11-26 03:00:00.000000", ceiling),
-            "k3",
-            now,
-        )
-        .unwrap();
+        let mut w = three_runs_the_second_quarantined(now);
         // An empty quarantined run (a `row_count` failure) is kept too.
         w.apply_commit(
             &quarantined(run(4), 0, "2026-11-26 03:00:00.000000"),
@@ -1163,26 +1159,7 @@ mod tests {
     #[test]
     fn dropping_a_quarantined_run_rewinds_forgets_the_later_runs_and_waits_for_a_live_lease() {
         let now = at("2026-11-27T01:00:00Z");
-        let mut w = Watermark::new("p", &table(), "orders", now);
-        let ceiling = "2026-11-27 00:00:00.000000";
-        w.apply_commit(
-            &manifest(run(1), 3, "2026-11-26 01:00:00.000000", ceiling),
-            "k1",
-            now,
-        )
-        .unwrap();
-        w.apply_commit(
-            &quarantined(run(2), 4, "2026-11-26 02:00:00.000000"),
-            "k2",
-            now,
-        )
-        .unwrap();
-        w.apply_commit(
-            &manifest(run(3), 5, "2026-11-26 03:00:00.000000", ceiling),
-            "k3",
-            now,
-        )
-        .unwrap();
+        let mut w = three_runs_the_second_quarantined(now);
         let start = Cursor {
             timestamp: Some("2026-11-26 01:00:00.000000".into()),
             key: vec!["7".into()],

@@ -10,6 +10,7 @@ mod progress;
 mod quality_cmd;
 mod s3clean_cmd;
 mod sync_cmd;
+mod verify_cmd;
 mod watermark_cmd;
 
 use std::path::{Path, PathBuf};
@@ -85,6 +86,12 @@ enum Command {
     /// S3 retention: list a table's files by run, delete what is loaded (never pending data).
     #[command(subcommand, name = "s3clean")]
     S3clean(s3clean_cmd::S3cleanCommand),
+    /// Compare a table in the target with its source: rows missing, gone from the source, or
+    /// with different values, each named by key (exit 1 when any); rows changed after the last
+    /// loaded run are reported apart, as not yet synced.
+    ///
+    /// Example: `tidemark verify -t shop.orders`
+    Verify(watermark_cmd::TableArgs),
 }
 
 /// A command's failure, carrying the exit code it maps to.
@@ -223,6 +230,7 @@ async fn main() -> ExitCode {
         Command::Connections(command) => connections_cmd::run(command, &cli.config, cli.json).await,
         Command::Quality(command) => quality_cmd::run(command, &cli.config, cli.json).await,
         Command::S3clean(command) => s3clean_cmd::run(command, &cli.config, cli.json).await,
+        Command::Verify(table) => verify_cmd::run(table, &cli.config, cli.json).await,
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -16,6 +16,7 @@ mod network;
 mod quality;
 mod s3clean;
 mod secrets;
+mod verify;
 mod watermark;
 mod workflows;
 mod wrong_data;

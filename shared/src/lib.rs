@@ -32,6 +32,7 @@ pub mod source;
 pub mod steps;
 pub mod storage;
 pub mod tls;
+pub mod verify;
 pub mod watermark;
 
 pub use error::{Error, ErrorKind, Result};

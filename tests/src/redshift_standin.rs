@@ -31,6 +31,8 @@
 //! | `SET json_parse_dedup_attributes TO ON` | a session setting that function reads |
 //! | `JSON_SERIALIZE(col)`: a SUPER's compact JSON text | `jsonb`'s text without the blanks after `:` and `,` (keys and strings free of `": "` and `, "`, as tidemark's checks use) |
 //! | `FROM_HEX('…')`: VARBYTE from hex | `decode('…', 'hex')` |
+//! | `STRTOL(text, base)`: the text as a BIGINT in that base (https://docs.aws.amazon.com/redshift/latest/dg/r_STRTOL.html) | `pg_temp.tidemark_strtol`, base 16 only, anything else refused ([`STANDIN_FUNCTIONS`]) |
+//! | `FROM_VARBYTE(varbyte, format)`: the bytes as text in `hex`, `base64`, `binary` or `utf8` (https://docs.aws.amazon.com/redshift/latest/dg/r_FROM_VARBYTE.html) | `pg_temp.tidemark_from_varbyte`, `hex` only (lowercase digits), anything else refused |
 //! | `ALTER TABLE … ALTER COLUMN … TYPE` only to VARCHAR, never inside a transaction block, never on a column of a PRIMARY KEY, UNIQUE or FOREIGN KEY constraint or with a default; one `ADD COLUMN` per `ALTER TABLE` (https://docs.aws.amazon.com/redshift/latest/dg/r_ALTER_TABLE.html) | anything else refused ([`refuse_what_redshift_refuses`], [`refuse_an_alter_type_redshift_refuses`]) |
 //! | Names are 1 to 127 bytes ("Names and identifiers", https://docs.aws.amazon.com/redshift/latest/dg/r_names.html) | a longer quoted name refused (PostgreSQL would cut it at 63 bytes: names of 64 to 127 bytes are beyond this stand-in) |
 //! | COPY: "The maximum size of a single input row from any source is 4 MB" (https://docs.aws.amazon.com/redshift/latest/dg/r_COPY_usage_notes.html) | a row whose values add up to more is refused |
@@ -100,6 +102,14 @@ const TRANSLATIONS: &[Translation] = &[
         replacement: "decode($arg, 'hex')",
     },
     Translation {
+        pattern: r"\bSTRTOL\s*\(",
+        replacement: "pg_temp.tidemark_strtol(",
+    },
+    Translation {
+        pattern: r"\bFROM_VARBYTE\s*\(",
+        replacement: "pg_temp.tidemark_from_varbyte(",
+    },
+    Translation {
         pattern: r"\bSET\s+json_parse_dedup_attributes\s+(?:TO|=)\s+(?P<arg>ON|OFF|TRUE|FALSE)\b",
         replacement: "SET tidemark_standin.json_parse_dedup_attributes TO '$arg'",
     },
@@ -144,6 +154,23 @@ BEGIN
         RAISE EXCEPTION 'JSON parsing error: duplicate key in an object (set json_parse_dedup_attributes to keep the last)';
     END IF;
     RETURN CAST(doc AS jsonb);
+END $f$;
+"#;
+
+/// Redshift's STRTOL and FROM_VARBYTE on every statement's session, as far as tidemark uses
+/// them (verify's fingerprints): base 16, and the `hex` format. Anything else fails loudly.
+const STANDIN_FUNCTIONS: &str = r#"
+CREATE FUNCTION pg_temp.tidemark_strtol(num text, base integer) RETURNS bigint LANGUAGE plpgsql AS $f$
+BEGIN
+    IF base <> 16 THEN RAISE EXCEPTION 'the stand-in imitates STRTOL in base 16 only, not %', base; END IF;
+    IF num IS NULL THEN RETURN NULL; END IF;
+    IF num !~ '^[0-9a-fA-F]{1,15}$' THEN RAISE EXCEPTION 'invalid input for STRTOL: "%"', num; END IF;
+    RETURN CAST(CAST('x' || lpad(num, 16, '0') AS bit(64)) AS bigint);
+END $f$;
+CREATE FUNCTION pg_temp.tidemark_from_varbyte(bytes bytea, format text) RETURNS text LANGUAGE plpgsql AS $f$
+BEGIN
+    IF lower(format) <> 'hex' THEN RAISE EXCEPTION 'the stand-in imitates FROM_VARBYTE with hex only, not %', format; END IF;
+    RETURN encode(bytes, 'hex');
 END $f$;
 "#;
 
@@ -742,6 +769,10 @@ async fn run(state: Arc<State>, id: String, sqls: Vec<String>, batch: bool) {
         });
         client
             .batch_execute(JSON_PARSE_FUNCTIONS)
+            .await
+            .map_err(redshift_error)?;
+        client
+            .batch_execute(STANDIN_FUNCTIONS)
             .await
             .map_err(redshift_error)?;
         if batch {

@@ -15,5 +15,6 @@ mod rehearsal;
 mod schema;
 mod statemachine;
 mod sync;
+mod verify;
 mod watermark;
 mod watermark_steps;

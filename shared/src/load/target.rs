@@ -220,7 +220,7 @@ impl TargetClient {
     }
 
     /// Every row of `query`, each value as text (NULL as empty); `what` names it in an error.
-    async fn rows(&self, query: &str, what: &str) -> Result<Vec<Vec<String>>> {
+    pub async fn rows(&self, query: &str, what: &str) -> Result<Vec<Vec<String>>> {
         match self {
             TargetClient::Wire { client, .. } => {
                 let messages = client

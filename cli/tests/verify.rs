@@ -4,8 +4,10 @@
 //! differences.
 
 use anyhow::{ensure, Context};
-use tidemark_tests::scenario::{describe, Scenario};
-use tidemark_tests::tables::Table;
+use mysql_async::prelude::Queryable;
+use serde_json::json;
+use tidemark_tests::scenario::{create_table, describe, insert_rows, Scenario};
+use tidemark_tests::tables::{self, Table};
 use tidemark_tests::{type_zoo, TestMysql};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_tidemark");
@@ -97,6 +99,101 @@ async fn verify_names_every_difference_planted_in_the_target() {
             "{report:#}"
         );
         ensure!(columns("4") == ["flag"], "{report:#}");
+        scenario.cleanup().await
+    })
+    .await
+    .unwrap();
+}
+
+/// Rows changed in the source after the last sync are in flight, not differences, and the next
+/// sync carries them; a row deleted in the source is named as gone from it, and a row changed
+/// without moving its cursor (which no sync can see) as changed.
+#[tokio::test]
+async fn rows_changed_after_the_last_sync_are_in_flight() {
+    TestMysql::run(async |mysql| {
+        let table = Table::hybrid("orders", "updated_at").with_yaml("lag", "0s")?;
+        let scenario = Scenario::new(mysql, BINARY, &table.yaml()).await?;
+        let mut conn = mysql.conn().await?;
+        conn.query_drop(create_table("orders")).await?;
+        insert_rows(&mut conn, "orders", 1, 300, "2025-01-01 00:00:00").await?;
+        scenario.sync_ok("orders")?;
+        let (code, report) = verify(&scenario, "orders")?;
+        ensure!(code == 0 && report["equal"] == true, "{report:#}");
+
+        conn.query_drop("UPDATE orders SET v = 'late', updated_at = NOW(6) WHERE id = 5")
+            .await?;
+        conn.query_drop("INSERT INTO orders VALUES (301, 'new', 1, NOW(6))")
+            .await?;
+        conn.query_drop("DELETE FROM orders WHERE id = 7").await?;
+        conn.query_drop("UPDATE orders SET amount = 0 WHERE id = 9")
+            .await?;
+        let (code, report) = verify(&scenario, "orders")?;
+        ensure!(code == 1 && report["equal"] == false, "{report:#}");
+        ensure!(ids(&report, "in_flight") == ["301", "5"], "{report:#}");
+        ensure!(ids(&report, "extra") == ["7"], "{report:#}");
+        ensure!(ids(&report, "changed") == ["9"], "{report:#}");
+        ensure!(
+            report["changed"]["rows"][0]["columns"] == json!(["amount"]),
+            "{report:#}"
+        );
+        ensure!(report["missing"]["count"] == 0, "{report:#}");
+
+        // The human report names each kind.
+        let id = mysql.table("orders").to_string();
+        let out = scenario.run(&["verify", "-t", &id], None);
+        let text = String::from_utf8_lossy(&out.stdout);
+        ensure!(out.status.code() == Some(1), "{}", describe(&out));
+        for line in [
+            "DIFFERENT",
+            "1 row(s) gone from the source:",
+            "    id=7",
+            "1 row(s) values differ:",
+            "    id=9 (columns: amount)",
+            "2 row(s) not yet synced",
+        ] {
+            ensure!(text.contains(line), "`{line}` not in:\n{text}");
+        }
+
+        scenario.sync_ok("orders")?;
+        let (_, report) = verify(&scenario, "orders")?;
+        ensure!(report["in_flight"]["count"] == 0, "{report:#}");
+        // Row 9 is equal again only because every row lies within the lookback window (all are
+        // stamped within a millisecond), which the second sync re-read.
+        ensure!(
+            ids(&report, "extra") == ["7"] && report["changed"]["count"] == 0,
+            "{report:#}"
+        );
+        scenario.cleanup().await
+    })
+    .await
+    .unwrap();
+}
+
+/// Tables verify cannot compare are refused with the reason and what to do.
+#[tokio::test]
+async fn verify_refuses_what_it_cannot_compare() {
+    TestMysql::run(async |mysql| {
+        let tables = tables::yaml(&[
+            Table::hybrid("orders", "updated_at"),
+            Table::new("log").strategy("id_only").load("append"),
+        ]);
+        let scenario = Scenario::new(mysql, BINARY, &tables).await?;
+        let mut conn = mysql.conn().await?;
+        conn.query_drop(create_table("orders")).await?;
+        conn.query_drop(create_table("log")).await?;
+        for (table, expected) in [
+            ("orders", "has not been loaded yet"),
+            ("log", "`load: append`"),
+        ] {
+            let id = mysql.table(table).to_string();
+            let out = scenario.run(&["verify", "-t", &id], None);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            ensure!(
+                out.status.code() == Some(2) && stderr.contains(expected),
+                "{table}: {}",
+                describe(&out)
+            );
+        }
         scenario.cleanup().await
     })
     .await

@@ -7,10 +7,12 @@ use anyhow::ensure;
 use mysql_async::prelude::Queryable;
 use mysql_async::Value;
 use serde_json::json;
+use tidemark::schema::{NulPolicy, SchemaOptions, Warehouse};
 use tidemark::steps::local_sync::{self, EXTRACTS_AT_ONCE};
-use tidemark::verify;
+use tidemark::verify::{self, Fingerprint};
 use tidemark_tests::stack::{fast_runner, with_stack, Stack, Target};
 use tidemark_tests::tables::Table;
+use tidemark_tests::{assert_golden, type_zoo};
 
 /// One column of each type family tidemark maps, with awkward widths and precisions.
 const DDL: &str = "CREATE TABLE fuzz (
@@ -230,4 +232,45 @@ async fn random_rows_fingerprint_alike_in_mariadb_and_redshift() {
         random_rows_verify_equal_then_one_change_is_found,
     )
     .await;
+}
+
+/// The fingerprint statements of the type zoo, as Redshift and PostgreSQL get them: the golden
+/// files, which `scripts/check-iac` parses with sqlfluff's Redshift dialect.
+#[tokio::test]
+async fn the_fingerprint_queries_match_the_golden_files() {
+    tidemark_tests::TestMysql::run(async |mysql| {
+        let mut conn = mysql.conn().await?;
+        type_zoo::create(&mut conn).await?;
+        let schema = tidemark::schema::discover(
+            &mut conn,
+            &mysql.table(type_zoo::TABLE),
+            &SchemaOptions::default(),
+        )
+        .await?;
+        for (warehouse, golden) in [
+            (Warehouse::Redshift, "redshift/verify_type_zoo.sql"),
+            (Warehouse::Postgres, "postgres/verify_type_zoo.sql"),
+        ] {
+            let fingerprint =
+                Fingerprint::new(&schema, &["id".to_owned()], NulPolicy::Strip, warehouse)
+                    .ok_or_else(|| anyhow::anyhow!("no key column `id`"))?;
+            let engine = fingerprint.target();
+            let table = "\"analytics\".\"type_zoo\"";
+            let segments = ["0a1".to_owned(), "ffe".to_owned()];
+            let statements = [
+                fingerprint.segments_query(engine, table, 1, None),
+                fingerprint.segments_query(engine, table, 2, Some(&segments)),
+                fingerprint.rows_query(engine, table, 1, &segments, None),
+                fingerprint.columns_query(
+                    engine,
+                    table,
+                    &[vec!["1".to_owned()], vec!["it's".to_owned()]],
+                ),
+            ];
+            assert_golden(golden, &format!("{};\n", statements.join(";\n\n")))?;
+        }
+        Ok(())
+    })
+    .await
+    .unwrap();
 }

@@ -15,7 +15,7 @@
 //! | date | `YYYY-MM-DD` |
 //! | datetime, timestamp | `YYYY-MM-DD HH:MM:SS.ffffff` (timestamps in UTC) |
 //! | text (and TIME, ENUM, SET, forced text) | MD5 of the UTF-8 text, after the table's `nul_in_text` policy |
-//! | binary | MD5 of its lowercase hex |
+//! | binary | MD5 of the lowercase hex of its first 32,767 bytes, `:`, its length in bytes (a Redshift VARCHAR holds at most 65,535 bytes, so no engine hexes more) |
 //! | JSON in `jsonb` or `SUPER` | `j`: only NULL or not is compared (each engine reorders and respaces documents its own way) |
 //!
 //! NULL is `N`; a row's text joins its columns' texts with `|`, which none of them can contain.
@@ -200,7 +200,20 @@ impl<'s> Fingerprint<'s> {
     /// text), `N` for NULL.
     fn field(&self, engine: Engine, column: &Column) -> String {
         let text = self.canonical(engine, column);
-        if self.hashed(column) {
+        if let ColumnType::Binary { .. } = column.ty {
+            let c = match engine {
+                Engine::Mysql => naming::quote_mysql(&column.name),
+                Engine::Postgres | Engine::Redshift => naming::quote_warehouse(&column.target_name),
+            };
+            let length = match engine {
+                Engine::Mysql => format!("CAST(LENGTH({c}) AS CHAR)"),
+                Engine::Postgres | Engine::Redshift => {
+                    format!("CAST(OCTET_LENGTH({c}) AS VARCHAR)")
+                }
+            };
+            let parts = [format!("MD5({text})"), "':'".to_owned(), length];
+            format!("COALESCE({}, 'N')", join_plain(engine, &parts))
+        } else if self.hashed(column) {
             format!("COALESCE(MD5({text}), 'N')")
         } else {
             format!("COALESCE({text}, 'N')")
@@ -209,7 +222,7 @@ impl<'s> Fingerprint<'s> {
 
     fn hashed(&self, column: &Column) -> bool {
         match column.ty {
-            ColumnType::Text { .. } | ColumnType::Binary { .. } => true,
+            ColumnType::Text { .. } => true,
             ColumnType::Json => self.json_as_text,
             _ => false,
         }
@@ -267,7 +280,9 @@ impl<'s> Fingerprint<'s> {
                 format!("CONVERT({c} USING utf8mb4) COLLATE utf8mb4_bin")
             }
             ColumnType::Json => format!("CASE WHEN {c} IS NULL THEN NULL ELSE 'j' END"),
-            ColumnType::Binary { .. } => format!("LOWER(HEX({c}))"),
+            ColumnType::Binary { .. } => {
+                format!("LOWER(HEX(SUBSTRING({c}, 1, {BINARY_PREFIX_BYTES})))")
+            }
         }
     }
 
@@ -292,10 +307,13 @@ impl<'s> Fingerprint<'s> {
             ColumnType::Text { .. } => c,
             ColumnType::Json if self.json_as_text => c,
             ColumnType::Json => format!("CASE WHEN {c} IS NULL THEN NULL ELSE 'j' END"),
-            ColumnType::Binary { .. } => match engine {
-                Engine::Redshift => format!("FROM_VARBYTE({c}, 'hex')"),
-                _ => format!("ENCODE({c}, 'hex')"),
-            },
+            ColumnType::Binary { .. } => {
+                let prefix = format!("SUBSTRING({c}, 1, {BINARY_PREFIX_BYTES})");
+                match engine {
+                    Engine::Redshift => format!("FROM_VARBYTE({prefix}, 'hex')"),
+                    _ => format!("ENCODE({prefix}, 'hex')"),
+                }
+            }
         }
     }
 
@@ -304,6 +322,10 @@ impl<'s> Fingerprint<'s> {
         self.target
     }
 }
+
+/// Bytes of a binary value whose hex is hashed: the hex of more would not fit a Redshift VARCHAR
+/// (65,535 bytes, "Character types", https://docs.aws.amazon.com/redshift/latest/dg/r_Character_types.html).
+const BINARY_PREFIX_BYTES: usize = 32_767;
 
 /// Significant digits compared of a `float` (single precision holds 6 to 9).
 const FLOAT32_DIGITS: i32 = 6;

@@ -16,11 +16,11 @@ pub(crate) async fn run(table: &TableArgs, config: &Path, json: bool) -> Result<
     if report.equal {
         Ok(())
     } else {
-        let differing = report.missing.count + report.extra.count + report.changed.count;
         Err(Failure::reported(
             1,
             anyhow::anyhow!(
-                "{differing} row(s) of `{}` differ between the source and {}",
+                "{} row(s) of `{}` differ between the source and {}",
+                report.differing(),
                 report.table,
                 report.target
             ),

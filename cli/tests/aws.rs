@@ -83,6 +83,8 @@ fn outcome(table: &str, failed: bool) -> TableOutcome {
         error: failed.then(|| {
             json!({"Error": "SchemaDrift", "Cause": "{\"errorType\":\"SchemaDrift\",\"errorMessage\":\"column `status` changed type\"}"})
         }),
+        verify: None,
+        verify_error: None,
     }
 }
 

@@ -199,3 +199,77 @@ async fn verify_refuses_what_it_cannot_compare() {
     .await
     .unwrap();
 }
+
+/// A table with `verify: { every: … }` is verified by the sync state machine after its load:
+/// the sync's outcome carries the verify, a difference planted in the target is counted there
+/// without failing the sync, and a verify kept less than `every` ago is not run again.
+#[tokio::test]
+async fn the_sync_verifies_a_table_when_its_verify_is_due() {
+    TestMysql::run(async |mysql| {
+        // No lookback: the second sync reads nothing again, so what is planted stays.
+        let table = Table::hybrid("orders", "updated_at")
+            .lookback("0s")
+            .with_yaml("verify", "{ every: 0s }")?;
+        let scenario = Scenario::new(mysql, BINARY, &table.yaml()).await?;
+        let mut conn = mysql.conn().await?;
+        conn.query_drop(create_table("orders")).await?;
+        insert_rows(&mut conn, "orders", 1, 120, "2025-01-01 00:00:00").await?;
+        let sync = |scenario: &Scenario<'_>| -> anyhow::Result<serde_json::Value> {
+            let out = scenario.sync("orders", None);
+            ensure!(out.status.success(), "sync: {}", describe(&out));
+            let answer: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+            Ok(answer["summary"]["tables"][0].clone())
+        };
+        let outcome = sync(&scenario)?;
+        ensure!(
+            outcome["verify"]["verified"] == true
+                && outcome["verify"]["equal"] == true
+                && outcome["verify"]["differing"] == 0,
+            "{outcome:#}"
+        );
+        ensure!(
+            outcome["verify"]["report"].as_str().is_some_and(
+                |uri| uri.ends_with(&format!("/verify/p/{}/orders.json", mysql.database()))
+            ),
+            "{outcome:#}"
+        );
+
+        let target = format!("\"{}\".\"orders\"", scenario.pg.schema());
+        scenario
+            .pg
+            .client()
+            .batch_execute(&format!("DELETE FROM {target} WHERE id = 60"))
+            .await?;
+        let outcome = sync(&scenario)?;
+        ensure!(outcome["status"] == "succeeded", "{outcome:#}");
+        ensure!(
+            outcome["verify"]["equal"] == false && outcome["verify"]["differing"] == 1,
+            "{outcome:#}"
+        );
+        let (_, report) = verify(&scenario, "orders")?;
+        ensure!(ids(&report, "missing") == ["60"], "{report:#}");
+
+        scenario.set_config(
+            &[
+                "pipelines",
+                "p",
+                "tables",
+                &mysql.table("orders").to_string(),
+                "verify",
+                "every",
+            ],
+            "1d",
+        )?;
+        let outcome = sync(&scenario)?;
+        ensure!(
+            outcome["verify"]["verified"] == false
+                && outcome["verify"]["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("`verify.every` 1d")),
+            "{outcome:#}"
+        );
+        scenario.cleanup().await
+    })
+    .await
+    .unwrap();
+}

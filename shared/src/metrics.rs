@@ -252,6 +252,30 @@ pub fn data_quality(
     )
 }
 
+/// A `verify` compared a table with its source: `RowsDiffering` (missing, gone from the source
+/// or changed: what the template's alarm watches, also under `[pipeline]` alone), `RowsInFlight`
+/// (changed after the last loaded run) and `VerifySeconds`.
+pub fn verified(
+    pipeline: &str,
+    table: &TableId,
+    differing: u64,
+    in_flight: u64,
+    duration: Duration,
+) -> Metric {
+    document(
+        "verified",
+        pipeline,
+        table,
+        &[
+            ("RowsDiffering", Unit::Count, differing as f64),
+            ("RowsInFlight", Unit::Count, in_flight as f64),
+            ("VerifySeconds", Unit::Seconds, duration.as_secs_f64()),
+        ],
+        &[],
+        true,
+    )
+}
+
 /// Pending runs were loaded into the target in one transaction: `LoadedRuns`, `LoadedRows`,
 /// `LoadSeconds` (submit to finish).
 pub fn load_finished(

@@ -374,6 +374,14 @@ impl StorageLayout {
         )
     }
 
+    /// `{prefix}/verify/{pipeline}/{database}/{table}.json` — the table's latest verify report.
+    pub fn verify_report_key(&self, pipeline: &str, table: &TableId) -> String {
+        self.key(format!(
+            "verify/{pipeline}/{}/{}.json",
+            table.database, table.table
+        ))
+    }
+
     /// `{prefix}/executions/{pipeline}/{execution}/` — what one sync execution recorded: each
     /// table's outcome and the summary. `execution` is the execution's name (the last part of
     /// its id or ARN).

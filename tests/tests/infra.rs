@@ -758,6 +758,8 @@ fn retries_jitter_and_schedules_keep_their_dead_letters() {
     assert!(alarmed("Errors", "CleanupFunction"));
     // Issue #16: a quarantined run alarms on the metric `tidemark::metrics::data_quality` emits.
     assert!(alarmed("RunsQuarantined", "SchedulePipeline"));
+    // Issue #17: rows that differ from the source alarm on `tidemark::metrics::verified`.
+    assert!(alarmed("RowsDiffering", "SchedulePipeline"));
     assert!(
         serde_yaml::to_string(&declared["ExtractFunction"]["Properties"])
             .unwrap_or_default()

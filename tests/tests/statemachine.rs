@@ -134,6 +134,16 @@ impl Invoker for Script {
                 ("WatermarkFunctionArn", "commit_load") | ("WatermarkFunctionArn", "fail") => {
                     json!({})
                 }
+                // `shop.b`'s verify cannot reach its source: retried, then caught.
+                ("WatermarkFunctionArn", "verify_due") if payload["table"] == "shop.b" => {
+                    return Err(TaskFailure {
+                        error: "Retryable".into(),
+                        cause: "{\"errorMessage\":\"the source sent nothing\"}".into(),
+                    });
+                }
+                ("WatermarkFunctionArn", "verify_due") => {
+                    json!({"verified": true, "equal": true, "differing": 0, "in_flight": 0})
+                }
                 ("WatermarkFunctionArn", "record_outcome") => {
                     let Ok(WatermarkRequest::RecordOutcome(request)) =
                         parse_request(payload.clone())
@@ -213,8 +223,23 @@ async fn a_full_sync_runs_every_stage_for_every_table() {
             "two chunks, each continued once: {actions:?}"
         );
         assert_eq!(actions.first().map(String::as_str), Some("begin"));
-        assert_eq!(actions.last().map(String::as_str), Some("commit_load"));
+        assert_eq!(actions.last().map(String::as_str), Some("verify_due"));
     }
+    // A verify runs after each load; one that fails leaves its table succeeded, the error kept.
+    let tables = output["tables"].as_array().cloned().unwrap_or_default();
+    let outcome = |name: &str| tables.iter().find(|t| t["table"] == name).cloned().unwrap();
+    assert_eq!(outcome("shop.a")["verify"]["equal"], true);
+    assert_eq!(outcome("shop.b")["status"], "succeeded");
+    assert_eq!(outcome("shop.b")["verify_error"]["Error"], "Retryable");
+    assert_eq!(
+        script
+            .actions("shop.b")
+            .iter()
+            .filter(|a| *a == "verify_due")
+            .count(),
+        3,
+        "tried, then retried twice"
+    );
     // The scripted `status` answers alternate running, finished across both tables: each load
     // is polled until its first `finished`, so two loads take exactly four polls.
     assert_eq!(script.count("status"), 4);
@@ -263,7 +288,7 @@ async fn backup_only_stops_after_commit_and_redshift_only_only_loads() {
             .any(|a| a == "plan" || a == "extract" || a == "commit"),
         "{actions:?}"
     );
-    assert_eq!(actions.last().map(String::as_str), Some("commit_load"));
+    assert_eq!(actions.last().map(String::as_str), Some("verify_due"));
 }
 
 #[tokio::test]
@@ -284,7 +309,7 @@ async fn a_failed_table_is_recorded_and_fails_the_execution_while_others_finish(
     assert_eq!(script.actions("shop.a"), ["begin", "fail"]);
     assert_eq!(
         script.actions("shop.b").last().map(String::as_str),
-        Some("commit_load")
+        Some("verify_due")
     );
     let fail = script
         .calls
@@ -481,13 +506,13 @@ async fn a_pipeline_of(tables: usize) {
     assert!(
         children
             .iter()
-            .all(|child| child.history_events == 93 && child.transitions == 26),
+            .all(|child| child.history_events == 98 && child.transitions == 27),
         "{:?}",
         children.first()
     );
     assert_eq!(sync[0].transitions, 5);
     let transitions = options.transitions();
-    assert_eq!(transitions, tables as u64 * 26 + 5);
+    assert_eq!(transitions, tables as u64 * 27 + 5);
     eprintln!(
         "{tables} tables: {} executions; history events: sync {}, each table {}; transitions: {} per table + {} = {transitions}",
         executions.len(),

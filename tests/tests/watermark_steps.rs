@@ -17,7 +17,7 @@ use tidemark_tests::s3::TestBucket;
 use tidemark_tests::tables::Table;
 use tidemark_tests::TestMysql;
 
-const ACTIONS: [&str; 7] = [
+const ACTIONS: [&str; 8] = [
     "prepare",
     "record_outcome",
     "summarize",
@@ -25,9 +25,10 @@ const ACTIONS: [&str; 7] = [
     "commit",
     "commit_load",
     "fail",
+    "verify_due",
 ];
 
-const OPERATOR_ACTIONS: [&str; 13] = [
+const OPERATOR_ACTIONS: [&str; 14] = [
     "get",
     "list",
     "set",
@@ -41,6 +42,7 @@ const OPERATOR_ACTIONS: [&str; 13] = [
     "quality_report",
     "quality_release",
     "quality_drop",
+    "verify",
 ];
 
 /// The edits among [`OPERATOR_ACTIONS`]: they need a `requested_by`.

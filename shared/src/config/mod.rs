@@ -23,7 +23,7 @@ pub use redshift::{
     DataApiTarget, DataApiTunnel, RawRedshiftConnection, RedshiftAccess, RedshiftAccessKind,
     RedshiftConnection, WireEndpoint,
 };
-pub use table::{RawTableConfig, Strategy, TableConfig, DEFAULT_ID_LOOKBACK};
+pub use table::{RawTableConfig, Strategy, TableConfig, VerifySchedule, DEFAULT_ID_LOOKBACK};
 
 /// The whole file. `T` and `R` are how a table and a Redshift connection are held:
 /// [`RawTableConfig`] and [`RawRedshiftConnection`] as written, while the file is checked (so

@@ -101,6 +101,19 @@ pub struct RawTableConfig {
     /// fail` (default: a failing run is quarantined, not loaded) or `warn`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<RawCheck>,
+    /// Verify the table against its source after a sync that succeeded, at most once per
+    /// `every` (`0s`: after every sync): the `VerifyIfDue` state of the sync state machine, as
+    /// `tidemark verify` does it (README: Verify). Off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<VerifySchedule>,
+}
+
+/// How often the sync verifies a table: `verify: { every: 1d }`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifySchedule {
+    /// At most one verify per this long; `0s` verifies after every sync.
+    pub every: HumanDuration,
 }
 
 /// How one table is synced, checked: the strategy holds exactly the columns and statement it
@@ -139,6 +152,8 @@ pub struct TableConfig {
     pub nul_in_text: NulPolicy,
     /// See [`RawTableConfig::checks`].
     pub checks: Vec<Check>,
+    /// See [`RawTableConfig::verify`].
+    pub verify: Option<VerifySchedule>,
 }
 
 /// How rows are found between runs, with the columns and statement that way needs.
@@ -328,6 +343,7 @@ impl TryFrom<RawTableConfig> for TableConfig {
             json_in_redshift: raw.json_in_redshift,
             oversize_in_redshift: raw.oversize_in_redshift,
             nul_in_text: raw.nul_in_text,
+            verify: raw.verify,
         })
     }
 }
@@ -360,6 +376,7 @@ impl From<TableConfig> for RawTableConfig {
             oversize_in_redshift: table.oversize_in_redshift,
             nul_in_text: table.nul_in_text,
             checks: table.checks.iter().map(RawCheck::from).collect(),
+            verify: table.verify,
         }
     }
 }

@@ -1,5 +1,5 @@
 //! The operator's actions on a table's state: reads (`get`, `list`, `history`, `audit`,
-//! `validate_counts`, `quality_report`) and edits (`set`, `reset`, `restore`, `unlock`,
+//! `validate_counts`, `quality_report`, `verify`) and edits (`set`, `reset`, `restore`, `unlock`,
 //! `set_count`, `quality_release`, `quality_drop`).
 //! The Lambda `tidemark-operator` and the CLI both call these; the state machine never does, so
 //! IAM can let operators invoke this function without letting them invoke the run's own steps.
@@ -55,10 +55,12 @@ pub enum OperatorRequest {
     QualityRelease(QualityRunRequest),
     /// Discard a quarantined run and every later pending run, and extract their rows again.
     QualityDrop(QualityRunRequest),
+    /// Compare the table in the target with its source (`tidemark verify`).
+    Verify(TableRequest),
 }
 
 /// The actions of [`OperatorRequest`], as a payload names them.
-pub const ACTIONS: [&str; 13] = [
+pub const ACTIONS: [&str; 14] = [
     "get",
     "list",
     "set",
@@ -72,6 +74,7 @@ pub const ACTIONS: [&str; 13] = [
     "quality_report",
     "quality_release",
     "quality_drop",
+    "verify",
 ];
 
 /// A parsed operator payload: the request and, for an edit, who asks and why.
@@ -134,6 +137,14 @@ pub async fn handle(services: &Services, call: &OperatorCall) -> Result<serde_js
         }
         OperatorRequest::Audit(r) => super::answer(audit(services, r).await?),
         OperatorRequest::QualityReport(r) => super::answer(quality::report(services, r).await?),
+        OperatorRequest::Verify(r) => super::answer(
+            Box::pin(crate::verify::verify(
+                services,
+                r.pipeline.as_deref(),
+                &r.table,
+            ))
+            .await?,
+        ),
         OperatorRequest::QualityRelease(r) => super::answer(
             Box::pin(quality::release(services, r, requester("quality_release")?)).await?,
         ),

@@ -86,6 +86,12 @@ pub struct TableOutcome {
     /// The caught error (`{"Error": …, "Cause": …}`), when failed.
     #[serde(default)]
     pub error: Option<serde_json::Value>,
+    /// What the `VerifyIfDue` state did, after a load.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<crate::verify::VerifyOutcome>,
+    /// The caught error of `VerifyIfDue`: the table's rows are loaded, its verify failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_error: Option<serde_json::Value>,
 }
 
 /// `record_outcome`: the last state of a table's child execution.
@@ -297,6 +303,8 @@ async fn read_outcome(
                 "Error": "NoOutcome",
                 "Cause": "the table's child execution ended without recording an outcome (see the execution's Map Run); its lease is released when the execution ends, or by `tidemark unlock`",
             })),
+            verify: None,
+            verify_error: None,
         },
     })
 }
@@ -392,6 +400,8 @@ mod tests {
             bytes: 12_345_678,
             loaded: Vec::new(),
             error: failed.then(|| serde_json::json!({"Error": "LeaseHeld", "Cause": "locked"})),
+            verify: None,
+            verify_error: None,
         }
     }
 

@@ -44,6 +44,8 @@ pub enum WatermarkRequest {
     Fail(FailRequest),
     /// Release the leases of an execution that ended without running `fail`.
     Release(ReleaseRequest),
+    /// Verify a loaded table when its `verify.every` has passed (`VerifyIfDue`).
+    VerifyDue(crate::verify::VerifyDueRequest),
 }
 
 /// `begin`.
@@ -1014,6 +1016,9 @@ pub async fn handle(services: &Services, request: &WatermarkRequest) -> Result<s
         WatermarkRequest::CommitLoad(r) => super::answer(commit_load(services, r).await?),
         WatermarkRequest::Fail(r) => super::answer(fail(services, r).await?),
         WatermarkRequest::Release(r) => super::answer(release(services, r).await?),
+        WatermarkRequest::VerifyDue(r) => {
+            super::answer(Box::pin(crate::verify::verify_due(services, r)).await?)
+        }
     }
 }
 
@@ -1035,7 +1040,7 @@ pub fn parse_request(payload: serde_json::Value) -> Result<WatermarkRequest> {
 }
 
 /// The actions of [`WatermarkRequest`], as a payload names them.
-pub const ACTIONS: [&str; 8] = [
+pub const ACTIONS: [&str; 9] = [
     "prepare",
     "record_outcome",
     "summarize",
@@ -1044,6 +1049,7 @@ pub const ACTIONS: [&str; 8] = [
     "commit_load",
     "fail",
     "release",
+    "verify_due",
 ];
 
 /// How far the cursor's timestamp is behind `now`, for the freshness metric.

@@ -9,15 +9,16 @@ pub mod fingerprint;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
+use chrono::{DateTime, Utc};
 use mysql_async::prelude::Queryable;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::{LoadMode, Strategy};
 use crate::cursor::{Ceiling, Cursor};
 use crate::error::{Error, Result};
 use crate::load::target::TargetClient;
 use crate::manifest::{self, RunManifest};
-use crate::naming::{self, StorageLayout};
+use crate::naming::{self, StorageLayout, TableId};
 use crate::schema;
 use crate::services::Services;
 use crate::steps::watermark::locate_table;
@@ -34,8 +35,9 @@ pub const MAX_DEPTH: usize = 4;
 /// Segments named in one query.
 const SEGMENTS_PER_QUERY: usize = 1_000;
 
-/// What `verify` found.
-#[derive(Debug, Clone, Serialize)]
+/// What `verify` found. The latest report of each table is kept at
+/// [`StorageLayout::verify_report_key`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VerifyReport {
     /// The pipeline.
     pub pipeline: String,
@@ -43,6 +45,8 @@ pub struct VerifyReport {
     pub table: String,
     /// The target table, `schema.table`.
     pub target: String,
+    /// When the comparison started.
+    pub verified_at: DateTime<Utc>,
     /// No missing, extra or changed row (rows in flight do not count).
     pub equal: bool,
     /// The ceiling of the last loaded run: source rows changed after it are in flight. None for
@@ -72,8 +76,15 @@ pub struct VerifyReport {
     pub elapsed_ms: u64,
 }
 
+impl VerifyReport {
+    /// Rows missing, gone from the source or changed (rows in flight are not differences).
+    pub fn differing(&self) -> u64 {
+        self.missing.count + self.extra.count + self.changed.count
+    }
+}
+
 /// One kind of difference: every row counted, the first [`NAMED_ROWS`] named by key.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Differences {
     /// How many rows.
     pub count: u64,
@@ -82,12 +93,12 @@ pub struct Differences {
 }
 
 /// A row named by its key.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DifferingRow {
     /// Key column (target name) → the value's canonical text.
     pub key: BTreeMap<String, String>,
     /// For a changed row: the columns whose values differ.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub columns: Vec<String>,
 }
 
@@ -125,6 +136,7 @@ pub async fn verify(
     table: &str,
 ) -> Result<VerifyReport> {
     let started = Instant::now();
+    let verified_at = Utc::now();
     let (pipeline_name, pipeline, table_config, table_id) =
         locate_table(services, pipeline, table)?;
     if let Strategy::CustomSql { .. } = table_config.strategy {
@@ -193,33 +205,34 @@ pub async fn verify(
             ))
         })?;
     let target_table = table_config.target_table(&table_id)?;
-    let target_qualified = naming::quote_warehouse_qualified(target.schema(), &target_table);
-    let source_qualified = table_id.mysql_quoted();
     let cursor = cursor_expression(&table_config.strategy, &schema, &key_columns);
 
-    let mut sides = Sides {
-        conn: &mut conn,
-        source: &source,
-        target: &target,
+    // Both engines work at once: each scan is CPU-bound in its own server.
+    let mut source_side = Side {
+        engine: Engine::Mysql,
+        table: table_id.mysql_quoted(),
+        session: Session::Source {
+            conn: &mut conn,
+            source: &source,
+        },
         bytes_read: 0,
     };
-    let source_segments = sides
-        .segments(Engine::Mysql, &fingerprint, &source_qualified, 1, None)
-        .await?;
-    let target_segments = sides
-        .segments(
-            fingerprint.target(),
-            &fingerprint,
-            &target_qualified,
-            1,
-            None,
-        )
-        .await?;
+    let mut target_side = Side {
+        engine: fingerprint.target(),
+        table: naming::quote_warehouse_qualified(target.schema(), &target_table),
+        session: Session::Target(&target),
+        bytes_read: 0,
+    };
+    let (source_segments, target_segments) = tokio::try_join!(
+        source_side.segments(&fingerprint, 1, None),
+        target_side.segments(&fingerprint, 1, None),
+    )?;
     let first_level = disagreeing(&source_segments, &target_segments);
     let mut report = VerifyReport {
         pipeline: pipeline_name.clone(),
         table: table_id.to_string(),
         target: format!("{}.{target_table}", target.schema()),
+        verified_at,
         equal: true,
         loaded_ceiling,
         source_rows: source_segments.values().map(|s| s.rows).sum(),
@@ -269,24 +282,10 @@ pub async fn verify(
             break;
         }
         depth += 1;
-        let source_next = sides
-            .segments(
-                Engine::Mysql,
-                &fingerprint,
-                &source_qualified,
-                depth,
-                Some(&large),
-            )
-            .await?;
-        let target_next = sides
-            .segments(
-                fingerprint.target(),
-                &fingerprint,
-                &target_qualified,
-                depth,
-                Some(&large),
-            )
-            .await?;
+        let (source_next, target_next) = tokio::try_join!(
+            source_side.segments(&fingerprint, depth, Some(&large)),
+            target_side.segments(&fingerprint, depth, Some(&large)),
+        )?;
         let next = disagreeing(&source_next, &target_next);
         tracing::info!(table = %table_id, depth, differing = next.len(), "segments split");
         to_read.push((
@@ -307,22 +306,12 @@ pub async fn verify(
     let mut target_rows: BTreeMap<Vec<String>, RowHash> = BTreeMap::new();
     for (depth, segments) in &to_read {
         for batch in segments.chunks(SEGMENTS_PER_QUERY) {
-            let query = fingerprint.rows_query(
-                Engine::Mysql,
-                &source_qualified,
-                *depth,
-                batch,
-                cursor.as_deref(),
-            );
-            source_rows.extend(sides.rows(Engine::Mysql, &query, cursor.is_some()).await?);
-            let query = fingerprint.rows_query(
-                fingerprint.target(),
-                &target_qualified,
-                *depth,
-                batch,
-                None,
-            );
-            target_rows.extend(sides.rows(fingerprint.target(), &query, false).await?);
+            let (source_batch, target_batch) = tokio::try_join!(
+                source_side.rows(&fingerprint, *depth, batch, cursor.as_deref()),
+                target_side.rows(&fingerprint, *depth, batch, None),
+            )?;
+            source_rows.extend(source_batch);
+            target_rows.extend(target_batch);
         }
     }
 
@@ -366,20 +355,10 @@ pub async fn verify(
         }
     }
     if !changed_keys.is_empty() {
-        let source_columns = sides
-            .columns(
-                Engine::Mysql,
-                &fingerprint.columns_query(Engine::Mysql, &source_qualified, &changed_keys),
-                key_names.len(),
-            )
-            .await?;
-        let target_columns = sides
-            .columns(
-                fingerprint.target(),
-                &fingerprint.columns_query(fingerprint.target(), &target_qualified, &changed_keys),
-                key_names.len(),
-            )
-            .await?;
+        let (source_columns, target_columns) = tokio::try_join!(
+            source_side.columns(&fingerprint, &changed_keys),
+            target_side.columns(&fingerprint, &changed_keys),
+        )?;
         for row in &mut changed.rows {
             let key: Vec<String> = key_names.iter().map(|k| row.key[k].clone()).collect();
             if let (Some(before), Some(after)) =
@@ -395,14 +374,114 @@ pub async fn verify(
             }
         }
     }
-    report.equal = missing.count == 0 && extra.count == 0 && changed.count == 0;
     report.missing = missing;
     report.extra = extra;
     report.changed = changed;
     report.in_flight = in_flight_rows;
-    report.bytes_read = sides.bytes_read;
+    report.equal = report.differing() == 0;
+    report.bytes_read = source_side.bytes_read + target_side.bytes_read;
     report.elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    crate::metrics::verified(
+        &pipeline_name,
+        &table_id,
+        report.differing(),
+        report.in_flight.count,
+        started.elapsed(),
+    )
+    .emit();
+    let key = layout.verify_report_key(&pipeline_name, &table_id);
+    let body = serde_json::to_vec_pretty(&report)
+        .map_err(|err| Error::internal(format!("cannot encode a verify report: {err}")))?;
+    bucket.put(&key, body.into()).await?;
     Ok(report)
+}
+
+/// `verify_due`: the sync state machine's `VerifyIfDue` state, after a table's load.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyDueRequest {
+    /// Pipeline name.
+    pub pipeline: String,
+    /// Source table, `db.table`.
+    pub table: String,
+}
+
+/// What `verify_due` did: a verify when the table's `verify.every` has passed since the last
+/// kept report, else nothing and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyOutcome {
+    /// Whether a verify ran.
+    pub verified: bool,
+    /// The table equals its source (when verified).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub equal: Option<bool>,
+    /// Rows missing, gone from the source or changed.
+    #[serde(default)]
+    pub differing: u64,
+    /// Rows changed after the last loaded run.
+    #[serde(default)]
+    pub in_flight: u64,
+    /// Where the whole report is kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<String>,
+    /// Why no verify ran, when the table has `verify` configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Verifies `request.table` when its `verify.every` has passed since its last kept report (or
+/// it has none); a table without `verify`, or not loaded yet, is not verified.
+pub async fn verify_due(services: &Services, request: &VerifyDueRequest) -> Result<VerifyOutcome> {
+    let not_verified = |reason: Option<String>| VerifyOutcome {
+        verified: false,
+        equal: None,
+        differing: 0,
+        in_flight: 0,
+        report: None,
+        reason,
+    };
+    let pipeline = services.config.pipeline(&request.pipeline)?;
+    let table = TableId::parse(&request.table)?;
+    let Some(schedule) = pipeline
+        .tables
+        .get(&request.table)
+        .and_then(|config| config.verify)
+    else {
+        return Ok(not_verified(None));
+    };
+    let bucket = services.bucket(pipeline);
+    let key = StorageLayout::new(&pipeline.s3.prefix).verify_report_key(&request.pipeline, &table);
+    if let Some(object) = bucket.get(&key).await? {
+        let last: VerifyReport = manifest::parse_json(&object.body, &bucket.uri(&key))?;
+        let next = last.verified_at
+            + chrono::Duration::from_std(schedule.every.0).unwrap_or(chrono::TimeDelta::MAX);
+        if Utc::now() < next {
+            return Ok(not_verified(Some(format!(
+                "verified at {}; next after {} (`verify.every` {})",
+                last.verified_at.to_rfc3339(),
+                next.to_rfc3339(),
+                schedule.every
+            ))));
+        }
+    }
+    let loaded = services
+        .watermarks(pipeline)
+        .read(&request.pipeline, &table)
+        .await?
+        .is_some_and(|v| v.record.load.last_loaded_run_id.is_some());
+    if !loaded {
+        return Ok(not_verified(Some("not loaded yet".to_owned())));
+    }
+    let report = Box::pin(verify(services, Some(&request.pipeline), &request.table)).await?;
+    Ok(VerifyOutcome {
+        verified: true,
+        equal: Some(report.equal),
+        differing: report.differing(),
+        in_flight: report.in_flight.count,
+        report: Some(bucket.uri(&key)),
+        reason: None,
+    })
 }
 
 /// The source's cursor as text in the format the ceiling keeps: the timestamp column for
@@ -462,22 +541,29 @@ fn disagreeing(
         .collect()
 }
 
-/// The two sessions, and what they have sent.
-struct Sides<'a> {
-    conn: &'a mut mysql_async::Conn,
-    source: &'a crate::source::Source,
-    target: &'a TargetClient,
+/// One engine's session on the table, and what it has sent.
+struct Side<'a> {
+    engine: Engine,
+    /// The table, quoted for the engine.
+    table: String,
+    session: Session<'a>,
     bytes_read: u64,
 }
 
-impl Sides<'_> {
-    /// Every row of `query` on `engine`, values as text (NULL as None).
-    async fn query(&mut self, engine: Engine, query: &str) -> Result<Vec<Vec<Option<String>>>> {
-        let rows: Vec<Vec<Option<String>>> = match engine {
-            Engine::Mysql => {
-                let conn = &mut *self.conn;
-                let rows: Vec<mysql_async::Row> = self
-                    .source
+enum Session<'a> {
+    Source {
+        conn: &'a mut mysql_async::Conn,
+        source: &'a crate::source::Source,
+    },
+    Target(&'a TargetClient),
+}
+
+impl Side<'_> {
+    /// Every row of `query`, values as text (NULL as None).
+    async fn query(&mut self, query: &str) -> Result<Vec<Vec<Option<String>>>> {
+        let rows: Vec<Vec<Option<String>>> = match &mut self.session {
+            Session::Source { conn, source } => {
+                let rows: Vec<mysql_async::Row> = source
                     .within("comparing rows with the target", async {
                         conn.query(query).await.map_err(|err| {
                             Error::mysql("computing row fingerprints in the source", err)
@@ -488,8 +574,7 @@ impl Sides<'_> {
                     .map(|row| row.unwrap().into_iter().map(value_text).collect())
                     .collect()
             }
-            Engine::Postgres | Engine::Redshift => self
-                .target
+            Session::Target(target) => target
                 .rows(query, "computing row fingerprints in the target")
                 .await?
                 .into_iter()
@@ -504,11 +589,10 @@ impl Sides<'_> {
         Ok(rows)
     }
 
+    /// Counts and checksums of the segments `depth` levels deep (within `within`).
     async fn segments(
         &mut self,
-        engine: Engine,
         fingerprint: &Fingerprint<'_>,
-        table: &str,
         depth: usize,
         within: Option<&[String]>,
     ) -> Result<BTreeMap<String, Segment>> {
@@ -518,14 +602,14 @@ impl Sides<'_> {
             None => vec![None],
         };
         for batch in batches {
-            let query = fingerprint.segments_query(engine, table, depth, batch);
-            for row in self.query(engine, &query).await? {
+            let query = fingerprint.segments_query(self.engine, &self.table, depth, batch);
+            for row in self.query(&query).await? {
                 let [Some(segment), Some(rows), Some(checksum)] = row.as_slice() else {
-                    return Err(bad_answer(engine, "segment, rows, checksum", &row));
+                    return Err(bad_answer(self.engine, "segment, rows, checksum", &row));
                 };
                 let parsed = rows.parse().ok().zip(checksum.parse().ok());
                 let Some((rows, checksum)) = parsed else {
-                    return Err(bad_answer(engine, "segment, rows, checksum", &row));
+                    return Err(bad_answer(self.engine, "segment, rows, checksum", &row));
                 };
                 segments.insert(segment.clone(), Segment { rows, checksum });
             }
@@ -533,14 +617,18 @@ impl Sides<'_> {
         Ok(segments)
     }
 
+    /// Key → row hash (and cursor) of the rows of `segments`, `depth` levels deep.
     async fn rows(
         &mut self,
-        engine: Engine,
-        query: &str,
-        with_cursor: bool,
+        fingerprint: &Fingerprint<'_>,
+        depth: usize,
+        segments: &[String],
+        cursor: Option<&str>,
     ) -> Result<Vec<(Vec<String>, RowHash)>> {
-        let extra = if with_cursor { 3 } else { 2 };
-        self.query(engine, query)
+        let query = fingerprint.rows_query(self.engine, &self.table, depth, segments, cursor);
+        let extra = if cursor.is_some() { 3 } else { 2 };
+        let engine = self.engine;
+        self.query(&query)
             .await?
             .into_iter()
             .map(|row| {
@@ -556,30 +644,27 @@ impl Sides<'_> {
                     key,
                     RowHash {
                         hash: row[keys + 1].clone().unwrap_or_default(),
-                        cursor: if with_cursor {
-                            row[keys + 2].clone()
-                        } else {
-                            None
-                        },
+                        cursor: cursor.and_then(|_| row[keys + 2].clone()),
                     },
                 ))
             })
             .collect()
     }
 
-    /// Key → the columns' canonical texts.
+    /// Key → the columns' canonical texts, for the rows of `keys`.
     async fn columns(
         &mut self,
-        engine: Engine,
-        query: &str,
-        keys: usize,
+        fingerprint: &Fingerprint<'_>,
+        keys: &[Vec<String>],
     ) -> Result<BTreeMap<Vec<String>, Vec<Option<String>>>> {
+        let query = fingerprint.columns_query(self.engine, &self.table, keys);
+        let key_count = keys.first().map_or(0, Vec::len);
         Ok(self
-            .query(engine, query)
+            .query(&query)
             .await?
             .into_iter()
             .map(|mut row| {
-                let columns = row.split_off(keys.min(row.len()));
+                let columns = row.split_off(key_count.min(row.len()));
                 let key = row.into_iter().map(Option::unwrap_or_default).collect();
                 (key, columns)
             })

@@ -27,8 +27,8 @@ pub use fingerprint::{Engine, Fingerprint};
 
 /// Rows named per kind of difference; all are counted.
 pub const NAMED_ROWS: usize = 100;
-/// A disagreeing segment holding more rows than this on either side is split again (up to
-/// [`MAX_DEPTH`]) before its rows are read.
+/// By default, a disagreeing segment holding more rows than this on either side is split again
+/// (up to [`MAX_DEPTH`]) before its rows are read.
 pub const SPLIT_ROWS: u64 = 2_000;
 /// Levels of segmentation at most: 4096^4 segments.
 pub const MAX_DEPTH: usize = 4;
@@ -128,12 +128,38 @@ struct RowHash {
     cursor: Option<String>,
 }
 
+/// How `verify` descends into disagreeing segments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VerifyOptions {
+    /// A disagreeing segment with more rows than this on either side is split into its 4,096
+    /// sub-segments before its rows are read: fewer rows read per difference, one more scan.
+    pub split_rows: u64,
+}
+
+impl Default for VerifyOptions {
+    fn default() -> Self {
+        VerifyOptions {
+            split_rows: SPLIT_ROWS,
+        }
+    }
+}
+
 /// Compares `table` (bare or `database.table`) of `pipeline` (default: the one holding it) in
-/// the source and the target.
+/// the source and the target, with the default [`VerifyOptions`].
 pub async fn verify(
     services: &Services,
     pipeline: Option<&str>,
     table: &str,
+) -> Result<VerifyReport> {
+    verify_with(services, pipeline, table, VerifyOptions::default()).await
+}
+
+/// [`verify`] with `options`.
+pub async fn verify_with(
+    services: &Services,
+    pipeline: Option<&str>,
+    table: &str,
+    options: VerifyOptions,
 ) -> Result<VerifyReport> {
     let started = Instant::now();
     let verified_at = Utc::now();
@@ -266,13 +292,13 @@ pub async fn verify(
     let mut to_read: Vec<(usize, Vec<String>)> = Vec::new();
     let mut level: Vec<String> = first_level
         .iter()
-        .filter(|(_, rows)| *rows <= SPLIT_ROWS)
+        .filter(|(_, rows)| *rows <= options.split_rows)
         .map(|(segment, _)| segment.clone())
         .collect();
     to_read.push((1, std::mem::take(&mut level)));
     let mut large: Vec<String> = first_level
         .into_iter()
-        .filter(|(_, rows)| *rows > SPLIT_ROWS)
+        .filter(|(_, rows)| *rows > options.split_rows)
         .map(|(segment, _)| segment)
         .collect();
     let mut depth = 1;
@@ -291,13 +317,13 @@ pub async fn verify(
         to_read.push((
             depth,
             next.iter()
-                .filter(|(_, rows)| *rows <= SPLIT_ROWS)
+                .filter(|(_, rows)| *rows <= options.split_rows)
                 .map(|(segment, _)| segment.clone())
                 .collect(),
         ));
         large = next
             .into_iter()
-            .filter(|(_, rows)| *rows > SPLIT_ROWS)
+            .filter(|(_, rows)| *rows > options.split_rows)
             .map(|(segment, _)| segment)
             .collect();
     }

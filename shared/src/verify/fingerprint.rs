@@ -14,11 +14,12 @@
 //! | float, double | `<mantissa>e<exponent>`: 6 (float) or 15 (double) significant digits, `0` for zero and for magnitudes below 1e-300 |
 //! | date | `YYYY-MM-DD` |
 //! | datetime, timestamp | `YYYY-MM-DD HH:MM:SS.ffffff` (timestamps in UTC) |
-//! | text (and TIME, ENUM, SET, forced text) | MD5 of the UTF-8 text, after the table's `nul_in_text` policy |
+//! | text (and TIME, ENUM, SET, forced text) | the UTF-8 text after the table's `nul_in_text` policy, as `<bytes>:<text>` for columns of at most 1 KiB (up to 16 KiB of them per row), else its MD5 |
 //! | binary | MD5 of the lowercase hex of its first 32,767 bytes, `:`, its length in bytes (a Redshift VARCHAR holds at most 65,535 bytes, so no engine hexes more) |
 //! | JSON in `jsonb` or `SUPER` | `j`: only NULL or not is compared (each engine reorders and respaces documents its own way) |
 //!
-//! NULL is `N`; a row's text joins its columns' texts with `|`, which none of them can contain.
+//! NULL is `N`; a row's text joins its columns' texts with `|`. Only an inline text can hold a
+//! `|`, and its byte count says where it ends, so one row text never reads as another.
 
 use crate::naming;
 use crate::schema::{Column, ColumnType, JsonTarget, NulPolicy, TableSchema, Warehouse};
@@ -53,6 +54,9 @@ pub struct Fingerprint<'s> {
     key: Vec<&'s Column>,
     nul_in_text: NulPolicy,
     json_as_text: bool,
+    /// Text columns written into the row text whole (`<bytes>:<text>`) instead of as their MD5:
+    /// short ones, while the row text stays far below a Redshift VARCHAR's 65,535 bytes.
+    inline: Vec<String>,
     target: Engine,
 }
 
@@ -69,9 +73,24 @@ impl<'s> Fingerprint<'s> {
             .iter()
             .map(|name| schema.column(name))
             .collect::<Option<Vec<_>>>()?;
+        let mut budget = INLINE_TEXT_BUDGET;
+        let inline = schema
+            .columns
+            .iter()
+            .filter_map(|column| match column.ty {
+                ColumnType::Text { max_octets, .. }
+                    if max_octets <= INLINE_TEXT_OCTETS && max_octets <= budget =>
+                {
+                    budget -= max_octets;
+                    Some(column.name.clone())
+                }
+                _ => None,
+            })
+            .collect();
         Some(Fingerprint {
             columns: schema.columns.iter().collect(),
             key,
+            inline,
             nul_in_text,
             json_as_text: target == Warehouse::Redshift
                 && schema.json_in_redshift == JsonTarget::Varchar,
@@ -213,6 +232,15 @@ impl<'s> Fingerprint<'s> {
             };
             let parts = [format!("MD5({text})"), "':'".to_owned(), length];
             format!("COALESCE({}, 'N')", join_plain(engine, &parts))
+        } else if self.inline.contains(&column.name) {
+            let length = match engine {
+                Engine::Mysql => format!("CAST(LENGTH({text}) AS CHAR)"),
+                Engine::Postgres | Engine::Redshift => {
+                    format!("CAST(OCTET_LENGTH({text}) AS VARCHAR)")
+                }
+            };
+            let parts = [length, "':'".to_owned(), text];
+            format!("COALESCE({}, 'N')", join_plain(engine, &parts))
         } else if self.hashed(column) {
             format!("COALESCE(MD5({text}), 'N')")
         } else {
@@ -322,6 +350,12 @@ impl<'s> Fingerprint<'s> {
         self.target
     }
 }
+
+/// Text columns of at most this many bytes are written into the row text whole, not hashed on
+/// their own: an MD5 per value is most of a fingerprint's cost in MariaDB.
+const INLINE_TEXT_OCTETS: u64 = 1_024;
+/// At most this many bytes of inline text per row.
+const INLINE_TEXT_BUDGET: u64 = 16 * 1_024;
 
 /// Bytes of a binary value whose hex is hashed: the hex of more would not fit a Redshift VARCHAR
 /// (65,535 bytes, "Character types", https://docs.aws.amazon.com/redshift/latest/dg/r_Character_types.html).

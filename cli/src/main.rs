@@ -230,7 +230,7 @@ async fn main() -> ExitCode {
         Command::Connections(command) => connections_cmd::run(command, &cli.config, cli.json).await,
         Command::Quality(command) => quality_cmd::run(command, &cli.config, cli.json).await,
         Command::S3clean(command) => s3clean_cmd::run(command, &cli.config, cli.json).await,
-        Command::Verify(table) => verify_cmd::run(table, &cli.config, cli.json).await,
+        Command::Verify(table) => verify_cmd::run(table, &cli.config, cli.json, cli.quiet).await,
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,15 +3,33 @@
 
 use std::path::Path;
 
-use tidemark::verify::{self, Differences, VerifyReport};
+use tidemark::verify::{self, Differences, VerifyOptions, VerifyReport};
 
 use crate::output::emit;
 use crate::watermark_cmd::TableArgs;
 use crate::Failure;
 
-pub(crate) async fn run(table: &TableArgs, config: &Path, json: bool) -> Result<(), Failure> {
+pub(crate) async fn run(
+    table: &TableArgs,
+    config: &Path,
+    json: bool,
+    quiet: bool,
+) -> Result<(), Failure> {
     let services = crate::services(config).await?;
-    let report = verify::verify(&services, table.pipeline.as_deref(), &table.table).await?;
+    // Progress on stderr: a large table takes minutes of hashing in both engines.
+    let progress = |message: &str| {
+        if !quiet {
+            eprintln!("verify: {}: {message}", table.table);
+        }
+    };
+    let report = verify::verify_with(
+        &services,
+        table.pipeline.as_deref(),
+        &table.table,
+        VerifyOptions::default(),
+        &progress,
+    )
+    .await?;
     emit(json, &report, || describe(&report));
     if report.equal {
         Ok(())

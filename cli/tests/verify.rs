@@ -143,6 +143,16 @@ async fn rows_changed_after_the_last_sync_are_in_flight() {
         let out = scenario.run(&["verify", "-t", &id], None);
         let text = String::from_utf8_lossy(&out.stdout);
         ensure!(out.status.code() == Some(1), "{}", describe(&out));
+        // Progress on stderr, step by step.
+        let progress = String::from_utf8_lossy(&out.stderr);
+        for step in [
+            "fingerprinting every row in the source and in",
+            "segments compared, ",
+            "reading the keys and row hashes of ",
+            "naming the columns of 1 changed row(s)",
+        ] {
+            ensure!(progress.contains(step), "`{step}` not in:\n{progress}");
+        }
         for line in [
             "DIFFERENT",
             "1 row(s) gone from the source:",

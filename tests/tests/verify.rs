@@ -307,7 +307,7 @@ async fn text_and_composite_keys_are_named_exactly_at_every_level() {
         .await?;
         let table = format!("{}.codes", stack.mysql.database());
         let deepest = verify::VerifyOptions { split_rows: 0 };
-        let report = verify::verify_with(&services, None, &table, deepest).await?;
+        let report = verify::verify_with(&services, None, &table, deepest, &|_| {}).await?;
         ensure!(
             report.equal && report.source_rows == rows.len() as u64,
             "{report:#?}"
@@ -327,7 +327,7 @@ async fn text_and_composite_keys_are_named_exactly_at_every_level() {
             &[],
         )
         .await?;
-        let report = verify::verify_with(&services, None, &table, deepest).await?;
+        let report = verify::verify_with(&services, None, &table, deepest, &|_| {}).await?;
         let named = |differences: &verify::Differences| -> Vec<(String, String)> {
             let mut keys: Vec<(String, String)> = differences
                 .rows

@@ -151,15 +151,16 @@ pub async fn verify(
     pipeline: Option<&str>,
     table: &str,
 ) -> Result<VerifyReport> {
-    verify_with(services, pipeline, table, VerifyOptions::default()).await
+    verify_with(services, pipeline, table, VerifyOptions::default(), &|_| {}).await
 }
 
-/// [`verify`] with `options`.
+/// [`verify`] with `options`, telling `progress` what it is doing (each step is also logged).
 pub async fn verify_with(
     services: &Services,
     pipeline: Option<&str>,
     table: &str,
     options: VerifyOptions,
+    progress: &(dyn Fn(&str) + Sync),
 ) -> Result<VerifyReport> {
     let started = Instant::now();
     let verified_at = Utc::now();
@@ -249,6 +250,14 @@ pub async fn verify_with(
         session: Session::Target(&target),
         bytes_read: 0,
     };
+    let say = |message: String| {
+        tracing::info!(table = %table_id, "verify: {message}");
+        progress(&message);
+    };
+    say(format!(
+        "fingerprinting every row in the source and in {} (one scan in each)",
+        target_side.table
+    ));
     let (source_segments, target_segments) = tokio::try_join!(
         source_side.segments(&fingerprint, 1, None),
         target_side.segments(&fingerprint, 1, None),
@@ -281,12 +290,10 @@ pub async fn verify_with(
         bytes_read: 0,
         elapsed_ms: 0,
     };
-    tracing::info!(
-        table = %table_id,
-        segments = report.segments,
-        differing = report.segments_differing,
-        "segments compared"
-    );
+    say(format!(
+        "{} segments compared, {} disagree",
+        report.segments, report.segments_differing
+    ));
 
     // Descend into the disagreeing segments until each is small enough to read row by row.
     let mut to_read: Vec<(usize, Vec<String>)> = Vec::new();
@@ -313,7 +320,10 @@ pub async fn verify_with(
             target_side.segments(&fingerprint, depth, Some(&large)),
         )?;
         let next = disagreeing(&source_next, &target_next);
-        tracing::info!(table = %table_id, depth, differing = next.len(), "segments split");
+        say(format!(
+            "split the large ones: {} of their sub-segments (level {depth}) disagree",
+            next.len()
+        ));
         to_read.push((
             depth,
             next.iter()
@@ -328,6 +338,12 @@ pub async fn verify_with(
             .collect();
     }
 
+    let segments_to_read: usize = to_read.iter().map(|(_, segments)| segments.len()).sum();
+    if segments_to_read > 0 {
+        say(format!(
+            "reading the keys and row hashes of {segments_to_read} disagreeing segment(s)"
+        ));
+    }
     let mut source_rows: BTreeMap<Vec<String>, RowHash> = BTreeMap::new();
     let mut target_rows: BTreeMap<Vec<String>, RowHash> = BTreeMap::new();
     for (depth, segments) in &to_read {
@@ -381,6 +397,10 @@ pub async fn verify_with(
         }
     }
     if !changed_keys.is_empty() {
+        say(format!(
+            "naming the columns of {} changed row(s)",
+            changed_keys.len()
+        ));
         let (source_columns, target_columns) = tokio::try_join!(
             source_side.columns(&fingerprint, &changed_keys),
             target_side.columns(&fingerprint, &changed_keys),

@@ -10,8 +10,9 @@ use serde_json::json;
 use tidemark::schema::{NulPolicy, SchemaOptions, Warehouse};
 use tidemark::steps::local_sync::{self, EXTRACTS_AT_ONCE};
 use tidemark::verify::{self, Fingerprint};
-use tidemark_tests::stack::{fast_runner, with_stack, Stack, Target};
+use tidemark_tests::stack::{fast_runner, with_stack, with_stack_on, Stack, Target};
 use tidemark_tests::tables::Table;
+use tidemark_tests::MysqlServer;
 use tidemark_tests::{assert_golden, type_zoo};
 
 /// One column of each type family tidemark maps, with awkward widths and precisions.
@@ -144,8 +145,13 @@ async fn seed(stack: &Stack<'_>, seed: u64) -> anyhow::Result<()> {
 async fn random_rows_verify_equal_then_one_change_is_found(
     stack: &Stack<'_>,
 ) -> anyhow::Result<()> {
+    random_rows_with(stack, Table::hybrid("fuzz", "updated_at")).await
+}
+
+/// [`random_rows_verify_equal_then_one_change_is_found`] with `table`'s settings.
+async fn random_rows_with(stack: &Stack<'_>, table: Table) -> anyhow::Result<()> {
     seed(stack, 17).await?;
-    let tables = Table::hybrid("fuzz", "updated_at").chunk_rows(150).yaml();
+    let tables = table.chunk_rows(150).yaml();
     let services = stack.services(&tables).await?;
     local_sync::run(
         &services,
@@ -231,6 +237,62 @@ async fn random_rows_fingerprint_alike_in_mariadb_and_redshift() {
         Target::Redshift,
         random_rows_verify_equal_then_one_change_is_found,
     )
+    .await;
+}
+
+/// JSON loaded as VARCHAR into Redshift is compared as text.
+#[tokio::test]
+async fn random_rows_fingerprint_alike_with_json_as_varchar_in_redshift() {
+    with_stack(Target::Redshift, async |stack| {
+        let table = Table::hybrid("fuzz", "updated_at").with("json_in_redshift", "varchar");
+        random_rows_with(stack, table).await
+    })
+    .await;
+}
+
+/// A source server in local time with daylight saving: TIMESTAMP values are compared in UTC
+/// on both sides.
+#[tokio::test]
+async fn random_rows_fingerprint_alike_from_a_server_in_local_time() {
+    with_stack_on(
+        MysqlServer::SystemZoneWithDst,
+        Target::Postgres,
+        random_rows_verify_equal_then_one_change_is_found,
+    )
+    .await;
+}
+
+/// Text with NUL bytes loaded under `nul_in_text: strip` and `replace` verifies equal: the
+/// source's side of the fingerprint applies the same policy.
+#[tokio::test]
+async fn text_altered_by_the_nul_policy_verifies_equal() {
+    with_stack(Target::Postgres, async |stack| {
+        let mut conn = stack.mysql.conn().await?;
+        for table in ["stripped", "replaced"] {
+            conn.query_drop(format!(
+                "CREATE TABLE {table} (id INT PRIMARY KEY, short VARCHAR(20), long_text TEXT)"
+            ))
+            .await?;
+            conn.query_drop(format!(
+                "INSERT INTO {table} VALUES (1, CONCAT('a', CHAR(0), 'b'), CONCAT(CHAR(0), 'x', CHAR(0))), \
+                 (2, 'plain', NULL), (3, CHAR(0), CONCAT('é', CHAR(0)))"
+            ))
+            .await?;
+        }
+        let tables = tidemark_tests::tables::yaml(&[
+            Table::new("stripped").strategy("full_sync").with("nul_in_text", "strip"),
+            Table::new("replaced").strategy("full_sync").with("nul_in_text", "replace"),
+        ]);
+        let services = stack.services(&tables).await?;
+        local_sync::run(&services, json!({"pipeline": "p"}), &fast_runner("verify"), EXTRACTS_AT_ONCE)
+            .await?;
+        for table in ["stripped", "replaced"] {
+            let name = format!("{}.{table}", stack.mysql.database());
+            let report = verify::verify(&services, None, &name).await?;
+            ensure!(report.equal && report.target_rows == 3, "{table}: {report:#?}");
+        }
+        Ok(())
+    })
     .await;
 }
 

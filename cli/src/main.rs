@@ -90,8 +90,8 @@ enum Command {
     /// with different values, each named by key (exit 1 when any); rows changed after the last
     /// loaded run are reported apart, as not yet synced.
     ///
-    /// Example: `tidemark verify -t shop.orders`
-    Verify(watermark_cmd::TableArgs),
+    /// Example: `tidemark verify -t shop.orders`, `tidemark verify -t shop.orders --repair`
+    Verify(verify_cmd::VerifyArgs),
 }
 
 /// A command's failure, carrying the exit code it maps to.
@@ -230,7 +230,7 @@ async fn main() -> ExitCode {
         Command::Connections(command) => connections_cmd::run(command, &cli.config, cli.json).await,
         Command::Quality(command) => quality_cmd::run(command, &cli.config, cli.json).await,
         Command::S3clean(command) => s3clean_cmd::run(command, &cli.config, cli.json).await,
-        Command::Verify(table) => verify_cmd::run(table, &cli.config, cli.json, cli.quiet).await,
+        Command::Verify(args) => verify_cmd::run(args, &cli.config, cli.json, cli.quiet).await,
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

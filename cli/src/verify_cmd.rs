@@ -1,36 +1,140 @@
-//! `tidemark verify -t db.t`: whether the target table equals its source, and every row that
-//! differs, by key.
+//! `tidemark verify -t db.t [--repair]`: whether the target table equals its source, and every
+//! row that differs, by key; with `--repair`, a repair run that re-extracts the missing and
+//! changed rows through the sync's own path, then a second verify.
 
 use std::path::Path;
 
+use clap::Args;
+use serde_json::json;
+use tidemark::asl::{Outcome, RunnerOptions};
+use tidemark::steps::local_sync;
 use tidemark::verify::{self, Differences, VerifyOptions, VerifyReport};
 
 use crate::output::emit;
 use crate::watermark_cmd::TableArgs;
 use crate::Failure;
 
+#[derive(Debug, Args)]
+pub(crate) struct VerifyArgs {
+    #[command(flatten)]
+    table: TableArgs,
+    /// Re-extract every missing and changed row (by key, whatever its cursor) in one repair
+    /// run, loaded like any run (merge, ledger, exactly once), then verify again. Rows gone from
+    /// the source stay (tables keep deleted rows). Runs in this process, as `sync --local`.
+    #[arg(long)]
+    repair: bool,
+}
+
 pub(crate) async fn run(
-    table: &TableArgs,
+    args: &VerifyArgs,
     config: &Path,
     json: bool,
     quiet: bool,
 ) -> Result<(), Failure> {
     let services = crate::services(config).await?;
+    let table = &args.table;
     // Progress on stderr: a large table takes minutes of hashing in both engines.
     let progress = |message: &str| {
         if !quiet {
             eprintln!("verify: {}: {message}", table.table);
         }
     };
-    let report = verify::verify_with(
+    let verify_once = || {
+        verify::verify_with(
+            &services,
+            table.pipeline.as_deref(),
+            &table.table,
+            VerifyOptions::default(),
+            &progress,
+        )
+    };
+    let report = verify_once().await?;
+    if !args.repair {
+        emit(json, &report, || describe(&report));
+        return outcome(&report);
+    }
+    let Some(repair) = verify::repair_keys(&services, &report).await? else {
+        emit(
+            json,
+            &json!({"before": report, "repair": null, "after": null}),
+            || {
+                let mut lines = describe(&report);
+                lines.push("repair: no missing or changed row to re-extract".to_owned());
+                lines
+            },
+        );
+        return outcome(&report);
+    };
+    progress(&format!(
+        "repairing: one run re-extracts the {} missing or changed row(s)",
+        repair.keys
+    ));
+    let input = json!({
+        "pipeline": report.pipeline,
+        "tables": [report.table],
+        "mode": "full",
+        "repair": repair,
+    });
+    let options = RunnerOptions {
+        execution_name: format!("repair-{}", std::process::id()),
+        ..RunnerOptions::default()
+    };
+    let (ran, summary) = local_sync::run_with_summary(
         &services,
-        table.pipeline.as_deref(),
-        &table.table,
-        VerifyOptions::default(),
-        &progress,
+        input,
+        &options,
+        local_sync::EXTRACTS_AT_ONCE,
+        None,
     )
     .await?;
-    emit(json, &report, || describe(&report));
+    let repaired = summary.and_then(|s| s.tables.into_iter().next());
+    let Some(repaired) = repaired.filter(|t| t.status == "succeeded") else {
+        let why = match ran {
+            Outcome::Failed(failure) => format!("{}: {}", failure.error, failure.cause),
+            Outcome::Succeeded(_) => "the repair run did not succeed".to_owned(),
+        };
+        return Err(Failure {
+            code: 1,
+            error: anyhow::anyhow!(
+                "the repair run of `{}` failed, nothing of it was loaded unless a later sync loads it: {why}",
+                report.table
+            ),
+            reported: false,
+        });
+    };
+    let after = verify_once().await?;
+    let rows_loaded: u64 = repaired.loaded.iter().map(|l| l.rows_loaded).sum();
+    let document = json!({
+        "before": report,
+        "repair": {
+            "run_id": repaired.run_id,
+            "keys": repair.keys,
+            "keys_object": repair.keys_object,
+            "rows_extracted": repaired.rows_extracted,
+            "rows_loaded": rows_loaded,
+        },
+        "after": after,
+    });
+    emit(json, &document, || {
+        let mut lines = describe(&report);
+        lines.push(format!(
+            "repair: run {} re-extracted {} of {} listed key(s) and loaded {rows_loaded} row(s)",
+            repaired
+                .run_id
+                .as_ref()
+                .map(|r| r.to_string())
+                .unwrap_or_default(),
+            repaired.rows_extracted,
+            repair.keys
+        ));
+        lines.extend(describe(&after));
+        lines
+    });
+    outcome(&after)
+}
+
+/// Exit 0 when equal, 1 when rows differ (the report is already printed).
+fn outcome(report: &VerifyReport) -> Result<(), Failure> {
     if report.equal {
         Ok(())
     } else {

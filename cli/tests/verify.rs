@@ -186,11 +186,25 @@ async fn verify_refuses_what_it_cannot_compare() {
         let tables = tables::yaml(&[
             Table::hybrid("orders", "updated_at"),
             Table::new("log").strategy("id_only").load("append"),
+            Table::new("whole").strategy("full_sync"),
         ]);
         let scenario = Scenario::new(mysql, BINARY, &tables).await?;
         let mut conn = mysql.conn().await?;
         conn.query_drop(create_table("orders")).await?;
         conn.query_drop(create_table("log")).await?;
+        // A `replace` table is compared, but not repaired: its next sync rewrites it whole.
+        conn.query_drop(create_table("whole")).await?;
+        insert_rows(&mut conn, "whole", 1, 20, "2025-01-01 00:00:00").await?;
+        scenario.sync_ok("whole")?;
+        let id = mysql.table("whole").to_string();
+        let out = scenario.run(&["verify", "-t", &id, "--repair"], None);
+        ensure!(
+            out.status.code() == Some(2)
+                && String::from_utf8_lossy(&out.stderr)
+                    .contains("cannot be repaired: it loads with `replace`"),
+            "{}",
+            describe(&out)
+        );
         for (table, expected) in [
             ("orders", "has not been loaded yet"),
             ("log", "`load: append`"),
@@ -278,6 +292,72 @@ async fn the_sync_verifies_a_table_when_its_verify_is_due() {
                     .is_some_and(|r| r.contains("`verify.every` 1d")),
             "{outcome:#}"
         );
+        scenario.cleanup().await
+    })
+    .await
+    .unwrap();
+}
+
+/// `verify --repair`: the missing rows and the changed ones — planted in the target, or changed
+/// in the source without moving the cursor, which no sync sees — are re-extracted by key in one
+/// repair run, loaded once with a ledger row, without moving the watermark's cursor; a row gone
+/// from the source stays. A repair run that crashes after its commit is loaded by the next sync.
+#[tokio::test]
+async fn verify_repair_re_extracts_the_missing_and_changed_rows() {
+    TestMysql::run(async |mysql| {
+        let table = Table::hybrid("orders", "updated_at").lookback("0s");
+        let scenario = Scenario::new(mysql, BINARY, &table.yaml()).await?;
+        let mut conn = mysql.conn().await?;
+        conn.query_drop(create_table("orders")).await?;
+        insert_rows(&mut conn, "orders", 1, 300, "2025-01-01 00:00:00").await?;
+        scenario.sync_ok("orders")?;
+        let cursor_before = scenario.watermark("orders").await?.map(|w| w.extract.cursor);
+
+        let target = format!("\"{}\".\"orders\"", scenario.pg.schema());
+        let pg = scenario.pg.client();
+        pg.batch_execute(&format!(
+            "UPDATE {target} SET amount = -1 WHERE id IN (10, 20); DELETE FROM {target} WHERE id IN (30, 40); \
+             INSERT INTO {target} (id, v, amount, updated_at) VALUES (999, 'extra', 0, '2025-01-01')"
+        ))
+        .await?;
+        conn.query_drop("UPDATE orders SET v = 'silent' WHERE id = 50").await?;
+
+        let id = mysql.table("orders").to_string();
+        let out = scenario.run(&["--json", "verify", "-t", &id, "--repair"], None);
+        let answer: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .with_context(|| format!("verify --repair: {}", describe(&out)))?;
+        // The extra row stays: tables keep rows gone from the source.
+        ensure!(out.status.code() == Some(1), "{}", describe(&out));
+        ensure!(ids(&answer["before"], "changed") == ["10", "20", "50"], "{answer:#}");
+        ensure!(ids(&answer["before"], "missing") == ["30", "40"], "{answer:#}");
+        ensure!(answer["repair"]["keys"] == 5 && answer["repair"]["rows_loaded"] == 5, "{answer:#}");
+        let after = &answer["after"];
+        ensure!(
+            after["missing"]["count"] == 0 && after["changed"]["count"] == 0 && ids(after, "extra") == ["999"],
+            "{answer:#}"
+        );
+        let v: String = pg
+            .query_one(&format!("SELECT v FROM {target} WHERE id = 50"), &[])
+            .await?
+            .get(0);
+        ensure!(v == "silent", "row 50 holds `{v}`");
+        let run_id = answer["repair"]["run_id"].as_str().unwrap_or_default().to_owned();
+        let ledger = scenario.ledger("orders").await?;
+        ensure!(ledger.get(&run_id).map(|c| c[0]) == Some(5), "{ledger:?}");
+        let cursor_after = scenario.watermark("orders").await?.map(|w| w.extract.cursor);
+        ensure!(cursor_after == cursor_before, "{cursor_before:?} → {cursor_after:?}");
+
+        // A crash after the repair run's commit: the next sync loads it, once.
+        pg.batch_execute(&format!("DELETE FROM {target} WHERE id = 999; UPDATE {target} SET amount = -2 WHERE id = 77"))
+            .await?;
+        let crashed = scenario.run(&["verify", "-t", &id, "--repair"], Some("after_commit=abort"));
+        ensure!(!crashed.status.success(), "{}", describe(&crashed));
+        scenario.run(&["watermark", "unlock", "-t", &id, "--yes", "--reason", "test"], None);
+        scenario.sync_ok("orders")?;
+        let (code, report) = verify(&scenario, "orders")?;
+        ensure!(code == 0 && report["equal"] == true, "{report:#}");
+        let ledger = scenario.ledger("orders").await?;
+        ensure!(ledger.values().filter(|c| c[0] == 1).count() == 1, "{ledger:?}");
         scenario.cleanup().await
     })
     .await

@@ -67,6 +67,19 @@ pub struct ChunkSpec {
     /// filters (a large run): its range of the key. Absent: the strategy's own order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_range: Option<KeyRange>,
+    /// For a repair run: which of its listed keys this chunk reads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repair_keys: Option<KeySlice>,
+}
+
+/// Keys `first .. first + count` of a repair run's key list.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeySlice {
+    /// Index of the first key.
+    pub first: u64,
+    /// How many keys.
+    pub count: u64,
 }
 
 /// An inclusive range of a single integer key, as exact decimal text (unsigned 64-bit keys do

@@ -114,6 +114,10 @@ pub struct RunManifest {
     /// run is not loaded until an operator releases it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quality: Option<RunQuality>,
+    /// A repair run (`verify --repair`): the rows of listed keys, whatever their cursor; its
+    /// commit leaves the watermark's cursor where it is.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub repair: bool,
 }
 
 /// Counts that are absent from manifests written before they existed, and when zero.
@@ -150,6 +154,7 @@ impl RunManifest {
             schema,
             committed_at,
             quality: None,
+            repair: run.repair.is_some(),
         }
     }
 }

@@ -374,6 +374,17 @@ impl StorageLayout {
         )
     }
 
+    /// `{prefix}/repair/{pipeline}/{database}/{table}/{at}.json` — the keys a repair run of the
+    /// table re-extracts, listed by the verify that found them at `at`.
+    pub fn repair_keys_key(&self, pipeline: &str, table: &TableId, at: DateTime<Utc>) -> String {
+        self.key(format!(
+            "repair/{pipeline}/{}/{}/{}.json",
+            table.database,
+            table.table,
+            at.format("%Y%m%dT%H%M%S%6fZ")
+        ))
+    }
+
     /// `{prefix}/verify/{pipeline}/{database}/{table}.json` — the table's latest verify report.
     pub fn verify_report_key(&self, pipeline: &str, table: &TableId) -> String {
         self.key(format!(

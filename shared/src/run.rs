@@ -34,6 +34,19 @@ impl std::fmt::Display for SyncMode {
     }
 }
 
+/// A repair run (`tidemark verify --repair`): instead of the rows its cursor finds, it
+/// re-extracts the rows of listed keys, whatever their cursor, and leaves the watermark's cursor
+/// where it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepairRun {
+    /// The S3 key (in the pipeline's bucket) of the keys to re-extract: a JSON array of keys,
+    /// each an array of the key columns' values as text.
+    pub keys_object: String,
+    /// How many keys it lists.
+    pub keys: u64,
+}
+
 /// Everything fixed at `begin` for one run of one table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -65,6 +78,9 @@ pub struct RunContext {
     pub limit: Option<u64>,
     /// When this run's lease lapses.
     pub lease_expires_at: DateTime<Utc>,
+    /// Set for a repair run: the keys it re-extracts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repair: Option<RepairRun>,
 }
 
 impl RunContext {

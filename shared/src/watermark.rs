@@ -474,7 +474,9 @@ impl Watermark {
         if self.is_committed(&manifest.run_id) {
             return Ok(false);
         }
-        if let Some(max) = &manifest.max_cursor {
+        // A repair run's rows are the listed keys' current versions: where the cursor stands
+        // says nothing about them, and moving it past them would skip rows not yet read.
+        if let Some(max) = manifest.max_cursor.as_ref().filter(|_| !manifest.repair) {
             if !manifest.ceiling.contains(max) {
                 return Err(Error::internal(format!(
                     "run `{}` read past its ceiling ({max:?} > {:?}); nothing was committed",
@@ -1080,6 +1082,7 @@ mod tests {
             schema: one_column_schema(),
             committed_at: at("2026-11-27T01:00:00Z"),
             quality: None,
+            repair: false,
         }
     }
 

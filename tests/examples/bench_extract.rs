@@ -206,6 +206,7 @@ async fn run_extract(
             mode: Default::default(),
             limit: None,
             execution: None,
+            repair: None,
         },
     )
     .await?;

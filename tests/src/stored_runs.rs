@@ -160,6 +160,7 @@ impl TableStorage {
             schema: one_column_schema(&self.table)?,
             committed_at: Utc::now(),
             quality: None,
+            repair: false,
         };
         let manifest_key = layout.run_manifest_key(PIPELINE, &self.table, run_id);
         let copy_key = layout.copy_manifest_key(PIPELINE, &self.table, run_id);

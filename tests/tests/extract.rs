@@ -142,6 +142,7 @@ impl Harness {
                 mode: Default::default(),
                 limit,
                 execution: None,
+                repair: None,
             },
         )
         .await?)
@@ -320,6 +321,7 @@ fn whole_chunk() -> ChunkSpec {
     ChunkSpec {
         chunk: 0,
         key_range: None,
+        repair_keys: None,
     }
 }
 

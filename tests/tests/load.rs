@@ -86,6 +86,7 @@ impl<'a> World<'a> {
                 mode,
                 limit: None,
                 execution: None,
+                repair: None,
             },
         )
         .await?)

@@ -80,13 +80,13 @@ impl Invoker for Script {
                         .map(|i| format!("shop.t{i:04}"))
                         .collect();
                     json!({"pipeline": "p", "tables": tables, "mode": "full", "limit": null,
-                           "table_concurrency": 8, "chunk_concurrency": 2})
+                           "repair": null, "table_concurrency": 8, "chunk_concurrency": 2})
                 }
                 ("WatermarkFunctionArn", "prepare") => {
                     let input = &payload["input"];
                     json!({"pipeline": input["pipeline"], "tables": input.get("tables").cloned().unwrap_or(json!(["shop.a", "shop.b"])),
                            "mode": input.get("mode").cloned().unwrap_or(json!("full")), "limit": null,
-                           "table_concurrency": 2, "chunk_concurrency": 2})
+                           "repair": null, "table_concurrency": 2, "chunk_concurrency": 2})
                 }
                 ("WatermarkFunctionArn", "begin") => {
                     if Some(payload["table"].as_str().unwrap_or_default()) == self.failing_table {

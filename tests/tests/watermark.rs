@@ -81,6 +81,7 @@ fn manifest(run_id: &RunId, rows: u64) -> RunManifest {
         schema: one_column_schema(),
         committed_at: Utc::now(),
         quality: None,
+        repair: false,
     }
 }
 

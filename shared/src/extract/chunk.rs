@@ -70,7 +70,30 @@ pub async fn extract_chunk(
     let started = StdInstant::now();
     let table_id = run.table.clone();
     let chunk = request.chunk.chunk;
-    let read = ReadPlan::new(schema, run, table, &request.chunk)?;
+    let mut read = ReadPlan::new(schema, run, table, &request.chunk)?;
+    if let (Some(repair), Some(slice)) = (&run.repair, &request.chunk.repair_keys) {
+        let object = bucket.get(&repair.keys_object).await?.ok_or_else(|| {
+            Error::InvalidRequest(format!(
+                "the keys to repair, {}, are gone; run `tidemark verify --repair` again",
+                bucket.uri(&repair.keys_object)
+            ))
+        })?;
+        let keys: Vec<Vec<String>> =
+            crate::manifest::parse_json(&object.body, &bucket.uri(&repair.keys_object))?;
+        let first = usize::try_from(slice.first).unwrap_or(usize::MAX);
+        let count = usize::try_from(slice.count).unwrap_or(usize::MAX);
+        let listed = keys
+            .get(first..first.saturating_add(count))
+            .ok_or_else(|| {
+                Error::InvalidRequest(format!(
+                    "chunk {chunk} reads keys {first}..{} of {}, which lists {}",
+                    first.saturating_add(count),
+                    bucket.uri(&repair.keys_object),
+                    keys.len()
+                ))
+            })?;
+        read.restrict_to_keys(listed)?;
+    }
 
     let mut conn = source.conn().await?;
     source

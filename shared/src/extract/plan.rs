@@ -12,7 +12,11 @@ use crate::run::RunContext;
 use crate::schema::TableSchema;
 
 use super::query::{Order, PageQuery, ReadPlan};
-use super::{ChunkSpec, KeyRange, PlanResult};
+use super::{ChunkSpec, KeyRange, KeySlice, PlanResult};
+
+/// Keys a repair run's chunk reads: one `IN` list of bound values each, well under MySQL's
+/// 65,535 placeholders a statement for keys of up to 13 columns.
+pub const REPAIR_KEYS_PER_CHUNK: u64 = 5_000;
 
 /// A run reads in primary-key order once it reads at least this share of the table (1/20, 5%)
 /// and more rows than `chunk_rows`. Measured on the 2M-row bench table, larger than the buffer
@@ -48,10 +52,38 @@ pub async fn plan(
     table: &TableConfig,
     max_chunks: u32,
 ) -> Result<PlanResult> {
+    if let Some(repair) = &run.repair {
+        let chunks: Vec<ChunkSpec> = (0..repair.keys.div_ceil(REPAIR_KEYS_PER_CHUNK))
+            .map(|n| {
+                let first = n * REPAIR_KEYS_PER_CHUNK;
+                ChunkSpec {
+                    chunk: u32::try_from(n).unwrap_or(u32::MAX),
+                    key_range: None,
+                    repair_keys: Some(KeySlice {
+                        first,
+                        count: REPAIR_KEYS_PER_CHUNK.min(repair.keys - first),
+                    }),
+                }
+            })
+            .collect();
+        let order = format!(
+            "the {} keys to repair, at most {REPAIR_KEYS_PER_CHUNK} per chunk, in primary-key order",
+            repair.keys
+        );
+        tracing::info!(table = %run.table, run_id = %run.run_id, chunks = chunks.len(), %order, "repair planned");
+        return Ok(PlanResult {
+            chunks,
+            null_cursor_rows: 0,
+            estimated_rows: repair.keys,
+            run_rows: repair.keys,
+            order,
+        });
+    }
     let table_id = run.table.clone();
     let whole = ChunkSpec {
         chunk: 0,
         key_range: None,
+        repair_keys: None,
     };
     let read = ReadPlan::new(schema, run, table, &whole)?;
 
@@ -92,6 +124,7 @@ pub async fn plan(
         ReadOrder::ByKey { ranges: false, .. } => vec![ChunkSpec {
             chunk: 0,
             key_range: Some(KeyRange::default()),
+            repair_keys: None,
         }],
         ReadOrder::AsPlanned(_) => vec![whole],
     };
@@ -281,6 +314,7 @@ async fn key_ranges(
         return Ok(vec![ChunkSpec {
             chunk: 0,
             key_range: Some(KeyRange::default()),
+            repair_keys: None,
         }]);
     };
     let span = max - min + 1;
@@ -297,6 +331,7 @@ async fn key_ranges(
                 lower: (number > 0).then(|| lower.to_string()),
                 upper: (upper < max).then(|| upper.to_string()),
             }),
+            repair_keys: None,
         });
         number += 1;
         lower = upper + 1;
@@ -329,6 +364,7 @@ pub fn preview(
     let whole = ChunkSpec {
         chunk: 0,
         key_range: None,
+        repair_keys: None,
     };
     let first_chunk = plan.chunks.first().unwrap_or(&whole);
     let read = ReadPlan::new(schema, run, table, first_chunk)?;

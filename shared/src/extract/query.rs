@@ -222,6 +222,16 @@ impl ReadPlan {
             filter_params: Vec::new(),
             ceiling: None,
         };
+        if run.repair.is_some() {
+            // The listed keys, in key order, whatever their cursor ([`ReadPlan::restrict_to_keys`]).
+            if keys.is_empty() {
+                return Err(Error::InvalidRequest(format!(
+                    "`{table_id}` has no key columns, so no rows can be listed for a repair"
+                )));
+            }
+            plan.keys = keys;
+            return Ok(plan);
+        }
         match run.strategy {
             CdcStrategy::Hybrid | CdcStrategy::TimestampOnly => {
                 let ts = ts(true)?;
@@ -326,6 +336,52 @@ impl ReadPlan {
             }
         }
         Ok(plan)
+    }
+
+    /// Reads only the rows of `keys` (each the key columns' values as text, in key order): a
+    /// repair run's chunk. Floating-point keys have no exact text and are refused.
+    pub fn restrict_to_keys(&mut self, keys: &[Vec<String>]) -> Result<()> {
+        if let Some(float) = self
+            .keys
+            .iter()
+            .find(|k| matches!(k.column.ty, ColumnType::Float32 | ColumnType::Float64))
+        {
+            return Err(Error::InvalidRequest(format!(
+                "key column `{}` of `{}` is a floating-point number, whose text is not exact: its rows cannot be listed for a repair",
+                float.column.name, self.table
+            )));
+        }
+        let columns: Vec<&str> = self.keys.iter().map(|k| k.quoted.as_str()).collect();
+        let one: Vec<&str> = self.keys.iter().map(|k| k.placeholder.as_str()).collect();
+        let tuple = |parts: &[&str]| match parts {
+            [single] => (*single).to_owned(),
+            _ => format!("({})", parts.join(", ")),
+        };
+        let mut params = Vec::with_capacity(keys.len() * self.keys.len());
+        for key in keys {
+            if key.len() != self.keys.len() {
+                return Err(Error::InvalidRequest(format!(
+                    "a key to repair has {} values, `{}` has {} key columns",
+                    key.len(),
+                    self.table,
+                    self.keys.len()
+                )));
+            }
+            for (column, text) in self.keys.iter().zip(key) {
+                params.push(column.key_value(text)?);
+            }
+        }
+        if keys.is_empty() {
+            self.empty = true;
+            return Ok(());
+        }
+        self.filters.push(format!(
+            "{} IN ({})",
+            tuple(&columns),
+            vec![tuple(&one); keys.len()].join(", ")
+        ));
+        self.filter_params.extend(params);
+        Ok(())
     }
 
     /// A timestamp strategy read in key order: the rows after the run's start cursor in cursor
@@ -701,6 +757,7 @@ mod tests {
         ChunkSpec {
             chunk: 0,
             key_range: None,
+            repair_keys: None,
         }
     }
 
@@ -803,6 +860,7 @@ mod tests {
                     lower: Some("10".into()),
                     upper: None,
                 }),
+                repair_keys: None,
             },
         )
         .unwrap();
@@ -836,6 +894,7 @@ mod tests {
                     lower: None,
                     upper: Some("50".into()),
                 }),
+                repair_keys: None,
             },
         )
         .unwrap();

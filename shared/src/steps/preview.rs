@@ -94,6 +94,7 @@ pub async fn preview(
     } = inspect_source(services, pipeline, table_config, &table_id, mode).await?;
     let now = Utc::now();
     let run = RunContext {
+        repair: None,
         pipeline: pipeline_name.clone(),
         table: table_id.clone(),
         target: target.clone(),

@@ -39,6 +39,9 @@ pub struct SyncInput {
     /// Run-wide cap on extracted rows per table.
     #[serde(default)]
     pub limit: Option<u64>,
+    /// A repair run of the one table named (`tidemark verify --repair`) instead of a sync.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repair: Option<crate::run::RepairRun>,
 }
 
 /// `prepare`'s answer: the Map's items and limits.
@@ -53,6 +56,9 @@ pub struct SyncPlan {
     pub mode: SyncMode,
     /// Row cap per table.
     pub limit: Option<u64>,
+    /// The repair run's keys, or null (always present: the Map's items read `$.repair`).
+    #[serde(default)]
+    pub repair: Option<crate::run::RepairRun>,
     /// Tables at once.
     pub table_concurrency: u32,
     /// Chunks of one table at once.
@@ -203,11 +209,20 @@ pub fn prepare(services: &Services, request: &PrepareRequest) -> Result<SyncPlan
             "`limit` must be at least 1".to_owned(),
         ));
     }
+    if input.repair.is_some()
+        && (tables.len() != 1 || input.mode != SyncMode::Full || input.limit.is_some())
+    {
+        return Err(Error::InvalidRequest(
+            "`repair` runs for exactly one table (`tables`), in mode `full`, without `limit`"
+                .to_owned(),
+        ));
+    }
     Ok(SyncPlan {
         pipeline: input.pipeline.clone(),
         tables,
         mode: input.mode,
         limit: input.limit,
+        repair: input.repair.clone(),
         table_concurrency: pipeline.table_concurrency,
         chunk_concurrency: pipeline.chunk_concurrency,
     })

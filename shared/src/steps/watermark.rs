@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::manifest::{self, ChunkManifest, DataFile, RunManifest};
 use crate::naming::{self, RunId, StorageLayout, TableId};
 use crate::quality;
-use crate::run::{RunContext, SyncMode};
+use crate::run::{RepairRun, RunContext, SyncMode};
 use crate::schema;
 use crate::storage::PutOutcome;
 use crate::watermark::{LoadedRun, Stage, Watermark};
@@ -65,6 +65,9 @@ pub struct BeginRequest {
     /// The state machine execution running it (`$$.Execution.Id`), recorded on the lease.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub execution: Option<String>,
+    /// A repair run's keys (`verify --repair`); null for a sync.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repair: Option<RepairRun>,
 }
 
 /// `release`: a state machine execution ended without running `fail` (an EventBridge rule on
@@ -212,6 +215,9 @@ pub fn new_run_id(now: DateTime<Utc>) -> RunId {
 pub async fn begin(services: &Services, request: &BeginRequest) -> Result<RunContext> {
     let (pipeline_name, pipeline, table_config, table) =
         locate_table(services, Some(&request.pipeline), &request.table)?;
+    if request.repair.is_some() {
+        refuse_a_repair_that_cannot_be(table_config, &table, request.mode)?;
+    }
     let target = target_name(table_config, &table)?;
     let store = services.watermarks(pipeline);
     let now = Utc::now();
@@ -277,7 +283,8 @@ pub async fn begin(services: &Services, request: &BeginRequest) -> Result<RunCon
         }
     };
     let mut start = start_cursor(&watermark.extract.cursor, table_config)?;
-    if let Some(reason) = backfill_reason.filter(|_| !start.is_start()) {
+    let repair = request.repair.is_some();
+    if let Some(reason) = backfill_reason.filter(|_| !start.is_start() && !repair) {
         if backfills(table_config) {
             // Rows loaded before hold NULL in an added column, or a value MySQL has since
             // rewritten: re-read the whole table, through the same merge.
@@ -295,9 +302,14 @@ pub async fn begin(services: &Services, request: &BeginRequest) -> Result<RunCon
             );
         }
     }
-    if let Some(warning) = start_beyond_ceiling(&start, &ceiling) {
+    if let Some(warning) = start_beyond_ceiling(&start, &ceiling).filter(|_| !repair) {
         tracing::warn!(table = %table, "{warning}");
     }
+    // A repair run reads the listed keys, whatever their cursor: no bounds, and the cursor stays.
+    let (start, ceiling) = match request.repair {
+        Some(_) => (Cursor::default(), Ceiling::default()),
+        None => (start, ceiling),
+    };
     Ok(RunContext {
         pipeline: pipeline_name,
         table: table.clone(),
@@ -312,7 +324,31 @@ pub async fn begin(services: &Services, request: &BeginRequest) -> Result<RunCon
         key_columns,
         limit: request.limit,
         lease_expires_at,
+        repair: request.repair.clone(),
     })
+}
+
+/// A repair run re-extracts keys and merges them: only a `merge` table of one source table, in
+/// a run that also loads, can take one.
+pub fn refuse_a_repair_that_cannot_be(
+    table_config: &TableConfig,
+    table: &TableId,
+    mode: SyncMode,
+) -> Result<()> {
+    let why = match (table_config.strategy.kind(), table_config.load_mode(), mode) {
+        (CdcStrategy::CustomSql, _, _) => {
+            "its rows come from a `custom_sql` statement, not from one source table"
+        }
+        (_, LoadMode::Replace, _) => {
+            "it loads with `replace`: its next sync rewrites it whole — run `tidemark sync` instead"
+        }
+        (_, LoadMode::Append, _) => "it loads with `append`, which keeps every version of a row",
+        (_, _, SyncMode::Full) => return Ok(()),
+        _ => "a repair extracts and loads in one run (mode `full`)",
+    };
+    Err(Error::InvalidRequest(format!(
+        "`{table}` cannot be repaired: {why}"
+    )))
 }
 
 /// The target's rows are keyed by the source's primary key of the runs loaded so far (unless
@@ -641,15 +677,22 @@ pub async fn commit(services: &Services, request: &CommitRequest) -> Result<Comm
         .cloned();
     let manifest_key = layout.run_manifest_key(&run.pipeline, &table, &run.run_id);
     let rows: u64 = files.iter().map(|f| f.rows).sum();
-    let quality = judge_run(
-        services,
-        run,
-        table_config,
-        &chunks,
-        rows,
-        max_cursor.as_ref(),
-    )
-    .await?;
+    // A repair run holds the listed keys only: judged by no check (a `row_count` or a
+    // `freshness` would quarantine the very rows that fix the target).
+    let quality = match run.repair {
+        Some(_) => None,
+        None => {
+            judge_run(
+                services,
+                run,
+                table_config,
+                &chunks,
+                rows,
+                max_cursor.as_ref(),
+            )
+            .await?
+        }
+    };
     let run_manifest = RunManifest {
         max_cursor,
         rows,

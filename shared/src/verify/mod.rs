@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::load::target::TargetClient;
 use crate::manifest::{self, RunManifest};
 use crate::naming::{self, StorageLayout, TableId};
+use crate::run::RepairRun;
 use crate::schema;
 use crate::services::Services;
 use crate::steps::watermark::locate_table;
@@ -74,6 +75,10 @@ pub struct VerifyReport {
     pub bytes_read: u64,
     /// Wall time.
     pub elapsed_ms: u64,
+    /// Every missing and changed row's key (canonical texts, in key order): what a repair run
+    /// re-extracts. Not in the report's JSON.
+    #[serde(skip)]
+    pub to_repair: Vec<Vec<String>>,
 }
 
 impl VerifyReport {
@@ -289,6 +294,7 @@ pub async fn verify_with(
         in_flight: Differences::default(),
         bytes_read: 0,
         elapsed_ms: 0,
+        to_repair: Vec::new(),
     };
     say(format!(
         "{} segments compared, {} disagree",
@@ -374,6 +380,7 @@ pub async fn verify_with(
         }
     };
     let mut changed_keys: Vec<Vec<String>> = Vec::new();
+    let mut to_repair: Vec<Vec<String>> = Vec::new();
     let mut missing = Differences::default();
     let mut changed = Differences::default();
     let mut in_flight_rows = Differences::default();
@@ -387,8 +394,12 @@ pub async fn verify_with(
                     changed_keys.push(key.clone());
                 }
                 changed.add(named(key));
+                to_repair.push(key.clone());
             }
-            None => missing.add(named(key)),
+            None => {
+                missing.add(named(key));
+                to_repair.push(key.clone());
+            }
         }
     }
     for key in target_rows.keys() {
@@ -424,6 +435,7 @@ pub async fn verify_with(
     report.extra = extra;
     report.changed = changed;
     report.in_flight = in_flight_rows;
+    report.to_repair = to_repair;
     report.equal = report.differing() == 0;
     report.bytes_read = source_side.bytes_read + target_side.bytes_read;
     report.elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -440,6 +452,36 @@ pub async fn verify_with(
         .map_err(|err| Error::internal(format!("cannot encode a verify report: {err}")))?;
     bucket.put(&key, body.into()).await?;
     Ok(report)
+}
+
+/// Lists `report`'s missing and changed rows for a repair run: writes their keys where the
+/// run's extraction reads them and answers the run's `repair`, or none when nothing is to
+/// re-extract. Rows gone from the source are not listed: tables keep them (`deletes: ignore`).
+pub async fn repair_keys(services: &Services, report: &VerifyReport) -> Result<Option<RepairRun>> {
+    let pipeline = services.config.pipeline(&report.pipeline)?;
+    let table = TableId::parse(&report.table)?;
+    if let Some(config) = pipeline.tables.get(&report.table) {
+        crate::steps::watermark::refuse_a_repair_that_cannot_be(
+            config,
+            &table,
+            crate::run::SyncMode::Full,
+        )?;
+    }
+    if report.to_repair.is_empty() {
+        return Ok(None);
+    }
+    let key = StorageLayout::new(&pipeline.s3.prefix).repair_keys_key(
+        &report.pipeline,
+        &table,
+        report.verified_at,
+    );
+    let body = serde_json::to_vec(&report.to_repair)
+        .map_err(|err| Error::internal(format!("cannot encode the keys to repair: {err}")))?;
+    services.bucket(pipeline).put(&key, body.into()).await?;
+    Ok(Some(RepairRun {
+        keys_object: key,
+        keys: report.to_repair.len() as u64,
+    }))
 }
 
 /// `verify_due`: the sync state machine's `VerifyIfDue` state, after a table's load.

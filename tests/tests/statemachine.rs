@@ -79,12 +79,28 @@ impl Invoker for Script {
                     let tables: Vec<String> = (0..self.instant_load_of.unwrap_or_default())
                         .map(|i| format!("shop.t{i:04}"))
                         .collect();
-                    json!({"pipeline": "p", "tables": tables, "mode": "full", "limit": null,
+                    // No table has `verify`: none enters `VerifyIfDue`.
+                    let items: Vec<Value> = tables
+                        .iter()
+                        .map(|t| json!({"table": t, "verify": false}))
+                        .collect();
+                    json!({"pipeline": "p", "tables": tables, "items": items, "mode": "full", "limit": null,
                            "repair": null, "table_concurrency": 8, "chunk_concurrency": 2})
                 }
                 ("WatermarkFunctionArn", "prepare") => {
                     let input = &payload["input"];
-                    json!({"pipeline": input["pipeline"], "tables": input.get("tables").cloned().unwrap_or(json!(["shop.a", "shop.b"])),
+                    let tables = input
+                        .get("tables")
+                        .cloned()
+                        .unwrap_or(json!(["shop.a", "shop.b"]));
+                    // Every table has `verify` here.
+                    let items: Vec<Value> = tables
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|t| json!({"table": t, "verify": true}))
+                        .collect();
+                    json!({"pipeline": input["pipeline"], "tables": tables, "items": items,
                            "mode": input.get("mode").cloned().unwrap_or(json!("full")), "limit": null,
                            "repair": null, "table_concurrency": 2, "chunk_concurrency": 2})
                 }
@@ -488,6 +504,8 @@ async fn a_pipeline_of(tables: usize) {
         assert_eq!(script.count(action), tables, "{action}");
     }
     assert_eq!(script.count("extract"), tables * 2 * 2);
+    // Tables without `verify` never enter `VerifyIfDue`.
+    assert_eq!(script.count("verify_due"), 0);
     // Each child's `begin` records the sync's execution on the lease, not its own, so that the
     // sync's end releases it.
     let calls = script.calls.lock().unwrap().clone();
@@ -506,13 +524,13 @@ async fn a_pipeline_of(tables: usize) {
     assert!(
         children
             .iter()
-            .all(|child| child.history_events == 98 && child.transitions == 27),
+            .all(|child| child.history_events == 93 && child.transitions == 26),
         "{:?}",
         children.first()
     );
     assert_eq!(sync[0].transitions, 5);
     let transitions = options.transitions();
-    assert_eq!(transitions, tables as u64 * 27 + 5);
+    assert_eq!(transitions, tables as u64 * 26 + 5);
     eprintln!(
         "{tables} tables: {} executions; history events: sync {}, each table {}; transitions: {} per table + {} = {transitions}",
         executions.len(),

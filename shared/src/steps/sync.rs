@@ -52,6 +52,9 @@ pub struct SyncPlan {
     pub pipeline: String,
     /// Tables to sync, in configuration order.
     pub tables: Vec<String>,
+    /// The Map's items: each table, and whether it has `verify` (so that only those tables enter
+    /// `VerifyIfDue`: a table without it costs no state and no invocation for it).
+    pub items: Vec<SyncItem>,
     /// Which stages run.
     pub mode: SyncMode,
     /// Row cap per table.
@@ -63,6 +66,16 @@ pub struct SyncPlan {
     pub table_concurrency: u32,
     /// Chunks of one table at once.
     pub chunk_concurrency: u32,
+}
+
+/// One item of the sync's Map: a table to run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncItem {
+    /// Source table, `db.table`.
+    pub table: String,
+    /// The table has `verify: { every }`: its child enters `VerifyIfDue` after a load.
+    pub verify: bool,
 }
 
 /// One table's outcome, as the state machine reports it.
@@ -217,9 +230,20 @@ pub fn prepare(services: &Services, request: &PrepareRequest) -> Result<SyncPlan
                 .to_owned(),
         ));
     }
+    let items = tables
+        .iter()
+        .map(|table| SyncItem {
+            table: table.clone(),
+            verify: pipeline
+                .tables
+                .get(table)
+                .is_some_and(|config| config.verify.is_some()),
+        })
+        .collect();
     Ok(SyncPlan {
         pipeline: input.pipeline.clone(),
         tables,
+        items,
         mode: input.mode,
         limit: input.limit,
         repair: input.repair.clone(),

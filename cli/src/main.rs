@@ -90,7 +90,8 @@ enum Command {
     /// with different values, each named by key (exit 1 when any); rows changed after the last
     /// loaded run are reported apart, as not yet synced.
     ///
-    /// Example: `tidemark verify -t shop.orders`, `tidemark verify -t shop.orders --repair`
+    /// Example: `tidemark verify -t shop.orders`, `tidemark verify -t shop.orders --repair`,
+    /// `tidemark verify -p default` (every table)
     Verify(verify_cmd::VerifyArgs),
 }
 

@@ -1,6 +1,7 @@
 //! `tidemark verify -t db.t [--repair]`: whether the target table equals its source, and every
 //! row that differs, by key; with `--repair`, a repair run that re-extracts the missing and
-//! changed rows through the sync's own path, then a second verify.
+//! changed rows through the sync's own path, then a second verify. Without `-t`, every table of
+//! the pipeline.
 
 use std::path::Path;
 
@@ -11,17 +12,21 @@ use tidemark::steps::local_sync;
 use tidemark::verify::{self, Differences, VerifyOptions, VerifyReport};
 
 use crate::output::emit;
-use crate::watermark_cmd::TableArgs;
 use crate::Failure;
 
 #[derive(Debug, Args)]
 pub(crate) struct VerifyArgs {
-    #[command(flatten)]
-    table: TableArgs,
+    /// Source table, `database.table`; default: every table of the pipeline (those verify
+    /// cannot compare are listed as skipped, with why).
+    #[arg(short = 't', long = "table")]
+    table: Option<String>,
+    /// Pipeline; default: the one pipeline that holds the table (without `-t`: the only one).
+    #[arg(short = 'p', long = "pipeline")]
+    pipeline: Option<String>,
     /// Re-extract every missing and changed row (by key, whatever its cursor) in one repair
     /// run, loaded like any run (merge, ledger, exactly once), then verify again. Rows gone from
     /// the source stay (tables keep deleted rows). Runs in this process, as `sync --local`.
-    #[arg(long)]
+    #[arg(long, requires = "table")]
     repair: bool,
 }
 
@@ -32,18 +37,20 @@ pub(crate) async fn run(
     quiet: bool,
 ) -> Result<(), Failure> {
     let services = crate::services(config).await?;
-    let table = &args.table;
+    let Some(table) = &args.table else {
+        return verify_pipeline(&services, args.pipeline.as_deref(), json, quiet).await;
+    };
     // Progress on stderr: a large table takes minutes of hashing in both engines.
     let progress = |message: &str| {
         if !quiet {
-            eprintln!("verify: {}: {message}", table.table);
+            eprintln!("verify: {table}: {message}");
         }
     };
     let verify_once = || {
         verify::verify_with(
             &services,
-            table.pipeline.as_deref(),
-            &table.table,
+            args.pipeline.as_deref(),
+            table,
             VerifyOptions::default(),
             &progress,
         )
@@ -131,6 +138,99 @@ pub(crate) async fn run(
         lines
     });
     outcome(&after)
+}
+
+/// Every table of `pipeline` (default: the only one), one after the other. A table verify
+/// refuses (never loaded, `append`, `custom_sql`…) is skipped, with why; exit 1 when any
+/// verified table differs.
+async fn verify_pipeline(
+    services: &tidemark::services::Services,
+    pipeline: Option<&str>,
+    json: bool,
+    quiet: bool,
+) -> Result<(), Failure> {
+    let name = match pipeline {
+        Some(name) => name.to_owned(),
+        None => match services
+            .config
+            .pipelines
+            .keys()
+            .collect::<Vec<_>>()
+            .as_slice()
+        {
+            [only] => (*only).clone(),
+            names => return Err(Failure::config(anyhow::anyhow!(
+                "several pipelines are configured ({}); name one with `-p`, or a table with `-t`",
+                names
+                    .iter()
+                    .map(|n| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        },
+    };
+    let tables: Vec<String> = services
+        .config
+        .pipeline(&name)?
+        .tables
+        .keys()
+        .cloned()
+        .collect();
+    let mut reports = Vec::new();
+    let mut skipped = Vec::new();
+    for table in &tables {
+        let progress = |message: &str| {
+            if !quiet {
+                eprintln!("verify: {table}: {message}");
+            }
+        };
+        match verify::verify_with(
+            services,
+            Some(&name),
+            table,
+            VerifyOptions::default(),
+            &progress,
+        )
+        .await
+        {
+            Ok(report) => reports.push(report),
+            Err(tidemark::Error::InvalidRequest(reason)) => {
+                skipped.push(json!({"table": table, "reason": reason}));
+            }
+            Err(other) => return Err(other.into()),
+        }
+    }
+    let differing: Vec<&str> = reports
+        .iter()
+        .filter(|r| !r.equal)
+        .map(|r| r.table.as_str())
+        .collect();
+    let document = json!({"pipeline": name, "tables": reports, "skipped": skipped});
+    emit(json, &document, || {
+        let mut lines: Vec<String> = reports.iter().flat_map(describe).collect();
+        for skip in &skipped {
+            lines.push(format!(
+                "{}: not verified: {}",
+                skip["table"].as_str().unwrap_or_default(),
+                skip["reason"].as_str().unwrap_or_default()
+            ));
+        }
+        lines.push(format!(
+            "{} of {} verified table(s) equal; {} skipped",
+            reports.len() - differing.len(),
+            reports.len(),
+            skipped.len()
+        ));
+        lines
+    });
+    if differing.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::reported(
+            1,
+            anyhow::anyhow!("rows differ in {}", differing.join(", ")),
+        ))
+    }
 }
 
 /// Exit 0 when equal, 1 when rows differ (the report is already printed).

@@ -218,6 +218,45 @@ async fn verify_refuses_what_it_cannot_compare() {
                 describe(&out)
             );
         }
+        // Without `-t`: every table of the pipeline; those it cannot compare are skipped, with why.
+        let whole_pipeline =
+            |scenario: &Scenario<'_>| -> anyhow::Result<(Option<i32>, serde_json::Value)> {
+                let out = scenario.run(&["--json", "verify", "-p", "p"], None);
+                let answer = serde_json::from_slice(&out.stdout)
+                    .with_context(|| format!("verify -p: {}", describe(&out)))?;
+                Ok((out.status.code(), answer))
+            };
+        let (code, answer) = whole_pipeline(&scenario)?;
+        let skipped: Vec<&str> = answer["skipped"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s["reason"].as_str())
+            .collect();
+        ensure!(
+            code == Some(0)
+                && answer["tables"].as_array().map(Vec::len) == Some(1)
+                && answer["tables"][0]["equal"] == true
+                && skipped.len() == 2
+                && skipped
+                    .iter()
+                    .any(|r| r.contains("has not been loaded yet"))
+                && skipped.iter().any(|r| r.contains("`load: append`")),
+            "{answer:#}"
+        );
+        scenario
+            .pg
+            .client()
+            .batch_execute(&format!(
+                "DELETE FROM \"{}\".\"whole\" WHERE id = 3",
+                scenario.pg.schema()
+            ))
+            .await?;
+        let (code, answer) = whole_pipeline(&scenario)?;
+        ensure!(
+            code == Some(1) && ids(&answer["tables"][0], "missing") == ["3"],
+            "{answer:#}"
+        );
         scenario.cleanup().await
     })
     .await

@@ -151,23 +151,7 @@ async fn verify_pipeline(
 ) -> Result<(), Failure> {
     let name = match pipeline {
         Some(name) => name.to_owned(),
-        None => match services
-            .config
-            .pipelines
-            .keys()
-            .collect::<Vec<_>>()
-            .as_slice()
-        {
-            [only] => (*only).clone(),
-            names => return Err(Failure::config(anyhow::anyhow!(
-                "several pipelines are configured ({}); name one with `-p`, or a table with `-t`",
-                names
-                    .iter()
-                    .map(|n| n.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))),
-        },
+        None => only_pipeline(services)?,
     };
     let tables: Vec<String> = services
         .config
@@ -230,6 +214,23 @@ async fn verify_pipeline(
             1,
             anyhow::anyhow!("rows differ in {}", differing.join(", ")),
         ))
+    }
+}
+
+/// The configuration's one pipeline; several are a usage error that names them.
+fn only_pipeline(services: &tidemark::services::Services) -> Result<String, Failure> {
+    let names: Vec<&str> = services
+        .config
+        .pipelines
+        .keys()
+        .map(String::as_str)
+        .collect();
+    match names.as_slice() {
+        [only] => Ok((*only).to_owned()),
+        _ => Err(Failure::config(anyhow::anyhow!(
+            "several pipelines are configured ({}); name one with `-p`, or a table with `-t`",
+            names.join(", ")
+        ))),
     }
 }
 

@@ -141,18 +141,12 @@ impl<'s> Fingerprint<'s> {
         segments: &[String],
         cursor: Option<&str>,
     ) -> String {
-        let keys: Vec<String> = self
-            .key
-            .iter()
-            .enumerate()
-            .map(|(i, column)| format!("{} AS tm_k{i}", self.key_text(engine, column)))
-            .collect();
         let cursor = cursor
             .map(|expression| format!(", {expression} AS tm_cursor"))
             .unwrap_or_default();
         format!(
             "SELECT * FROM (\n    SELECT {}, {} AS tm_key_hash, {} AS tm_row_hash{cursor}\n    FROM {table}\n) AS tm_hashed\nWHERE SUBSTRING(tm_key_hash, 1, {}) IN ({})",
-            keys.join(", "),
+            self.key_list(engine),
             self.key_hash(engine),
             self.row_hash(engine),
             depth * SEGMENT_DIGITS,
@@ -164,12 +158,6 @@ impl<'s> Fingerprint<'s> {
     /// [`Fingerprint::rows_query`] returns them): the key texts first, then one text per column.
     pub fn columns_query(&self, engine: Engine, table: &str, keys: &[Vec<String>]) -> String {
         let key_texts: Vec<String> = keys.iter().map(|key| key.join("|")).collect();
-        let keys_out: Vec<String> = self
-            .key
-            .iter()
-            .enumerate()
-            .map(|(i, column)| format!("{} AS tm_k{i}", self.key_text(engine, column)))
-            .collect();
         let fields: Vec<String> = self
             .columns
             .iter()
@@ -178,11 +166,22 @@ impl<'s> Fingerprint<'s> {
             .collect();
         format!(
             "SELECT {}, {}\nFROM {table}\nWHERE {} IN ({})",
-            keys_out.join(", "),
+            self.key_list(engine),
             fields.join(", "),
             self.joined_key_text(engine),
             literals(engine, &key_texts),
         )
+    }
+
+    /// Each key column's canonical text, as `tm_k0, tm_k1, …`: how rows name their key.
+    fn key_list(&self, engine: Engine) -> String {
+        let keys: Vec<String> = self
+            .key
+            .iter()
+            .enumerate()
+            .map(|(i, column)| format!("{} AS tm_k{i}", self.key_text(engine, column)))
+            .collect();
+        keys.join(", ")
     }
 
     /// MD5 of the row's column texts joined by `|`.
@@ -220,26 +219,11 @@ impl<'s> Fingerprint<'s> {
     fn field(&self, engine: Engine, column: &Column) -> String {
         let text = self.canonical(engine, column);
         if let ColumnType::Binary { .. } = column.ty {
-            let c = match engine {
-                Engine::Mysql => naming::quote_mysql(&column.name),
-                Engine::Postgres | Engine::Redshift => naming::quote_warehouse(&column.target_name),
-            };
-            let length = match engine {
-                Engine::Mysql => format!("CAST(LENGTH({c}) AS CHAR)"),
-                Engine::Postgres | Engine::Redshift => {
-                    format!("CAST(OCTET_LENGTH({c}) AS VARCHAR)")
-                }
-            };
+            let length = octet_length(engine, &reference(engine, column));
             let parts = [format!("MD5({text})"), "':'".to_owned(), length];
             format!("COALESCE({}, 'N')", join_plain(engine, &parts))
         } else if self.inline.contains(&column.name) {
-            let length = match engine {
-                Engine::Mysql => format!("CAST(LENGTH({text}) AS CHAR)"),
-                Engine::Postgres | Engine::Redshift => {
-                    format!("CAST(OCTET_LENGTH({text}) AS VARCHAR)")
-                }
-            };
-            let parts = [length, "':'".to_owned(), text];
+            let parts = [octet_length(engine, &text), "':'".to_owned(), text];
             format!("COALESCE({}, 'N')", join_plain(engine, &parts))
         } else if self.hashed(column) {
             format!("COALESCE(MD5({text}), 'N')")
@@ -265,7 +249,7 @@ impl<'s> Fingerprint<'s> {
     }
 
     fn mysql_text(&self, column: &Column) -> String {
-        let c = naming::quote_mysql(&column.name);
+        let c = reference(Engine::Mysql, column);
         let base = column
             .column_type
             .split(['(', ' '])
@@ -315,7 +299,7 @@ impl<'s> Fingerprint<'s> {
     }
 
     fn warehouse_text(&self, engine: Engine, column: &Column) -> String {
-        let c = naming::quote_warehouse(&column.target_name);
+        let c = reference(engine, column);
         match &column.ty {
             ColumnType::Boolean { .. } => {
                 format!("CASE WHEN {c} IS NULL THEN NULL WHEN {c} THEN '1' ELSE '0' END")
@@ -388,6 +372,24 @@ fn float_text(engine: Engine, c: &str, digits: i32) -> String {
         "CASE WHEN {c} IS NULL THEN NULL WHEN ABS({c}) < 1e-300 THEN '0' ELSE {} END",
         join_plain(engine, &[mantissa, "'e'".to_owned(), exponent_text])
     )
+}
+
+/// The column as `engine` names it: the source name in MySQL, the warehouse name elsewhere.
+fn reference(engine: Engine, column: &Column) -> String {
+    match engine {
+        Engine::Mysql => naming::quote_mysql(&column.name),
+        Engine::Postgres | Engine::Redshift => naming::quote_warehouse(&column.target_name),
+    }
+}
+
+/// The byte length of `expression`, as text.
+fn octet_length(engine: Engine, expression: &str) -> String {
+    match engine {
+        Engine::Mysql => format!("CAST(LENGTH({expression}) AS CHAR)"),
+        Engine::Postgres | Engine::Redshift => {
+            format!("CAST(OCTET_LENGTH({expression}) AS VARCHAR)")
+        }
+    }
 }
 
 /// A MySQL date or time printed by `format`; NULL for a zero month or day, which extraction

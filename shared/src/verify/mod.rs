@@ -302,18 +302,8 @@ pub async fn verify_with(
     ));
 
     // Descend into the disagreeing segments until each is small enough to read row by row.
-    let mut to_read: Vec<(usize, Vec<String>)> = Vec::new();
-    let mut level: Vec<String> = first_level
-        .iter()
-        .filter(|(_, rows)| *rows <= options.split_rows)
-        .map(|(segment, _)| segment.clone())
-        .collect();
-    to_read.push((1, std::mem::take(&mut level)));
-    let mut large: Vec<String> = first_level
-        .into_iter()
-        .filter(|(_, rows)| *rows > options.split_rows)
-        .map(|(segment, _)| segment)
-        .collect();
+    let (small, mut large) = split_by_size(first_level, options.split_rows);
+    let mut to_read: Vec<(usize, Vec<String>)> = vec![(1, small)];
     let mut depth = 1;
     while !large.is_empty() {
         if depth == MAX_DEPTH {
@@ -330,18 +320,9 @@ pub async fn verify_with(
             "split the large ones: {} of their sub-segments (level {depth}) disagree",
             next.len()
         ));
-        to_read.push((
-            depth,
-            next.iter()
-                .filter(|(_, rows)| *rows <= options.split_rows)
-                .map(|(segment, _)| segment.clone())
-                .collect(),
-        ));
-        large = next
-            .into_iter()
-            .filter(|(_, rows)| *rows > options.split_rows)
-            .map(|(segment, _)| segment)
-            .collect();
+        let (small, larger) = split_by_size(next, options.split_rows);
+        to_read.push((depth, small));
+        large = larger;
     }
 
     let segments_to_read: usize = to_read.iter().map(|(_, segments)| segments.len()).sum();
@@ -379,7 +360,6 @@ pub async fn verify_with(
             _ => false,
         }
     };
-    let mut changed_keys: Vec<Vec<String>> = Vec::new();
     let mut to_repair: Vec<Vec<String>> = Vec::new();
     let mut missing = Differences::default();
     let mut changed = Differences::default();
@@ -390,9 +370,6 @@ pub async fn verify_with(
             Some(loaded) if loaded.hash == row.hash => {}
             _ if in_flight(row) => in_flight_rows.add(named(key)),
             Some(_) => {
-                if changed_keys.len() < NAMED_ROWS {
-                    changed_keys.push(key.clone());
-                }
                 changed.add(named(key));
                 to_repair.push(key.clone());
             }
@@ -407,6 +384,12 @@ pub async fn verify_with(
             extra.add(named(key));
         }
     }
+    // The named changed rows' keys, back in key-column order.
+    let changed_keys: Vec<Vec<String>> = changed
+        .rows
+        .iter()
+        .map(|row| key_names.iter().map(|k| row.key[k].clone()).collect())
+        .collect();
     if !changed_keys.is_empty() {
         say(format!(
             "naming the columns of {} changed row(s)",
@@ -416,10 +399,8 @@ pub async fn verify_with(
             source_side.columns(&fingerprint, &changed_keys),
             target_side.columns(&fingerprint, &changed_keys),
         )?;
-        for row in &mut changed.rows {
-            let key: Vec<String> = key_names.iter().map(|k| row.key[k].clone()).collect();
-            if let (Some(before), Some(after)) =
-                (source_columns.get(&key), target_columns.get(&key))
+        for (row, key) in changed.rows.iter_mut().zip(&changed_keys) {
+            if let (Some(before), Some(after)) = (source_columns.get(key), target_columns.get(key))
             {
                 row.columns = report
                     .columns
@@ -609,6 +590,16 @@ fn cursor_of(strategy: &Strategy, value: &str) -> Cursor {
             key: Vec::new(),
         },
     }
+}
+
+/// Disagreeing segments of at most `split_rows` rows (read row by row), and the larger ones
+/// (split again).
+fn split_by_size(segments: Vec<(String, u64)>, split_rows: u64) -> (Vec<String>, Vec<String>) {
+    let (small, large): (Vec<_>, Vec<_>) = segments
+        .into_iter()
+        .partition(|(_, rows)| *rows <= split_rows);
+    let names = |segments: Vec<(String, u64)>| segments.into_iter().map(|(s, _)| s).collect();
+    (names(small), names(large))
 }
 
 /// Segments whose count or checksum differ between the sides, with the larger row count.

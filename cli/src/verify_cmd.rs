@@ -8,6 +8,7 @@ use std::path::Path;
 use clap::Args;
 use serde_json::json;
 use tidemark::asl::{Outcome, RunnerOptions};
+use tidemark::config::DeletePolicy;
 use tidemark::steps::local_sync;
 use tidemark::verify::{self, Differences, VerifyOptions, VerifyReport};
 
@@ -67,14 +68,28 @@ pub(crate) async fn run(
             || {
                 let mut lines = describe(&report);
                 lines.push("repair: no missing or changed row to re-extract".to_owned());
+                lines.extend(gone_rows_stay(&report));
                 lines
             },
         );
         return outcome(&report);
     };
+    let deletes = services
+        .config
+        .pipeline(&report.pipeline)?
+        .tables
+        .get(&report.table)
+        .map(|table| table.deletes)
+        .unwrap_or_default();
     progress(&format!(
-        "repairing: one run re-extracts the {} missing or changed row(s)",
-        repair.keys
+        "repairing: one run re-extracts the {} missing or changed row(s){}",
+        repair.keys,
+        match (report.extra.count, deletes) {
+            (0, _) | (_, DeletePolicy::Ignore) => String::new(),
+            (gone, _) => format!(
+                " and reconciles the keys to remove the {gone} gone from the source (`deletes: {deletes}`)"
+            ),
+        }
     ));
     let input = json!({
         "pipeline": report.pipeline,
@@ -135,9 +150,22 @@ pub(crate) async fn run(
             repair.keys
         ));
         lines.extend(describe(&after));
+        if deletes == DeletePolicy::Ignore {
+            lines.extend(gone_rows_stay(&after));
+        }
         lines
     });
     outcome(&after)
+}
+
+/// Under `deletes: ignore`, why the rows of `report` gone from the source are still there.
+fn gone_rows_stay(report: &VerifyReport) -> Option<String> {
+    (report.extra.count > 0).then(|| {
+        format!(
+            "repair: the {} row(s) gone from the source stay: the table has `deletes: ignore` (set `deletes: hard` or `soft` to remove them)",
+            report.extra.count
+        )
+    })
 }
 
 /// Every table of `pipeline` (default: the only one), one after the other. A table verify

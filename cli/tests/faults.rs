@@ -96,6 +96,68 @@ every_mode!(
     before_commit_load,
 );
 
+/// A table under `deletes` (`mode`), synced once; then twice: rows deleted, brought back and
+/// updated in the source, a sync with `plan` — which must fire: the reconciliation finds the
+/// deleted rows at every sync —, a sync without, and every promise checked (soft-deleted rows
+/// apart): no row deleted twice, no deletion lost.
+async fn fault_a_deletion_run(mode: Mode, plan: &str) {
+    TestMysql::run(async |mysql| {
+        let (scenario, rows) = seeded(mysql, mode).await?;
+        let table = mode.name();
+        let mut conn = mysql.conn().await?;
+        scenario.sync_ok(table)?;
+        let mut compared = 0;
+        for round in 1..3 {
+            change_rows(&mut conn, mode, table, round, rows).await?;
+            let out = scenario.sync(table, Some(plan));
+            ensure!(aborted(&out), "`{plan}` did not abort: {}", describe(&out));
+            scenario.sync_ok(table)?;
+            compared += scenario.check(mode, table).await?.rows;
+        }
+        report(
+            &format!("fault {plan} ({})", mode.name()),
+            5,
+            2,
+            compared,
+            0,
+        );
+        scenario.cleanup().await
+    })
+    .await
+    .unwrap();
+}
+
+macro_rules! every_deletes_policy {
+    ($($point:ident),* $(,)?) => {
+        $(
+            mod $point {
+                use super::*;
+                #[tokio::test]
+                async fn hard_deletes() {
+                    fault_a_deletion_run(Mode::HardDeletes, concat!(stringify!($point), "=abort")).await;
+                }
+                #[tokio::test]
+                async fn soft_deletes() {
+                    fault_a_deletion_run(Mode::SoftDeletes, concat!(stringify!($point), "=abort")).await;
+                }
+            }
+        )*
+    };
+}
+
+/// The points a deletion run passes, from its files to the watermark after its load.
+mod deletion_run {
+    use super::*;
+    every_deletes_policy!(
+        after_deletion_files,
+        before_commit,
+        after_commit,
+        before_load_commit,
+        after_load_commit,
+        before_commit_load,
+    );
+}
+
 #[test]
 fn every_point_is_covered() {
     let covered = include_str!("faults.rs");

@@ -11,6 +11,7 @@ mod bad_input;
 mod concurrency;
 mod connections;
 mod counts;
+mod deletes;
 mod faults;
 mod network;
 mod quality;

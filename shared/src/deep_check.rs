@@ -705,6 +705,7 @@ async fn load(
             rows: files.iter().map(|f| f.rows).sum(),
             files,
             copy_manifest_uri: scratch.bucket.uri(&copy_manifest_key),
+            deletion: false,
         }],
         table_schema: schema.clone(),
         iam_role: scratch
@@ -713,6 +714,7 @@ async fn load(
             .unwrap_or_default(),
         loaded_at: Utc::now(),
         dropped_columns: DroppedColumns::Keep,
+        deletes: Default::default(),
     };
     session
         .prepare_target(&plan, &RedshiftTableOptions::default())

@@ -20,6 +20,8 @@ use crate::error::{Error, Result};
 ///   each data file is complete (`parquet_sink`); one counter for both.
 /// - `before_chunk_manifest` / `after_chunk_manifest`: around the write of a chunk's manifest or
 ///   progress object (`extract::extract_chunk`).
+/// - `after_deletion_files`: in `commit`, after a deletion run's key files are written and
+///   before its manifest is (`deletion::write_run`).
 /// - `before_commit` / `after_commit`: around the watermark update of `commit`.
 /// - `before_load_commit` / `after_load_commit`: around the COMMIT of the load transaction
 ///   (`load::wire`); through the Data API, before the batch is submitted and when `status`
@@ -35,6 +37,8 @@ pub enum FaultPoint {
     BeforeChunkManifest,
     /// `after_chunk_manifest`.
     AfterChunkManifest,
+    /// `after_deletion_files`.
+    AfterDeletionFiles,
     /// `before_commit`.
     BeforeCommit,
     /// `after_commit`.
@@ -51,10 +55,11 @@ pub enum FaultPoint {
 
 impl FaultPoint {
     /// Every point, in the order a sync passes them.
-    pub const ALL: [FaultPoint; 9] = [
+    pub const ALL: [FaultPoint; 10] = [
         FaultPoint::AfterPartUpload,
         FaultPoint::BeforeChunkManifest,
         FaultPoint::AfterChunkManifest,
+        FaultPoint::AfterDeletionFiles,
         FaultPoint::BeforeCommit,
         FaultPoint::AfterCommit,
         FaultPoint::BeforeLoadCommit,
@@ -69,6 +74,7 @@ impl FaultPoint {
             FaultPoint::AfterPartUpload => "after_part_upload",
             FaultPoint::BeforeChunkManifest => "before_chunk_manifest",
             FaultPoint::AfterChunkManifest => "after_chunk_manifest",
+            FaultPoint::AfterDeletionFiles => "after_deletion_files",
             FaultPoint::BeforeCommit => "before_commit",
             FaultPoint::AfterCommit => "after_commit",
             FaultPoint::BeforeLoadCommit => "before_load_commit",

@@ -13,6 +13,7 @@ pub mod config;
 pub mod cursor;
 pub mod custom_sql;
 pub mod deep_check;
+pub mod deletion;
 pub mod error;
 pub mod extract;
 pub mod faults;

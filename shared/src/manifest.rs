@@ -118,6 +118,10 @@ pub struct RunManifest {
     /// commit leaves the watermark's cursor where it is.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub repair: bool,
+    /// A deletion run (`deletes: hard | soft`): its files hold the keys of target rows gone from
+    /// the source, one text column ([`crate::deletion`]), and its rows count those keys.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deletion: bool,
 }
 
 /// Counts that are absent from manifests written before they existed, and when zero.
@@ -155,6 +159,7 @@ impl RunManifest {
             committed_at,
             quality: None,
             repair: run.repair.is_some(),
+            deletion: false,
         }
     }
 }

@@ -453,6 +453,25 @@ impl RunId {
         ))
     }
 
+    /// A new id that sorts after this one: at `now`, or one millisecond after this id's time
+    /// when the clock says no later (a run committed with another that must load right after).
+    pub fn next_after(&self, now: chrono::DateTime<chrono::Utc>, entropy: u64) -> Self {
+        let candidate = RunId::new(now, entropy);
+        if candidate > *self {
+            return candidate;
+        }
+        let own_time = self
+            .0
+            .get(..19)
+            .and_then(|time| chrono::NaiveDateTime::parse_from_str(time, "%Y%m%dT%H%M%S%3fZ").ok())
+            .map(|time| time.and_utc());
+        match own_time {
+            Some(time) => RunId::new(time + chrono::Duration::milliseconds(1), entropy),
+            // An id from outside, not made by `new`: a suffix sorts after it.
+            None => RunId(format!("{}-{:012x}", self.0, entropy & 0xffff_ffff_ffff)),
+        }
+    }
+
     /// Accepts an id that came from outside (a payload, the CLI): only `0-9 A-Z a-z - _` survive
     /// into S3 keys.
     pub fn parse(text: &str) -> Result<Self> {
@@ -499,6 +518,26 @@ impl fmt::Display for RunId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_next_run_id_sorts_after_its_predecessor_whatever_the_clock() {
+        let at = |text: &str| {
+            chrono::DateTime::parse_from_rfc3339(text)
+                .unwrap()
+                .with_timezone(&chrono::Utc)
+        };
+        let first = RunId::new(at("2026-12-05T10:00:00.500Z"), 0xffff_ffff_ffff);
+        let later = first.next_after(at("2026-12-05T10:00:01Z"), 1);
+        assert!(later > first);
+        assert!(later.as_str().starts_with("20261205T100001000Z"));
+        // A clock behind the first id's: one millisecond after it, not before.
+        let behind = first.next_after(at("2026-12-05T09:59:59Z"), 1);
+        assert!(behind > first);
+        assert!(
+            behind.as_str().starts_with("20261205T100000501Z"),
+            "{behind}"
+        );
+    }
 
     fn orders() -> TableId {
         TableId::parse("shop.orders").unwrap()

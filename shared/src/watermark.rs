@@ -49,6 +49,10 @@ pub struct Watermark {
     pub lease: Option<Lease>,
     /// The last operator edit.
     pub manual: Option<ManualEdit>,
+    /// When the table's keys were last reconciled with the source to find deleted rows
+    /// (`deletes: hard | soft`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconciled_at: Option<DateTime<Utc>>,
     /// When this version was written.
     pub updated_at: DateTime<Utc>,
 }
@@ -149,7 +153,7 @@ pub struct Quarantine {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Totals {
-    /// Rows in committed runs.
+    /// Rows in committed runs (a deletion run's keys included: the ledger stages them too).
     pub rows_extracted: u64,
     /// Rows the target's loads reported.
     pub rows_loaded: u64,
@@ -237,6 +241,7 @@ impl Watermark {
             totals: Totals::default(),
             lease: None,
             manual: None,
+            reconciled_at: None,
             updated_at: now,
         }
     }
@@ -497,23 +502,48 @@ impl Watermark {
         // A quarantined run is kept even without rows (a `row_count` or `freshness` failure):
         // it holds back the later runs until an operator acts.
         if manifest.rows > 0 || quarantine.is_some() {
-            self.pending_runs.push(PendingRun {
-                run_id: manifest.run_id.clone(),
-                manifest_key: manifest_key.to_owned(),
-                rows: manifest.rows,
-                bytes: manifest.bytes,
-                files: manifest.files.len() as u64,
-                committed_at: now,
-                quarantine,
-            });
+            self.queue(manifest, manifest_key, now, quarantine);
         }
-        self.totals.rows_extracted += manifest.rows;
         self.totals.runs_committed += 1;
         self.extract.status = StageStatus::Succeeded;
         self.extract.last_committed_run_id = Some(manifest.run_id.clone());
         self.extract.finished_at = Some(now);
         self.extract.error = None;
         Ok(true)
+    }
+
+    /// Queues a deletion run committed with the data run just applied (its keys found gone by a
+    /// reconciliation at `now`): loaded after it, in the same order. Moves no cursor. Its keys
+    /// count as rows extracted, as the ledger counts them staged, so that the two still agree.
+    pub fn queue_deletion(
+        &mut self,
+        manifest: &RunManifest,
+        manifest_key: &str,
+        now: DateTime<Utc>,
+    ) {
+        self.queue(manifest, manifest_key, now, None);
+        self.totals.runs_committed += 1;
+        self.extract.last_committed_run_id = Some(manifest.run_id.clone());
+    }
+
+    /// Adds a committed run to `pending_runs` and counts its rows as extracted.
+    fn queue(
+        &mut self,
+        manifest: &RunManifest,
+        manifest_key: &str,
+        now: DateTime<Utc>,
+        quarantine: Option<Quarantine>,
+    ) {
+        self.pending_runs.push(PendingRun {
+            run_id: manifest.run_id.clone(),
+            manifest_key: manifest_key.to_owned(),
+            rows: manifest.rows,
+            bytes: manifest.bytes,
+            files: manifest.files.len() as u64,
+            committed_at: now,
+            quarantine,
+        });
+        self.totals.rows_extracted += manifest.rows;
     }
 
     /// Applies a finished load of `loaded` runs: they leave `pending_runs` and their rows are
@@ -1083,6 +1113,7 @@ mod tests {
             committed_at: at("2026-11-27T01:00:00Z"),
             quality: None,
             repair: false,
+            deletion: false,
         }
     }
 

@@ -29,6 +29,11 @@ pub enum Mode {
     Append,
     /// `full_sync`, `load: replace`: updates, inserts and hard deletes.
     Replace,
+    /// As `Merge`, with `deletes: hard` reconciled at every sync: also deletes and re-inserts.
+    HardDeletes,
+    /// As `Merge`, with `deletes: soft` reconciled at every sync: also deletes and re-inserts;
+    /// the target keeps deleted rows, marked.
+    SoftDeletes,
 }
 
 impl Mode {
@@ -41,6 +46,8 @@ impl Mode {
             Mode::Merge => "merged",
             Mode::Append => "appended",
             Mode::Replace => "replaced",
+            Mode::HardDeletes => "hard_deleted",
+            Mode::SoftDeletes => "soft_deleted",
         }
     }
 
@@ -50,8 +57,31 @@ impl Mode {
             Mode::Merge => Table::hybrid(self.name(), "updated_at"),
             Mode::Append => Table::new(self.name()).strategy("id_only").load("append"),
             Mode::Replace => Table::new(self.name()).strategy("full_sync"),
+            Mode::HardDeletes | Mode::SoftDeletes => Table::hybrid(self.name(), "updated_at")
+                .with(
+                    "deletes",
+                    if self == Mode::HardDeletes {
+                        "hard"
+                    } else {
+                        "soft"
+                    },
+                )
+                .with("reconcile_every", "0s"),
         }
         .chunk_rows(80)
+    }
+
+    /// Whether the source's deletes reach the target.
+    pub fn deletes(self) -> bool {
+        matches!(self, Mode::Replace | Mode::HardDeletes | Mode::SoftDeletes)
+    }
+
+    /// The target's rows that stand for source rows: all but those marked deleted.
+    fn live_rows(self) -> &'static str {
+        match self {
+            Mode::SoftDeletes => "WHERE t._tidemark_deleted_at IS NULL",
+            _ => "",
+        }
     }
 }
 
@@ -104,12 +134,22 @@ pub async fn change_rows(
         ))
         .await?;
     }
-    if mode == Mode::Replace {
+    if mode.deletes() {
         conn.query_drop(format!(
             "DELETE FROM `{table}` WHERE id % 11 = {}",
             round % 11
         ))
         .await?;
+    }
+    if matches!(mode, Mode::HardDeletes | Mode::SoftDeletes) && round > 0 {
+        // Some keys deleted the round before come back, with a new cursor value.
+        let previous = (round - 1) % 11;
+        for id in (1..=rows / 4).filter(|id| id % 11 == previous) {
+            conn.query_drop(format!(
+                "INSERT IGNORE INTO `{table}` VALUES ({id}, 'back {round}', {id}.5, TIMESTAMP'{stamp}' + INTERVAL 2 SECOND)"
+            ))
+            .await?;
+        }
     }
     Ok(())
 }
@@ -281,7 +321,7 @@ impl<'a> Scenario<'a> {
         .await?;
         let target = postgres_rows(
             self.pg.client(),
-            &format!("SELECT id::text, v, amount::text, to_char(updated_at, 'YYYY-MM-DD HH24:MI:SS.US') FROM \"{schema}\".\"{table}\" AS t ORDER BY t.id"),
+            &format!("SELECT id::text, v, amount::text, to_char(updated_at, 'YYYY-MM-DD HH24:MI:SS.US') FROM \"{schema}\".\"{table}\" AS t {} ORDER BY t.id", mode.live_rows()),
         )
         .await?;
         if target != source {
@@ -311,14 +351,33 @@ impl<'a> Scenario<'a> {
             .await?
             .get(0);
         ensure!(duplicates == 0, "`{table}`: {duplicates} duplicate keys");
+        if mode == Mode::SoftDeletes {
+            // Every marked row's key is gone from the source.
+            let marked = postgres_rows(
+                self.pg.client(),
+                &format!("SELECT id::text FROM \"{schema}\".\"{table}\" WHERE _tidemark_deleted_at IS NOT NULL ORDER BY id"),
+            )
+            .await?;
+            let source_ids = mysql_rows(&mut conn, &format!("SELECT id FROM `{table}`")).await?;
+            let back: Vec<&String> = marked
+                .iter()
+                .filter(|id| source_ids.contains(id))
+                .take(5)
+                .collect();
+            ensure!(
+                back.is_empty(),
+                "`{table}`: rows marked deleted exist in the source: {back:?}"
+            );
+        }
 
         let count = target.len() as u64;
         let ledger = self.ledger(table).await?;
         let inserted: u64 = ledger.values().map(|c| c[1]).sum();
         let deleted: u64 = ledger.values().map(|c| c[2]).sum();
         match mode {
-            // Each load deletes the target rows its keys replace and inserts the deduped rows.
-            Mode::Merge => ensure!(
+            // Each load deletes the target rows its keys replace and inserts the deduped rows;
+            // a deletion run's ledger row counts the rows it deleted or marked.
+            Mode::Merge | Mode::HardDeletes | Mode::SoftDeletes => ensure!(
                 inserted - deleted == count,
                 "`{table}`: ledger inserted {inserted} - deleted {deleted} != {count} target rows"
             ),

@@ -161,6 +161,7 @@ impl TableStorage {
             committed_at: Utc::now(),
             quality: None,
             repair: false,
+            deletion: false,
         };
         let manifest_key = layout.run_manifest_key(PIPELINE, &self.table, run_id);
         let copy_key = layout.copy_manifest_key(PIPELINE, &self.table, run_id);

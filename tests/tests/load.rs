@@ -17,7 +17,7 @@
 use mysql_async::prelude::Queryable;
 use serde_json::{json, Value};
 use tidemark::config::{
-    Connection, DataApiTarget, DataApiTunnel, LoadMode, RedshiftAccess, WireEndpoint,
+    Connection, DataApiTarget, DataApiTunnel, DeletePolicy, LoadMode, RedshiftAccess, WireEndpoint,
 };
 use tidemark::load::sql::{self, LoadPlan, PlannedRun, Role};
 use tidemark::manifest::DataFile;
@@ -1605,6 +1605,7 @@ fn golden_plan(mode: LoadMode) -> anyhow::Result<LoadPlan> {
             .collect(),
         rows,
         copy_manifest_uri: format!("s3://tidemark-data/tm/copy/p/shop/orders/{id}.manifest"),
+        deletion: false,
     };
     Ok(LoadPlan {
         pipeline: "p".into(),
@@ -1623,7 +1624,32 @@ fn golden_plan(mode: LoadMode) -> anyhow::Result<LoadPlan> {
         loaded_at: chrono::DateTime::parse_from_rfc3339("2026-11-27T06:00:00.123456Z")?
             .with_timezone(&chrono::Utc),
         dropped_columns: Default::default(),
+        deletes: Default::default(),
     })
+}
+
+/// The merge plan of [`golden_plan`] under `deletes`, with a deletion run between its two
+/// data runs.
+fn golden_deletion_plan(deletes: DeletePolicy) -> anyhow::Result<LoadPlan> {
+    let mut plan = golden_plan(LoadMode::Merge)?;
+    let id = "20261127T041531456Z-0000000000ef";
+    let deletion = PlannedRun {
+        run_id: RunId::parse(id)?,
+        manifest_key: format!("tm/runs/p/shop/orders/{id}.json"),
+        files: vec![DataFile {
+            key: format!("tm/data/p/shop/orders/{id}/part-00000-00000.parquet"),
+            bytes: 300,
+            rows: 12,
+            min_cursor: Default::default(),
+            max_cursor: Default::default(),
+        }],
+        rows: 12,
+        copy_manifest_uri: format!("s3://tidemark-data/tm/copy/p/shop/orders/{id}.manifest"),
+        deletion: true,
+    };
+    plan.runs.insert(1, deletion);
+    plan.deletes = deletes;
+    Ok(plan)
 }
 
 #[test]
@@ -1664,7 +1690,7 @@ fn the_load_sql_matches_the_golden_files() -> anyhow::Result<()> {
     // A full Data API batch stays within its 40 statements.
     let mut full = golden_plan(LoadMode::Merge)?;
     let first = full.runs[0].clone();
-    full.runs = vec![first; sql::max_runs_per_batch()];
+    full.runs = vec![first; sql::max_runs_per_batch(false)];
     let statements = sql::load_script(Warehouse::Redshift, &full)?
         .statements
         .len();
@@ -1672,6 +1698,37 @@ fn the_load_sql_matches_the_golden_files() -> anyhow::Result<()> {
         statements <= sql::MAX_BATCH_STATEMENTS,
         "{statements} statements"
     );
+    // So does one with deletion runs among its runs, soft (one statement more) or hard.
+    for deletes in [DeletePolicy::Soft, DeletePolicy::Hard] {
+        let mut full = golden_deletion_plan(deletes)?;
+        let (data, deletion) = (full.runs[0].clone(), full.runs[1].clone());
+        full.runs = (0..sql::max_runs_per_batch(true))
+            .map(|i| {
+                if i % 2 == 0 {
+                    data.clone()
+                } else {
+                    deletion.clone()
+                }
+            })
+            .collect();
+        let statements = sql::load_script(Warehouse::Redshift, &full)?
+            .statements
+            .len();
+        assert!(
+            statements <= sql::MAX_BATCH_STATEMENTS,
+            "{deletes}: {statements} statements"
+        );
+    }
+    for (deletes, name) in [(DeletePolicy::Hard, "hard"), (DeletePolicy::Soft, "soft")] {
+        let plan = golden_deletion_plan(deletes)?;
+        for (dialect, dir) in [
+            (Warehouse::Redshift, "redshift"),
+            (Warehouse::Postgres, "postgres"),
+        ] {
+            let script = sql::load_script(dialect, &plan)?;
+            assert_golden(&format!("{dir}/load_deletes_{name}.sql"), &script.to_sql())?;
+        }
+    }
     let plan = golden_plan(LoadMode::Merge)?;
     let schema_step = [
         sql::create_target(Warehouse::Redshift, &plan, &dist)?,

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod clean;
+mod deletes;
 mod extract;
 mod infra;
 mod key_order;

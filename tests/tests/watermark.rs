@@ -82,6 +82,7 @@ fn manifest(run_id: &RunId, rows: u64) -> RunManifest {
         committed_at: Utc::now(),
         quality: None,
         repair: false,
+        deletion: false,
     }
 }
 

@@ -23,7 +23,10 @@ pub use redshift::{
     DataApiTarget, DataApiTunnel, RawRedshiftConnection, RedshiftAccess, RedshiftAccessKind,
     RedshiftConnection, WireEndpoint,
 };
-pub use table::{RawTableConfig, Strategy, TableConfig, VerifySchedule, DEFAULT_ID_LOOKBACK};
+pub use table::{
+    RawTableConfig, Strategy, TableConfig, VerifySchedule, DEFAULT_ID_LOOKBACK,
+    DEFAULT_RECONCILE_EVERY,
+};
 
 /// The whole file. `T` and `R` are how a table and a Redshift connection are held:
 /// [`RawTableConfig`] and [`RawRedshiftConnection`] as written, while the file is checked (so
@@ -404,6 +407,30 @@ pub enum DroppedColumns {
     Keep,
     /// Drop it from the target.
     Drop,
+}
+
+/// What the target does with a row whose key is gone from the source (`deletes:`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeletePolicy {
+    /// Keep it: the target holds every row it was ever sent.
+    #[default]
+    Ignore,
+    /// Delete it from the target.
+    Hard,
+    /// Keep it, with `_tidemark_deleted_at` set to when the deletion was loaded; a key that
+    /// comes back in the source is loaded live again.
+    Soft,
+}
+
+impl fmt::Display for DeletePolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DeletePolicy::Ignore => "ignore",
+            DeletePolicy::Hard => "hard",
+            DeletePolicy::Soft => "soft",
+        })
+    }
 }
 
 /// Column selection and per-column overrides.

@@ -15,7 +15,7 @@ use crate::schema::{JsonTarget, NulPolicy, OversizePolicy, RedshiftTableOptions,
 
 use super::{
     default_chunk_rows, default_lag, default_lookback, yes, CdcStrategy, ColumnsConfig,
-    DroppedColumns, HumanDuration, LoadMode, OverrideType, RedshiftTableConfig,
+    DeletePolicy, DroppedColumns, HumanDuration, LoadMode, OverrideType, RedshiftTableConfig,
 };
 
 /// How one table is synced, as the file writes it: flat keys, checked together by
@@ -106,6 +106,16 @@ pub struct RawTableConfig {
     /// `tidemark verify` does it (README: Verify). Off when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify: Option<VerifySchedule>,
+    /// A row deleted in the source: `ignore` (default: the target keeps it), `hard` (deleted
+    /// from the target) or `soft` (kept, with `_tidemark_deleted_at` set). Deletions are found
+    /// by a key reconciliation every `reconcile_every` and loaded as a deletion run (README:
+    /// Deleted rows). Only for `load: merge` tables of one source table.
+    #[serde(default)]
+    pub deletes: DeletePolicy,
+    /// How often a sync reconciles keys to find deleted rows: at most once per this long
+    /// (default `1d`; `0s`: at every sync). Only with `deletes: hard` or `soft`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconcile_every: Option<HumanDuration>,
 }
 
 /// How often the sync verifies a table: `verify: { every: 1d }`.
@@ -154,6 +164,11 @@ pub struct TableConfig {
     pub checks: Vec<Check>,
     /// See [`RawTableConfig::verify`].
     pub verify: Option<VerifySchedule>,
+    /// See [`RawTableConfig::deletes`].
+    pub deletes: DeletePolicy,
+    /// See [`RawTableConfig::reconcile_every`]; [`TableConfig::reconcile_every`] fills the
+    /// default in.
+    pub reconcile_every: Option<HumanDuration>,
 }
 
 /// How rows are found between runs, with the columns and statement that way needs.
@@ -276,6 +291,7 @@ impl RawTableConfig {
                 ),
             ));
         }
+        problems.extend(self.deletes_problems());
         let strategy = match (strategy, statement, self.cursor_column.clone()) {
             (Some(strategy), _, _) => strategy,
             (None, Some(statement), Some(cursor_column)) if kind == CdcStrategy::CustomSql => {
@@ -294,6 +310,41 @@ impl RawTableConfig {
 
     pub(super) fn load_mode(&self) -> LoadMode {
         load_mode(self.cdc_strategy, self.load)
+    }
+
+    /// `deletes` needs a table whose target rows are its source's rows, one per key: `merge`
+    /// from one source table.
+    fn deletes_problems(&self) -> Vec<(&'static str, String)> {
+        let mut problems = Vec::new();
+        if self.deletes == DeletePolicy::Ignore {
+            if self.reconcile_every.is_some() {
+                problems.push((
+                    "reconcile_every",
+                    "`reconcile_every` says how often deleted rows are looked for, and this table ignores them: set `deletes: hard` or `soft`, or remove `reconcile_every`".to_owned(),
+                ));
+            }
+            return problems;
+        }
+        let why = match (self.cdc_strategy, self.load_mode()) {
+            (CdcStrategy::CustomSql, _) => Some(
+                "its rows come from a `custom_sql` statement, so no source table says which keys still exist".to_owned(),
+            ),
+            (_, LoadMode::Append) => Some(
+                "`load: append` keeps every version of a row, and a deletion would remove them all; use `load: merge`".to_owned(),
+            ),
+            (kind, LoadMode::Replace) => Some(format!(
+                "`load: replace`{} rewrites the whole table at every sync, so deleted rows leave with it already; remove `deletes`",
+                if kind == CdcStrategy::FullSync { " (the default of `full_sync`)" } else { "" }
+            )),
+            _ => None,
+        };
+        if let Some(why) = why {
+            problems.push((
+                "deletes",
+                format!("`deletes: {}` cannot apply: {why}", self.deletes),
+            ));
+        }
+        problems
     }
 
     pub(super) fn lookback(&self) -> HumanDuration {
@@ -344,6 +395,8 @@ impl TryFrom<RawTableConfig> for TableConfig {
             oversize_in_redshift: raw.oversize_in_redshift,
             nul_in_text: raw.nul_in_text,
             verify: raw.verify,
+            deletes: raw.deletes,
+            reconcile_every: raw.reconcile_every,
         })
     }
 }
@@ -377,6 +430,8 @@ impl From<TableConfig> for RawTableConfig {
             nul_in_text: table.nul_in_text,
             checks: table.checks.iter().map(RawCheck::from).collect(),
             verify: table.verify,
+            deletes: table.deletes,
+            reconcile_every: table.reconcile_every,
         }
     }
 }
@@ -409,6 +464,13 @@ impl TableConfig {
     /// table's name, folded.
     pub fn target_table(&self, table: &TableId) -> Result<String> {
         target_table(self.target_name.as_deref(), table)
+    }
+
+    /// How often deleted rows are looked for: `reconcile_every`, default 1 day.
+    pub fn reconcile_every(&self) -> std::time::Duration {
+        self.reconcile_every
+            .map(|every| every.0)
+            .unwrap_or(DEFAULT_RECONCILE_EVERY)
     }
 
     /// The `id_only` re-read window in ids (see the field); 0 for other strategies.
@@ -451,6 +513,10 @@ impl TableConfig {
         }
     }
 }
+
+/// How often deleted rows are looked for when the table does not set `reconcile_every`.
+pub const DEFAULT_RECONCILE_EVERY: std::time::Duration =
+    std::time::Duration::from_secs(24 * 60 * 60);
 
 /// The `id_only` re-read window when the table does not set `id_lookback`.
 pub const DEFAULT_ID_LOOKBACK: u64 = 1000;

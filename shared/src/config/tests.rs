@@ -561,6 +561,59 @@ fn full_sync_defaults_to_replace() {
 }
 
 #[test]
+fn deletes_need_a_merge_of_one_source_table() {
+    let config = parse(EXAMPLE).unwrap();
+    let customers = &config.pipelines["default"].tables["shop.customers"];
+    assert_eq!(customers.deletes, crate::config::DeletePolicy::Soft);
+    assert_eq!(customers.reconcile_every(), Duration::from_secs(86_400));
+    let orders = &config.pipelines["default"].tables["shop.orders"];
+    assert_eq!(orders.deletes, crate::config::DeletePolicy::Ignore);
+    assert_eq!(
+        orders.reconcile_every(),
+        crate::config::DEFAULT_RECONCILE_EVERY
+    );
+
+    let with_deletes = |replace: (&str, &str)| {
+        EXAMPLE.replacen(replace.0, replace.1, 1).replacen(
+            "lookback: 0s",
+            "lookback: 0s\n        deletes: hard",
+            1,
+        )
+    };
+    let err = error_of(&with_deletes(("load: merge", "load: append")));
+    assert!(
+        err.contains("`deletes: hard` cannot apply") && err.contains("`load: append`"),
+        "{err}"
+    );
+    let err = error_of(
+        &with_deletes(("cdc_strategy: hybrid", "cdc_strategy: full_sync")).replacen(
+            "load: merge",
+            "",
+            1,
+        ),
+    );
+    assert!(err.contains("the default of `full_sync`"), "{err}");
+    let err = error_of(&with_deletes(("load: merge", "load: replace")));
+    assert!(err.contains("deleted rows leave with it already"), "{err}");
+    let custom = with_deletes(("cdc_strategy: hybrid", "cdc_strategy: custom_sql")).replacen(
+        "lookback: 0s",
+        "lookback: 0s\n        custom_sql: \"SELECT * FROM shop.orders WHERE updated_at > :last_ts AND updated_at <= :ceiling\"",
+        1,
+    );
+    let err = error_of(&custom);
+    assert!(err.contains("`custom_sql` statement"), "{err}");
+    let err = error_of(&EXAMPLE.replacen("deletes: soft ", "deletes: ignore", 1));
+    assert!(
+        err.contains("`reconcile_every` says how often deleted rows are looked for"),
+        "{err}"
+    );
+    assert!(
+        error_of(&EXAMPLE.replacen("deletes: soft ", "deletes: often", 1))
+            .contains("unknown variant `often`")
+    );
+}
+
+#[test]
 fn locator_finds_nested_keys() {
     let locator = KeyLocator::new("a:\n  b: [1, {c: 2}]\n  d:\n    e: 3\n");
     assert_eq!(locator.locate(&["a", "d", "e"]), Some((4, 5)));

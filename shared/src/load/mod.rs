@@ -213,6 +213,8 @@ pub struct PlanTarget<'a> {
     pub layout: &'a StorageLayout,
     /// The most runs one load may take.
     pub max_runs: usize,
+    /// The most runs one load may take when deletion runs are among them.
+    pub max_runs_with_deletions: usize,
     /// The IAM role for Redshift COPY (empty for PostgreSQL).
     pub iam_role: &'a str,
     /// The ledger's `loaded_at`.
@@ -232,7 +234,7 @@ pub fn plan(
     let run = target.run;
     let table = run.table.clone();
     let fingerprint = &first.manifest.schema_fingerprint;
-    let planned = runs
+    let mut planned: Vec<PlannedRun> = runs
         .iter()
         .take(target.max_runs.max(1))
         .take_while(|r| r.manifest.schema_fingerprint == *fingerprint)
@@ -246,8 +248,12 @@ pub fn plan(
                 &table,
                 &r.manifest.run_id,
             )),
+            deletion: r.manifest.deletion,
         })
         .collect();
+    if planned.iter().any(|r| r.deletion) {
+        planned.truncate(target.max_runs_with_deletions.max(1));
+    }
     plan_with_runs(target, &first.manifest, planned).map(Some)
 }
 
@@ -306,6 +312,7 @@ fn plan_with_runs(
         iam_role: target.iam_role.to_owned(),
         loaded_at: target.now,
         dropped_columns: target.table_config.dropped_columns,
+        deletes: target.table_config.deletes,
     })
 }
 

@@ -10,7 +10,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::config::{DroppedColumns, LoadMode};
+use crate::config::{DeletePolicy, DroppedColumns, LoadMode};
 use crate::error::{Error, Result};
 use crate::manifest::DataFile;
 use crate::naming::{self, quote_warehouse, quote_warehouse_qualified, RunId};
@@ -28,6 +28,21 @@ pub const DEDUPED_TABLE: &str = "tidemark_deduped";
 /// The staging column holding a row's run position (0 = oldest run of the load).
 pub const RUN_COLUMN: &str = "_tidemark_run";
 const RANK_COLUMN: &str = "_tidemark_rank";
+/// The column `deletes: soft` adds to a target: when the load found the row's key gone from
+/// the source; NULL while the row exists there.
+pub const DELETED_AT_COLUMN: &str = "_tidemark_deleted_at";
+/// The one column of a deletion run's files: each gone row's key as one text
+/// ([`crate::verify::fingerprint::key_identity`]).
+pub const GONE_KEY_COLUMN: &str = "_tidemark_key";
+/// The session's table of the load's deletion runs' keys, tagged with their run's position.
+pub const GONE_TABLE: &str = "tidemark_gone";
+/// Redshift: the temporary table each deletion run's files are COPYed into.
+pub const GONE_COPY_TABLE: &str = "tidemark_gone_copy";
+/// The session's gone keys that no later run of the load brought back, one per key, with the
+/// earliest deletion run that found it.
+pub const DOOMED_TABLE: &str = "tidemark_doomed";
+/// The session's target rows the deletion runs remove (or mark, under `soft`), by key text.
+pub const REMOVED_TABLE: &str = "tidemark_removed";
 /// Text of the error the verification statement raises; the Data API status looks for it.
 pub const VERIFY_MARKER: &str = "tidemark: rows staged differ from the run manifests";
 /// Text of the error the key verification raises, followed by the number of such keys.
@@ -53,6 +68,8 @@ pub struct PlannedRun {
     pub rows: u64,
     /// `s3://…` of its Redshift COPY manifest (unused for PostgreSQL).
     pub copy_manifest_uri: String,
+    /// A deletion run: its files hold the keys of target rows gone from the source.
+    pub deletion: bool,
 }
 
 /// Everything one load's SQL depends on, fixed before any statement is built.
@@ -82,6 +99,9 @@ pub struct LoadPlan {
     pub loaded_at: DateTime<Utc>,
     /// What the schema step does with target columns the source no longer feeds.
     pub dropped_columns: DroppedColumns,
+    /// What the deletion runs do to target rows gone from the source; under `soft` the target
+    /// has [`DELETED_AT_COLUMN`].
+    pub deletes: DeletePolicy,
 }
 
 /// What a statement of a load script is for; executors use it to check counts and stream rows.
@@ -111,10 +131,16 @@ pub enum Role {
     Dedupe,
     /// Records each newly loaded run in the ledger, with its counts.
     RecordLedger,
+    /// Under `deletes: soft`: removes the marked-deleted rows of keys the load brings back (their
+    /// live rows are inserted). Not counted: they stood for no source row.
+    ReviveKeys,
     /// Removes target rows the load replaces.
     DeleteTarget,
     /// Inserts the deduplicated rows.
     InsertTarget,
+    /// Deletes (`hard`) or marks (`soft`) the target rows whose key the deletion runs found gone
+    /// from the source and no later run of the load brought back.
+    RemoveGone,
     /// Reads back the ledger rows of the load's runs: `run_id, rows_staged, rows_inserted, rows_deleted`.
     ReadLedger,
 }
@@ -184,7 +210,18 @@ pub fn create_target(
 /// The run's schema with the key the load mode declares ([`TableSchema::declaring_key`]): the
 /// schema the target is created and compared with.
 pub fn declared_schema(plan: &LoadPlan) -> TableSchema {
-    plan.table_schema.declaring_key(&declared_key(plan))
+    let mut schema = plan.table_schema.declaring_key(&declared_key(plan));
+    if plan.deletes == DeletePolicy::Soft {
+        // Never in a run's files: the load sets it, the schema step adds it.
+        schema.columns.push(crate::schema::Column {
+            name: DELETED_AT_COLUMN.to_owned(),
+            target_name: DELETED_AT_COLUMN.to_owned(),
+            column_type: "datetime(6)".to_owned(),
+            ty: ColumnType::Timestamp,
+            nullable: true,
+        });
+    }
+    schema
 }
 
 fn declared_key(plan: &LoadPlan) -> Vec<String> {
@@ -287,16 +324,24 @@ pub fn copy_columns(plan: &LoadPlan) -> String {
 /// no column list — the guide's "COPY from columnar data formats" requires the table's column
 /// count to equal the file's and lists no column list among the columnar parameters
 /// (https://docs.aws.amazon.com/redshift/latest/dg/copy-usage_notes-copy-from-columnar.html).
+/// A deletion run's files go to [`GONE_TABLE`] (Redshift: [`GONE_COPY_TABLE`]) instead.
 pub fn copy_run(dialect: Warehouse, plan: &LoadPlan, run: &PlannedRun) -> Result<String> {
+    let (staging, columns, copy_table) = match run.deletion {
+        false => (STAGING_TABLE, copy_columns(plan), COPY_TABLE),
+        true => (
+            GONE_TABLE,
+            quote_warehouse(GONE_KEY_COLUMN),
+            GONE_COPY_TABLE,
+        ),
+    };
     Ok(match dialect {
         Warehouse::Postgres => format!(
-            "COPY {} ({}) FROM STDIN WITH (FORMAT binary)",
-            quote_warehouse(STAGING_TABLE),
-            copy_columns(plan)
+            "COPY {} ({columns}) FROM STDIN WITH (FORMAT binary)",
+            quote_warehouse(staging),
         ),
         Warehouse::Redshift => format!(
             "COPY {}\nFROM {}\nIAM_ROLE {}\nFORMAT AS PARQUET\nMANIFEST",
-            quote_warehouse(COPY_TABLE),
+            quote_warehouse(copy_table),
             literal(&run.copy_manifest_uri)?,
             literal(&plan.iam_role)?
         ),
@@ -324,10 +369,15 @@ pub fn copy_manifest(files: &[DataFile], uri: impl Fn(&str) -> String) -> String
 /// `SELECT 0 AS "run", 'id' AS "run_id", 42 AS "expected", 3 AS "files" UNION ALL …`: the load's
 /// runs as a derived table (Redshift has no `VALUES` table constructor).
 fn runs_table(plan: &LoadPlan) -> Result<String> {
+    runs_table_of(plan, |_| true)
+}
+
+/// [`runs_table`] of the runs `keep` keeps (at least one), positions unchanged.
+fn runs_table_of(plan: &LoadPlan, keep: impl Fn(&PlannedRun) -> bool) -> Result<String> {
     let mut rows = Vec::with_capacity(plan.runs.len());
-    for (index, run) in plan.runs.iter().enumerate() {
+    for (index, run) in plan.runs.iter().enumerate().filter(|(_, run)| keep(run)) {
         let id = literal(run.run_id.as_str())?;
-        rows.push(if index == 0 {
+        rows.push(if rows.is_empty() {
             format!(
                 "SELECT CAST({index} AS INTEGER) AS \"run\", CAST({id} AS VARCHAR(64)) AS \"run_id\", CAST({} AS BIGINT) AS \"expected\", CAST({} AS BIGINT) AS \"files\"",
                 run.rows,
@@ -378,6 +428,8 @@ pub fn load_script(dialect: Warehouse, plan: &LoadPlan) -> Result<LoadScript> {
     let columns = copy_columns(plan);
     let target_literal = literal(&target_name)?;
     let runs = runs_table(plan)?;
+    let soft = plan.deletes == DeletePolicy::Soft;
+    let deleted_at = quote_warehouse(DELETED_AT_COLUMN);
     let mut statements = Vec::new();
     let mut push = |role: Role, sql: String| statements.push(Statement { role, sql });
 
@@ -418,12 +470,38 @@ pub fn load_script(dialect: Warehouse, plan: &LoadPlan) -> Result<LoadScript> {
             staging_columns.join(",\n")
         ),
     );
+    let gone = quote_warehouse(GONE_TABLE);
+    let gone_copy = quote_warehouse(GONE_COPY_TABLE);
+    let gone_key = quote_warehouse(GONE_KEY_COLUMN);
+    let deletions = plan.runs.iter().any(|run| run.deletion);
+    if deletions {
+        let key_type = match dialect {
+            Warehouse::Redshift => "VARCHAR(65535)",
+            Warehouse::Postgres => "TEXT",
+        };
+        if dialect == Warehouse::Redshift {
+            push(
+                Role::WorkTable,
+                format!("CREATE TEMP TABLE {gone_copy} (\n    {gone_key} {key_type}\n)"),
+            );
+        }
+        push(
+            Role::WorkTable,
+            format!(
+                "CREATE TEMP TABLE {gone} (\n    {gone_key} {key_type},\n    {run_column} INTEGER\n)"
+            ),
+        );
+    }
     for (index, run) in plan.runs.iter().enumerate() {
         push(Role::CopyRun { run: index }, copy_run(dialect, plan, run)?);
+        let (tagged, copied, copied_columns) = match run.deletion {
+            false => (&staging, &copy_table, &columns),
+            true => (&gone, &gone_copy, &gone_key),
+        };
         match dialect {
             Warehouse::Postgres => push(
                 Role::TagRun { run: index },
-                format!("UPDATE {staging} SET {run_column} = {index} WHERE {run_column} IS NULL"),
+                format!("UPDATE {tagged} SET {run_column} = {index} WHERE {run_column} IS NULL"),
             ),
             // Rows reach staging tagged with their run; DELETE, never TRUNCATE (which would
             // commit the load's transaction in Redshift).
@@ -431,18 +509,24 @@ pub fn load_script(dialect: Warehouse, plan: &LoadPlan) -> Result<LoadScript> {
                 push(
                     Role::TagRun { run: index },
                     format!(
-                        "INSERT INTO {staging} ({columns}, {run_column})\nSELECT {columns}, {index} FROM {copy_table}"
+                        "INSERT INTO {tagged} ({copied_columns}, {run_column})\nSELECT {copied_columns}, {index} FROM {copied}"
                     ),
                 );
-                push(Role::WorkTable, format!("DELETE FROM {copy_table}"));
+                push(Role::WorkTable, format!("DELETE FROM {copied}"));
             }
         }
     }
     push(
         Role::VerifyStaged,
         format!(
-            "SELECT CAST(CASE WHEN COUNT(*) = 0 THEN '0' ELSE {} || CAST(COUNT(*) AS VARCHAR(20)) || ' run(s)' END AS INTEGER) AS \"verified\"\nFROM {runs} AS \"e\"\nLEFT JOIN (SELECT {run_column}, COUNT(*) AS \"staged\" FROM {staging} GROUP BY {run_column}) AS \"s\"\n    ON \"s\".{run_column} = \"e\".\"run\"\nWHERE COALESCE(\"s\".\"staged\", 0) <> \"e\".\"expected\"",
-            literal(&format!("{VERIFY_MARKER} in "))?
+            "SELECT CAST(CASE WHEN COUNT(*) = 0 THEN '0' ELSE {} || CAST(COUNT(*) AS VARCHAR(20)) || ' run(s)' END AS INTEGER) AS \"verified\"\nFROM {runs} AS \"e\"\nLEFT JOIN (SELECT {run_column}, COUNT(*) AS \"staged\" FROM {staging} GROUP BY {run_column}{gone_staged}) AS \"s\"\n    ON \"s\".{run_column} = \"e\".\"run\"\nWHERE COALESCE(\"s\".\"staged\", 0) <> \"e\".\"expected\"",
+            literal(&format!("{VERIFY_MARKER} in "))?,
+            gone_staged = match deletions {
+                false => String::new(),
+                true => format!(
+                    "\n    UNION ALL SELECT {run_column}, COUNT(*) FROM {gone} GROUP BY {run_column}"
+                ),
+            }
         ),
     );
     if !plan.key_columns.is_empty() {
@@ -467,12 +551,18 @@ pub fn load_script(dialect: Warehouse, plan: &LoadPlan) -> Result<LoadScript> {
             ),
         );
     }
-    push(
-        Role::SkipLoadedRuns,
-        format!(
-            "DELETE FROM {staging}\nWHERE {run_column} IN (\n    SELECT \"e\".\"run\" FROM {runs} AS \"e\"\n    JOIN {ledger} AS \"l\" ON \"l\".\"run_id\" = \"e\".\"run_id\" AND \"l\".\"target_table\" = {target_literal}\n)"
-        ),
-    );
+    let mut work_tables = vec![&staging];
+    if deletions {
+        work_tables.push(&gone);
+    }
+    for table in work_tables {
+        push(
+            Role::SkipLoadedRuns,
+            format!(
+                "DELETE FROM {table}\nWHERE {run_column} IN (\n    SELECT \"e\".\"run\" FROM {runs} AS \"e\"\n    JOIN {ledger} AS \"l\" ON \"l\".\"run_id\" = \"e\".\"run_id\" AND \"l\".\"target_table\" = {target_literal}\n)"
+            ),
+        );
+    }
     let latest = plan.runs.len() - 1;
     let dedupe_select = match plan.mode {
         LoadMode::Append if plan.key_columns.is_empty() => {
@@ -544,11 +634,34 @@ pub fn load_script(dialect: Warehouse, plan: &LoadPlan) -> Result<LoadScript> {
         Role::Dedupe,
         format!("CREATE TEMP TABLE {deduped} AS\n{dedupe_select}"),
     );
+    let removes = deletions && plan.deletes != DeletePolicy::Ignore;
+    let doomed = quote_warehouse(DOOMED_TABLE);
+    let removed = quote_warehouse(REMOVED_TABLE);
+    // A row's key as one text: only deletion runs name rows that way.
+    let identity = match removes {
+        true => Some(key_identity(dialect, plan)?),
+        false => None,
+    };
+    if let Some(identity) = &identity {
+        // A key a later run of this load read again was re-inserted after the deletion run
+        // found it gone: it stays. Each key is removed once, by the first run that found it.
+        push(
+            Role::WorkTable,
+            format!(
+                "CREATE TEMP TABLE {doomed} AS\nSELECT \"g\".{gone_key}, MIN(\"g\".{run_column}) AS {run_column}\nFROM {gone} AS \"g\"\nLEFT JOIN (\n    SELECT {identity} AS {gone_key}, MAX({run_column}) AS \"last_read\"\n    FROM {staging}\n    GROUP BY 1\n) AS \"read\" ON \"read\".{gone_key} = \"g\".{gone_key}\nWHERE \"read\".\"last_read\" IS NULL OR \"read\".\"last_read\" < \"g\".{run_column}\nGROUP BY \"g\".{gone_key}"
+            ),
+        );
+    }
     let deleted_join = match plan.mode {
         LoadMode::Append => None,
         LoadMode::Merge => Some(format!(
-            "SELECT {deduped}.{run_column}, COUNT(*) AS \"n\" FROM {target}\n    JOIN {deduped} ON {}\n    GROUP BY {deduped}.{run_column}",
-            key_condition(plan, &target, &deduped)?
+            "SELECT {deduped}.{run_column}, COUNT(*) AS \"n\" FROM {target}\n    JOIN {deduped} ON {}{}\n    GROUP BY {deduped}.{run_column}",
+            key_condition(plan, &target, &deduped)?,
+            match soft {
+                // A marked row stands for no source row: replacing it removes nothing.
+                true => format!("\n    WHERE {target}.{deleted_at} IS NULL"),
+                false => String::new(),
+            }
         )),
         LoadMode::Replace => Some(format!(
             "SELECT CAST({latest} AS INTEGER) AS {run_column}, COUNT(*) AS \"n\" FROM {target}\n    WHERE EXISTS (SELECT 1 FROM {deduped})"
@@ -563,15 +676,29 @@ pub fn load_script(dialect: Warehouse, plan: &LoadPlan) -> Result<LoadScript> {
             ),
         ),
     };
-    push(
-        Role::RecordLedger,
-        format!(
-            "INSERT INTO {ledger} (\"run_id\", \"pipeline\", \"source_table\", \"target_table\", \"files\", \"rows_staged\", \"rows_inserted\", \"rows_deleted\", \"loaded_at\")\nSELECT \"e\".\"run_id\", {}, {}, {target_literal}, \"e\".\"files\", COALESCE(\"s\".\"n\", 0), COALESCE(\"d\".\"n\", 0), {deleted_value}, CAST({} AS TIMESTAMP)\nFROM {runs} AS \"e\"\nLEFT JOIN (SELECT {run_column}, COUNT(*) AS \"n\" FROM {staging} GROUP BY {run_column}) AS \"s\" ON \"s\".{run_column} = \"e\".\"run\"\nLEFT JOIN (SELECT {run_column}, COUNT(*) AS \"n\" FROM {deduped} GROUP BY {run_column}) AS \"d\" ON \"d\".{run_column} = \"e\".\"run\"{deleted_from}\nLEFT JOIN {ledger} AS \"l\" ON \"l\".\"run_id\" = \"e\".\"run_id\" AND \"l\".\"target_table\" = {target_literal}\nWHERE \"l\".\"run_id\" IS NULL",
-            literal(&plan.pipeline)?,
-            literal(&plan.source_table)?,
-            literal(&plan.loaded_at.format("%Y-%m-%d %H:%M:%S%.6f").to_string())?,
-        ),
-    );
+    let ledger_columns = "\"run_id\", \"pipeline\", \"source_table\", \"target_table\", \"files\", \"rows_staged\", \"rows_inserted\", \"rows_deleted\", \"loaded_at\"";
+    let pipeline = literal(&plan.pipeline)?;
+    let source_table = literal(&plan.source_table)?;
+    let loaded_at = literal(&plan.loaded_at.format("%Y-%m-%d %H:%M:%S%.6f").to_string())?;
+    let not_in_ledger = format!("LEFT JOIN {ledger} AS \"l\" ON \"l\".\"run_id\" = \"e\".\"run_id\" AND \"l\".\"target_table\" = {target_literal}\nWHERE \"l\".\"run_id\" IS NULL");
+    if plan.runs.iter().any(|run| !run.deletion) {
+        push(
+            Role::RecordLedger,
+            format!(
+                "INSERT INTO {ledger} ({ledger_columns})\nSELECT \"e\".\"run_id\", {pipeline}, {source_table}, {target_literal}, \"e\".\"files\", COALESCE(\"s\".\"n\", 0), COALESCE(\"d\".\"n\", 0), {deleted_value}, CAST({loaded_at} AS TIMESTAMP)\nFROM {} AS \"e\"\nLEFT JOIN (SELECT {run_column}, COUNT(*) AS \"n\" FROM {staging} GROUP BY {run_column}) AS \"s\" ON \"s\".{run_column} = \"e\".\"run\"\nLEFT JOIN (SELECT {run_column}, COUNT(*) AS \"n\" FROM {deduped} GROUP BY {run_column}) AS \"d\" ON \"d\".{run_column} = \"e\".\"run\"{deleted_from}\n{not_in_ledger}",
+                runs_table_of(plan, |run| !run.deletion)?,
+            ),
+        );
+    }
+    if soft && plan.mode == LoadMode::Merge {
+        push(
+            Role::ReviveKeys,
+            format!(
+                "DELETE FROM {target}\nUSING {deduped}\nWHERE {} AND {target}.{deleted_at} IS NOT NULL",
+                key_condition(plan, &target, &deduped)?
+            ),
+        );
+    }
     match plan.mode {
         LoadMode::Append => {}
         LoadMode::Merge => push(
@@ -606,10 +733,66 @@ pub fn load_script(dialect: Warehouse, plan: &LoadPlan) -> Result<LoadScript> {
         Role::InsertTarget,
         format!("INSERT INTO {target} ({columns})\nSELECT {values} FROM {deduped}"),
     );
+    if deletions {
+        let live = match soft {
+            true => format!("{deleted_at} IS NULL AND "),
+            false => String::new(),
+        };
+        if let Some(identity) = &identity {
+            push(
+                Role::WorkTable,
+                format!(
+                    "CREATE TEMP TABLE {removed} AS\nSELECT {identity} AS {gone_key} FROM {target}\nWHERE {live}{identity} IN (SELECT {gone_key} FROM {doomed})"
+                ),
+            );
+        }
+        let removed_by_run = match removes {
+            true => format!(
+                "COALESCE(\"x\".\"n\", 0), CAST({loaded_at} AS TIMESTAMP)\nFROM {deletion_runs} AS \"e\"\nLEFT JOIN (SELECT {run_column}, COUNT(*) AS \"n\" FROM {gone} GROUP BY {run_column}) AS \"s\" ON \"s\".{run_column} = \"e\".\"run\"\nLEFT JOIN (\n    SELECT \"k\".{run_column}, COUNT(*) AS \"n\" FROM {doomed} AS \"k\"\n    JOIN {removed} AS \"r\" ON \"r\".{gone_key} = \"k\".{gone_key}\n    GROUP BY \"k\".{run_column}\n) AS \"x\" ON \"x\".{run_column} = \"e\".\"run\"",
+                deletion_runs = runs_table_of(plan, |run| run.deletion)?
+            ),
+            // `deletes: ignore` since the runs were committed: recorded, nothing removed.
+            false => format!(
+                "CAST(0 AS BIGINT), CAST({loaded_at} AS TIMESTAMP)\nFROM {deletion_runs} AS \"e\"\nLEFT JOIN (SELECT {run_column}, COUNT(*) AS \"n\" FROM {gone} GROUP BY {run_column}) AS \"s\" ON \"s\".{run_column} = \"e\".\"run\"",
+                deletion_runs = runs_table_of(plan, |run| run.deletion)?
+            ),
+        };
+        push(
+            Role::RecordLedger,
+            format!(
+                "INSERT INTO {ledger} ({ledger_columns})\nSELECT \"e\".\"run_id\", {pipeline}, {source_table}, {target_literal}, \"e\".\"files\", COALESCE(\"s\".\"n\", 0), CAST(0 AS BIGINT), {removed_by_run}\n{not_in_ledger}"
+            ),
+        );
+        match (plan.deletes, &identity) {
+            (DeletePolicy::Ignore, _) | (_, None) => {}
+            (DeletePolicy::Hard, Some(identity)) => push(
+                Role::RemoveGone,
+                format!(
+                    "DELETE FROM {target}\nWHERE {identity} IN (SELECT {gone_key} FROM {removed})"
+                ),
+            ),
+            (DeletePolicy::Soft, Some(identity)) => push(
+                Role::RemoveGone,
+                format!(
+                    "UPDATE {target}\nSET {deleted_at} = CAST({loaded_at} AS TIMESTAMP)\nWHERE {live}{identity} IN (SELECT {gone_key} FROM {removed})"
+                ),
+            ),
+        }
+    }
     push(Role::WorkTable, format!("DROP TABLE {deduped}"));
     push(Role::WorkTable, format!("DROP TABLE {staging}"));
     if dialect == Warehouse::Redshift {
         push(Role::WorkTable, format!("DROP TABLE {copy_table}"));
+    }
+    if deletions {
+        push(Role::WorkTable, format!("DROP TABLE {gone}"));
+        if dialect == Warehouse::Redshift {
+            push(Role::WorkTable, format!("DROP TABLE {gone_copy}"));
+        }
+        if removes {
+            push(Role::WorkTable, format!("DROP TABLE {doomed}"));
+            push(Role::WorkTable, format!("DROP TABLE {removed}"));
+        }
     }
     push(Role::ReadLedger, read_ledger(plan)?);
     for statement in &statements {
@@ -622,6 +805,36 @@ pub fn load_script(dialect: Warehouse, plan: &LoadPlan) -> Result<LoadScript> {
         }
     }
     Ok(LoadScript { statements })
+}
+
+/// A row's key as one text, computed in the warehouse from the plan's key columns (unqualified):
+/// how deletion runs name rows ([`crate::verify::fingerprint::key_identity`]).
+fn key_identity(dialect: Warehouse, plan: &LoadPlan) -> Result<String> {
+    let source_keys: Vec<String> = plan
+        .key_columns
+        .iter()
+        .filter_map(|key| {
+            plan.table_schema
+                .columns
+                .iter()
+                .find(|c| &c.target_name == key)
+                .map(|c| c.name.clone())
+        })
+        .collect();
+    crate::verify::Fingerprint::new(
+        &plan.table_schema,
+        &source_keys,
+        crate::schema::NulPolicy::default(),
+        dialect,
+    )
+    .filter(|_| !source_keys.is_empty() && source_keys.len() == plan.key_columns.len())
+    .map(|fingerprint| fingerprint.key_identity_sql(dialect.into()))
+    .ok_or_else(|| {
+        Error::InvalidRequest(format!(
+            "`{}` has no key columns among its run's columns, so deleted rows cannot be named; set `key_columns`",
+            plan.source_table
+        ))
+    })
 }
 
 /// What a failed [`Role::VerifyKeys`] means, from the server's error text (which carries the
@@ -664,15 +877,20 @@ pub fn ledger_rows_of(schema: &str, target: &str, runs: &[RunId]) -> Result<Stri
     ))
 }
 
-/// The target's row count: one row, one BIGINT column.
-pub fn count_target(schema: &str, target: &str) -> Result<String> {
-    Ok(format!(
-        "SELECT CAST(COUNT(*) AS BIGINT) FROM {}",
-        quote_warehouse_qualified(
-            &naming::target_identifier(schema)?,
-            &naming::target_identifier(target)?
-        )
-    ))
+/// The rows of `schema`.`target` that stand for source rows, as a FROM item: the table, or
+/// under `soft` (it has a [`DELETED_AT_COLUMN`]) its rows where that is NULL.
+pub fn live_rows(schema: &str, target: &str, soft: bool) -> Result<String> {
+    let table = quote_warehouse_qualified(
+        &naming::target_identifier(schema)?,
+        &naming::target_identifier(target)?,
+    );
+    Ok(match soft {
+        false => table,
+        true => format!(
+            "(SELECT * FROM {table} WHERE {} IS NULL) AS \"tm_live\"",
+            quote_warehouse(DELETED_AT_COLUMN)
+        ),
+    })
 }
 
 /// The ledger's totals for one target table: `runs, rows_staged, rows_inserted, rows_deleted`,
@@ -705,12 +923,22 @@ pub fn foreign_ledger_owner(plan: &LoadPlan) -> Result<String> {
 /// Redshift: COPY into the copy table, INSERT into staging with the run's tag, DELETE the copy.
 const STATEMENTS_PER_RUN: usize = 3;
 /// Redshift: the JSON setting, the copy and staging tables, the two verifications, skip,
-/// dedupe, ledger, delete, insert, three drops and the ledger read-back.
-const STATEMENTS_FIXED: usize = 14;
+/// dedupe, ledger, revive (`soft`), delete, insert, three drops and the ledger read-back.
+const STATEMENTS_FIXED: usize = 15;
+/// Redshift, when deletion runs are among the runs: their copy and key tables, their skip, the
+/// doomed and removed keys, their ledger rows, the removal, and four drops.
+const STATEMENTS_FOR_DELETIONS: usize = 11;
 
-/// How many runs one Data API batch can load within its statement limit.
-pub fn max_runs_per_batch() -> usize {
-    (MAX_BATCH_STATEMENTS - STATEMENTS_FIXED) / STATEMENTS_PER_RUN
+/// How many runs one Data API batch can load within its statement limit, with or without
+/// deletion runs among them.
+pub fn max_runs_per_batch(deletions: bool) -> usize {
+    let fixed = STATEMENTS_FIXED
+        + if deletions {
+            STATEMENTS_FOR_DELETIONS
+        } else {
+            0
+        };
+    (MAX_BATCH_STATEMENTS - fixed) / STATEMENTS_PER_RUN
 }
 
 #[cfg(test)]
@@ -744,10 +972,19 @@ mod tests {
     #[test]
     fn a_batch_fits_the_statement_limit() {
         // 8 since the key verification; 9 with the per-run copy table alone (15 before, with a
-        // COPY Redshift refuses).
-        assert_eq!(max_runs_per_batch(), 8);
-        assert!(
-            STATEMENTS_FIXED + STATEMENTS_PER_RUN * max_runs_per_batch() <= MAX_BATCH_STATEMENTS
-        );
+        // COPY Redshift refuses); 4 with deletion runs among them.
+        assert_eq!(max_runs_per_batch(false), 8);
+        assert_eq!(max_runs_per_batch(true), 4);
+        for deletions in [false, true] {
+            let fixed = STATEMENTS_FIXED
+                + if deletions {
+                    STATEMENTS_FOR_DELETIONS
+                } else {
+                    0
+                };
+            assert!(
+                fixed + STATEMENTS_PER_RUN * max_runs_per_batch(deletions) <= MAX_BATCH_STATEMENTS
+            );
+        }
     }
 }

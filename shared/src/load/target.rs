@@ -343,14 +343,26 @@ impl TargetClient {
         rows.iter().map(|row| LedgerRow::from_text(row)).collect()
     }
 
-    /// The target table's rows and its ledger's totals; a missing table or ledger counts as
-    /// empty.
+    /// The rows of `table` that stand for source rows, as a FROM item: the table itself, or,
+    /// when it has a [`sql::DELETED_AT_COLUMN`] (`deletes: soft`), its rows where that is NULL —
+    /// a row with it set was deleted in the source. `None` when the table does not exist.
+    pub async fn live_rows(&self, table: &str) -> Result<Option<String>> {
+        let columns = self.existing_columns(self.schema(), table).await?;
+        if columns.is_empty() {
+            return Ok(None);
+        }
+        let soft = columns.iter().any(|c| c.name == sql::DELETED_AT_COLUMN);
+        sql::live_rows(self.schema(), table, soft).map(Some)
+    }
+
+    /// The target table's rows (those standing for source rows: [`TargetClient::live_rows`])
+    /// and its ledger's totals; a missing table or ledger counts as empty.
     pub async fn counts(&self, target: &str) -> Result<TargetCounts> {
         let mut counts = TargetCounts::default();
-        if self.table_exists(target).await? {
+        if let Some(rows_of) = self.live_rows(target).await? {
             let rows = self
                 .rows(
-                    &sql::count_target(self.schema(), target)?,
+                    &format!("SELECT CAST(COUNT(*) AS BIGINT) FROM {rows_of}"),
                     &format!("counting the rows of `{target}`"),
                 )
                 .await?;

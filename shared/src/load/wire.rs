@@ -323,7 +323,7 @@ pub async fn load(
                             return Err(rows_differ(plan, &planned.run_id, staged, planned.rows));
                         }
                     }
-                    Role::DeleteTarget => deleted = affected(&messages),
+                    Role::DeleteTarget | Role::RemoveGone => deleted += affected(&messages),
                     Role::InsertTarget => inserted = affected(&messages),
                     Role::ReadLedger => ledger = ledger_rows(&messages)?,
                     _ => {}
@@ -366,6 +366,10 @@ async fn copy_run_files(
     bucket: &Bucket,
 ) -> Result<()> {
     let planned = &plan.runs[run];
+    let file_schema = match planned.deletion {
+        false => plan.table_schema.clone(),
+        true => crate::deletion::key_file_schema(&plan.table_schema.table),
+    };
     for file in &planned.files {
         let uri = bucket.uri(&file.key);
         let size = bucket
@@ -394,8 +398,7 @@ async fn copy_run_files(
             });
         }
         // Read by ranges, a row group at a time: the load never holds a whole file.
-        let batches =
-            pg_copy::stream_file(bucket, &file.key, size, &plan.table_schema, &uri).await?;
+        let batches = pg_copy::stream_file(bucket, &file.key, size, &file_schema, &uri).await?;
         pin_mut!(batches);
         let sink = transaction
             .copy_in(copy_sql)

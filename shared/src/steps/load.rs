@@ -190,13 +190,17 @@ pub async fn submit_within(
         }
         _ => None,
     };
-    let plan_for = |schema: &str, iam_role: &str, max_runs: usize| -> Result<Option<LoadPlan>> {
+    let plan_for = |schema: &str,
+                    iam_role: &str,
+                    (max_runs, max_runs_with_deletions): (usize, usize)|
+     -> Result<Option<LoadPlan>> {
         let target = PlanTarget {
             run,
             table_config,
             schema,
             layout: &layout,
             max_runs,
+            max_runs_with_deletions,
             iam_role,
             now,
         };
@@ -216,8 +220,11 @@ pub async fn submit_within(
         Connection::Mysql(_) => return Err(not_a_warehouse(&pipeline.target)),
     };
     let max_runs = match route.is_wire() {
-        false => sql::max_runs_per_batch(),
-        true => sql::MAX_RUNS_PER_WIRE_LOAD,
+        false => (
+            sql::max_runs_per_batch(false),
+            sql::max_runs_per_batch(true),
+        ),
+        true => (sql::MAX_RUNS_PER_WIRE_LOAD, sql::MAX_RUNS_PER_WIRE_LOAD),
     };
     let Some(plan) = plan_for(schema, iam_role, max_runs)? else {
         return Ok(nothing_pending(run));

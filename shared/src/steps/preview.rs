@@ -157,6 +157,7 @@ pub async fn preview(
                 schema: warehouse_schema,
                 layout: &layout,
                 max_runs: sql::MAX_RUNS_PER_WIRE_LOAD,
+                max_runs_with_deletions: sql::MAX_RUNS_PER_WIRE_LOAD,
                 iam_role,
                 now,
             },

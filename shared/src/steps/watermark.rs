@@ -7,8 +7,9 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{CdcStrategy, LoadMode, Strategy, TableConfig};
+use crate::config::{CdcStrategy, DeletePolicy, LoadMode, Strategy, TableConfig};
 use crate::cursor::{Ceiling, Cursor, CursorTimestamp};
+use crate::deletion::{self, Reconciled};
 use crate::error::{Error, Result};
 use crate::manifest::{self, ChunkManifest, DataFile, RunManifest};
 use crate::naming::{self, RunId, StorageLayout, TableId};
@@ -123,6 +124,14 @@ pub struct CommitResult {
     /// The checks that failed, `fail` and `warn` alike.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failed_checks: Vec<String>,
+    /// Target rows whose key a reconciliation found gone from the source: the keys of the
+    /// deletion run queued after this one (`deletes: hard | soft`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub gone_keys: u64,
+}
+
+fn is_zero(count: &u64) -> bool {
+    *count == 0
 }
 
 /// `commit_load`: what the load step reported.
@@ -559,6 +568,7 @@ pub(super) async fn inspect_source(
             )));
         }
     }
+    refuse_deletes_that_cannot_be(table, table_config, &schema, &key_columns)?;
     if key_columns.is_empty() && table_config.load_mode() == LoadMode::Merge {
         return Err(Error::InvalidRequest(format!(
             "`{table}` has no primary key, so `load: merge` cannot match rows; set `key_columns`, or use `load: append`"
@@ -586,6 +596,45 @@ pub(super) async fn inspect_source(
         ceiling,
         id_column,
     })
+}
+
+/// `deletes` names a row by its key's text: a float key rounds (two keys could read as one),
+/// and under `soft` the target's own column must not be a source column.
+fn refuse_deletes_that_cannot_be(
+    table: &TableId,
+    table_config: &TableConfig,
+    schema: &schema::TableSchema,
+    key_columns: &[String],
+) -> Result<()> {
+    if table_config.deletes == DeletePolicy::Ignore {
+        return Ok(());
+    }
+    if let Some(float) = key_columns.iter().find(|key| {
+        schema.column(key).is_some_and(|c| {
+            matches!(
+                c.ty,
+                schema::ColumnType::Float32 | schema::ColumnType::Float64
+            )
+        })
+    }) {
+        return Err(Error::Schema(format!(
+            "key column `{float}` of `{table}` is a floating-point number, which tidemark compares rounded, so a deleted row could not be told from its neighbour: `deletes: {}` needs exact key columns; set `key_columns`, or `deletes: ignore`",
+            table_config.deletes
+        )));
+    }
+    if table_config.deletes == DeletePolicy::Soft {
+        if let Some(clash) = schema
+            .columns
+            .iter()
+            .find(|c| c.target_name == crate::load::sql::DELETED_AT_COLUMN)
+        {
+            return Err(Error::Schema(format!(
+                "column `{}` of `{table}` has the name `deletes: soft` gives its own column in the target; leave it out with `columns: {{ exclude: [{}] }}`, or use `deletes: hard`",
+                clash.name, clash.name
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Where a run starts reading: the watermark's cursor, moved back by `lookback` (which restarts
@@ -723,6 +772,18 @@ pub async fn commit(services: &Services, request: &CommitRequest) -> Result<Comm
             manifest::parse_json(&existing.body, &bucket.uri(&manifest_key))?
         }
     };
+    // Deleted rows are looked for inside the lease, once per commit: a retried commit of a run
+    // already committed finds nothing to do.
+    let before = store.read(&run.pipeline, &table).await?.map(|v| v.record);
+    let reconciled = match before {
+        Some(w)
+            if !w.is_committed(&run.run_id)
+                && deletion::due(table_config, run, w.reconciled_at, Utc::now()) =>
+        {
+            deletion::reconcile(services, pipeline, table_config, run, &run_manifest).await?
+        }
+        _ => None,
+    };
     crate::faults::point(crate::faults::FaultPoint::BeforeCommit)?;
     let now = Utc::now();
     let (watermark, newly_committed) = store
@@ -730,6 +791,12 @@ pub async fn commit(services: &Services, request: &CommitRequest) -> Result<Comm
             w.require_lease(&run.run_id)?;
             refuse_a_limit_that_cannot_progress(run, &run_manifest, &w.extract.cursor)?;
             let newly = w.apply_commit(&run_manifest, &manifest_key, now)?;
+            if let (true, Some(reconciled)) = (newly, &reconciled) {
+                w.reconciled_at = Some(reconciled.at);
+                if let Some((deletion, key)) = &reconciled.run {
+                    w.queue_deletion(deletion, key, now);
+                }
+            }
             if run.mode == SyncMode::BackupOnly {
                 w.release_lease(&run.run_id);
             }
@@ -776,6 +843,16 @@ pub async fn commit(services: &Services, request: &CommitRequest) -> Result<Comm
             .flat_map(|q| q.checks.iter().filter(|c| !c.passed()))
             .map(|c| c.count.check.clone())
             .collect(),
+        gone_keys: match (newly_committed, &reconciled) {
+            (
+                true,
+                Some(Reconciled {
+                    run: Some((deletion, _)),
+                    ..
+                }),
+            ) => deletion.rows,
+            _ => 0,
+        },
     })
 }
 

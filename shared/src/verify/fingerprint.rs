@@ -184,6 +184,27 @@ impl<'s> Fingerprint<'s> {
         keys.join(", ")
     }
 
+    /// A row's key as one text ([`key_identity`]), for the rows of the table in scope: how a
+    /// deletion run names the target rows it removes.
+    pub fn key_identity_sql(&self, engine: Engine) -> String {
+        match self.key.as_slice() {
+            [only] => self.key_text(engine, only),
+            composite => {
+                let parts: Vec<String> = composite
+                    .iter()
+                    .map(|column| {
+                        let text = self.key_text(engine, column);
+                        join_plain(
+                            engine,
+                            &[octet_length(engine, &text), "':'".to_owned(), text],
+                        )
+                    })
+                    .collect();
+                join(engine, &parts)
+            }
+        }
+    }
+
     /// MD5 of the row's column texts joined by `|`.
     fn row_hash(&self, engine: Engine) -> String {
         let fields: Vec<String> = self
@@ -332,6 +353,21 @@ impl<'s> Fingerprint<'s> {
     /// The target engine.
     pub fn target(&self) -> Engine {
         self.target
+    }
+}
+
+/// A key as one text, from its columns' canonical texts (as [`Fingerprint::rows_query`] returns
+/// them): the text itself for a one-column key; for a composite key each text as
+/// `<bytes>:<text>`, joined by `|`, so that no two keys give one text whatever they hold.
+/// [`Fingerprint::key_identity_sql`] computes the same text in the warehouse.
+pub fn key_identity(parts: &[String]) -> String {
+    match parts {
+        [only] => only.clone(),
+        composite => composite
+            .iter()
+            .map(|text| format!("{}:{text}", text.len()))
+            .collect::<Vec<_>>()
+            .join("|"),
     }
 }
 

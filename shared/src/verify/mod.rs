@@ -5,6 +5,7 @@
 //! ceiling is in flight (the next sync carries it), not a difference.
 
 pub mod fingerprint;
+pub mod reconcile;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
@@ -249,9 +250,16 @@ pub async fn verify_with(
         },
         bytes_read: 0,
     };
+    // Rows marked deleted (`deletes: soft`) stand for no source row.
+    let live_rows = target.live_rows(&target_table).await?.ok_or_else(|| {
+        Error::InvalidRequest(format!(
+            "the target table {} does not exist, so there is nothing to verify: run `tidemark sync -t {table_id}` to create and load it",
+            naming::quote_warehouse_qualified(target.schema(), &target_table)
+        ))
+    })?;
     let mut target_side = Side {
         engine: fingerprint.target(),
-        table: naming::quote_warehouse_qualified(target.schema(), &target_table),
+        table: live_rows,
         session: Session::Target(&target),
         bytes_read: 0,
     };
@@ -259,15 +267,15 @@ pub async fn verify_with(
         tracing::info!(table = %table_id, "verify: {message}");
         progress(&message);
     };
-    say(format!(
-        "fingerprinting every row in the source and in {} (one scan in each)",
-        target_side.table
-    ));
-    let (source_segments, target_segments) = tokio::try_join!(
-        source_side.segments(&fingerprint, 1, None),
-        target_side.segments(&fingerprint, 1, None),
-    )?;
-    let first_level = disagreeing(&source_segments, &target_segments);
+    let compared = compare(
+        &mut source_side,
+        &mut target_side,
+        &fingerprint,
+        options,
+        cursor.as_deref(),
+        &say,
+    )
+    .await?;
     let mut report = VerifyReport {
         pipeline: pipeline_name.clone(),
         table: table_id.to_string(),
@@ -275,19 +283,15 @@ pub async fn verify_with(
         verified_at,
         equal: true,
         loaded_ceiling,
-        source_rows: source_segments.values().map(|s| s.rows).sum(),
-        target_rows: target_segments.values().map(|s| s.rows).sum(),
+        source_rows: compared.source_rows,
+        target_rows: compared.target_rows,
         columns: fingerprint
             .columns()
             .iter()
             .map(|c| c.target_name.clone())
             .collect(),
-        segments: source_segments
-            .keys()
-            .chain(target_segments.keys())
-            .collect::<BTreeSet<_>>()
-            .len() as u64,
-        segments_differing: first_level.len() as u64,
+        segments: compared.segments,
+        segments_differing: compared.segments_differing,
         missing: Differences::default(),
         extra: Differences::default(),
         changed: Differences::default(),
@@ -296,53 +300,11 @@ pub async fn verify_with(
         elapsed_ms: 0,
         to_repair: Vec::new(),
     };
-    say(format!(
-        "{} segments compared, {} disagree",
-        report.segments, report.segments_differing
-    ));
-
-    // Descend into the disagreeing segments until each is small enough to read row by row.
-    let (small, mut large) = split_by_size(first_level, options.split_rows);
-    let mut to_read: Vec<(usize, Vec<String>)> = vec![(1, small)];
-    let mut depth = 1;
-    while !large.is_empty() {
-        if depth == MAX_DEPTH {
-            to_read.push((depth, large));
-            break;
-        }
-        depth += 1;
-        let (source_next, target_next) = tokio::try_join!(
-            source_side.segments(&fingerprint, depth, Some(&large)),
-            target_side.segments(&fingerprint, depth, Some(&large)),
-        )?;
-        let next = disagreeing(&source_next, &target_next);
-        say(format!(
-            "split the large ones: {} of their sub-segments (level {depth}) disagree",
-            next.len()
-        ));
-        let (small, larger) = split_by_size(next, options.split_rows);
-        to_read.push((depth, small));
-        large = larger;
-    }
-
-    let segments_to_read: usize = to_read.iter().map(|(_, segments)| segments.len()).sum();
-    if segments_to_read > 0 {
-        say(format!(
-            "reading the keys and row hashes of {segments_to_read} disagreeing segment(s)"
-        ));
-    }
-    let mut source_rows: BTreeMap<Vec<String>, RowHash> = BTreeMap::new();
-    let mut target_rows: BTreeMap<Vec<String>, RowHash> = BTreeMap::new();
-    for (depth, segments) in &to_read {
-        for batch in segments.chunks(SEGMENTS_PER_QUERY) {
-            let (source_batch, target_batch) = tokio::try_join!(
-                source_side.rows(&fingerprint, *depth, batch, cursor.as_deref()),
-                target_side.rows(&fingerprint, *depth, batch, None),
-            )?;
-            source_rows.extend(source_batch);
-            target_rows.extend(target_batch);
-        }
-    }
+    let Compared {
+        source: source_rows,
+        target: target_rows,
+        ..
+    } = compared;
 
     let key_names: Vec<String> = key_columns
         .iter()
@@ -437,18 +399,25 @@ pub async fn verify_with(
 
 /// Lists `report`'s missing and changed rows for a repair run: writes their keys where the
 /// run's extraction reads them and answers the run's `repair`, or none when nothing is to
-/// re-extract. Rows gone from the source are not listed: tables keep them (`deletes: ignore`).
+/// repair. Rows gone from the source are not listed: a repair run's commit reconciles the
+/// table's keys and removes them under `deletes: hard | soft` (so a report with only such rows
+/// still makes a run, of no key); under `deletes: ignore` the target keeps them.
 pub async fn repair_keys(services: &Services, report: &VerifyReport) -> Result<Option<RepairRun>> {
     let pipeline = services.config.pipeline(&report.pipeline)?;
     let table = TableId::parse(&report.table)?;
-    if let Some(config) = pipeline.tables.get(&report.table) {
-        crate::steps::watermark::refuse_a_repair_that_cannot_be(
-            config,
-            &table,
-            crate::run::SyncMode::Full,
-        )?;
-    }
-    if report.to_repair.is_empty() {
+    let deletes = match pipeline.tables.get(&report.table) {
+        Some(config) => {
+            crate::steps::watermark::refuse_a_repair_that_cannot_be(
+                config,
+                &table,
+                crate::run::SyncMode::Full,
+            )?;
+            config.deletes
+        }
+        None => crate::config::DeletePolicy::Ignore,
+    };
+    let removes_gone = report.extra.count > 0 && deletes != crate::config::DeletePolicy::Ignore;
+    if report.to_repair.is_empty() && !removes_gone {
         return Ok(None);
     }
     let key = StorageLayout::new(&pipeline.s3.prefix).repair_keys_key(
@@ -594,6 +563,95 @@ fn cursor_of(strategy: &Strategy, value: &str) -> Cursor {
 
 /// Disagreeing segments of at most `split_rows` rows (read row by row), and the larger ones
 /// (split again).
+/// What [`compare`] found: both sides' totals, and the keys and row hashes of every row in a
+/// segment that disagrees.
+struct Compared {
+    source_rows: u64,
+    target_rows: u64,
+    segments: u64,
+    segments_differing: u64,
+    source: BTreeMap<Vec<String>, RowHash>,
+    target: BTreeMap<Vec<String>, RowHash>,
+}
+
+/// Fingerprints both sides by segment, descends into the segments that disagree until each is
+/// small enough, and reads their rows' keys and hashes (with the source's `cursor`).
+async fn compare(
+    source_side: &mut Side<'_>,
+    target_side: &mut Side<'_>,
+    fingerprint: &Fingerprint<'_>,
+    options: VerifyOptions,
+    cursor: Option<&str>,
+    say: &(dyn Fn(String) + Sync),
+) -> Result<Compared> {
+    say("fingerprinting every row in the source and in the target (one scan in each)".to_owned());
+    let (source_segments, target_segments) = tokio::try_join!(
+        source_side.segments(fingerprint, 1, None),
+        target_side.segments(fingerprint, 1, None),
+    )?;
+    let first_level = disagreeing(&source_segments, &target_segments);
+    let segments = source_segments
+        .keys()
+        .chain(target_segments.keys())
+        .collect::<BTreeSet<_>>()
+        .len() as u64;
+    let segments_differing = first_level.len() as u64;
+    say(format!(
+        "{segments} segments compared, {segments_differing} disagree"
+    ));
+
+    // Descend into the disagreeing segments until each is small enough to read row by row.
+    let (small, mut large) = split_by_size(first_level, options.split_rows);
+    let mut to_read: Vec<(usize, Vec<String>)> = vec![(1, small)];
+    let mut depth = 1;
+    while !large.is_empty() {
+        if depth == MAX_DEPTH {
+            to_read.push((depth, large));
+            break;
+        }
+        depth += 1;
+        let (source_next, target_next) = tokio::try_join!(
+            source_side.segments(fingerprint, depth, Some(&large)),
+            target_side.segments(fingerprint, depth, Some(&large)),
+        )?;
+        let next = disagreeing(&source_next, &target_next);
+        say(format!(
+            "split the large ones: {} of their sub-segments (level {depth}) disagree",
+            next.len()
+        ));
+        let (small, larger) = split_by_size(next, options.split_rows);
+        to_read.push((depth, small));
+        large = larger;
+    }
+
+    let segments_to_read: usize = to_read.iter().map(|(_, segments)| segments.len()).sum();
+    if segments_to_read > 0 {
+        say(format!(
+            "reading the keys and row hashes of {segments_to_read} disagreeing segment(s)"
+        ));
+    }
+    let mut source_rows: BTreeMap<Vec<String>, RowHash> = BTreeMap::new();
+    let mut target_rows: BTreeMap<Vec<String>, RowHash> = BTreeMap::new();
+    for (depth, segments) in &to_read {
+        for batch in segments.chunks(SEGMENTS_PER_QUERY) {
+            let (source_batch, target_batch) = tokio::try_join!(
+                source_side.rows(fingerprint, *depth, batch, cursor),
+                target_side.rows(fingerprint, *depth, batch, None),
+            )?;
+            source_rows.extend(source_batch);
+            target_rows.extend(target_batch);
+        }
+    }
+    Ok(Compared {
+        source_rows: source_segments.values().map(|s| s.rows).sum(),
+        target_rows: target_segments.values().map(|s| s.rows).sum(),
+        segments,
+        segments_differing,
+        source: source_rows,
+        target: target_rows,
+    })
+}
+
 fn split_by_size(segments: Vec<(String, u64)>, split_rows: u64) -> (Vec<String>, Vec<String>) {
     let (small, large): (Vec<_>, Vec<_>) = segments
         .into_iter()

@@ -402,3 +402,43 @@ async fn verify_repair_re_extracts_the_missing_and_changed_rows() {
     .await
     .unwrap();
 }
+
+/// A floating-point key cannot list its rows for a repair (its text is rounded): the repair run
+/// is refused, saying why, and the next sync runs as before.
+#[tokio::test]
+async fn verify_repair_refuses_a_floating_point_key() {
+    TestMysql::run(async |mysql| {
+        let table = Table::hybrid("floats", "updated_at");
+        let scenario = Scenario::new(mysql, BINARY, &table.yaml()).await?;
+        let mut conn = mysql.conn().await?;
+        conn.query_drop(
+            "CREATE TABLE floats (k DOUBLE PRIMARY KEY, v INT, updated_at DATETIME(6) NOT NULL)",
+        )
+        .await?;
+        conn.query_drop(
+            "INSERT INTO floats VALUES (0.5, 1, '2025-01-01'), (1.25, 2, '2025-01-01')",
+        )
+        .await?;
+        scenario.sync_ok("floats")?;
+        scenario
+            .pg
+            .client()
+            .batch_execute(&format!(
+                "UPDATE \"{}\".\"floats\" SET v = 9 WHERE v = 1",
+                scenario.pg.schema()
+            ))
+            .await?;
+        let id = mysql.table("floats").to_string();
+        let out = scenario.run(&["verify", "-t", &id, "--repair"], None);
+        ensure!(out.status.code() == Some(1), "{}", describe(&out));
+        ensure!(
+            String::from_utf8_lossy(&out.stderr).contains("is a floating-point number"),
+            "{}",
+            describe(&out)
+        );
+        scenario.sync_ok("floats")?;
+        scenario.cleanup().await
+    })
+    .await
+    .unwrap();
+}

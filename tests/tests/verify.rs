@@ -434,3 +434,57 @@ async fn text_and_composite_keys_are_named_exactly_at_every_level() {
     })
     .await;
 }
+
+/// `verify_due` (the state machine's `VerifyIfDue`): a table never loaded is not verified and
+/// says why; the sync that loads it verifies it; within `verify.every` the next one waits, and
+/// says until when.
+#[tokio::test]
+async fn verify_due_waits_for_a_load_and_for_its_schedule() {
+    with_stack(Target::Postgres, async |stack| {
+        let mut conn = stack.mysql.conn().await?;
+        conn.query_drop("CREATE TABLE due (id INT PRIMARY KEY, updated_at DATETIME(6) NOT NULL)")
+            .await?;
+        conn.query_drop("INSERT INTO due VALUES (1, '2025-01-01'), (2, '2025-01-02')")
+            .await?;
+        let table = Table::hybrid("due", "updated_at").with_yaml("verify", "{ every: 1d }")?;
+        let services = stack.services(&table.yaml()).await?;
+        let request = verify::VerifyDueRequest {
+            pipeline: "p".to_owned(),
+            table: format!("{}.due", stack.mysql.database()),
+        };
+        let before = verify::verify_due(&services, &request).await?;
+        ensure!(
+            !before.verified && before.reason.as_deref() == Some("not loaded yet"),
+            "{before:?}"
+        );
+        let (outcome, summary) = local_sync::run_with_summary(
+            &services,
+            json!({"pipeline": "p"}),
+            &fast_runner("verify-due"),
+            EXTRACTS_AT_ONCE,
+            None,
+        )
+        .await?;
+        let verified = summary
+            .as_ref()
+            .and_then(|s| s.tables.first())
+            .and_then(|t| t.verify.clone());
+        ensure!(
+            verified
+                .as_ref()
+                .is_some_and(|v| v.verified && v.equal == Some(true)),
+            "the sync's VerifyIfDue: {verified:?} ({outcome:?})"
+        );
+        let again = verify::verify_due(&services, &request).await?;
+        ensure!(
+            !again.verified
+                && again
+                    .reason
+                    .as_deref()
+                    .is_some_and(|r| r.contains("next after")),
+            "{again:?}"
+        );
+        Ok(())
+    })
+    .await;
+}

@@ -8,6 +8,7 @@ mod connections_cmd;
 mod output;
 mod progress;
 mod quality_cmd;
+mod replay_cmd;
 mod s3clean_cmd;
 mod sync_cmd;
 mod verify_cmd;
@@ -93,6 +94,14 @@ enum Command {
     /// Example: `tidemark verify -t shop.orders`, `tidemark verify -t shop.orders --repair`,
     /// `tidemark verify -p default` (every table)
     Verify(verify_cmd::VerifyArgs),
+    /// Load a table again from its runs on S3, without reading MySQL: the runs already loaded
+    /// whose rows fall in the window, in order, into the pipeline's target or another warehouse
+    /// connection. A replayed row never replaces a newer one; replaying a run there again is a
+    /// no-op (the ledger records it under a replay id).
+    ///
+    /// Example: `tidemark replay -t shop.orders` (after the target table was dropped),
+    /// `tidemark replay -t shop.orders --since '2026-11-01' --into staging_wh`
+    Replay(replay_cmd::ReplayArgs),
 }
 
 /// A command's failure, carrying the exit code it maps to.
@@ -232,6 +241,7 @@ async fn main() -> ExitCode {
         Command::Quality(command) => quality_cmd::run(command, &cli.config, cli.json).await,
         Command::S3clean(command) => s3clean_cmd::run(command, &cli.config, cli.json).await,
         Command::Verify(args) => verify_cmd::run(args, &cli.config, cli.json, cli.quiet).await,
+        Command::Replay(args) => replay_cmd::run(args, &cli.config, cli.json, cli.quiet).await,
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -26,7 +26,8 @@ pub(crate) struct VerifyArgs {
     pipeline: Option<String>,
     /// Re-extract every missing and changed row (by key, whatever its cursor) in one repair
     /// run, loaded like any run (merge, ledger, exactly once), then verify again. Rows gone from
-    /// the source stay (tables keep deleted rows). Runs in this process, as `sync --local`.
+    /// the source follow the table's `deletes`: removed under `hard`/`soft`, kept under
+    /// `ignore`. Runs in this process, as `sync --local`.
     #[arg(long, requires = "table")]
     repair: bool,
 }

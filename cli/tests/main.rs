@@ -15,6 +15,7 @@ mod deletes;
 mod faults;
 mod network;
 mod quality;
+mod replay;
 mod s3clean;
 mod secrets;
 mod verify;

@@ -715,6 +715,7 @@ async fn load(
         loaded_at: Utc::now(),
         dropped_columns: DroppedColumns::Keep,
         deletes: Default::default(),
+        keep_newer: false,
     };
     session
         .prepare_target(&plan, &RedshiftTableOptions::default())

@@ -25,6 +25,7 @@ pub mod naming;
 pub mod parquet_sink;
 pub mod probe;
 pub mod quality;
+pub mod replay;
 pub mod run;
 pub mod schema;
 pub mod secret;

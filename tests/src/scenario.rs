@@ -233,6 +233,13 @@ impl<'a> Scenario<'a> {
         Ok(())
     }
 
+    /// Adds connection `name`: the target `wh`'s server and login, with schema `schema`.
+    pub fn add_target_connection(&self, name: &str, schema: &str) -> anyhow::Result<()> {
+        let mut connection = self.config_value()?["connections"]["wh"].clone();
+        connection["schema"] = serde_yaml::Value::from(schema);
+        self.set_config(&["connections", name], &serde_yaml::to_string(&connection)?)
+    }
+
     fn config_value(&self) -> anyhow::Result<serde_yaml::Value> {
         Ok(serde_yaml::from_str(&std::fs::read_to_string(
             self.config.path(),

@@ -1625,6 +1625,7 @@ fn golden_plan(mode: LoadMode) -> anyhow::Result<LoadPlan> {
             .with_timezone(&chrono::Utc),
         dropped_columns: Default::default(),
         deletes: Default::default(),
+        keep_newer: false,
     })
 }
 
@@ -1718,6 +1719,16 @@ fn the_load_sql_matches_the_golden_files() -> anyhow::Result<()> {
             statements <= sql::MAX_BATCH_STATEMENTS,
             "{deletes}: {statements} statements"
         );
+    }
+    // A replay's merge keeps target rows at least as new as the replayed ones.
+    let mut replay = golden_plan(LoadMode::Merge)?;
+    replay.keep_newer = true;
+    for (dialect, dir) in [
+        (Warehouse::Redshift, "redshift"),
+        (Warehouse::Postgres, "postgres"),
+    ] {
+        let script = sql::load_script(dialect, &replay)?;
+        assert_golden(&format!("{dir}/load_replay_merge.sql"), &script.to_sql())?;
     }
     for (deletes, name) in [(DeletePolicy::Hard, "hard"), (DeletePolicy::Soft, "soft")] {
         let plan = golden_deletion_plan(deletes)?;

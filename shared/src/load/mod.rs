@@ -122,11 +122,14 @@ pub struct LedgerTotals {
     pub rows_inserted: u64,
     /// Target rows deleted (replaced by key, or by `replace`).
     pub rows_deleted: u64,
+    /// Runs among them loaded by `tidemark replay`, which the watermark does not count.
+    #[serde(default)]
+    pub replayed_runs: u64,
 }
 
 impl LedgerTotals {
-    /// The totals from the four columns of [`sql::ledger_totals`], as text.
-    pub fn parse(columns: [&str; 4]) -> Result<Self> {
+    /// The totals from the five columns of [`sql::ledger_totals`], as text.
+    pub fn parse(columns: [&str; 5]) -> Result<Self> {
         let number = |i: usize| {
             columns[i].trim().parse::<u64>().map_err(|_| {
                 Error::unexpected_answer(
@@ -141,6 +144,7 @@ impl LedgerTotals {
             rows_staged: number(1)?,
             rows_inserted: number(2)?,
             rows_deleted: number(3)?,
+            replayed_runs: number(4)?,
         })
     }
 
@@ -313,6 +317,7 @@ fn plan_with_runs(
         loaded_at: target.now,
         dropped_columns: target.table_config.dropped_columns,
         deletes: target.table_config.deletes,
+        keep_newer: false,
     })
 }
 

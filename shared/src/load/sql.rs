@@ -43,6 +43,18 @@ pub const GONE_COPY_TABLE: &str = "tidemark_gone_copy";
 pub const DOOMED_TABLE: &str = "tidemark_doomed";
 /// The session's target rows the deletion runs remove (or mark, under `soft`), by key text.
 pub const REMOVED_TABLE: &str = "tidemark_removed";
+/// In a ledger row's run id: the run was loaded by `tidemark replay`
+/// ([`crate::replay`]), not by a sync.
+pub const REPLAY_MARK: &str = "-replay";
+/// Ledger rows of `target` in `schema`: dropped with the table they describe (a replay into a
+/// table that no longer exists starts from an empty ledger for it).
+pub fn forget_ledger_of(schema: &str, target: &str) -> Result<String> {
+    Ok(format!(
+        "DELETE FROM {} WHERE \"target_table\" = {}",
+        ledger(schema)?,
+        literal(&naming::target_identifier(target)?)?
+    ))
+}
 /// Text of the error the verification statement raises; the Data API status looks for it.
 pub const VERIFY_MARKER: &str = "tidemark: rows staged differ from the run manifests";
 /// Text of the error the key verification raises, followed by the number of such keys.
@@ -102,6 +114,9 @@ pub struct LoadPlan {
     /// What the deletion runs do to target rows gone from the source; under `soft` the target
     /// has [`DELETED_AT_COLUMN`].
     pub deletes: DeletePolicy,
+    /// A replay (`tidemark replay`): a `merge` never replaces a target row whose cursor is at
+    /// least the replayed row's.
+    pub keep_newer: bool,
 }
 
 /// What a statement of a load script is for; executors use it to check counts and stream rows.
@@ -622,8 +637,25 @@ pub fn load_script(dialect: Warehouse, plan: &LoadPlan) -> Result<LoadScript> {
                     order.push(format!("{} DESC NULLS LAST", quote_warehouse(cursor)));
                 }
                 order.push(format!("{run_column} DESC"));
+                // A replay never makes a row older: a target row as new as the replayed one stays.
+                let newer_kept = match (&plan.cursor_column, plan.keep_newer) {
+                    (Some(cursor), true) => {
+                        let c = quote_warehouse(cursor);
+                        let keys = plan
+                            .key_columns
+                            .iter()
+                            .map(|k| {
+                                let k = quote_warehouse(k);
+                                format!("\"t\".{k} = \"ranked\".{k}")
+                            })
+                            .collect::<Vec<_>>()
+                            .join(" AND ");
+                        format!("\n    AND NOT EXISTS (SELECT 1 FROM {target} AS \"t\" WHERE {keys} AND \"t\".{c} >= \"ranked\".{c})")
+                    }
+                    _ => String::new(),
+                };
                 format!(
-                    "SELECT {columns}, {run_column} FROM (\n    SELECT {columns}, {run_column},\n        ROW_NUMBER() OVER (PARTITION BY {partition} ORDER BY {}) AS {rank}\n    FROM {staging}{filter}\n) AS \"ranked\"\nWHERE {rank} = 1",
+                    "SELECT {columns}, {run_column} FROM (\n    SELECT {columns}, {run_column},\n        ROW_NUMBER() OVER (PARTITION BY {partition} ORDER BY {}) AS {rank}\n    FROM {staging}{filter}\n) AS \"ranked\"\nWHERE {rank} = 1{newer_kept}",
                     order.join(", "),
                     rank = quote_warehouse(RANK_COLUMN)
                 )
@@ -893,12 +925,14 @@ pub fn live_rows(schema: &str, target: &str, soft: bool) -> Result<String> {
     })
 }
 
-/// The ledger's totals for one target table: `runs, rows_staged, rows_inserted, rows_deleted`,
-/// each a BIGINT (0 when the ledger has no row for it).
+/// The ledger's totals for one target table: `runs, rows_staged, rows_inserted, rows_deleted,
+/// replayed runs`, each a BIGINT (0 when the ledger has no row for it). Replayed runs are those
+/// whose id carries [`REPLAY_MARK`].
 pub fn ledger_totals(schema: &str, target: &str) -> Result<String> {
     Ok(format!(
         "SELECT CAST(COUNT(*) AS BIGINT), CAST(COALESCE(SUM(\"rows_staged\"), 0) AS BIGINT), \
-         CAST(COALESCE(SUM(\"rows_inserted\"), 0) AS BIGINT), CAST(COALESCE(SUM(\"rows_deleted\"), 0) AS BIGINT) \
+         CAST(COALESCE(SUM(\"rows_inserted\"), 0) AS BIGINT), CAST(COALESCE(SUM(\"rows_deleted\"), 0) AS BIGINT), \
+         CAST(COALESCE(SUM(CASE WHEN \"run_id\" LIKE '%{REPLAY_MARK}%' THEN 1 ELSE 0 END), 0) AS BIGINT) \
          FROM {} WHERE \"target_table\" = {}",
         ledger(schema)?,
         literal(&naming::target_identifier(target)?)?

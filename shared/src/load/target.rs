@@ -271,7 +271,7 @@ impl TargetClient {
     }
 
     /// Whether `table` exists in the connection's schema (it has columns).
-    async fn table_exists(&self, table: &str) -> Result<bool> {
+    pub async fn table_exists(&self, table: &str) -> Result<bool> {
         Ok(!self
             .existing_columns(self.schema(), table)
             .await?
@@ -326,6 +326,51 @@ impl TargetClient {
             self.run(statement, &format!("changing `{table}`")).await?;
         }
         Ok(ddl)
+    }
+
+    /// Loads `plan` now, waiting for the end: the schema step, then its runs in one transaction
+    /// (wire protocol) or one Data API batch (`redshift` is then the connection's settings);
+    /// answers the ledger rows of its runs. The Redshift COPY manifests must be written.
+    pub async fn load_now(
+        &mut self,
+        plan: &LoadPlan,
+        bucket: &crate::storage::Bucket,
+        layout_options: &RedshiftTableOptions,
+        redshift: Option<&crate::config::RedshiftConnection>,
+    ) -> Result<Vec<LedgerRow>> {
+        self.prepare_target(plan, layout_options).await?;
+        match self {
+            TargetClient::Wire {
+                client, dialect, ..
+            } => wire::load(client, *dialect, plan, bucket).await,
+            TargetClient::DataApi(api) => {
+                let redshift = redshift.ok_or_else(|| {
+                    Error::internal("a Data API session without its Redshift connection")
+                })?;
+                let runs: Vec<RunId> = plan.runs.iter().map(|r| r.run_id.clone()).collect();
+                let script = sql::load_script(Warehouse::Redshift, plan)?;
+                let submitter = runs
+                    .first()
+                    .cloned()
+                    .ok_or_else(|| Error::internal("a load of no run"))?;
+                let token = super::data_api::client_token(
+                    &plan.pipeline,
+                    &plan.source_table,
+                    &plan.target,
+                    &submitter,
+                    &runs,
+                    0,
+                );
+                let batch = super::data_api::batch_request(
+                    redshift,
+                    &script,
+                    token,
+                    format!("tidemark-load-{}", plan.target),
+                )?;
+                api.run_batch(&batch, redshift.statement_timeout.0).await?;
+                self.ledger_rows(&plan.target, &runs).await
+            }
+        }
     }
 
     /// The ledger rows of `runs` loaded into `target`: what the warehouse itself says was loaded
@@ -384,7 +429,8 @@ impl TargetClient {
                 .await?;
             if let Some(row) = rows.first() {
                 let column = |i: usize| row.get(i).map(String::as_str).unwrap_or_default();
-                counts.ledger = LedgerTotals::parse([column(0), column(1), column(2), column(3)])?;
+                counts.ledger =
+                    LedgerTotals::parse([column(0), column(1), column(2), column(3), column(4)])?;
             }
         }
         Ok(counts)

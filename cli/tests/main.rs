@@ -13,6 +13,7 @@ mod connections;
 mod counts;
 mod deletes;
 mod faults;
+mod lineage;
 mod network;
 mod quality;
 mod replay;

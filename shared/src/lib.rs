@@ -18,6 +18,7 @@ pub mod error;
 pub mod extract;
 pub mod faults;
 pub mod lambda;
+pub mod lineage;
 pub mod load;
 pub mod manifest;
 pub mod metrics;

@@ -238,6 +238,21 @@ impl StorageLayout {
         )
     }
 
+    /// `{prefix}/lineage/{pipeline}/{db}/{table}/{run_id}-{event}.json`: a run's OpenLineage
+    /// event (`start`, `complete`, `fail`).
+    pub fn lineage_event_key(
+        &self,
+        pipeline: &str,
+        table: &TableId,
+        run_id: &RunId,
+        event: &str,
+    ) -> String {
+        self.key(format!(
+            "lineage/{pipeline}/{}/{}/{run_id}-{event}.json",
+            table.database, table.table
+        ))
+    }
+
     /// `{prefix}/runs/{pipeline}/{db}/{table}/` — the table's run manifests.
     pub fn table_runs_prefix(&self, pipeline: &str, table: &TableId) -> String {
         self.key(format!(

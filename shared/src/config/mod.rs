@@ -377,8 +377,37 @@ pub struct Pipeline<T = TableConfig> {
     /// EventBridge schedule expression for the deployed state machine, e.g. `rate(1 hour)`.
     #[serde(default)]
     pub schedule: Option<String>,
+    /// OpenLineage events of every table run (README: Lineage).
+    #[serde(default)]
+    pub lineage: LineageConfig,
     /// The tables, keyed `database.table`.
     pub tables: BTreeMap<String, T>,
+}
+
+/// Where a pipeline's OpenLineage events go besides S3 (`lineage:`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LineageConfig {
+    /// The namespace of the pipeline's jobs. Default `tidemark`.
+    #[serde(default = "default_lineage_namespace")]
+    pub namespace: String,
+    /// An OpenLineage HTTP endpoint each event is also POSTed to (`http://` or `https://`, e.g.
+    /// Marquez's `…/api/v1/lineage`). Default none.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+}
+
+impl Default for LineageConfig {
+    fn default() -> Self {
+        LineageConfig {
+            namespace: default_lineage_namespace(),
+            endpoint: None,
+        }
+    }
+}
+
+fn default_lineage_namespace() -> String {
+    "tidemark".to_owned()
 }
 
 /// An S3 location.

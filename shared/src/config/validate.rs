@@ -133,6 +133,20 @@ impl Config<RawTableConfig, RawRedshiftConnection> {
         if pipeline.table_concurrency == 0 {
             problems.add(&at("table_concurrency"), "must be at least 1");
         }
+        if let Some(endpoint) = &pipeline.lineage.endpoint {
+            if crate::lineage::Endpoint::parse(endpoint).is_err() {
+                problems.add(
+                    &["pipelines", name, "lineage", "endpoint"],
+                    format!("`{endpoint}` is not an http:// or https:// URL with a host"),
+                );
+            }
+        }
+        if pipeline.lineage.namespace.trim().is_empty() {
+            problems.add(
+                &["pipelines", name, "lineage", "namespace"],
+                "the jobs' namespace is empty",
+            );
+        }
         if pipeline.watermark_history == 0 {
             problems.add(
                 &at("watermark_history"),
@@ -237,6 +251,7 @@ impl Config<RawTableConfig, RawRedshiftConnection> {
                     watermark_history: pipeline.watermark_history,
                     watermark_history_age: pipeline.watermark_history_age,
                     schedule: pipeline.schedule,
+                    lineage: pipeline.lineage,
                     tables,
                 },
             );

@@ -11,6 +11,7 @@ use crate::config::{CdcStrategy, DeletePolicy, LoadMode, Strategy, TableConfig};
 use crate::cursor::{Ceiling, Cursor, CursorTimestamp};
 use crate::deletion::{self, Reconciled};
 use crate::error::{Error, Result};
+use crate::lineage::{self, EventType, RunFacts};
 use crate::manifest::{self, ChunkManifest, DataFile, RunManifest};
 use crate::naming::{self, RunId, StorageLayout, TableId};
 use crate::quality;
@@ -274,6 +275,7 @@ pub async fn begin(services: &Services, request: &BeginRequest) -> Result<RunCon
     .await;
     let PreparedRun {
         ceiling,
+        schema,
         fingerprint,
         key_columns,
         backfill_reason,
@@ -319,6 +321,15 @@ pub async fn begin(services: &Services, request: &BeginRequest) -> Result<RunCon
         Some(_) => (Cursor::default(), Ceiling::default()),
         None => (start, ceiling),
     };
+    lineage::emit(
+        services,
+        &RunFacts {
+            schema: Some(&schema),
+            ..RunFacts::of(&pipeline_name, pipeline, &table, &target, &run_id)
+        },
+        EventType::Start,
+    )
+    .await;
     Ok(RunContext {
         pipeline: pipeline_name,
         table: table.clone(),
@@ -423,6 +434,7 @@ struct RunIds<'a> {
 /// What `begin` learns from the source and S3 before the run starts.
 struct PreparedRun {
     ceiling: Ceiling,
+    schema: schema::TableSchema,
     fingerprint: String,
     key_columns: Vec<String>,
     /// Why rows loaded before need the source's values again ([`schema::TableSchema::backfill_reason`]).
@@ -474,6 +486,7 @@ async fn prepare_run(
     Ok(PreparedRun {
         ceiling,
         fingerprint: schema.fingerprint(),
+        schema,
         key_columns,
         backfill_reason,
     })
@@ -816,6 +829,19 @@ pub async fn commit(services: &Services, request: &CommitRequest) -> Result<Comm
     if let (true, Some(quality)) = (newly_committed, &run_manifest.quality) {
         report_quality(run, quality);
     }
+    if newly_committed && run.mode == SyncMode::BackupOnly {
+        // The run ends here: its load is another run's.
+        lineage::emit(
+            services,
+            &RunFacts {
+                schema: Some(&run_manifest.schema),
+                extracted: Some((run_manifest.rows, run_manifest.bytes)),
+                ..RunFacts::of(&run.pipeline, pipeline, &table, &run.target, &run.run_id)
+            },
+            EventType::Complete,
+        )
+        .await;
+    }
     if newly_committed {
         crate::metrics::run_committed(
             &run.pipeline,
@@ -1022,7 +1048,45 @@ pub async fn commit_load(services: &Services, request: &CommitLoadRequest) -> Re
     if let Some(lag) = cursor_lag(&watermark.extract.cursor, now) {
         crate::metrics::freshness(&run.pipeline, &table, lag).emit();
     }
+    let bucket = services.bucket(pipeline);
+    let layout = StorageLayout::new(&pipeline.s3.prefix);
+    let extracted = crate::load::read_run_manifest(
+        &bucket,
+        &layout.run_manifest_key(&run.pipeline, &table, &run.run_id),
+    )
+    .await
+    .ok()
+    .flatten();
+    let schema = match &extracted {
+        Some(manifest) => Some(manifest.schema.clone()),
+        None => run_schema(services, pipeline, &run.pipeline, &table, &run.run_id).await,
+    };
+    lineage::emit(
+        services,
+        &RunFacts {
+            schema: schema.as_ref(),
+            extracted: extracted.as_ref().map(|m| (m.rows, m.bytes)),
+            loaded: Some(loaded.iter().map(|l| l.rows_loaded).sum()),
+            ..RunFacts::of(&run.pipeline, pipeline, &table, &run.target, &run.run_id)
+        },
+        EventType::Complete,
+    )
+    .await;
     Ok(watermark)
+}
+
+/// The schema `begin` recorded for `run_id`, if it is still there.
+async fn run_schema(
+    services: &Services,
+    pipeline: &crate::config::Pipeline,
+    pipeline_name: &str,
+    table: &TableId,
+    run_id: &RunId,
+) -> Option<schema::TableSchema> {
+    let bucket = services.bucket(pipeline);
+    let key = StorageLayout::new(&pipeline.s3.prefix).run_schema_key(pipeline_name, table, run_id);
+    let object = bucket.get(&key).await.ok().flatten()?;
+    manifest::parse_json(&object.body, &bucket.uri(&key)).ok()
 }
 
 /// `fail`: records the error on the stage and releases the run's lease; the cursor stays.
@@ -1052,6 +1116,19 @@ pub async fn fail(services: &Services, request: &FailRequest) -> Result<Watermar
             Ok(())
         })
         .await?;
+    if let Some(run_id) = &request.run_id {
+        let schema = run_schema(services, pipeline, &pipeline_name, &table, run_id).await;
+        lineage::emit(
+            services,
+            &RunFacts {
+                schema: schema.as_ref(),
+                error: Some(&message),
+                ..RunFacts::of(&pipeline_name, pipeline, &table, &target, run_id)
+            },
+            EventType::Fail,
+        )
+        .await;
+    }
     Ok(watermark)
 }
 

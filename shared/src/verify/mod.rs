@@ -36,6 +36,9 @@ pub const SPLIT_ROWS: u64 = 2_000;
 pub const MAX_DEPTH: usize = 4;
 /// Segments named in one query.
 const SEGMENTS_PER_QUERY: usize = 1_000;
+/// Rows one pair of row queries reads at most (each side), unless one segment holds more: what
+/// bounds the memory of a comparison with many differences.
+const ROWS_PER_READ: u64 = 50_000;
 
 /// What `verify` found. The latest report of each table is kept at
 /// [`StorageLayout::verify_report_key`].
@@ -563,8 +566,8 @@ fn cursor_of(strategy: &Strategy, value: &str) -> Cursor {
 
 /// Disagreeing segments of at most `split_rows` rows (read row by row), and the larger ones
 /// (split again).
-/// What [`compare`] found: both sides' totals, and the keys and row hashes of every row in a
-/// segment that disagrees.
+/// What [`compare`] found: both sides' totals, and the keys and row hashes of the rows of
+/// disagreeing segments that differ (a key on one side only, or with another hash).
 struct Compared {
     source_rows: u64,
     target_rows: u64,
@@ -602,11 +605,15 @@ async fn compare(
 
     // Descend into the disagreeing segments until each is small enough to read row by row.
     let (small, mut large) = split_by_size(first_level, options.split_rows);
-    let mut to_read: Vec<(usize, Vec<String>)> = vec![(1, small)];
+    let mut to_read: Vec<(usize, Vec<(String, u64)>)> = vec![(1, small)];
     let mut depth = 1;
     while !large.is_empty() {
         if depth == MAX_DEPTH {
-            to_read.push((depth, large));
+            // Their rows are unknown here: each is read on its own.
+            to_read.push((
+                depth,
+                large.into_iter().map(|s| (s, ROWS_PER_READ)).collect(),
+            ));
             break;
         }
         depth += 1;
@@ -624,23 +631,42 @@ async fn compare(
         large = larger;
     }
 
-    let segments_to_read: usize = to_read.iter().map(|(_, segments)| segments.len()).sum();
-    if segments_to_read > 0 {
+    let batches: Vec<(usize, Vec<String>)> = to_read
+        .into_iter()
+        .flat_map(|(depth, segments)| {
+            read_batches(segments)
+                .into_iter()
+                .map(move |batch| (depth, batch))
+        })
+        .collect();
+    if !batches.is_empty() {
         say(format!(
-            "reading the keys and row hashes of {segments_to_read} disagreeing segment(s)"
+            "reading the keys and row hashes of the disagreeing segments ({} query pair(s), at most {ROWS_PER_READ} rows each)",
+            batches.len()
         ));
     }
+    // Only the rows that differ are kept: memory follows the differences and the read
+    // batches, not the table.
     let mut source_rows: BTreeMap<Vec<String>, RowHash> = BTreeMap::new();
     let mut target_rows: BTreeMap<Vec<String>, RowHash> = BTreeMap::new();
-    for (depth, segments) in &to_read {
-        for batch in segments.chunks(SEGMENTS_PER_QUERY) {
-            let (source_batch, target_batch) = tokio::try_join!(
-                source_side.rows(fingerprint, *depth, batch, cursor),
-                target_side.rows(fingerprint, *depth, batch, None),
-            )?;
-            source_rows.extend(source_batch);
-            target_rows.extend(target_batch);
+    for (depth, batch) in &batches {
+        let (source_batch, target_batch) = tokio::try_join!(
+            source_side.rows(fingerprint, *depth, batch, cursor),
+            target_side.rows(fingerprint, *depth, batch, None),
+        )?;
+        let mut source_batch: BTreeMap<Vec<String>, RowHash> = source_batch.into_iter().collect();
+        let mut target_batch: BTreeMap<Vec<String>, RowHash> = target_batch.into_iter().collect();
+        let equal: Vec<Vec<String>> = source_batch
+            .iter()
+            .filter(|(key, row)| target_batch.get(*key).is_some_and(|t| t.hash == row.hash))
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in &equal {
+            source_batch.remove(key);
+            target_batch.remove(key);
         }
+        source_rows.extend(source_batch);
+        target_rows.extend(target_batch);
     }
     Ok(Compared {
         source_rows: source_segments.values().map(|s| s.rows).sum(),
@@ -652,12 +678,36 @@ async fn compare(
     })
 }
 
-fn split_by_size(segments: Vec<(String, u64)>, split_rows: u64) -> (Vec<String>, Vec<String>) {
+/// The segments small enough to read (with their rows) and the names of those to split.
+fn split_by_size(
+    segments: Vec<(String, u64)>,
+    split_rows: u64,
+) -> (Vec<(String, u64)>, Vec<String>) {
     let (small, large): (Vec<_>, Vec<_>) = segments
         .into_iter()
         .partition(|(_, rows)| *rows <= split_rows);
-    let names = |segments: Vec<(String, u64)>| segments.into_iter().map(|(s, _)| s).collect();
-    (names(small), names(large))
+    (small, large.into_iter().map(|(s, _)| s).collect())
+}
+
+/// `segments` (with their rows) in read batches: at most [`SEGMENTS_PER_QUERY`] segments and
+/// [`ROWS_PER_READ`] rows each (a larger segment alone).
+fn read_batches(segments: Vec<(String, u64)>) -> Vec<Vec<String>> {
+    let mut batches: Vec<Vec<String>> = Vec::new();
+    let mut rows_in_last = 0;
+    for (segment, rows) in segments {
+        let full = batches.last().is_none_or(|last| {
+            last.len() >= SEGMENTS_PER_QUERY || rows_in_last + rows > ROWS_PER_READ
+        });
+        if full {
+            batches.push(Vec::new());
+            rows_in_last = 0;
+        }
+        rows_in_last += rows;
+        if let Some(last) = batches.last_mut() {
+            last.push(segment);
+        }
+    }
+    batches
 }
 
 /// Segments whose count or checksum differ between the sides, with the larger row count.

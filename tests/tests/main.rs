@@ -13,6 +13,7 @@ mod key_order;
 mod load;
 mod oversize;
 mod rehearsal;
+mod replay;
 mod schema;
 mod statemachine;
 mod sync;

@@ -361,6 +361,15 @@ async fn dry_run(
                 lines.push("  load SQL:".to_owned());
                 lines.extend(load_sql.lines().map(|line| format!("    {line}")));
             }
+            if !preview.after_load.is_empty() {
+                lines.push("  after the load (after_load):".to_owned());
+                lines.extend(
+                    preview
+                        .after_load
+                        .iter()
+                        .map(|statement| format!("    {statement};")),
+                );
+            }
         }
         lines
     });

@@ -6,6 +6,7 @@
 
 mod support;
 
+mod after_load;
 mod aws;
 mod bad_input;
 mod concurrency;

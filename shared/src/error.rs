@@ -131,6 +131,15 @@ pub enum Error {
     #[error("{0}")]
     InvalidRequest(String),
 
+    /// An `after_load` statement failed after the table's load committed.
+    #[error("{message}")]
+    AfterLoad {
+        /// The source table.
+        table: String,
+        /// What failed, and that the rows are loaded.
+        message: String,
+    },
+
     /// Something tidemark's own code guarantees did not hold: a bug, never the user's doing.
     #[error("internal error (a tidemark bug; please report it with this message): {0}")]
     Internal(String),
@@ -329,6 +338,7 @@ impl Error {
             | Error::Secret { .. }
             | Error::Corrupt { .. }
             | Error::InvalidRequest(_)
+            | Error::AfterLoad { .. }
             | Error::Internal(_)
             | Error::LeaseLost { .. }
             | Error::UnexpectedAnswer { .. }

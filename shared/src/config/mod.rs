@@ -380,6 +380,10 @@ pub struct Pipeline<T = TableConfig> {
     /// OpenLineage events of every table run (README: Lineage).
     #[serde(default)]
     pub lineage: LineageConfig,
+    /// Statements run in the target after each table's load, before the table's own
+    /// `after_load` (README: SQL after a load).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after_load: Vec<String>,
     /// The tables, keyed `database.table`.
     pub tables: BTreeMap<String, T>,
 }

@@ -116,6 +116,10 @@ pub struct RawTableConfig {
     /// (default `1d`; `0s`: at every sync). Only with `deletes: hard` or `soft`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reconcile_every: Option<HumanDuration>,
+    /// Statements run in the target, in order, after each load of the table committed (after
+    /// the pipeline's `after_load`), e.g. `REFRESH MATERIALIZED VIEW …`: one statement per item.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after_load: Vec<String>,
 }
 
 /// How often the sync verifies a table: `verify: { every: 1d }`.
@@ -169,6 +173,8 @@ pub struct TableConfig {
     /// See [`RawTableConfig::reconcile_every`]; [`TableConfig::reconcile_every`] fills the
     /// default in.
     pub reconcile_every: Option<HumanDuration>,
+    /// See [`RawTableConfig::after_load`].
+    pub after_load: Vec<String>,
 }
 
 /// How rows are found between runs, with the columns and statement that way needs.
@@ -397,6 +403,7 @@ impl TryFrom<RawTableConfig> for TableConfig {
             verify: raw.verify,
             deletes: raw.deletes,
             reconcile_every: raw.reconcile_every,
+            after_load: raw.after_load,
         })
     }
 }
@@ -432,6 +439,7 @@ impl From<TableConfig> for RawTableConfig {
             verify: table.verify,
             deletes: table.deletes,
             reconcile_every: table.reconcile_every,
+            after_load: table.after_load,
         }
     }
 }

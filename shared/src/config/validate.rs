@@ -133,6 +133,21 @@ impl Config<RawTableConfig, RawRedshiftConnection> {
         if pipeline.table_concurrency == 0 {
             problems.add(&at("table_concurrency"), "must be at least 1");
         }
+        for (index, statement) in pipeline.after_load.iter().enumerate() {
+            if let Err(why) = crate::load::after_load::single_statement(statement) {
+                problems.add(&at("after_load"), format!("item {}: {why}", index + 1));
+            }
+        }
+        for (table, config) in &pipeline.tables {
+            for (index, statement) in config.after_load.iter().enumerate() {
+                if let Err(why) = crate::load::after_load::single_statement(statement) {
+                    problems.add(
+                        &["pipelines", name, "tables", table, "after_load"],
+                        format!("item {}: {why}", index + 1),
+                    );
+                }
+            }
+        }
         if let Some(endpoint) = &pipeline.lineage.endpoint {
             if crate::lineage::Endpoint::parse(endpoint).is_err() {
                 problems.add(
@@ -252,6 +267,7 @@ impl Config<RawTableConfig, RawRedshiftConnection> {
                     watermark_history_age: pipeline.watermark_history_age,
                     schedule: pipeline.schedule,
                     lineage: pipeline.lineage,
+                    after_load: pipeline.after_load,
                     tables,
                 },
             );

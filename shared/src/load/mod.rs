@@ -15,6 +15,7 @@
 //!
 //! This module never changes the watermark: `commit_load` does, with what the load reports.
 
+pub mod after_load;
 pub mod data_api;
 pub mod pg_copy;
 pub mod sql;

@@ -54,6 +54,9 @@ pub struct RunPreview {
     /// ceiling), when it would not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warning: Option<String>,
+    /// The `after_load` statements the load is followed by (the pipeline's, then the table's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after_load: Vec<String>,
 }
 
 /// The dry run of `table` in `pipeline` under `mode` (with `limit`, as `sync --limit`).
@@ -192,6 +195,13 @@ pub async fn preview(
             .and_then(|w| w.lease)
             .map(|lease| lease.owner.to_string()),
         load_sql,
+        after_load: match mode {
+            SyncMode::BackupOnly => Vec::new(),
+            _ => load::after_load::statements(pipeline, table_config)
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+        },
     })
 }
 

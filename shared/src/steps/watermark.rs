@@ -1048,6 +1048,8 @@ pub async fn commit_load(services: &Services, request: &CommitLoadRequest) -> Re
     if let Some(lag) = cursor_lag(&watermark.extract.cursor, now) {
         crate::metrics::freshness(&run.pipeline, &table, lag).emit();
     }
+    // The rows are loaded and recorded: a failing statement fails the table, not the load.
+    crate::load::after_load::run(services, pipeline, table_config, &table).await?;
     let bucket = services.bucket(pipeline);
     let layout = StorageLayout::new(&pipeline.s3.prefix);
     let extracted = crate::load::read_run_manifest(

@@ -12,6 +12,7 @@ pub mod clean;
 pub mod config;
 pub mod cursor;
 pub mod custom_sql;
+pub mod dashboard;
 pub mod deep_check;
 pub mod deletion;
 pub mod error;

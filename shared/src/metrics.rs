@@ -123,6 +123,30 @@ impl Metric {
     }
 }
 
+/// Every metric this module emits, by name: what the template's dashboard may show
+/// ([`crate::dashboard`]); a test holds it equal to what the functions below emit.
+pub const EMITTED: [&str; 19] = [
+    "ExtractedRows",
+    "ExtractedBytes",
+    "ExtractSeconds",
+    "CommittedRuns",
+    "CommittedRows",
+    "CommittedBytes",
+    "CommittedFiles",
+    "DataQualityScore",
+    "DataQualityFailures",
+    "RunsQuarantined",
+    "RowsDiffering",
+    "RowsInFlight",
+    "VerifySeconds",
+    "LoadedRuns",
+    "LoadedRows",
+    "LoadSeconds",
+    "FailedRuns",
+    "LoadFallbacks",
+    "LagSeconds",
+];
+
 /// Builds a document: `event` names it; `metrics` are (name, unit, value) and become top-level
 /// members; `properties` are extra top-level members that are not metrics (e.g. `run_id`).
 /// `rollup` adds the dimension set `[pipeline]` beside `[pipeline, table]`, for alarms over all
@@ -352,6 +376,39 @@ pub fn freshness(pipeline: &str, table: &TableId, lag: Duration) -> Metric {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The metric names of `metric`'s directive.
+    fn names(metric: &Metric) -> Vec<String> {
+        metric.as_json()["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m["Name"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    #[test]
+    fn the_emitted_list_is_what_the_functions_emit() {
+        let t = table();
+        let r = run_id();
+        let second = Duration::from_secs(1);
+        let emitted: std::collections::BTreeSet<String> = [
+            chunk_extracted("p", &t, &r, 1, 1, second),
+            run_committed("p", &t, &r, 1, 1, 1),
+            data_quality("p", &t, &r, 1.0, 0, true),
+            verified("p", &t, 0, 0, second),
+            load_finished("p", &t, 1, 1, second),
+            run_failed("p", &t, Some(&r), "Retryable"),
+            load_fallback("p", &t),
+            freshness("p", &t, second),
+        ]
+        .iter()
+        .flat_map(names)
+        .collect();
+        let listed: std::collections::BTreeSet<String> =
+            EMITTED.iter().map(|name| (*name).to_owned()).collect();
+        assert_eq!(emitted, listed);
+    }
 
     fn table() -> TableId {
         TableId::parse("shop.orders").unwrap()

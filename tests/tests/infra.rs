@@ -1125,3 +1125,36 @@ fn globs_match_as_iam_does() {
     assert!(!glob_matches("arn:a/${P}/data/*", "arn:a/${P}/runs/x"));
     assert!(!glob_matches("a*b", "a-c"));
 }
+
+/// The template's dashboard is the body the library generates from the metrics it emits
+/// (`tidemark::dashboard`), so no widget names a metric nothing emits.
+#[test]
+fn the_dashboard_is_generated_from_the_emitted_metrics() {
+    let template = template();
+    let (_, dashboard) = resources(&template)
+        .into_iter()
+        .find(|(_, r)| r["Type"] == "AWS::CloudWatch::Dashboard")
+        .expect("the template has a dashboard");
+    let expected = tidemark::dashboard::body("${AWS::Region}");
+    let (tag, text) =
+        tagged(&dashboard["Properties"]["DashboardBody"]).expect("DashboardBody is a !Sub");
+    assert_eq!(tag, "Sub");
+    let written: serde_json::Value =
+        serde_json::from_str(text.as_str().expect("a !Sub of one string"))
+            .expect("the body is JSON");
+    assert_eq!(
+        written,
+        expected,
+        "write the generated body into infra/template.yaml:\n{}",
+        serde_json::to_string(&expected).unwrap()
+    );
+    for name in tidemark::dashboard::metric_names() {
+        assert!(tidemark::metrics::EMITTED.contains(&name), "{name}");
+        assert!(
+            text.as_str()
+                .unwrap()
+                .contains(&format!("MetricName=\\\"{name}\\\"")),
+            "{name}"
+        );
+    }
+}

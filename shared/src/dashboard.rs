@@ -1,30 +1,52 @@
 //! The template's CloudWatch dashboard, generated from the metrics the library emits
 //! ([`crate::metrics::EMITTED`]): one widget per concern, each a `SEARCH` over the
-//! `[pipeline, table]` dimension set, so every pipeline and table of the account appears
-//! without the template knowing them. `infra/template.yaml` holds this body; a test keeps the
+//! `[pipeline, table]` (or `[pipeline]`) dimension set, so every pipeline and table of the
+//! account appears without the template knowing them. `infra/template.yaml` holds this body; a test keeps the
 //! two equal.
 
 use serde_json::{json, Value};
 
-/// The widgets: a title and its metrics, each with the statistic shown.
-const WIDGETS: [(&str, &[(&str, &str)]); 7] = [
-    ("Rows extracted", &[("ExtractedRows", "Sum")]),
-    ("Rows loaded", &[("LoadedRows", "Sum")]),
+/// Per pipeline and table.
+const TABLES: &str = "pipeline,table";
+/// Per pipeline.
+const PIPELINES: &str = "pipeline";
+
+/// A widget: its title, the dimension set searched, and its metrics, each with the statistic
+/// shown.
+type Widget = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
+
+/// The widgets, in order.
+const WIDGETS: [Widget; 8] = [
+    ("Rows extracted", TABLES, &[("ExtractedRows", "Sum")]),
+    ("Rows loaded", TABLES, &[("LoadedRows", "Sum")]),
     (
         "Freshness: seconds behind the source",
+        TABLES,
         &[("LagSeconds", "Maximum")],
     ),
-    ("Failed runs", &[("FailedRuns", "Sum")]),
+    ("Failed runs", TABLES, &[("FailedRuns", "Sum")]),
     (
         "Seconds extracting and loading",
+        TABLES,
         &[("ExtractSeconds", "Sum"), ("LoadSeconds", "Sum")],
     ),
     (
+        "Syncs: seconds per sync, tables failed",
+        PIPELINES,
+        &[("SyncDurationSeconds", "Maximum"), ("FailedTables", "Sum")],
+    ),
+    (
         "Data quality score (checks passed)",
+        TABLES,
         &[("DataQualityScore", "Minimum")],
     ),
     (
         "Rows differing from the source (verify)",
+        TABLES,
         &[("RowsDiffering", "Maximum")],
     ),
 ];
@@ -38,14 +60,14 @@ pub fn body(region: &str) -> Value {
     let widgets: Vec<Value> = WIDGETS
         .iter()
         .enumerate()
-        .map(|(index, (title, metrics))| {
+        .map(|(index, (title, dimensions, metrics))| {
             let searches: Vec<Value> = metrics
                 .iter()
                 .enumerate()
                 .map(|(at, (name, stat))| {
                     json!([{
                         "expression": format!(
-                            "SEARCH('{{{},pipeline,table}} MetricName=\"{name}\"', '{stat}', {PERIOD})",
+                            "SEARCH('{{{},{dimensions}}} MetricName=\"{name}\"', '{stat}', {PERIOD})",
                             crate::metrics::NAMESPACE
                         ),
                         "id": format!("m{at}"),
@@ -75,7 +97,7 @@ pub fn body(region: &str) -> Value {
 pub fn metric_names() -> Vec<&'static str> {
     WIDGETS
         .iter()
-        .flat_map(|(_, metrics)| metrics.iter().map(|(name, _)| *name))
+        .flat_map(|(_, _, metrics)| metrics.iter().map(|(name, _)| *name))
         .collect()
 }
 

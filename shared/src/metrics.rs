@@ -125,7 +125,7 @@ impl Metric {
 
 /// Every metric this module emits, by name: what the template's dashboard may show
 /// ([`crate::dashboard`]); a test holds it equal to what the functions below emit.
-pub const EMITTED: [&str; 19] = [
+pub const EMITTED: [&str; 21] = [
     "ExtractedRows",
     "ExtractedBytes",
     "ExtractSeconds",
@@ -145,6 +145,8 @@ pub const EMITTED: [&str; 19] = [
     "FailedRuns",
     "LoadFallbacks",
     "LagSeconds",
+    "SyncDurationSeconds",
+    "FailedTables",
 ];
 
 /// Builds a document: `event` names it; `metrics` are (name, unit, value) and become top-level
@@ -373,6 +375,32 @@ pub fn freshness(pipeline: &str, table: &TableId, lag: Duration) -> Metric {
     )
 }
 
+/// A sync of a pipeline ended (`summarize`): `SyncDurationSeconds` from `prepare` to now and
+/// `FailedTables` (failed or quarantined), under the dimension set `[pipeline]` alone, which the
+/// template's dashboard shows and its per-pipeline alarm watches.
+pub fn sync_finished(pipeline: &str, duration: Duration, failed_tables: u64) -> Metric {
+    let mut root = Map::new();
+    root.insert(
+        "_aws".to_owned(),
+        json!({
+            "Timestamp": chrono::Utc::now().timestamp_millis(),
+            "CloudWatchMetrics": [{
+                "Namespace": NAMESPACE,
+                "Dimensions": [[DIMENSIONS[0]]],
+                "Metrics": [
+                    { "Name": "SyncDurationSeconds", "Unit": Unit::Seconds.name() },
+                    { "Name": "FailedTables", "Unit": Unit::Count.name() },
+                ],
+            }],
+        }),
+    );
+    root.insert("event".to_owned(), json!("sync_finished"));
+    root.insert(DIMENSIONS[0].to_owned(), json!(pipeline));
+    root.insert("SyncDurationSeconds".to_owned(), json!(seconds(duration)));
+    root.insert("FailedTables".to_owned(), json!(failed_tables as f64));
+    Metric(Value::Object(root))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -401,6 +429,7 @@ mod tests {
             run_failed("p", &t, Some(&r), "Retryable"),
             load_fallback("p", &t),
             freshness("p", &t, second),
+            sync_finished("p", second, 1),
         ]
         .iter()
         .flat_map(names)

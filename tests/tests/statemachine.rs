@@ -85,7 +85,8 @@ impl Invoker for Script {
                         .map(|t| json!({"table": t, "verify": false}))
                         .collect();
                     json!({"pipeline": "p", "tables": tables, "items": items, "mode": "full", "limit": null,
-                           "repair": null, "table_concurrency": 8, "chunk_concurrency": 2})
+                           "repair": null, "table_concurrency": 8, "chunk_concurrency": 2,
+                           "started_at": "2026-12-05T00:00:00Z"})
                 }
                 ("WatermarkFunctionArn", "prepare") => {
                     let input = &payload["input"];
@@ -102,7 +103,8 @@ impl Invoker for Script {
                         .collect();
                     json!({"pipeline": input["pipeline"], "tables": tables, "items": items,
                            "mode": input.get("mode").cloned().unwrap_or(json!("full")), "limit": null,
-                           "repair": null, "table_concurrency": 2, "chunk_concurrency": 2})
+                           "repair": null, "table_concurrency": 2, "chunk_concurrency": 2,
+                           "started_at": "2026-12-05T00:00:00Z"})
                 }
                 ("WatermarkFunctionArn", "begin") => {
                     if Some(payload["table"].as_str().unwrap_or_default()) == self.failing_table {

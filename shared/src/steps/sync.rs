@@ -66,6 +66,8 @@ pub struct SyncPlan {
     pub table_concurrency: u32,
     /// Chunks of one table at once.
     pub chunk_concurrency: u32,
+    /// When `prepare` ran: `summarize` measures the sync's duration from it.
+    pub started_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// One item of the sync's Map: a table to run.
@@ -146,6 +148,9 @@ pub struct SummarizeRequest {
     pub execution: String,
     /// The tables the execution ran (`prepare`'s list).
     pub tables: Vec<String>,
+    /// When `prepare` ran (`SyncDurationSeconds` is measured from it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// `summarize`'s answer and the execution's output.
@@ -249,6 +254,7 @@ pub fn prepare(services: &Services, request: &PrepareRequest) -> Result<SyncPlan
         repair: input.repair.clone(),
         table_concurrency: pipeline.table_concurrency,
         chunk_concurrency: pipeline.chunk_concurrency,
+        started_at: chrono::Utc::now(),
     })
 }
 
@@ -308,6 +314,13 @@ pub async fn summarize(services: &Services, request: &SummarizeRequest) -> Resul
         .try_collect()
         .await?;
     let full = summarize_outcomes(&request.pipeline, outcomes);
+    if let Some(started_at) = request.started_at {
+        let duration = (chrono::Utc::now() - started_at)
+            .to_std()
+            .unwrap_or_default();
+        crate::metrics::sync_finished(&request.pipeline, duration, full.failed + full.quarantined)
+            .emit();
+    }
     let key = layout.execution_summary_key(&request.pipeline, &request.execution);
     let body = serde_json::to_vec_pretty(&full)
         .map_err(|err| Error::internal(format!("cannot encode a summary: {err}")))?;

@@ -1,6 +1,6 @@
 //! OpenLineage run events of every table run — START when `begin` takes the lease, COMPLETE when
 //! the run ends (its load committed, or its commit for `--backup-only`), FAIL when the state
-//! machine records its error — with the MySQL table as input and the warehouse table as output,
+//! machine records its error, ABORT when its execution ended without one (`release`) — with the MySQL table as input and the warehouse table as output,
 //! each with its schema facet, the run's row counts and, for FAIL, the error. Each event is
 //! written to S3 under the pipeline's prefix and, with `lineage.endpoint`, POSTed there. Lineage
 //! never fails a run: an event that cannot be delivered is logged.
@@ -51,6 +51,8 @@ pub enum EventType {
     Complete,
     /// The state machine recorded its error.
     Fail,
+    /// Its execution ended without recording one (stopped, timed out): `release` freed its lease.
+    Abort,
 }
 
 impl EventType {
@@ -59,6 +61,7 @@ impl EventType {
             EventType::Start => "START",
             EventType::Complete => "COMPLETE",
             EventType::Fail => "FAIL",
+            EventType::Abort => "ABORT",
         }
     }
 }

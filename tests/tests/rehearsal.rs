@@ -598,6 +598,16 @@ async fn an_execution_stopped_mid_run_releases_its_leases_through_the_ended_rule
             "{:#}",
             released.payload
         );
+        // The stopped run's lineage ends with ABORT.
+        let aborted = stack
+            .bucket
+            .bucket()
+            .list("")
+            .await?
+            .into_iter()
+            .filter(|o| o.key.contains("/lineage/") && o.key.ends_with("-abort.json"))
+            .count();
+        assert_eq!(aborted, 1, "one ABORT lineage event for the stopped run");
 
         let after = tidemark(&aws, &file, &["--json", "sync", "--aws", "-p", "p"]).await?;
         anyhow::ensure!(after.status.success(), "{}", explain(&aws, &after));

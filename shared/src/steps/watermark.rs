@@ -1174,10 +1174,10 @@ pub async fn release(services: &Services, request: &ReleaseRequest) -> Result<Re
                 .read(pipeline_name, &table)
                 .await?
                 .and_then(|v| v.record.lease)
-                .is_some_and(|lease| lease.execution.as_deref() == Some(&request.execution));
-            if !held {
+                .filter(|lease| lease.execution.as_deref() == Some(&request.execution));
+            let Some(held) = held else {
                 continue;
-            }
+            };
             let target = target_name(table_config, &table)?;
             let now = Utc::now();
             let (_, done) = store
@@ -1198,6 +1198,18 @@ pub async fn release(services: &Services, request: &ReleaseRequest) -> Result<Re
             if let Some(detail) = done {
                 tracing::warn!(pipeline = %pipeline_name, table = %table, execution = %request.execution, "{detail}");
                 released.push(format!("{pipeline_name} {table}"));
+                let schema =
+                    run_schema(services, pipeline, pipeline_name, &table, &held.owner).await;
+                lineage::emit(
+                    services,
+                    &RunFacts {
+                        schema: schema.as_ref(),
+                        error: Some(&format!("the execution ended {}", request.status)),
+                        ..RunFacts::of(pipeline_name, pipeline, &table, &target, &held.owner)
+                    },
+                    EventType::Abort,
+                )
+                .await;
             }
         }
     }

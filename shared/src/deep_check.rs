@@ -12,10 +12,8 @@ use crate::config::{Connection, DroppedColumns, LoadMode, RedshiftConnection};
 use crate::cursor::Cursor;
 use crate::error::{Error, Result};
 use crate::extract::decode::{BatchBuilder, ValueRules};
-use crate::load::data_api;
 use crate::load::sql::{self, LoadPlan, PlannedRun};
 use crate::load::target::TargetClient;
-use crate::load::wire;
 use crate::naming::{self, RunId, TableId};
 use crate::parquet_sink::{FileCompression, ParquetSink, SinkBatch, SinkOptions};
 use crate::schema::{
@@ -718,35 +716,13 @@ async fn load(
         keep_newer: false,
     };
     session
-        .prepare_target(&plan, &RedshiftTableOptions::default())
+        .load_now(
+            &plan,
+            &scratch.bucket,
+            &RedshiftTableOptions::default(),
+            scratch.redshift,
+            format!("tidemark-deep-check-{table}"),
+        )
         .await?;
-    match session {
-        TargetClient::Wire {
-            client, dialect, ..
-        } => {
-            wire::load(client, *dialect, &plan, &scratch.bucket).await?;
-        }
-        TargetClient::DataApi(api) => {
-            let redshift = scratch.redshift.ok_or_else(|| {
-                Error::internal("a Data API session without a Redshift connection")
-            })?;
-            let script = sql::load_script(Warehouse::Redshift, &plan)?;
-            let token = data_api::client_token(
-                &plan.pipeline,
-                &plan.source_table,
-                table,
-                &plan.runs[0].run_id,
-                &[plan.runs[0].run_id.clone()],
-                0,
-            );
-            let batch = data_api::batch_request(
-                redshift,
-                &script,
-                token,
-                format!("tidemark-deep-check-{table}"),
-            )?;
-            api.run_batch(&batch, redshift.statement_timeout.0).await?;
-        }
-    }
     Ok(())
 }

@@ -563,6 +563,7 @@ async fn load_runs(
                 to.bucket,
                 &to.table_config.redshift_options(),
                 to.redshift,
+                format!("tidemark-load-{}", to.target),
             )
             .await?;
         for planned in &plan.runs {

@@ -329,14 +329,16 @@ impl TargetClient {
     }
 
     /// Loads `plan` now, waiting for the end: the schema step, then its runs in one transaction
-    /// (wire protocol) or one Data API batch (`redshift` is then the connection's settings);
-    /// answers the ledger rows of its runs. The Redshift COPY manifests must be written.
+    /// (wire protocol) or one Data API batch named `batch_name` (`redshift` is then the
+    /// connection's settings); answers the ledger rows of its runs. The Redshift COPY manifests
+    /// must be written.
     pub async fn load_now(
         &mut self,
         plan: &LoadPlan,
         bucket: &crate::storage::Bucket,
         layout_options: &RedshiftTableOptions,
         redshift: Option<&crate::config::RedshiftConnection>,
+        batch_name: String,
     ) -> Result<Vec<LedgerRow>> {
         self.prepare_target(plan, layout_options).await?;
         match self {
@@ -361,12 +363,7 @@ impl TargetClient {
                     &runs,
                     0,
                 );
-                let batch = super::data_api::batch_request(
-                    redshift,
-                    &script,
-                    token,
-                    format!("tidemark-load-{}", plan.target),
-                )?;
+                let batch = super::data_api::batch_request(redshift, &script, token, batch_name)?;
                 api.run_batch(&batch, redshift.statement_timeout.0).await?;
                 self.ledger_rows(&plan.target, &runs).await
             }

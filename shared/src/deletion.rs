@@ -26,16 +26,21 @@ const KEYS_PER_ROW_GROUP: usize = 100_000;
 /// The longest key text a deletion run carries: a Redshift VARCHAR's 65,535 bytes.
 const MAX_KEY_BYTES: usize = 65_535;
 
-/// Whether `run`'s commit reconciles keys: the table deletes rows, the run loads (not
-/// `--backup-only`), and it is a repair run (whose point is to make the target equal) or
-/// `reconcile_every` has passed since `reconciled_at`.
+/// Whether `run`'s commit may reconcile keys at all: the table deletes rows and the run loads
+/// (not `--backup-only`). Only then is the watermark read for [`due`].
+pub fn applies(table_config: &TableConfig, run: &RunContext) -> bool {
+    table_config.deletes != DeletePolicy::Ignore && run.mode != SyncMode::BackupOnly
+}
+
+/// Whether `run`'s commit reconciles keys: it [`applies`], and the run is a repair run (whose
+/// point is to make the target equal) or `reconcile_every` has passed since `reconciled_at`.
 pub fn due(
     table_config: &TableConfig,
     run: &RunContext,
     reconciled_at: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
 ) -> bool {
-    if table_config.deletes == DeletePolicy::Ignore || run.mode == SyncMode::BackupOnly {
+    if !applies(table_config, run) {
         return false;
     }
     if run.repair.is_some() {

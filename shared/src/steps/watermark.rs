@@ -786,8 +786,11 @@ pub async fn commit(services: &Services, request: &CommitRequest) -> Result<Comm
         }
     };
     // Deleted rows are looked for inside the lease, once per commit: a retried commit of a run
-    // already committed finds nothing to do.
-    let before = store.read(&run.pipeline, &table).await?.map(|v| v.record);
+    // already committed finds nothing to do. A table that ignores deletes costs no read.
+    let before = match deletion::applies(table_config, run) {
+        true => store.read(&run.pipeline, &table).await?.map(|v| v.record),
+        false => None,
+    };
     let reconciled = match before {
         Some(w)
             if !w.is_committed(&run.run_id)

@@ -297,7 +297,13 @@ pub async fn emit(services: &Services, facts: &RunFacts<'_>, kind: EventType) {
             Err(err) => Err(err),
         };
         if let Err(err) = posted {
-            tracing::warn!(table = %facts.table, run_id = %facts.run_id, endpoint = %endpoint, error = %err, "the lineage event could not be posted");
+            // The path or query may carry a token: only the origin is logged.
+            let origin = endpoint
+                .splitn(4, '/')
+                .take(3)
+                .collect::<Vec<_>>()
+                .join("/");
+            tracing::warn!(table = %facts.table, run_id = %facts.run_id, endpoint = %origin, error = %err, "the lineage event could not be posted");
         }
     }
 }

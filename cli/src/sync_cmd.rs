@@ -298,14 +298,25 @@ async fn dry_run(
         named.to_vec()
     };
     let mode = args.sync_mode();
+    let waves = tidemark::dependencies::of_pipeline(pipeline, &tables);
     let mut previews = Vec::new();
-    for table in &tables {
-        previews.push(preview::preview(services, pipeline_name, table, mode, args.limit).await?);
+    let mut placed = Vec::new();
+    for (index, wave) in waves.iter().enumerate() {
+        for ordered in wave {
+            previews.push(
+                preview::preview(services, pipeline_name, &ordered.table, mode, args.limit).await?,
+            );
+            placed.push((index + 1, ordered.after.clone()));
+        }
     }
     let document = json!({
         "dry_run": true,
         "pipeline": pipeline_name,
         "mode": args.sync_mode(),
+        "waves": waves
+            .iter()
+            .map(|wave| wave.iter().map(|ordered| ordered.table.clone()).collect::<Vec<_>>())
+            .collect::<Vec<_>>(),
         "tables": previews,
     });
     emit(json_output, &document, || {
@@ -313,12 +324,21 @@ async fn dry_run(
             "dry run of pipeline `{pipeline_name}` ({}); nothing is changed",
             args.sync_mode()
         )];
-        for preview in &previews {
+        for (preview, (wave, after)) in previews.iter().zip(&placed) {
             lines.push(String::new());
             lines.push(format!(
                 "{}: {} → {} ({})",
                 preview.table, preview.strategy, preview.target, preview.load
             ));
+            if waves.len() > 1 {
+                lines.push(match after.is_empty() {
+                    true => format!("  wave {wave}"),
+                    false => format!(
+                        "  wave {wave} (after {}): skipped unless those succeed",
+                        after.join(", ")
+                    ),
+                });
+            }
             lines.push(format!(
                 "  cursor:  {}",
                 match preview.cursor.is_start() {

@@ -13,6 +13,7 @@ mod concurrency;
 mod connections;
 mod counts;
 mod deletes;
+mod dependencies;
 mod faults;
 mod lineage;
 mod network;

@@ -22,17 +22,20 @@ pub enum ErrorKind {
     SchemaDrift,
     /// A compare-and-swap write lost a race to another writer.
     ConcurrentUpdate,
+    /// A table of the run's `depends_on` did not succeed in this sync: the table is skipped.
+    DependencyFailed,
 }
 
 impl ErrorKind {
     /// Every kind: the only names besides `States.*` and `Lambda.*` a `Retry` or `Catch` of the
     /// state machine may match (`tests/tests/infra.rs` checks it).
-    pub const ALL: [ErrorKind; 5] = [
+    pub const ALL: [ErrorKind; 6] = [
         ErrorKind::Retryable,
         ErrorKind::NonRetryable,
         ErrorKind::LeaseHeld,
         ErrorKind::SchemaDrift,
         ErrorKind::ConcurrentUpdate,
+        ErrorKind::DependencyFailed,
     ];
 
     /// The name used as the Lambda `errorType` and in the state machine's `ErrorEquals`.
@@ -43,6 +46,7 @@ impl ErrorKind {
             ErrorKind::LeaseHeld => "LeaseHeld",
             ErrorKind::SchemaDrift => "SchemaDrift",
             ErrorKind::ConcurrentUpdate => "ConcurrentUpdate",
+            ErrorKind::DependencyFailed => "DependencyFailed",
         }
     }
 }
@@ -138,6 +142,16 @@ pub enum Error {
         table: String,
         /// What failed, and that the rows are loaded.
         message: String,
+    },
+
+    /// A table this table `depends_on` did not succeed in this sync, so it was not run.
+    #[error("not run: `{dependency}`, which it depends on (`depends_on`), {what} in this sync; it runs again at the next sync once `{dependency}` succeeds")]
+    DependencyNotSynced {
+        /// The dependency.
+        dependency: String,
+        /// What became of it: `failed`, `was quarantined`, `was skipped`, or that it recorded
+        /// no outcome.
+        what: String,
     },
 
     /// Something tidemark's own code guarantees did not hold: a bug, never the user's doing.
@@ -347,6 +361,7 @@ impl Error {
             Error::Network { .. } => ErrorKind::Retryable,
             Error::ConcurrentUpdate { .. } => ErrorKind::ConcurrentUpdate,
             Error::SchemaDrift { .. } => ErrorKind::SchemaDrift,
+            Error::DependencyNotSynced { .. } => ErrorKind::DependencyFailed,
             Error::Mysql { source, .. } => match source {
                 mysql_async::Error::Io(_) | mysql_async::Error::Driver(_) => ErrorKind::Retryable,
                 mysql_async::Error::Server(server) if is_transient_mysql_code(server.code) => {

@@ -112,6 +112,9 @@ pub fn diagnostic(err: Error) -> Diagnostic {
         ErrorKind::Retryable | ErrorKind::ConcurrentUpdate | ErrorKind::LeaseHeld => {
             tracing::warn!(error_type = err.kind().name(), error = %err, "step failed; the state machine retries it, or fails the table");
         }
+        ErrorKind::DependencyFailed => {
+            tracing::info!(error_type = err.kind().name(), error = %err, "table skipped");
+        }
         ErrorKind::NonRetryable | ErrorKind::SchemaDrift => {
             tracing::error!(error_type = err.kind().name(), error = %err, "step failed");
         }

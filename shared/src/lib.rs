@@ -15,6 +15,7 @@ pub mod custom_sql;
 pub mod dashboard;
 pub mod deep_check;
 pub mod deletion;
+pub mod dependencies;
 pub mod error;
 pub mod extract;
 pub mod faults;

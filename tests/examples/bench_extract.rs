@@ -207,6 +207,7 @@ async fn run_extract(
             limit: None,
             execution: None,
             repair: None,
+            after: Vec::new(),
         },
     )
     .await?;

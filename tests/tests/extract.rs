@@ -143,6 +143,7 @@ impl Harness {
                 limit,
                 execution: None,
                 repair: None,
+                after: Vec::new(),
             },
         )
         .await?)

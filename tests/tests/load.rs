@@ -87,6 +87,7 @@ impl<'a> World<'a> {
                 limit: None,
                 execution: None,
                 repair: None,
+                after: Vec::new(),
             },
         )
         .await?)

@@ -82,10 +82,37 @@ impl Invoker for Script {
                     // No table has `verify`: none enters `VerifyIfDue`.
                     let items: Vec<Value> = tables
                         .iter()
-                        .map(|t| json!({"table": t, "verify": false}))
+                        .map(|t| json!({"table": t, "verify": false, "after": []}))
                         .collect();
-                    json!({"pipeline": "p", "tables": tables, "items": items, "mode": "full", "limit": null,
+                    json!({"pipeline": "p", "tables": tables, "wave": {"items": items}, "mode": "full", "limit": null,
                            "repair": null, "table_concurrency": 8, "chunk_concurrency": 2,
+                           "started_at": "2026-12-05T00:00:00Z"})
+                }
+                ("WatermarkFunctionArn", "prepare") if payload["input"].get("waves").is_some() => {
+                    // The waves as `prepare` orders `depends_on`: [[{table, after}, …], …].
+                    let waves = payload["input"]["waves"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default();
+                    let tables: Vec<Value> = waves
+                        .iter()
+                        .flat_map(|wave| wave.as_array().cloned().unwrap_or_default())
+                        .map(|item| item["table"].clone())
+                        .collect();
+                    let wave = waves.iter().rev().fold(Value::Null, |rest, wave| {
+                        let items: Vec<Value> = wave
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .map(|item| json!({"table": item["table"], "verify": false, "after": item["after"]}))
+                            .collect();
+                        match rest {
+                            Value::Null => json!({"items": items}),
+                            rest => json!({"items": items, "rest": rest}),
+                        }
+                    });
+                    json!({"pipeline": "p", "tables": tables, "wave": wave, "mode": "full", "limit": null,
+                           "repair": null, "table_concurrency": 2, "chunk_concurrency": 2,
                            "started_at": "2026-12-05T00:00:00Z"})
                 }
                 ("WatermarkFunctionArn", "prepare") => {
@@ -99,14 +126,37 @@ impl Invoker for Script {
                         .as_array()
                         .into_iter()
                         .flatten()
-                        .map(|t| json!({"table": t, "verify": true}))
+                        .map(|t| json!({"table": t, "verify": true, "after": []}))
                         .collect();
-                    json!({"pipeline": input["pipeline"], "tables": tables, "items": items,
+                    json!({"pipeline": input["pipeline"], "tables": tables, "wave": {"items": items},
                            "mode": input.get("mode").cloned().unwrap_or(json!("full")), "limit": null,
                            "repair": null, "table_concurrency": 2, "chunk_concurrency": 2,
                            "started_at": "2026-12-05T00:00:00Z"})
                 }
                 ("WatermarkFunctionArn", "begin") => {
+                    // As `steps::sync::check_dependencies`: each table of `after` must have
+                    // recorded `succeeded` before this wave began.
+                    let not_synced = payload["after"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                        .find(|dependency| {
+                            self.outcomes
+                                .lock()
+                                .unwrap()
+                                .get(*dependency)
+                                .is_none_or(|outcome| outcome.status != "succeeded")
+                        })
+                        .map(str::to_owned);
+                    if let Some(dependency) = not_synced {
+                        return Err(TaskFailure {
+                            error: "DependencyFailed".into(),
+                            cause: format!(
+                                "{{\"errorMessage\":\"not run: `{dependency}` failed\"}}"
+                            ),
+                        });
+                    }
                     if Some(payload["table"].as_str().unwrap_or_default()) == self.failing_table {
                         return Err(TaskFailure {
                             error: "LeaseHeld".into(),
@@ -341,6 +391,79 @@ async fn a_failed_table_is_recorded_and_fails_the_execution_while_others_finish(
     assert_eq!(fail.2["error"]["Error"], "LeaseHeld");
 }
 
+/// Issue #19 part 2: waves run one after another; a table whose dependency failed, or was
+/// skipped itself, is skipped with the reason and never begins a run.
+#[tokio::test]
+async fn tables_run_in_waves_and_a_failed_dependency_skips_its_dependents() {
+    let script = Script::new(Some("shop.a"));
+    let waves = json!([
+        [{"table": "shop.a", "after": []}, {"table": "shop.b", "after": []}],
+        [{"table": "shop.c", "after": ["shop.a"]}, {"table": "shop.d", "after": ["shop.b"]}],
+        [{"table": "shop.e", "after": ["shop.c", "shop.d"]}, {"table": "shop.f", "after": ["shop.d"]}],
+    ]);
+    let outcome = execute(json!({"pipeline": "p", "waves": waves}), &script).await;
+    let Outcome::Failed(failure) = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(failure.error, "TablesFailed");
+    let statuses: BTreeMap<String, String> = script
+        .outcomes
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(table, outcome)| (table.clone(), outcome.status.clone()))
+        .collect();
+    assert_eq!(
+        statuses,
+        BTreeMap::from(
+            [
+                ("shop.a", "failed"),
+                ("shop.b", "succeeded"),
+                ("shop.c", "skipped"),
+                ("shop.d", "succeeded"),
+                ("shop.e", "skipped"),
+                ("shop.f", "succeeded"),
+            ]
+            .map(|(t, s)| (t.to_owned(), s.to_owned()))
+        )
+    );
+    // A skipped table begins nothing and records no failure on its watermark.
+    assert_eq!(script.actions("shop.c"), ["begin"]);
+    assert_eq!(script.actions("shop.e"), ["begin"]);
+    let recorded = script.outcomes.lock().unwrap();
+    assert!(
+        recorded["shop.e"].error.as_ref().unwrap()["Cause"]
+            .as_str()
+            .unwrap()
+            .contains("`shop.c`"),
+        "{:?}",
+        recorded["shop.e"]
+    );
+    // Every table of a wave recorded its outcome before the next wave's first `begin`.
+    let calls = script.calls.lock().unwrap();
+    let position = |action: &str, table: &str| {
+        calls
+            .iter()
+            .position(|(_, a, p)| {
+                a == action && (p["table"] == table || p["outcome"]["table"] == table)
+            })
+            .unwrap()
+    };
+    for earlier in ["shop.a", "shop.b"] {
+        for later in ["shop.c", "shop.d"] {
+            assert!(position("record_outcome", earlier) < position("begin", later));
+        }
+    }
+    for later in ["shop.e", "shop.f"] {
+        assert!(position("record_outcome", "shop.d") < position("begin", later));
+    }
+    assert!(
+        failure.cause.contains("shop.c skipped") && failure.cause.contains("shop.a failed"),
+        "{}",
+        failure.cause
+    );
+}
+
 #[tokio::test]
 async fn a_failed_load_batch_is_recorded_on_the_load_stage() {
     let mut script = Script::new(None);
@@ -491,9 +614,9 @@ async fn a_load_that_never_ends_stops_polling_after_max_polls() {
 /// Issue #26, figures: a pipeline of `tables` tables, each with 2 chunks of one continuation and
 /// a load finished at its first status. Every table runs as its own child execution of the
 /// Distributed Map, so no history grows with the number of tables: the sync's own execution holds
-/// 20 events whatever their number, and each table's 93. Transitions: 26 per table and 5 for the
-/// sync (Prepare, SyncTables, Summarize, AnyTableFailed?, SyncSucceeded) — the figures the
-/// README's cost estimate starts from. Every table is begun, committed and loaded exactly once.
+/// 22 events whatever their number, and each table's 93. Transitions: 26 per table and 6 for the
+/// sync (Prepare, SyncTables, MoreWaves?, Summarize, AnyTableFailed?, SyncSucceeded) — the
+/// figures the README's cost estimate starts from. Every table is begun, committed and loaded exactly once.
 async fn a_pipeline_of(tables: usize) {
     let mut script = Script::new(None);
     script.instant_load_of = Some(tables);
@@ -522,7 +645,7 @@ async fn a_pipeline_of(tables: usize) {
         "one child execution per table"
     );
     let (sync, children): (Vec<_>, Vec<_>) = executions.iter().partition(|e| e.name == "test");
-    assert_eq!(sync[0].history_events, 20, "{:?}", sync[0]);
+    assert_eq!(sync[0].history_events, 22, "{:?}", sync[0]);
     assert!(
         children
             .iter()
@@ -530,9 +653,9 @@ async fn a_pipeline_of(tables: usize) {
         "{:?}",
         children.first()
     );
-    assert_eq!(sync[0].transitions, 5);
+    assert_eq!(sync[0].transitions, 6);
     let transitions = options.transitions();
-    assert_eq!(transitions, tables as u64 * 26 + 5);
+    assert_eq!(transitions, tables as u64 * 26 + 6);
     eprintln!(
         "{tables} tables: {} executions; history events: sync {}, each table {}; transitions: {} per table + {} = {transitions}",
         executions.len(),

@@ -120,6 +120,11 @@ pub struct RawTableConfig {
     /// the pipeline's `after_load`), e.g. `REFRESH MATERIALIZED VIEW …`: one statement per item.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub after_load: Vec<String>,
+    /// Tables of the same pipeline (`db.table`) this table syncs after, in a later wave of the
+    /// same sync; when one of them does not succeed, this table is skipped (README: Dependencies
+    /// between tables).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
 }
 
 /// How often the sync verifies a table: `verify: { every: 1d }`.
@@ -175,6 +180,8 @@ pub struct TableConfig {
     pub reconcile_every: Option<HumanDuration>,
     /// See [`RawTableConfig::after_load`].
     pub after_load: Vec<String>,
+    /// See [`RawTableConfig::depends_on`].
+    pub depends_on: Vec<String>,
 }
 
 /// How rows are found between runs, with the columns and statement that way needs.
@@ -404,6 +411,7 @@ impl TryFrom<RawTableConfig> for TableConfig {
             deletes: raw.deletes,
             reconcile_every: raw.reconcile_every,
             after_load: raw.after_load,
+            depends_on: raw.depends_on,
         })
     }
 }
@@ -440,6 +448,7 @@ impl From<TableConfig> for RawTableConfig {
             deletes: table.deletes,
             reconcile_every: table.reconcile_every,
             after_load: table.after_load,
+            depends_on: table.depends_on,
         }
     }
 }

@@ -663,3 +663,39 @@ fn the_old_tool_s_cursor_keys_are_the_cursor_column() {
     );
     assert_eq!(tables["shop.events"].strategy.cursor_column(), Some("seq"));
 }
+
+#[test]
+fn depends_on_names_tables_of_the_pipeline_and_closes_no_cycle() {
+    let pipeline = |tables: &str| {
+        small(&format!(
+            "pipelines:\n  p:\n    source: src\n    target: wh\n    s3: {{ bucket: b }}\n    tables:\n{tables}"
+        ))
+    };
+    let ordered = pipeline(
+        "      shop.customers: { cursor_column: u }\n      shop.orders:\n        cursor_column: u\n        depends_on: [shop.customers]\n",
+    );
+    let config = parse(&ordered).unwrap();
+    assert_eq!(
+        config.pipelines["p"].tables["shop.orders"].depends_on,
+        ["shop.customers"]
+    );
+
+    let unknown = ordered.replace("[shop.customers]", "[shop.customer]");
+    let err = error_of(&unknown);
+    let line = line_of(&unknown, "depends_on", 0);
+    assert!(err.starts_with(&format!("tidemark.yaml:{line}:")), "{err}");
+    assert!(
+        err.contains("`shop.customer` is not a table of this pipeline"),
+        "{err}"
+    );
+
+    let cycle = pipeline(
+        "      shop.a:\n        cursor_column: u\n        depends_on: [shop.b]\n      shop.b:\n        cursor_column: u\n        depends_on: [shop.a]\n",
+    );
+    let err = error_of(&cycle);
+    let line = line_of(&cycle, "depends_on", 0);
+    assert!(err.starts_with(&format!("tidemark.yaml:{line}:")), "{err}");
+    assert!(err.contains("a cycle: shop.a -> shop.b -> shop.a"), "{err}");
+    let itself = ordered.replace("[shop.customers]", "[shop.orders]");
+    assert!(error_of(&itself).contains("`shop.orders` depends on itself"));
+}

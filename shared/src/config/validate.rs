@@ -148,6 +148,17 @@ impl Config<RawTableConfig, RawRedshiftConnection> {
                 }
             }
         }
+        let depends_on = pipeline
+            .tables
+            .iter()
+            .map(|(table, config)| (table.clone(), config.depends_on.clone()))
+            .collect();
+        for (table, problem) in crate::dependencies::problems(&depends_on) {
+            problems.add(
+                &["pipelines", name, "tables", &table, "depends_on"],
+                problem.to_string(),
+            );
+        }
         if let Some(endpoint) = &pipeline.lineage.endpoint {
             if crate::lineage::Endpoint::parse(endpoint).is_err() {
                 problems.add(

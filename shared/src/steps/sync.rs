@@ -52,9 +52,9 @@ pub struct SyncPlan {
     pub pipeline: String,
     /// Tables to sync, in configuration order.
     pub tables: Vec<String>,
-    /// The Map's items: each table, and whether it has `verify` (so that only those tables enter
-    /// `VerifyIfDue`: a table without it costs no state and no invocation for it).
-    pub items: Vec<SyncItem>,
+    /// The tables in waves (`depends_on`): the first wave's items for the Map, and the waves after
+    /// it, which the state machine takes one at a time.
+    pub wave: Wave,
     /// Which stages run.
     pub mode: SyncMode,
     /// Row cap per table.
@@ -70,14 +70,31 @@ pub struct SyncPlan {
     pub started_at: chrono::DateTime<chrono::Utc>,
 }
 
+/// The tables that sync together, after every table of the waves before them; `rest` is the next
+/// wave (a list the state machine walks with a Pass state and a Choice, no task).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Wave {
+    /// The Map's items: each table of the wave.
+    pub items: Vec<SyncItem>,
+    /// The next wave; absent after the last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rest: Option<Box<Wave>>,
+}
+
 /// One item of the sync's Map: a table to run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SyncItem {
     /// Source table, `db.table`.
     pub table: String,
-    /// The table has `verify: { every }`: its child enters `VerifyIfDue` after a load.
+    /// The table has `verify: { every }`: its child enters `VerifyIfDue` after a load (so that
+    /// only those tables enter it: a table without costs no state and no invocation for it).
     pub verify: bool,
+    /// Its `depends_on` tables that this sync ran in earlier waves: `begin` skips the table unless
+    /// each succeeded.
+    #[serde(default)]
+    pub after: Vec<String>,
 }
 
 /// One table's outcome, as the state machine reports it.
@@ -86,8 +103,9 @@ pub struct SyncItem {
 pub struct TableOutcome {
     /// Source table.
     pub table: String,
-    /// `succeeded`, `failed`, or `quarantined` (a run of the table failed a `fail` data quality
-    /// check: it and every later run wait for an operator).
+    /// `succeeded`, `failed`, `quarantined` (a run of the table failed a `fail` data quality
+    /// check: it and every later run wait for an operator), or `skipped` (a table of its
+    /// `depends_on` did not succeed in this sync).
     pub status: String,
     /// The run, when `begin` got that far.
     #[serde(default)]
@@ -134,7 +152,7 @@ pub struct RecordOutcomeRequest {
 pub struct TableStatus {
     /// Source table.
     pub table: String,
-    /// `succeeded` or `failed`.
+    /// `succeeded`, `failed`, `quarantined` or `skipped`.
     pub status: String,
 }
 
@@ -166,6 +184,10 @@ pub struct SyncSummary {
     /// Of the failed tables, those held back by a quarantined run (data quality).
     #[serde(default)]
     pub quarantined: u64,
+    /// Of the failed tables, those not run because a table of their `depends_on` did not
+    /// succeed in this sync.
+    #[serde(default)]
+    pub skipped: u64,
     /// One line per failed table (the first [`MESSAGE_FAILURES`]), or `all N tables synced`.
     pub message: String,
     /// The tables' outcomes: every one while they fit [`SUMMARY_TABLES_BYTES`], else the failed
@@ -181,6 +203,9 @@ pub struct SyncSummary {
 
 /// The status of a table held back by a quarantined run.
 pub const QUARANTINED: &str = "quarantined";
+
+/// The status of a table not run because a table it depends on did not succeed.
+pub const SKIPPED: &str = "skipped";
 
 /// Failed tables named in the message.
 pub const MESSAGE_FAILURES: usize = 20;
@@ -235,20 +260,31 @@ pub fn prepare(services: &Services, request: &PrepareRequest) -> Result<SyncPlan
                 .to_owned(),
         ));
     }
-    let items = tables
-        .iter()
-        .map(|table| SyncItem {
-            table: table.clone(),
-            verify: pipeline
-                .tables
-                .get(table)
-                .is_some_and(|config| config.verify.is_some()),
+    let waves = crate::dependencies::of_pipeline(pipeline, &tables);
+    let wave = waves
+        .into_iter()
+        .rev()
+        .fold(None, |rest, wave| {
+            Some(Wave {
+                items: wave
+                    .into_iter()
+                    .map(|ordered| SyncItem {
+                        verify: pipeline
+                            .tables
+                            .get(&ordered.table)
+                            .is_some_and(|config| config.verify.is_some()),
+                        table: ordered.table,
+                        after: ordered.after,
+                    })
+                    .collect(),
+                rest: rest.map(Box::new),
+            })
         })
-        .collect();
+        .ok_or_else(|| Error::internal("a sync of no tables"))?;
     Ok(SyncPlan {
         pipeline: input.pipeline.clone(),
         tables,
-        items,
+        wave,
         mode: input.mode,
         limit: input.limit,
         repair: input.repair.clone(),
@@ -318,8 +354,7 @@ pub async fn summarize(services: &Services, request: &SummarizeRequest) -> Resul
         let duration = (chrono::Utc::now() - started_at)
             .to_std()
             .unwrap_or_default();
-        crate::metrics::sync_finished(&request.pipeline, duration, full.failed + full.quarantined)
-            .emit();
+        crate::metrics::sync_finished(&request.pipeline, duration, full.failed).emit();
     }
     let key = layout.execution_summary_key(&request.pipeline, &request.execution);
     let body = serde_json::to_vec_pretty(&full)
@@ -359,6 +394,49 @@ async fn read_outcome(
             verify_error: None,
         },
     })
+}
+
+/// Whether every table in `after` succeeded in `execution` (each recorded its outcome before
+/// this table's wave began): `begin`'s first check, so that a table whose dependency failed,
+/// was quarantined or was skipped is skipped too, before it takes its lease.
+pub async fn check_dependencies(
+    services: &Services,
+    pipeline_name: &str,
+    execution: Option<&str>,
+    after: &[String],
+) -> Result<()> {
+    if after.is_empty() {
+        return Ok(());
+    }
+    let execution = execution.ok_or_else(|| {
+        Error::InvalidRequest(
+            "`after` names tables of this sync, so `execution` (the sync's `$$.Execution.Id`) is needed to read their outcomes".to_owned(),
+        )
+    })?;
+    let pipeline = services.config.pipeline(pipeline_name)?;
+    let layout = StorageLayout::new(&pipeline.s3.prefix);
+    let bucket = services.bucket(pipeline);
+    for dependency in after {
+        let key =
+            layout.execution_outcome_key(pipeline_name, execution, &TableId::parse(dependency)?);
+        let what = match bucket.get(&key).await? {
+            None => "recorded no outcome".to_owned(),
+            Some(object) => {
+                let outcome: TableOutcome =
+                    crate::manifest::parse_json(&object.body, &bucket.uri(&key))?;
+                match outcome.status.as_str() {
+                    "succeeded" => continue,
+                    "failed" => "failed".to_owned(),
+                    other => format!("was {other}"),
+                }
+            }
+        };
+        return Err(Error::DependencyNotSynced {
+            dependency: dependency.clone(),
+            what,
+        });
+    }
+    Ok(())
 }
 
 /// Outcomes `summarize` reads at once.
@@ -404,6 +482,10 @@ pub fn summarize_outcomes(pipeline: &str, outcomes: Vec<TableOutcome>) -> SyncSu
         quarantined: failed
             .iter()
             .filter(|outcome| outcome.status == QUARANTINED)
+            .count() as u64,
+        skipped: failed
+            .iter()
+            .filter(|outcome| outcome.status == SKIPPED)
             .count() as u64,
         message,
         tables: outcomes,

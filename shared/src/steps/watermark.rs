@@ -70,6 +70,10 @@ pub struct BeginRequest {
     /// A repair run's keys (`verify --repair`); null for a sync.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repair: Option<RepairRun>,
+    /// Tables of its `depends_on` this sync ran in earlier waves: unless each succeeded, the
+    /// table is skipped (`DependencyFailed`) before it takes its lease.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<String>,
 }
 
 /// `release`: a state machine execution ended without running `fail` (an EventBridge rule on
@@ -225,6 +229,13 @@ pub fn new_run_id(now: DateTime<Utc>) -> RunId {
 pub async fn begin(services: &Services, request: &BeginRequest) -> Result<RunContext> {
     let (pipeline_name, pipeline, table_config, table) =
         locate_table(services, Some(&request.pipeline), &request.table)?;
+    super::sync::check_dependencies(
+        services,
+        &pipeline_name,
+        request.execution.as_deref(),
+        &request.after,
+    )
+    .await?;
     if request.repair.is_some() {
         refuse_a_repair_that_cannot_be(table_config, &table, request.mode)?;
     }

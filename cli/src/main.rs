@@ -10,6 +10,7 @@ mod progress;
 mod quality_cmd;
 mod replay_cmd;
 mod s3clean_cmd;
+mod schedules_cmd;
 mod sync_cmd;
 mod verify_cmd;
 mod watermark_cmd;
@@ -102,6 +103,14 @@ enum Command {
     /// Example: `tidemark replay -t shop.orders` (after the target table was dropped),
     /// `tidemark replay -t shop.orders --since '2026-11-01' --into staging_wh`
     Replay(replay_cmd::ReplayArgs),
+    /// The deployed stack's sync schedules and pipeline alarms, from the config's `schedule`,
+    /// `schedule_timezone` and `freshness_alarm`: `plan` shows the changes, `apply` makes them.
+    ///
+    /// Example: `tidemark schedules plan`, then `tidemark schedules apply` (with the stack's
+    /// outputs in TIDEMARK_SCHEDULE_GROUP, TIDEMARK_SCHEDULE_ROLE_ARN and
+    /// TIDEMARK_STATE_MACHINE_ARN)
+    #[command(subcommand)]
+    Schedules(schedules_cmd::SchedulesCommand),
 }
 
 /// A command's failure, carrying the exit code it maps to.
@@ -242,6 +251,7 @@ async fn main() -> ExitCode {
         Command::S3clean(command) => s3clean_cmd::run(command, &cli.config, cli.json).await,
         Command::Verify(args) => verify_cmd::run(args, &cli.config, cli.json, cli.quiet).await,
         Command::Replay(args) => replay_cmd::run(args, &cli.config, cli.json, cli.quiet).await,
+        Command::Schedules(command) => schedules_cmd::run(command, &cli.config, cli.json).await,
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

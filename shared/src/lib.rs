@@ -30,6 +30,7 @@ pub mod probe;
 pub mod quality;
 pub mod replay;
 pub mod run;
+pub mod schedules;
 pub mod schema;
 pub mod secret;
 pub mod services;

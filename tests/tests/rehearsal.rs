@@ -367,20 +367,19 @@ async fn backup_only_then_redshift_only_into_the_data_api_with_continued_chunks(
     .await;
 }
 
-/// The template's own payloads: the sync schedule's exact `Input` starts a sync that loads the
-/// tables; every operator payload the README documents (its golden fixtures) works on the real
+/// The deployed payloads: a sync schedule's exact `Input` (as `schedules apply` writes it)
+/// starts a sync that loads the tables; every operator payload the README documents (its golden fixtures) works on the real
 /// operator function; the cleanup schedule's exact `Input` runs the cleanup. A refused payload
 /// and an unknown function are answered as Lambda answers them.
 #[tokio::test]
-async fn the_template_s_schedule_cleanup_and_operator_payloads_work_as_sent() {
+async fn the_schedule_cleanup_and_operator_payloads_work_as_sent() {
     with_stack(Target::Postgres, async |stack| {
         seed(stack.mysql).await?;
         let config = stack.config_yaml(&tables())?;
-        let aws = deploy(stack, &config, &[("SchedulePipeline", "p")]).await?;
+        let aws = deploy(stack, &config, &[]).await?;
 
-        let input = aws
-            .template()
-            .property("SyncSchedule", &["Target", "Input"])?;
+        // The input `tidemark schedules apply` gives pipeline `p`'s schedule.
+        let input = tidemark::schedules::sync_input("p");
         let ended = aws
             .execute("scheduled-sync", &input, EXECUTION_LIMIT)
             .await?;

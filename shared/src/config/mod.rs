@@ -374,9 +374,18 @@ pub struct Pipeline<T = TableConfig> {
     /// (an hourly schedule writes 24 a day). Default `30d`.
     #[serde(default = "default_watermark_history_age")]
     pub watermark_history_age: HumanDuration,
-    /// EventBridge schedule expression for the deployed state machine, e.g. `rate(1 hour)`.
-    #[serde(default)]
+    /// When the deployed state machine syncs the pipeline: an EventBridge Scheduler expression,
+    /// `rate(1 hour)` or `cron(0 6 * * ? *)`, put in place by `tidemark schedules apply`
+    /// (README: Schedules and alarms). Default none.
+    #[serde(default, deserialize_with = "interpolated_option")]
     pub schedule: Option<String>,
+    /// The IANA time zone a `cron(…)` schedule is read in, e.g. `Europe/Berlin`. Default `UTC`.
+    #[serde(default, deserialize_with = "interpolated_option")]
+    pub schedule_timezone: Option<String>,
+    /// The freshness alarm fires when the pipeline's largest `LagSeconds` exceeds this (or,
+    /// with a `schedule`, when no sync reports it). Default `2h` with a `schedule`, none without.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub freshness_alarm: Option<HumanDuration>,
     /// OpenLineage events of every table run (README: Lineage).
     #[serde(default)]
     pub lineage: LineageConfig,

@@ -148,6 +148,34 @@ impl Config<RawTableConfig, RawRedshiftConnection> {
                 }
             }
         }
+        if let Some(problem) = pipeline
+            .schedule
+            .as_deref()
+            .and_then(crate::schedules::expression_problem)
+        {
+            problems.add(&at("schedule"), problem);
+        }
+        match (&pipeline.schedule_timezone, &pipeline.schedule) {
+            (Some(_), None) => problems.add(
+                &at("schedule_timezone"),
+                "a time zone without a `schedule`: set `schedule`, or remove this",
+            ),
+            (Some(zone), Some(_)) => {
+                if let Some(problem) = crate::schedules::timezone_problem(zone) {
+                    problems.add(&at("schedule_timezone"), problem);
+                }
+            }
+            (None, _) => {}
+        }
+        if pipeline
+            .freshness_alarm
+            .is_some_and(|after| after.0.as_secs() < 60)
+        {
+            problems.add(
+                &at("freshness_alarm"),
+                "at least `1m`: `LagSeconds` is reported once per sync",
+            );
+        }
         let depends_on = pipeline
             .tables
             .iter()
@@ -277,6 +305,8 @@ impl Config<RawTableConfig, RawRedshiftConnection> {
                     watermark_history: pipeline.watermark_history,
                     watermark_history_age: pipeline.watermark_history_age,
                     schedule: pipeline.schedule,
+                    schedule_timezone: pipeline.schedule_timezone,
+                    freshness_alarm: pipeline.freshness_alarm,
                     lineage: pipeline.lineage,
                     after_load: pipeline.after_load,
                     tables,

@@ -704,6 +704,7 @@ async fn load(
             files,
             copy_manifest_uri: scratch.bucket.uri(&copy_manifest_key),
             deletion: false,
+            version_time: None,
         }],
         table_schema: schema.clone(),
         iam_role: scratch
@@ -714,6 +715,7 @@ async fn load(
         dropped_columns: DroppedColumns::Keep,
         deletes: Default::default(),
         keep_newer: false,
+        scd: None,
     };
     session
         .load_now(

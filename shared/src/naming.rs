@@ -468,6 +468,14 @@ impl RunId {
         ))
     }
 
+    /// When the run began (UTC), for an id made by [`RunId::new`].
+    pub fn started_at(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.0
+            .get(..19)
+            .and_then(|time| chrono::NaiveDateTime::parse_from_str(time, "%Y%m%dT%H%M%S%3fZ").ok())
+            .map(|time| time.and_utc())
+    }
+
     /// A new id that sorts after this one: at `now`, or one millisecond after this id's time
     /// when the clock says no later (a run committed with another that must load right after).
     pub fn next_after(&self, now: chrono::DateTime<chrono::Utc>, entropy: u64) -> Self {
@@ -475,12 +483,7 @@ impl RunId {
         if candidate > *self {
             return candidate;
         }
-        let own_time = self
-            .0
-            .get(..19)
-            .and_then(|time| chrono::NaiveDateTime::parse_from_str(time, "%Y%m%dT%H%M%S%3fZ").ok())
-            .map(|time| time.and_utc());
-        match own_time {
+        match self.started_at() {
             Some(time) => RunId::new(time + chrono::Duration::milliseconds(1), entropy),
             // An id from outside, not made by `new`: a suffix sorts after it.
             None => RunId(format!("{}-{:012x}", self.0, entropy & 0xffff_ffff_ffff)),

@@ -255,7 +255,11 @@ pub async fn replay(
     let target_existed = session.table_exists(&target_table).await?;
     let (selected, skipped) = select_runs(table_config, manifests, window, target_existed);
     if table_config.load_mode() == LoadMode::Replace && target_existed {
-        let held = session.counts(&target_table).await?.rows.unwrap_or(0);
+        let held = session
+            .counts(&target_table, table_config.current_flag())
+            .await?
+            .rows
+            .unwrap_or(0);
         if held > 0 {
             return Err(Error::InvalidRequest(format!(
                 "`{table}` loads with `replace`, and {into}'s `{schema}.{target_table}` holds {held} rows: a replayed run would make it older than its last sync; replay into an empty or new table, or let the next `tidemark sync` rewrite it"
@@ -522,10 +526,11 @@ async fn load_runs(
         lease_expires_at: Utc::now(),
         repair: None,
     };
+    let type_2 = to.table_config.scd_type == Some(crate::config::ScdType::Type2);
     let max_runs = match session {
         TargetClient::DataApi(_) => (
-            sql::max_runs_per_batch(false),
-            sql::max_runs_per_batch(true),
+            sql::max_runs_per_batch(false, type_2),
+            sql::max_runs_per_batch(true, type_2),
         ),
         TargetClient::Wire { .. } => (sql::MAX_RUNS_PER_WIRE_LOAD, sql::MAX_RUNS_PER_WIRE_LOAD),
     };

@@ -1382,7 +1382,7 @@ async fn operator_questions_reach_a_tunnelled_target_through_its_tunnel() {
         let (rows, _) = w.one_order_loaded().await?;
         // `validate-counts` and `connections test` ask through the same client.
         let client = w.services.target("wh").await?;
-        let counts = client.counts(&w.target).await?;
+        let counts = client.counts(&w.target, None).await?;
         assert_eq!(counts.rows, Some(rows.len() as u64));
         assert_eq!(counts.ledger.runs, 1);
         assert!(client.version().await?.contains("PostgreSQL"));
@@ -1607,6 +1607,7 @@ fn golden_plan(mode: LoadMode) -> anyhow::Result<LoadPlan> {
         rows,
         copy_manifest_uri: format!("s3://tidemark-data/tm/copy/p/shop/orders/{id}.manifest"),
         deletion: false,
+        version_time: None,
     };
     Ok(LoadPlan {
         pipeline: "p".into(),
@@ -1627,6 +1628,7 @@ fn golden_plan(mode: LoadMode) -> anyhow::Result<LoadPlan> {
         dropped_columns: Default::default(),
         deletes: Default::default(),
         keep_newer: false,
+        scd: None,
     })
 }
 
@@ -1648,9 +1650,25 @@ fn golden_deletion_plan(deletes: DeletePolicy) -> anyhow::Result<LoadPlan> {
         rows: 12,
         copy_manifest_uri: format!("s3://tidemark-data/tm/copy/p/shop/orders/{id}.manifest"),
         deletion: true,
+        version_time: None,
     };
     plan.runs.insert(1, deletion);
     plan.deletes = deletes;
+    Ok(plan)
+}
+
+/// The deletion plan of [`golden_deletion_plan`] (`hard`) as a type-2 dimension tracking
+/// `amount` and `note`, with a surrogate key; the deletion run closes versions at its ceiling.
+fn golden_scd_plan() -> anyhow::Result<LoadPlan> {
+    let mut plan = golden_deletion_plan(DeletePolicy::Hard)?;
+    plan.runs[1].version_time = Some("2026-11-27 04:15:30.000000".into());
+    plan.scd = Some(sql::ScdPlan {
+        valid_from: "valid_from".into(),
+        valid_to: "valid_to".into(),
+        current_flag: "is_current".into(),
+        surrogate_key: Some("customer_sk".into()),
+        tracked: vec!["amount".into(), "note".into()],
+    });
     Ok(plan)
 }
 
@@ -1692,7 +1710,7 @@ fn the_load_sql_matches_the_golden_files() -> anyhow::Result<()> {
     // A full Data API batch stays within its 40 statements.
     let mut full = golden_plan(LoadMode::Merge)?;
     let first = full.runs[0].clone();
-    full.runs = vec![first; sql::max_runs_per_batch(false)];
+    full.runs = vec![first; sql::max_runs_per_batch(false, false)];
     let statements = sql::load_script(Warehouse::Redshift, &full)?
         .statements
         .len();
@@ -1704,7 +1722,7 @@ fn the_load_sql_matches_the_golden_files() -> anyhow::Result<()> {
     for deletes in [DeletePolicy::Soft, DeletePolicy::Hard] {
         let mut full = golden_deletion_plan(deletes)?;
         let (data, deletion) = (full.runs[0].clone(), full.runs[1].clone());
-        full.runs = (0..sql::max_runs_per_batch(true))
+        full.runs = (0..sql::max_runs_per_batch(true, false))
             .map(|i| {
                 if i % 2 == 0 {
                     data.clone()
@@ -1740,6 +1758,32 @@ fn the_load_sql_matches_the_golden_files() -> anyhow::Result<()> {
             let script = sql::load_script(dialect, &plan)?;
             assert_golden(&format!("{dir}/load_deletes_{name}.sql"), &script.to_sql())?;
         }
+    }
+    // A type-2 dimension (`scd_type: type_2`) with a deletion run: versions, not rows.
+    let scd = golden_scd_plan()?;
+    for (dialect, dir) in [
+        (Warehouse::Redshift, "redshift"),
+        (Warehouse::Postgres, "postgres"),
+    ] {
+        let script = sql::load_script(dialect, &scd)?;
+        assert_golden(&format!("{dir}/load_scd2.sql"), &script.to_sql())?;
+    }
+    for deletions in [false, true] {
+        let mut full = golden_scd_plan()?;
+        let (data, deletion) = (full.runs[0].clone(), full.runs[1].clone());
+        full.runs = (0..sql::max_runs_per_batch(deletions, true))
+            .map(|i| match deletions && i % 2 == 1 {
+                true => deletion.clone(),
+                false => data.clone(),
+            })
+            .collect();
+        let statements = sql::load_script(Warehouse::Redshift, &full)?
+            .statements
+            .len();
+        assert!(
+            statements <= sql::MAX_BATCH_STATEMENTS,
+            "type 2, deletions {deletions}: {statements} statements"
+        );
     }
     let plan = golden_plan(LoadMode::Merge)?;
     let schema_step = [

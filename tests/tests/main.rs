@@ -14,6 +14,7 @@ mod load;
 mod oversize;
 mod rehearsal;
 mod replay;
+mod scd;
 mod schema;
 mod statemachine;
 mod sync;

@@ -23,6 +23,7 @@ pub use redshift::{
     DataApiTarget, DataApiTunnel, RawRedshiftConnection, RedshiftAccess, RedshiftAccessKind,
     RedshiftConnection, WireEndpoint,
 };
+pub use scd::{ScdEffective, ScdNames, ScdType, TableType};
 pub use table::{
     RawTableConfig, Strategy, TableConfig, VerifySchedule, DEFAULT_ID_LOOKBACK,
     DEFAULT_RECONCILE_EVERY,
@@ -852,6 +853,7 @@ pub fn to_yaml(config: &Config) -> Result<String> {
 mod env;
 mod locate;
 mod redshift;
+mod scd;
 mod table;
 #[cfg(test)]
 mod tests;

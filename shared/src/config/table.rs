@@ -16,6 +16,7 @@ use crate::schema::{JsonTarget, NulPolicy, OversizePolicy, RedshiftTableOptions,
 use super::{
     default_chunk_rows, default_lag, default_lookback, yes, CdcStrategy, ColumnsConfig,
     DeletePolicy, DroppedColumns, HumanDuration, LoadMode, OverrideType, RedshiftTableConfig,
+    ScdNames, ScdType, TableType,
 };
 
 /// How one table is synced, as the file writes it: flat keys, checked together by
@@ -125,6 +126,32 @@ pub struct RawTableConfig {
     /// between tables).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<String>,
+    /// `fact` (default) or `dimension`: a dimension is loaded as a slowly changing dimension of
+    /// `scd_type` (README: Slowly changing dimensions).
+    #[serde(default)]
+    pub table_type: TableType,
+    /// A dimension's `type_1` (default: one row per key, overwritten: `load: merge`) or `type_2`
+    /// (one row per version, with `valid_from`, `valid_to` and `is_current`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scd_type: Option<ScdType>,
+    /// A dimension's key (source columns); default `key_columns`, which it replaces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub business_key: Option<Vec<String>>,
+    /// Type 2: the tracked columns, whose change makes a new version; a change of another column
+    /// updates the current version in place. Default: every column outside the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scd_columns: Option<Vec<String>>,
+    /// Type 2: a column holding each version's surrogate key, the MD5 of its business key and
+    /// `valid_from` (the same at every replay). Default none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub surrogate_key: Option<String>,
+    /// Type 2: the history columns' names and where `valid_from` comes from.
+    #[serde(default, skip_serializing_if = "is_default_scd")]
+    pub scd: ScdNames,
+}
+
+fn is_default_scd(names: &ScdNames) -> bool {
+    *names == ScdNames::default()
 }
 
 /// How often the sync verifies a table: `verify: { every: 1d }`.
@@ -182,6 +209,18 @@ pub struct TableConfig {
     pub after_load: Vec<String>,
     /// See [`RawTableConfig::depends_on`].
     pub depends_on: Vec<String>,
+    /// See [`RawTableConfig::table_type`].
+    pub table_type: TableType,
+    /// See [`RawTableConfig::scd_type`].
+    pub scd_type: Option<ScdType>,
+    /// See [`RawTableConfig::business_key`].
+    pub business_key: Option<Vec<String>>,
+    /// See [`RawTableConfig::scd_columns`].
+    pub scd_columns: Option<Vec<String>>,
+    /// See [`RawTableConfig::surrogate_key`].
+    pub surrogate_key: Option<String>,
+    /// See [`RawTableConfig::scd`].
+    pub scd: ScdNames,
 }
 
 /// How rows are found between runs, with the columns and statement that way needs.
@@ -305,6 +344,7 @@ impl RawTableConfig {
             ));
         }
         problems.extend(self.deletes_problems());
+        problems.extend(self.scd_problems());
         let strategy = match (strategy, statement, self.cursor_column.clone()) {
             (Some(strategy), _, _) => strategy,
             (None, Some(statement), Some(cursor_column)) if kind == CdcStrategy::CustomSql => {
@@ -394,7 +434,7 @@ impl TryFrom<RawTableConfig> for TableConfig {
         Ok(TableConfig {
             strategy,
             checks,
-            key_columns: raw.key_columns,
+            key_columns: raw.key_columns.or(raw.business_key.clone()),
             target_name: raw.target_name,
             columns: raw.columns,
             chunk_rows: raw.chunk_rows,
@@ -412,6 +452,12 @@ impl TryFrom<RawTableConfig> for TableConfig {
             reconcile_every: raw.reconcile_every,
             after_load: raw.after_load,
             depends_on: raw.depends_on,
+            table_type: raw.table_type,
+            scd_type: raw.scd_type,
+            business_key: raw.business_key,
+            scd_columns: raw.scd_columns,
+            surrogate_key: raw.surrogate_key,
+            scd: raw.scd,
         })
     }
 }
@@ -449,7 +495,21 @@ impl From<TableConfig> for RawTableConfig {
             reconcile_every: table.reconcile_every,
             after_load: table.after_load,
             depends_on: table.depends_on,
+            table_type: table.table_type,
+            scd_type: table.scd_type,
+            business_key: table.business_key,
+            scd_columns: table.scd_columns,
+            surrogate_key: table.surrogate_key,
+            scd: table.scd,
         }
+    }
+}
+
+impl TableConfig {
+    /// A type-2 dimension's current-version column (as written; the target folds it), whose
+    /// rows stand for the source's; `None` for any other table.
+    pub fn current_flag(&self) -> Option<&str> {
+        (self.scd_type == Some(ScdType::Type2)).then_some(self.scd.current_flag.as_str())
     }
 }
 

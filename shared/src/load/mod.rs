@@ -18,6 +18,7 @@
 pub mod after_load;
 pub mod data_api;
 pub mod pg_copy;
+pub mod scd;
 pub mod sql;
 pub mod stall_guard;
 pub mod target;
@@ -26,16 +27,16 @@ pub mod wire;
 
 use chrono::{DateTime, Utc};
 
-use crate::config::{DroppedColumns, LoadMode, TableConfig};
+use crate::config::{DroppedColumns, LoadMode, ScdEffective, ScdType, TableConfig};
 use crate::error::{Error, Result};
 use crate::manifest::{self, RunManifest};
 use crate::naming::{self, RunId, StorageLayout, TableId};
 use crate::run::RunContext;
-use crate::schema::{drift_ddl, Drift, Warehouse};
+use crate::schema::{drift_ddl, Drift, TableSchema, Warehouse};
 use crate::storage::Bucket;
 use crate::watermark::{LoadedRun, PendingRun};
 
-pub use sql::{LoadPlan, PlannedRun};
+pub use sql::{LoadPlan, PlannedRun, ScdPlan};
 
 /// One run's row in the target's load ledger.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -254,12 +255,35 @@ pub fn plan(
                 &r.manifest.run_id,
             )),
             deletion: r.manifest.deletion,
+            version_time: version_time(target.table_config, &r.manifest),
         })
         .collect();
     if planned.iter().any(|r| r.deletion) {
         planned.truncate(target.max_runs_with_deletions.max(1));
     }
     plan_with_runs(target, &first.manifest, planned).map(Some)
+}
+
+/// When a type-2 version read by the run begins (`effective: loaded_at`: when the run began), or
+/// when the versions a deletion run closes end (`effective: cursor`: the source clock's ceiling
+/// of the run that found them gone, in the cursor's own time); `None` otherwise.
+fn version_time(table_config: &TableConfig, manifest: &RunManifest) -> Option<String> {
+    if table_config.scd_type != Some(ScdType::Type2) {
+        return None;
+    }
+    let run_time = || {
+        manifest
+            .run_id
+            .started_at()
+            .map(|at| at.format("%Y-%m-%d %H:%M:%S%.3f").to_string())
+    };
+    match table_config.scd.effective {
+        ScdEffective::LoadedAt => run_time(),
+        ScdEffective::Cursor if manifest.deletion => {
+            manifest.ceiling.timestamp.clone().or_else(run_time)
+        }
+        ScdEffective::Cursor => None,
+    }
 }
 
 /// A plan with no run, for the schema step alone, with the schema `manifest`'s run found: the
@@ -304,6 +328,7 @@ fn plan_with_runs(
             run.table
         )));
     }
+    let scd = scd_plan(target.table_config, &table_schema, &key_columns, &run.table)?;
     Ok(LoadPlan {
         pipeline: run.pipeline.clone(),
         source_table: run.table.to_string(),
@@ -319,7 +344,72 @@ fn plan_with_runs(
         dropped_columns: target.table_config.dropped_columns,
         deletes: target.table_config.deletes,
         keep_newer: false,
+        scd,
     })
+}
+
+/// The history of a type-2 dimension: its columns' target names (folded), and the tracked
+/// columns (default: every column outside the key, target names), each a column of the run's
+/// files; `begin` checks it against the source's schema before a run reads anything.
+pub fn scd_plan(
+    table_config: &TableConfig,
+    table_schema: &TableSchema,
+    key_columns: &[String],
+    table: &TableId,
+) -> Result<Option<ScdPlan>> {
+    if table_config.scd_type != Some(ScdType::Type2) {
+        return Ok(None);
+    }
+    let names = &table_config.scd;
+    let tracked = match &table_config.scd_columns {
+        Some(columns) => columns
+            .iter()
+            .map(|name| {
+                table_schema
+                    .column(name)
+                    .map(|c| c.target_name.clone())
+                    .ok_or_else(|| {
+                        Error::Schema(format!(
+                            "`scd_columns` of `{table}` names `{name}`, which is not a column the table syncs (its columns: {}); fix the name, or leave `scd_columns` out to track every column outside the key",
+                            table_schema.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+                        ))
+                    })
+            })
+            .collect::<Result<Vec<_>>>()?,
+        None => table_schema
+            .columns
+            .iter()
+            .filter(|c| !key_columns.contains(&c.target_name))
+            .map(|c| c.target_name.clone())
+            .collect(),
+    };
+    let history: Vec<&str> = [&names.valid_from, &names.valid_to, &names.current_flag]
+        .into_iter()
+        .map(String::as_str)
+        .chain(table_config.surrogate_key.as_deref())
+        .collect();
+    let mut folded = Vec::new();
+    for name in history {
+        let target_name = naming::target_identifier(name)?;
+        if let Some(clash) = table_schema
+            .columns
+            .iter()
+            .find(|c| c.target_name == target_name)
+        {
+            return Err(Error::Schema(format!(
+                "`{}` of `{table}` would become the target column `{target_name}`, which its type-2 history uses (`scd`, `surrogate_key`): give the history column another name, or leave `{}` out with `columns: {{ exclude: [...] }}`",
+                clash.name, clash.name
+            )));
+        }
+        folded.push(target_name);
+    }
+    Ok(Some(ScdPlan {
+        valid_from: folded[0].clone(),
+        valid_to: folded[1].clone(),
+        current_flag: folded[2].clone(),
+        surrogate_key: folded.get(3).cloned(),
+        tracked,
+    }))
 }
 
 /// The statements the schema step runs for `drifts`, each on its own, outside any transaction:

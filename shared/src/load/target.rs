@@ -387,21 +387,27 @@ impl TargetClient {
 
     /// The rows of `table` that stand for source rows, as a FROM item: the table itself, or,
     /// when it has a [`sql::DELETED_AT_COLUMN`] (`deletes: soft`), its rows where that is NULL —
-    /// a row with it set was deleted in the source. `None` when the table does not exist.
-    pub async fn live_rows(&self, table: &str) -> Result<Option<String>> {
+    /// a row with it set was deleted in the source — or, for a type-2 dimension (its
+    /// `current_flag`, [`crate::config::TableConfig::current_flag`]), its current versions.
+    /// `None` when the table does not exist.
+    pub async fn live_rows(
+        &self,
+        table: &str,
+        current_flag: Option<&str>,
+    ) -> Result<Option<String>> {
         let columns = self.existing_columns(self.schema(), table).await?;
         if columns.is_empty() {
             return Ok(None);
         }
         let soft = columns.iter().any(|c| c.name == sql::DELETED_AT_COLUMN);
-        sql::live_rows(self.schema(), table, soft).map(Some)
+        sql::live_rows(self.schema(), table, soft, current_flag).map(Some)
     }
 
     /// The target table's rows (those standing for source rows: [`TargetClient::live_rows`])
     /// and its ledger's totals; a missing table or ledger counts as empty.
-    pub async fn counts(&self, target: &str) -> Result<TargetCounts> {
+    pub async fn counts(&self, target: &str, current_flag: Option<&str>) -> Result<TargetCounts> {
         let mut counts = TargetCounts::default();
-        if let Some(rows_of) = self.live_rows(target).await? {
+        if let Some(rows_of) = self.live_rows(target, current_flag).await? {
             let rows = self
                 .rows(
                     &format!("SELECT CAST(COUNT(*) AS BIGINT) FROM {rows_of}"),

@@ -324,7 +324,13 @@ pub async fn load(
                         }
                     }
                     Role::DeleteTarget | Role::RemoveGone => deleted += affected(&messages),
-                    Role::InsertTarget => inserted = affected(&messages),
+                    Role::InsertTarget => inserted += affected(&messages),
+                    Role::InsertClosed => {
+                        // Versions a later one already follows: inserted, and no longer current.
+                        let born_closed = affected(&messages);
+                        inserted += born_closed;
+                        deleted += born_closed;
+                    }
                     Role::ReadLedger => ledger = ledger_rows(&messages)?,
                     _ => {}
                 }

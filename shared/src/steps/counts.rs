@@ -123,7 +123,7 @@ pub async fn validate_counts(services: &Services, request: &TableRequest) -> Res
         )
         .await?;
     let client = services.target(&pipeline.target).await?;
-    let target_counts = client.counts(&target).await?;
+    let target_counts = client.counts(&target, table_config.current_flag()).await?;
     let schema = match services.config.connections.get(&pipeline.target) {
         Some(crate::config::Connection::Postgres(c)) => c.schema.clone(),
         Some(crate::config::Connection::Redshift(c)) => c.schema.clone(),

@@ -254,7 +254,9 @@ pub async fn verify_with(
         bytes_read: 0,
     };
     // Rows marked deleted (`deletes: soft`) stand for no source row.
-    let live_rows = target.live_rows(&target_table).await?.ok_or_else(|| {
+    let live_rows = target
+        .live_rows(&target_table, table_config.current_flag())
+        .await?.ok_or_else(|| {
         Error::InvalidRequest(format!(
             "the target table {} does not exist, so there is nothing to verify: run `tidemark sync -t {table_id}` to create and load it",
             naming::quote_warehouse_qualified(target.schema(), &target_table)

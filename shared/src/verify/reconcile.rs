@@ -41,7 +41,10 @@ pub async fn gone_keys(
     let started = Instant::now();
     let target = services.target(&pipeline.target).await?;
     let target_table = table_config.target_table(table)?;
-    let Some(live_rows) = target.live_rows(&target_table).await? else {
+    let Some(live_rows) = target
+        .live_rows(&target_table, table_config.current_flag())
+        .await?
+    else {
         return Ok(Reconciliation::Skipped(
             "the target table does not exist yet: nothing can have been deleted from it".to_owned(),
         ));

@@ -175,7 +175,8 @@ async fn check_keys(path: &Path, config: &Config) -> Result<Vec<KeyCheck>, Failu
     Ok(checks)
 }
 
-/// Every table's `checks` against the columns its source has: each problem at its file:line.
+/// Every table's `checks`, and a type-2 dimension's tracked and history columns, against the
+/// columns its source has: each problem at its file:line.
 async fn check_quality(path: &Path, config: &Config) -> Result<(), Failure> {
     let text = std::fs::read_to_string(path).map_err(Failure::config)?;
     let file = path.display().to_string();
@@ -185,7 +186,7 @@ async fn check_quality(path: &Path, config: &Config) -> Result<(), Failure> {
         let checked: Vec<_> = pipeline
             .tables
             .iter()
-            .filter(|(_, table)| !table.checks.is_empty())
+            .filter(|(_, table)| !table.checks.is_empty() || table.current_flag().is_some())
             .collect();
         if checked.is_empty() {
             continue;
@@ -199,6 +200,24 @@ async fn check_quality(path: &Path, config: &Config) -> Result<(), Failure> {
             for (index, problem) in tidemark::quality::problems(&table_config.checks, &schema) {
                 let item = index.to_string();
                 let at = ["pipelines", pipeline_name, "tables", table, "checks", &item];
+                found.push(format!(
+                    "{}: {problem}",
+                    tidemark::config::locate(&file, &text, &at)
+                ));
+            }
+            let keys: Vec<String> = table_config
+                .key_columns
+                .clone()
+                .unwrap_or_else(|| schema.primary_key.clone())
+                .iter()
+                .filter_map(|key| schema.column(key).map(|c| c.target_name.clone()))
+                .collect();
+            if let Err(problem) = tidemark::load::scd_plan(table_config, &schema, &keys, &id) {
+                let key = match problem.to_string().contains("`scd_columns`") {
+                    true => "scd_columns",
+                    false => "scd_type",
+                };
+                let at = ["pipelines", pipeline_name, "tables", table, key];
                 found.push(format!(
                     "{}: {problem}",
                     tidemark::config::locate(&file, &text, &at)

@@ -20,6 +20,7 @@ mod network;
 mod quality;
 mod replay;
 mod s3clean;
+mod scd;
 mod schedules;
 mod secrets;
 mod verify;

@@ -125,7 +125,7 @@ impl Metric {
 
 /// Every metric this module emits, by name: what the template's dashboard may show
 /// ([`crate::dashboard`]); a test holds it equal to what the functions below emit.
-pub const EMITTED: [&str; 21] = [
+pub const EMITTED: [&str; 22] = [
     "ExtractedRows",
     "ExtractedBytes",
     "ExtractSeconds",
@@ -142,6 +142,7 @@ pub const EMITTED: [&str; 21] = [
     "LoadedRuns",
     "LoadedRows",
     "LoadSeconds",
+    "ScdVersionsCreated",
     "FailedRuns",
     "LoadFallbacks",
     "LagSeconds",
@@ -325,6 +326,19 @@ pub fn load_finished(
     )
 }
 
+/// A type-2 dimension's load created versions (the old tool's `scd_changes_detected`):
+/// `ScdVersionsCreated`, also under the dimension set `[pipeline]`.
+pub fn scd_versions(pipeline: &str, table: &TableId, versions: u64) -> Metric {
+    document(
+        "scd_versions",
+        pipeline,
+        table,
+        &[("ScdVersionsCreated", Unit::Count, versions as f64)],
+        &[],
+        true,
+    )
+}
+
 /// A run failed and its lease was released: `FailedRuns` (1); `error_type` is the documented
 /// error name (`Retryable`, `SchemaDrift`, …), kept as a property, not a dimension, so that it
 /// adds no metric series.
@@ -426,6 +440,7 @@ mod tests {
             data_quality("p", &t, &r, 1.0, 0, true),
             verified("p", &t, 0, 0, second),
             load_finished("p", &t, 1, 1, second),
+            scd_versions("p", &t, 1),
             run_failed("p", &t, Some(&r), "Retryable"),
             load_fallback("p", &t),
             freshness("p", &t, second),

@@ -34,6 +34,9 @@ pub enum Mode {
     /// As `Merge`, with `deletes: soft` reconciled at every sync: also deletes and re-inserts;
     /// the target keeps deleted rows, marked.
     SoftDeletes,
+    /// As `HardDeletes`, as a type-2 dimension (`scd_type: type_2`, every column tracked): the
+    /// target keeps every version; a deleted key's current version is closed.
+    Scd2,
 }
 
 impl Mode {
@@ -48,6 +51,7 @@ impl Mode {
             Mode::Replace => "replaced",
             Mode::HardDeletes => "hard_deleted",
             Mode::SoftDeletes => "soft_deleted",
+            Mode::Scd2 => "versioned",
         }
     }
 
@@ -67,19 +71,29 @@ impl Mode {
                     },
                 )
                 .with("reconcile_every", "0s"),
+            Mode::Scd2 => Table::hybrid(self.name(), "updated_at")
+                .with("table_type", "dimension")
+                .with("scd_type", "type_2")
+                .with("deletes", "hard")
+                .with("reconcile_every", "0s"),
         }
         .chunk_rows(80)
     }
 
     /// Whether the source's deletes reach the target.
     pub fn deletes(self) -> bool {
-        matches!(self, Mode::Replace | Mode::HardDeletes | Mode::SoftDeletes)
+        matches!(
+            self,
+            Mode::Replace | Mode::HardDeletes | Mode::SoftDeletes | Mode::Scd2
+        )
     }
 
-    /// The target's rows that stand for source rows: all but those marked deleted.
+    /// The target's rows that stand for source rows: all but those marked deleted, or the
+    /// current versions.
     fn live_rows(self) -> &'static str {
         match self {
             Mode::SoftDeletes => "WHERE t._tidemark_deleted_at IS NULL",
+            Mode::Scd2 => "WHERE t.is_current",
             _ => "",
         }
     }
@@ -141,7 +155,7 @@ pub async fn change_rows(
         ))
         .await?;
     }
-    if matches!(mode, Mode::HardDeletes | Mode::SoftDeletes) && round > 0 {
+    if matches!(mode, Mode::HardDeletes | Mode::SoftDeletes | Mode::Scd2) && round > 0 {
         // Some keys deleted the round before come back, with a new cursor value.
         let previous = (round - 1) % 11;
         for id in (1..=rows / 4).filter(|id| id % 11 == previous) {
@@ -352,12 +366,39 @@ impl<'a> Scenario<'a> {
             .pg
             .client()
             .query_one(
-                &format!("SELECT count(*) - count(DISTINCT id) FROM \"{schema}\".\"{table}\""),
+                &format!(
+                    "SELECT count(*) - count(DISTINCT id) FROM \"{schema}\".\"{table}\" AS t {}",
+                    mode.live_rows()
+                ),
                 &[],
             )
             .await?
             .get(0);
         ensure!(duplicates == 0, "`{table}`: {duplicates} duplicate keys");
+        if mode == Mode::Scd2 {
+            // No version twice, and no gap: each closed version ends where the key's next
+            // begins, or (a deleted key) no later than that.
+            let broken: i64 = self
+                .pg
+                .client()
+                .query_one(
+                    &format!(
+                        "SELECT (SELECT count(*) - count(DISTINCT (id, valid_from)) FROM \"{schema}\".\"{table}\")
+                              + (SELECT count(*) FROM (
+                                    SELECT valid_to, is_current, LEAD(valid_from) OVER (PARTITION BY id ORDER BY valid_from) AS next
+                                    FROM \"{schema}\".\"{table}\") AS v
+                                 WHERE (next IS NULL AND valid_to IS NOT NULL AND is_current)
+                                    OR (next IS NOT NULL AND (valid_to IS NULL OR valid_to > next OR is_current)))"
+                    ),
+                    &[],
+                )
+                .await?
+                .get(0);
+            ensure!(
+                broken == 0,
+                "`{table}`: {broken} duplicate, overlapping or open versions"
+            );
+        }
         if mode == Mode::SoftDeletes {
             // Every marked row's key is gone from the source.
             let marked = postgres_rows(
@@ -384,7 +425,7 @@ impl<'a> Scenario<'a> {
         match mode {
             // Each load deletes the target rows its keys replace and inserts the deduped rows;
             // a deletion run's ledger row counts the rows it deleted or marked.
-            Mode::Merge | Mode::HardDeletes | Mode::SoftDeletes => ensure!(
+            Mode::Merge | Mode::HardDeletes | Mode::SoftDeletes | Mode::Scd2 => ensure!(
                 inserted - deleted == count,
                 "`{table}`: ledger inserted {inserted} - deleted {deleted} != {count} target rows"
             ),

@@ -130,7 +130,7 @@ impl RawTableConfig {
             )
         {
             problems.push((
-                "scd",
+                if self.scd == ScdNames::default() { "scd_type" } else { "scd" },
                 format!(
                     "`effective: cursor` dates each version by the row's timestamp cursor, and `cdc_strategy: {}` has none: set `scd: {{ effective: loaded_at }}`, or a `hybrid` or `timestamp_only` strategy",
                     self.cdc_strategy
@@ -157,16 +157,20 @@ impl RawTableConfig {
             &self.scd.current_flag,
         ];
         names.extend(self.surrogate_key.as_deref());
+        let names_at = match self.scd == ScdNames::default() {
+            true => "surrogate_key",
+            false => "scd",
+        };
         for (index, name) in names.iter().enumerate() {
             if names[..index].contains(name) {
                 problems.push((
-                    "scd",
+                    names_at,
                     format!("`{name}` names two history columns: give each its own name"),
                 ));
             }
             if name.starts_with(crate::naming::RESERVED_COLUMN_PREFIX) || name.is_empty() {
                 problems.push((
-                    "scd",
+                    names_at,
                     format!(
                         "`{name}` cannot name a history column: empty, or tidemark's own prefix `{}`",
                         crate::naming::RESERVED_COLUMN_PREFIX

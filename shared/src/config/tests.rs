@@ -699,3 +699,73 @@ fn depends_on_names_tables_of_the_pipeline_and_closes_no_cycle() {
     let itself = ordered.replace("[shop.customers]", "[shop.orders]");
     assert!(error_of(&itself).contains("`shop.orders` depends on itself"));
 }
+
+#[test]
+fn scd_keys_are_checked_at_their_line() {
+    let with = |settings: &str| {
+        small(&format!(
+            "pipelines:\n  p:\n    source: src\n    target: wh\n    s3: {{ bucket: b }}\n    tables:\n      crm.customers:\n        cursor_column: u\n{settings}"
+        ))
+    };
+    let good = with(
+        "        table_type: dimension\n        scd_type: type_2\n        business_key: [customer_id]\n        scd_columns: [name, tier]\n        surrogate_key: customer_sk\n        scd: { valid_from: starts, effective: cursor }\n",
+    );
+    let config = parse(&good).unwrap();
+    let table = &config.pipelines["p"].tables["crm.customers"];
+    assert_eq!(
+        table.key_columns.as_deref(),
+        Some(&["customer_id".to_owned()][..])
+    );
+    assert_eq!(table.current_flag(), Some("is_current"));
+    assert_eq!(table.scd.valid_from, "starts");
+    // Type 1 is `load: merge`: one row per key.
+    let type_1 = parse(&with("        table_type: dimension\n")).unwrap();
+    assert_eq!(
+        type_1.pipelines["p"].tables["crm.customers"].current_flag(),
+        None
+    );
+
+    for (settings, marker, says) in [
+        (
+            "        scd_type: type_2\n",
+            "scd_type",
+            "add `table_type: dimension`",
+        ),
+        (
+            "        table_type: dimension\n        load: append\n",
+            "load: append",
+            "not `load: append`",
+        ),
+        (
+            "        table_type: dimension\n        scd_columns: [name]\n",
+            "scd_columns",
+            "this table keeps none",
+        ),
+        (
+            "        cdc_strategy: id_only\n        table_type: dimension\n        scd_type: type_2\n",
+            "scd_type: type_2",
+            "`effective: cursor`",
+        ),
+        (
+            "        table_type: dimension\n        scd_type: type_2\n        business_key: [a]\n        key_columns: [b]\n",
+            "business_key",
+            "name different columns",
+        ),
+        (
+            "        table_type: dimension\n        scd_type: type_2\n        surrogate_key: valid_to\n",
+            "surrogate_key",
+            "names two history columns",
+        ),
+    ] {
+        let text = with(settings);
+        let err = error_of(&text);
+        assert!(err.contains(says), "{settings}: {err}");
+        let line = line_of(&text, marker, 0);
+        assert!(err.starts_with(&format!("tidemark.yaml:{line}:")), "line {line}: {err}");
+    }
+    // `effective: loaded_at` dates versions without a cursor.
+    parse(&with(
+        "        cdc_strategy: id_only\n        table_type: dimension\n        scd_type: type_2\n        scd: { effective: loaded_at }\n",
+    ))
+    .unwrap();
+}

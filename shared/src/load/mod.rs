@@ -265,8 +265,10 @@ pub fn plan(
 }
 
 /// When a type-2 version read by the run begins (`effective: loaded_at`: when the run began), or
-/// when the versions a deletion run closes end (`effective: cursor`: the source clock's ceiling
-/// of the run that found them gone, in the cursor's own time); `None` otherwise.
+/// when the versions a deletion run closes end (`effective: cursor`: where the sync that found
+/// them gone began reading, in the cursor's own time — the watermark less `lookback`, which no
+/// row read later precedes, so a key that comes back opens a version after its deleted one);
+/// `None` otherwise.
 fn version_time(table_config: &TableConfig, manifest: &RunManifest) -> Option<String> {
     if table_config.scd_type != Some(ScdType::Type2) {
         return None;
@@ -279,9 +281,12 @@ fn version_time(table_config: &TableConfig, manifest: &RunManifest) -> Option<St
     };
     match table_config.scd.effective {
         ScdEffective::LoadedAt => run_time(),
-        ScdEffective::Cursor if manifest.deletion => {
-            manifest.ceiling.timestamp.clone().or_else(run_time)
-        }
+        ScdEffective::Cursor if manifest.deletion => manifest
+            .start_cursor
+            .timestamp
+            .clone()
+            .or_else(|| manifest.ceiling.timestamp.clone())
+            .or_else(run_time),
         ScdEffective::Cursor => None,
     }
 }

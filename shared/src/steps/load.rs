@@ -445,6 +445,10 @@ fn finished(
     .with_property("rows_deleted", deleted)
     .with_property("mode", plan.mode.to_string())
     .emit();
+    if plan.scd.is_some() {
+        // A type-2 dimension's inserted rows are its new versions.
+        crate::metrics::scd_versions(&run.pipeline, &run.table, inserted).emit();
+    }
     LoadSubmission {
         runs: plan.runs.iter().map(|r| r.run_id.clone()).collect(),
         statement_id: None,

@@ -88,3 +88,59 @@ async fn tracked_columns_and_history_names_are_checked_against_the_source() {
     .await
     .unwrap();
 }
+
+/// `effective: loaded_at`: a version begins when the run that read it began (UTC), whatever the
+/// row's own timestamp says.
+#[tokio::test]
+async fn versions_can_be_dated_by_the_run_that_read_them() {
+    TestMysql::run(async |mysql| {
+        let table = Table::hybrid("plans", "updated_at")
+            .with("table_type", "dimension")
+            .with("scd_type", "type_2")
+            .with_yaml("scd", "{ effective: loaded_at }")?;
+        let scenario = Scenario::new(mysql, BINARY, &table.yaml()).await?;
+        let mut conn = mysql.conn().await?;
+        conn.query_drop(
+            "CREATE TABLE plans (id INT PRIMARY KEY, price INT, updated_at DATETIME(6) NOT NULL)",
+        )
+        .await?;
+        conn.query_drop("INSERT INTO plans VALUES (1, 10, '2020-01-01'), (2, 20, '2020-01-01')")
+            .await?;
+        let before_first = chrono::Utc::now().naive_utc();
+        scenario.sync_ok("plans")?;
+        conn.query_drop("UPDATE plans SET price = 11, updated_at = '2020-02-01' WHERE id = 1")
+            .await?;
+        let before_second = chrono::Utc::now().naive_utc();
+        scenario.sync_ok("plans")?;
+        let after = chrono::Utc::now().naive_utc();
+        let rows = scenario
+            .pg
+            .client()
+            .query(
+                &format!(
+                    "SELECT id, price, valid_from, valid_to, is_current FROM \"{}\".plans ORDER BY id, valid_from",
+                    scenario.pg.schema()
+                ),
+                &[],
+            )
+            .await?;
+        let versions: Vec<(i32, i32, chrono::NaiveDateTime, Option<chrono::NaiveDateTime>, bool)> =
+            rows.iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+                .collect();
+        ensure!(versions.len() == 3, "{versions:?}");
+        let (first, second) = (versions[0].2, versions[1].2);
+        let margin = chrono::Duration::milliseconds(1);
+        ensure!(
+            before_first - margin <= first && first <= before_second
+                && before_second - margin <= second && second <= after
+                && versions[0] == (1, 10, first, Some(second), false)
+                && versions[1] == (1, 11, second, None, true)
+                && versions[2] == (2, 20, first, None, true),
+            "{versions:?} (syncs began after {before_first} and {before_second})"
+        );
+        scenario.cleanup().await
+    })
+    .await
+    .unwrap();
+}

@@ -83,11 +83,16 @@ pub(super) fn statements(
     let all: Vec<&crate::schema::Column> = plan.table_schema.columns.iter().collect();
     let mut out = Vec::new();
 
-    // One row per key and `valid_from` (the latest run's), with its hashes.
+    // One row per key and `valid_from` (the latest run's; within a run, the newest cursor: two
+    // reads of a key by one run share `valid_from` under `effective: loaded_at`), with its hashes.
+    let newest = match &plan.cursor_column {
+        Some(cursor) => format!("{run} DESC, {} DESC NULLS LAST", q(cursor)),
+        None => format!("{run} DESC"),
+    };
     out.push((
         Role::Dedupe,
         format!(
-            "CREATE TEMP TABLE {deduped} AS\nSELECT {column_list}, {run}, {from}, {} AS {scd_hash}, {} AS {row_hash} FROM (\n    SELECT {column_list}, {run}, {from},\n        ROW_NUMBER() OVER (PARTITION BY {key_list}, {from} ORDER BY {run} DESC) AS \"_tidemark_rank\"\n    FROM (SELECT {column_list}, {run}, {} AS {from} FROM {staging}) AS \"timed\"\n) AS \"ranked\"\nWHERE \"_tidemark_rank\" = 1",
+            "CREATE TEMP TABLE {deduped} AS\nSELECT {column_list}, {run}, {from}, {} AS {scd_hash}, {} AS {row_hash} FROM (\n    SELECT {column_list}, {run}, {from},\n        ROW_NUMBER() OVER (PARTITION BY {key_list}, {from} ORDER BY {newest}) AS \"_tidemark_rank\"\n    FROM (SELECT {column_list}, {run}, {} AS {from} FROM {staging}) AS \"timed\"\n) AS \"ranked\"\nWHERE \"_tidemark_rank\" = 1",
             values_hash(dialect, &tracked),
             values_hash(dialect, &all),
             effective(plan)?,

@@ -105,7 +105,7 @@ GROUP BY "g"."_tidemark_key";
 CREATE TEMP TABLE "tidemark_deduped" AS
 SELECT "id", "updated_at", "amount", "note", "payload", "_tidemark_run", "_tidemark_from", MD5(COALESCE(MD5(CAST("amount" AS VARCHAR)), 'N') || '|' || COALESCE(MD5(CAST("note" AS VARCHAR)), 'N')) AS "_tidemark_scd_hash", MD5(COALESCE(MD5(CAST("id" AS VARCHAR)), 'N') || '|' || COALESCE(MD5(CAST("updated_at" AS VARCHAR)), 'N') || '|' || COALESCE(MD5(CAST("amount" AS VARCHAR)), 'N') || '|' || COALESCE(MD5(CAST("note" AS VARCHAR)), 'N') || '|' || COALESCE(MD5(CAST("payload" AS VARCHAR)), 'N')) AS "_tidemark_row_hash" FROM (
     SELECT "id", "updated_at", "amount", "note", "payload", "_tidemark_run", "_tidemark_from",
-        ROW_NUMBER() OVER (PARTITION BY "id", "_tidemark_from" ORDER BY "_tidemark_run" DESC) AS "_tidemark_rank"
+        ROW_NUMBER() OVER (PARTITION BY "id", "_tidemark_from" ORDER BY "_tidemark_run" DESC, "updated_at" DESC NULLS LAST) AS "_tidemark_rank"
     FROM (SELECT "id", "updated_at", "amount", "note", "payload", "_tidemark_run", COALESCE(CAST("updated_at" AS TIMESTAMP), CASE "_tidemark_run" WHEN 0 THEN CAST('2026-11-27 04:15:30.123' AS TIMESTAMP) WHEN 2 THEN CAST('2026-11-27 05:15:30.123' AS TIMESTAMP) END) AS "_tidemark_from" FROM "tidemark_staging") AS "timed"
 ) AS "ranked"
 WHERE "_tidemark_rank" = 1;

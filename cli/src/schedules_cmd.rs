@@ -293,6 +293,9 @@ async fn write_schedule(
     group: &str,
     change: &Change<ScheduleSpec>,
 ) -> Result<(), Failure> {
+    if change.action == Action::Keep {
+        return Ok(());
+    }
     let name = &change.name;
     let failed = format!("cannot write schedule `{name}` in `{group}`");
     let Some(spec) = &change.desired else {

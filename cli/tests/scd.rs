@@ -90,7 +90,7 @@ async fn tracked_columns_and_history_names_are_checked_against_the_source() {
 }
 
 /// `effective: loaded_at`: a version begins when the run that read it began (UTC), whatever the
-/// row's own timestamp says.
+/// row's own timestamp says; `verify` compares the current versions with the source.
 #[tokio::test]
 async fn versions_can_be_dated_by_the_run_that_read_them() {
     TestMysql::run(async |mysql| {
@@ -138,6 +138,30 @@ async fn versions_can_be_dated_by_the_run_that_read_them() {
                 && versions[1] == (1, 11, second, None, true)
                 && versions[2] == (2, 20, first, None, true),
             "{versions:?} (syncs began after {before_first} and {before_second})"
+        );
+        // `verify` compares the current versions with the source: equal.
+        let id = mysql.table("plans").to_string();
+        let out = scenario.run(&["verify", "-t", &id], None);
+        ensure!(out.status.success(), "{}", describe(&out));
+        // A row changed in the target's current version is found; a closed one is history.
+        scenario
+            .pg
+            .client()
+            .batch_execute(&format!(
+                "UPDATE \"{schema}\".plans SET price = 99 WHERE id = 2; UPDATE \"{schema}\".plans SET price = 0 WHERE NOT is_current",
+                schema = scenario.pg.schema()
+            ))
+            .await?;
+        let out = scenario.run(&["--json", "verify", "-t", &id], None);
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        ensure!(
+            out.status.code() == Some(1)
+                && report["target_rows"] == 2
+                && report["changed"]["count"] == 1
+                && report["missing"]["count"] == 0
+                && report["extra"]["count"] == 0,
+            "{}",
+            describe(&out)
         );
         scenario.cleanup().await
     })

@@ -17,7 +17,7 @@ use crate::error::Result;
 use crate::naming::quote_warehouse;
 use crate::schema::{ColumnType, Warehouse};
 
-use super::sql::{key_condition, LoadPlan, Role, ScdPlan, RUN_COLUMN};
+use super::sql::{insert_value, key_condition, LoadPlan, Role, ScdPlan, RUN_COLUMN};
 
 /// The column of a type-2 row holding the MD5 of its tracked columns' values.
 pub const SCD_HASH_COLUMN: &str = "_tidemark_scd_hash";
@@ -39,9 +39,9 @@ const TO: &str = "_tidemark_to";
 
 /// The statements that turn the staged rows into versions, after the runs already loaded were
 /// skipped: the versions ([`Role::Dedupe`], into `deduped`), their slots, the new versions and
-/// in-place updates, the data runs' ledger rows (`ledger_insert` given the staged, inserted and
-/// deleted counts' FROM items; only with data runs among the runs), the in-place updates, the closing of the versions new ones
-/// follow, and the inserts.
+/// in-place updates, the data runs' ledger rows (`ledger_insert` given the inserted and deleted
+/// counts per run; only with data runs among the runs), the in-place updates, the closing of the
+/// versions new ones follow, and the inserts.
 pub(super) fn statements(
     dialect: Warehouse,
     plan: &LoadPlan,
@@ -49,7 +49,7 @@ pub(super) fn statements(
     target: &str,
     staging: &str,
     deduped: &str,
-    ledger_insert: impl Fn(&str, &str) -> Result<String>,
+    ledger_insert: impl Fn(&str, Option<&str>) -> Result<String>,
 ) -> Result<Vec<(Role, String)>> {
     let q = |name: &str| quote_warehouse(name);
     let run = q(RUN_COLUMN);
@@ -127,7 +127,7 @@ pub(super) fn statements(
             Role::RecordLedger,
             ledger_insert(
                 &format!("SELECT {run}, COUNT(*) AS \"n\" FROM {new_versions} GROUP BY {run}"),
-                &format!("SELECT {run}, SUM(CASE WHEN {to} IS NOT NULL THEN 1 ELSE 0 END + CASE WHEN {island} = 1 AND \"_tidemark_anchor_current\" THEN 1 ELSE 0 END) AS \"n\" FROM {new_versions} GROUP BY {run}"),
+                Some(&format!("SELECT {run}, SUM(CASE WHEN {to} IS NOT NULL THEN 1 ELSE 0 END + CASE WHEN {island} = 1 AND \"_tidemark_anchor_current\" THEN 1 ELSE 0 END) AS \"n\" FROM {new_versions} GROUP BY {run}")),
             )?,
         ));
     }
@@ -223,15 +223,11 @@ pub(super) fn statements(
 /// deletion run's `version_time`), never before it began. No row is removed.
 pub(super) fn close_gone(
     plan: &LoadPlan,
+    scd: &ScdPlan,
     target: &str,
     identity: &str,
     live: &str,
 ) -> Result<String> {
-    let Some(scd) = &plan.scd else {
-        return Err(crate::Error::internal(
-            "closing versions of a table without history",
-        ));
-    };
     let run = quote_warehouse(RUN_COLUMN);
     let mut arms = Vec::new();
     for (index, planned) in plan.runs.iter().enumerate() {
@@ -330,19 +326,4 @@ fn values_hash(dialect: Warehouse, columns: &[&crate::schema::Column]) -> String
         })
         .collect();
     format!("MD5({})", fields.join(" || '|' || "))
-}
-
-/// A column's value as inserted into the target from `expression`: JSON parsed into SUPER.
-pub(super) fn insert_value(
-    dialect: Warehouse,
-    plan: &LoadPlan,
-    ty: &ColumnType,
-    expression: &str,
-) -> String {
-    match (dialect, ty, plan.table_schema.json_in_redshift) {
-        (Warehouse::Redshift, ColumnType::Json, crate::schema::JsonTarget::Super) => {
-            format!("JSON_PARSE({expression})")
-        }
-        _ => expression.to_owned(),
-    }
 }

@@ -756,39 +756,25 @@ pub fn load_script(dialect: Warehouse, plan: &LoadPlan) -> Result<LoadScript> {
             ),
         );
     }
-    let deleted_join = match plan.mode {
-        LoadMode::Append => None,
-        LoadMode::Merge => Some(format!(
-            "SELECT {deduped}.{run_column}, COUNT(*) AS \"n\" FROM {target}\n    JOIN {deduped} ON {}{}\n    GROUP BY {deduped}.{run_column}",
-            key_condition(plan, &target, &deduped)?,
-            match soft {
-                // A marked row stands for no source row: replacing it removes nothing.
-                true => format!("\n    WHERE {target}.{deleted_at} IS NULL"),
-                false => String::new(),
-            }
-        )),
-        LoadMode::Replace => Some(format!(
-            "SELECT CAST({latest} AS INTEGER) AS {run_column}, COUNT(*) AS \"n\" FROM {target}\n    WHERE EXISTS (SELECT 1 FROM {deduped})"
-        )),
-    };
-    let (deleted_value, deleted_from) = match &deleted_join {
-        None => ("CAST(0 AS BIGINT)".to_owned(), String::new()),
-        Some(select) => (
-            "COALESCE(\"x\".\"n\", 0)".to_owned(),
-            format!(
-                "\nLEFT JOIN (\n    {select}\n) AS \"x\" ON \"x\".{run_column} = \"e\".\"run\""
-            ),
-        ),
-    };
     let ledger_columns = "\"run_id\", \"pipeline\", \"source_table\", \"target_table\", \"files\", \"rows_staged\", \"rows_inserted\", \"rows_deleted\", \"loaded_at\"";
     let pipeline = literal(&plan.pipeline)?;
     let source_table = literal(&plan.source_table)?;
     let loaded_at = literal(&plan.loaded_at.format("%Y-%m-%d %H:%M:%S%.6f").to_string())?;
     let not_in_ledger = format!("LEFT JOIN {ledger} AS \"l\" ON \"l\".\"run_id\" = \"e\".\"run_id\" AND \"l\".\"target_table\" = {target_literal}\nWHERE \"l\".\"run_id\" IS NULL");
-    let data_runs = plan.runs.iter().any(|run| !run.deletion);
-    let ledger_insert = |inserted_from: &str, deleted_from: &str| -> Result<String> {
+    // The data runs' ledger rows: staged rows, and per run the rows `inserted` counts (each a
+    // SELECT of `run, n`) and those `deleted` counts (none: 0).
+    let ledger_insert = |inserted: &str, deleted: Option<&str>| -> Result<String> {
+        let (deleted_value, deleted_from) = match deleted {
+            None => ("CAST(0 AS BIGINT)".to_owned(), String::new()),
+            Some(select) => (
+                "COALESCE(\"x\".\"n\", 0)".to_owned(),
+                format!(
+                    "\nLEFT JOIN (\n    {select}\n) AS \"x\" ON \"x\".{run_column} = \"e\".\"run\""
+                ),
+            ),
+        };
         Ok(format!(
-            "INSERT INTO {ledger} ({ledger_columns})\nSELECT \"e\".\"run_id\", {pipeline}, {source_table}, {target_literal}, \"e\".\"files\", COALESCE(\"s\".\"n\", 0), COALESCE(\"i\".\"n\", 0), COALESCE(\"x\".\"n\", 0), CAST({loaded_at} AS TIMESTAMP)\nFROM {} AS \"e\"\nLEFT JOIN (SELECT {run_column}, COUNT(*) AS \"n\" FROM {staging} GROUP BY {run_column}) AS \"s\" ON \"s\".{run_column} = \"e\".\"run\"\nLEFT JOIN ({inserted_from}) AS \"i\" ON \"i\".{run_column} = \"e\".\"run\"\nLEFT JOIN ({deleted_from}) AS \"x\" ON \"x\".{run_column} = \"e\".\"run\"\n{not_in_ledger}",
+            "INSERT INTO {ledger} ({ledger_columns})\nSELECT \"e\".\"run_id\", {pipeline}, {source_table}, {target_literal}, \"e\".\"files\", COALESCE(\"s\".\"n\", 0), COALESCE(\"d\".\"n\", 0), {deleted_value}, CAST({loaded_at} AS TIMESTAMP)\nFROM {} AS \"e\"\nLEFT JOIN (SELECT {run_column}, COUNT(*) AS \"n\" FROM {staging} GROUP BY {run_column}) AS \"s\" ON \"s\".{run_column} = \"e\".\"run\"\nLEFT JOIN ({inserted}) AS \"d\" ON \"d\".{run_column} = \"e\".\"run\"{deleted_from}\n{not_in_ledger}",
             runs_table_of(plan, |run| !run.deletion)?,
         ))
     };
@@ -807,23 +793,36 @@ pub fn load_script(dialect: Warehouse, plan: &LoadPlan) -> Result<LoadScript> {
             }
         }
         None => {
-            if data_runs {
+            let deleted = match plan.mode {
+                LoadMode::Append => None,
+                LoadMode::Merge => Some(format!(
+                    "SELECT {deduped}.{run_column}, COUNT(*) AS \"n\" FROM {target}\n    JOIN {deduped} ON {}{}\n    GROUP BY {deduped}.{run_column}",
+                    key_condition(plan, &target, &deduped)?,
+                    match soft {
+                        // A marked row stands for no source row: replacing it removes nothing.
+                        true => format!("\n    WHERE {target}.{deleted_at} IS NULL"),
+                        false => String::new(),
+                    }
+                )),
+                LoadMode::Replace => Some(format!(
+                    "SELECT CAST({latest} AS INTEGER) AS {run_column}, COUNT(*) AS \"n\" FROM {target}\n    WHERE EXISTS (SELECT 1 FROM {deduped})"
+                )),
+            };
+            if plan.runs.iter().any(|run| !run.deletion) {
                 push(
-                Role::RecordLedger,
-                format!(
-                    "INSERT INTO {ledger} ({ledger_columns})\nSELECT \"e\".\"run_id\", {pipeline}, {source_table}, {target_literal}, \"e\".\"files\", COALESCE(\"s\".\"n\", 0), COALESCE(\"d\".\"n\", 0), {deleted_value}, CAST({loaded_at} AS TIMESTAMP)\nFROM {} AS \"e\"\nLEFT JOIN (SELECT {run_column}, COUNT(*) AS \"n\" FROM {staging} GROUP BY {run_column}) AS \"s\" ON \"s\".{run_column} = \"e\".\"run\"\nLEFT JOIN (SELECT {run_column}, COUNT(*) AS \"n\" FROM {deduped} GROUP BY {run_column}) AS \"d\" ON \"d\".{run_column} = \"e\".\"run\"{deleted_from}\n{not_in_ledger}",
-                    runs_table_of(plan, |run| !run.deletion)?,
-                ),
-            );
+                    Role::RecordLedger,
+                    ledger_insert(
+                        &format!("SELECT {run_column}, COUNT(*) AS \"n\" FROM {deduped} GROUP BY {run_column}"),
+                        deleted.as_deref(),
+                    )?,
+                );
             }
             if soft && plan.mode == LoadMode::Merge {
+                let keys = key_condition(plan, &target, &deduped)?;
                 push(
-                Role::ReviveKeys,
-                format!(
-                    "DELETE FROM {target}\nUSING {deduped}\nWHERE {} AND {target}.{deleted_at} IS NOT NULL",
-                    key_condition(plan, &target, &deduped)?
-                ),
-            );
+                    Role::ReviveKeys,
+                    format!("DELETE FROM {target}\nUSING {deduped}\nWHERE {keys} AND {target}.{deleted_at} IS NOT NULL"),
+                );
             }
             match plan.mode {
                 LoadMode::Append => {}
@@ -844,15 +843,7 @@ pub fn load_script(dialect: Warehouse, plan: &LoadPlan) -> Result<LoadScript> {
                 .table_schema
                 .columns
                 .iter()
-                .map(|c| {
-                    let name = quote_warehouse(&c.target_name);
-                    match (dialect, &c.ty, plan.table_schema.json_in_redshift) {
-                        (Warehouse::Redshift, ColumnType::Json, JsonTarget::Super) => {
-                            format!("JSON_PARSE({name})")
-                        }
-                        _ => name,
-                    }
-                })
+                .map(|c| insert_value(dialect, plan, &c.ty, &quote_warehouse(&c.target_name)))
                 .collect::<Vec<_>>()
                 .join(", ");
             push(
@@ -892,19 +883,19 @@ pub fn load_script(dialect: Warehouse, plan: &LoadPlan) -> Result<LoadScript> {
                 "INSERT INTO {ledger} ({ledger_columns})\nSELECT \"e\".\"run_id\", {pipeline}, {source_table}, {target_literal}, \"e\".\"files\", COALESCE(\"s\".\"n\", 0), CAST(0 AS BIGINT), {removed_by_run}\n{not_in_ledger}"
             ),
         );
-        match (plan.deletes, &identity) {
-            (DeletePolicy::Ignore, _) | (_, None) => {}
-            (_, Some(identity)) if plan.scd.is_some() => push(
+        match (plan.deletes, &identity, &plan.scd) {
+            (DeletePolicy::Ignore, _, _) | (_, None, _) => {}
+            (_, Some(identity), Some(scd)) => push(
                 Role::RemoveGone,
-                super::scd::close_gone(plan, &target, identity, &live)?,
+                super::scd::close_gone(plan, scd, &target, identity, &live)?,
             ),
-            (DeletePolicy::Hard, Some(identity)) => push(
+            (DeletePolicy::Hard, Some(identity), None) => push(
                 Role::RemoveGone,
                 format!(
                     "DELETE FROM {target}\nWHERE {identity} IN (SELECT {gone_key} FROM {removed})"
                 ),
             ),
-            (DeletePolicy::Soft, Some(identity)) => push(
+            (DeletePolicy::Soft, Some(identity), None) => push(
                 Role::RemoveGone,
                 format!(
                     "UPDATE {target}\nSET {deleted_at} = CAST({loaded_at} AS TIMESTAMP)\nWHERE {live}{identity} IN (SELECT {gone_key} FROM {removed})"
@@ -946,6 +937,21 @@ pub fn load_script(dialect: Warehouse, plan: &LoadPlan) -> Result<LoadScript> {
         }
     }
     Ok(LoadScript { statements })
+}
+
+/// A column's value as inserted into the target from `expression`: JSON parsed into SUPER.
+pub(super) fn insert_value(
+    dialect: Warehouse,
+    plan: &LoadPlan,
+    ty: &ColumnType,
+    expression: &str,
+) -> String {
+    match (dialect, ty, plan.table_schema.json_in_redshift) {
+        (Warehouse::Redshift, ColumnType::Json, JsonTarget::Super) => {
+            format!("JSON_PARSE({expression})")
+        }
+        _ => expression.to_owned(),
+    }
 }
 
 /// A row's key as one text, computed in the warehouse from the plan's key columns (unqualified):

@@ -114,12 +114,14 @@ LEFT JOIN (
 WHERE "_tidemark_rank" = 1;
 
 INSERT INTO "analytics"."tidemark_load_ledger" ("run_id", "pipeline", "source_table", "target_table", "files", "rows_staged", "rows_inserted", "rows_deleted", "loaded_at")
-SELECT "e"."run_id", 'p', 'shop.orders', 'orders', "e"."files", COALESCE("s"."n", 0), COALESCE("i"."n", 0), COALESCE("x"."n", 0), CAST('2026-11-27 06:00:00.123456' AS TIMESTAMP)
+SELECT "e"."run_id", 'p', 'shop.orders', 'orders', "e"."files", COALESCE("s"."n", 0), COALESCE("d"."n", 0), COALESCE("x"."n", 0), CAST('2026-11-27 06:00:00.123456' AS TIMESTAMP)
 FROM (SELECT CAST(0 AS INTEGER) AS "run", CAST('20261127T041530123Z-0000000000ab' AS VARCHAR(64)) AS "run_id", CAST(1200 AS BIGINT) AS "expected", CAST(2 AS BIGINT) AS "files"
     UNION ALL SELECT CAST(2 AS INTEGER), CAST('20261127T051530123Z-0000000000cd' AS VARCHAR(64)), CAST(7 AS BIGINT), CAST(1 AS BIGINT)) AS "e"
 LEFT JOIN (SELECT "_tidemark_run", COUNT(*) AS "n" FROM "tidemark_staging" GROUP BY "_tidemark_run") AS "s" ON "s"."_tidemark_run" = "e"."run"
-LEFT JOIN (SELECT "_tidemark_run", COUNT(*) AS "n" FROM "tidemark_new_versions" GROUP BY "_tidemark_run") AS "i" ON "i"."_tidemark_run" = "e"."run"
-LEFT JOIN (SELECT "_tidemark_run", SUM(CASE WHEN "_tidemark_to" IS NOT NULL THEN 1 ELSE 0 END + CASE WHEN "_tidemark_island" = 1 AND "_tidemark_anchor_current" THEN 1 ELSE 0 END) AS "n" FROM "tidemark_new_versions" GROUP BY "_tidemark_run") AS "x" ON "x"."_tidemark_run" = "e"."run"
+LEFT JOIN (SELECT "_tidemark_run", COUNT(*) AS "n" FROM "tidemark_new_versions" GROUP BY "_tidemark_run") AS "d" ON "d"."_tidemark_run" = "e"."run"
+LEFT JOIN (
+    SELECT "_tidemark_run", SUM(CASE WHEN "_tidemark_to" IS NOT NULL THEN 1 ELSE 0 END + CASE WHEN "_tidemark_island" = 1 AND "_tidemark_anchor_current" THEN 1 ELSE 0 END) AS "n" FROM "tidemark_new_versions" GROUP BY "_tidemark_run"
+) AS "x" ON "x"."_tidemark_run" = "e"."run"
 LEFT JOIN "analytics"."tidemark_load_ledger" AS "l" ON "l"."run_id" = "e"."run_id" AND "l"."target_table" = 'orders'
 WHERE "l"."run_id" IS NULL;
 

@@ -186,7 +186,7 @@ async fn check_quality(path: &Path, config: &Config) -> Result<(), Failure> {
         let checked: Vec<_> = pipeline
             .tables
             .iter()
-            .filter(|(_, table)| !table.checks.is_empty() || table.current_flag().is_some())
+            .filter(|(_, table)| !table.checks.is_empty() || table.keeps_history())
             .collect();
         if checked.is_empty() {
             continue;
@@ -205,14 +205,11 @@ async fn check_quality(path: &Path, config: &Config) -> Result<(), Failure> {
                     tidemark::config::locate(&file, &text, &at)
                 ));
             }
-            let keys: Vec<String> = table_config
+            let keys = table_config
                 .key_columns
-                .clone()
-                .unwrap_or_else(|| schema.primary_key.clone())
-                .iter()
-                .filter_map(|key| schema.column(key).map(|c| c.target_name.clone()))
-                .collect();
-            if let Err(problem) = tidemark::load::scd_plan(table_config, &schema, &keys, &id) {
+                .as_ref()
+                .unwrap_or(&schema.primary_key);
+            if let Err(problem) = tidemark::load::scd_plan(table_config, &schema, keys, &id) {
                 let key = match problem.to_string().contains("`scd_columns`") {
                     true => "scd_columns",
                     false => "scd_type",

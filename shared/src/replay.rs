@@ -526,7 +526,7 @@ async fn load_runs(
         lease_expires_at: Utc::now(),
         repair: None,
     };
-    let type_2 = to.table_config.scd_type == Some(crate::config::ScdType::Type2);
+    let type_2 = to.table_config.keeps_history();
     let max_runs = match session {
         TargetClient::DataApi(_) => (
             sql::max_runs_per_batch(false, type_2),

@@ -506,10 +506,16 @@ impl From<TableConfig> for RawTableConfig {
 }
 
 impl TableConfig {
+    /// A type-2 dimension: the target keeps every version of a row.
+    pub fn keeps_history(&self) -> bool {
+        self.scd_type == Some(ScdType::Type2)
+    }
+
     /// A type-2 dimension's current-version column (as written; the target folds it), whose
     /// rows stand for the source's; `None` for any other table.
     pub fn current_flag(&self) -> Option<&str> {
-        (self.scd_type == Some(ScdType::Type2)).then_some(self.scd.current_flag.as_str())
+        self.keeps_history()
+            .then_some(self.scd.current_flag.as_str())
     }
 }
 

@@ -27,7 +27,7 @@ pub mod wire;
 
 use chrono::{DateTime, Utc};
 
-use crate::config::{DroppedColumns, LoadMode, ScdEffective, ScdType, TableConfig};
+use crate::config::{DroppedColumns, LoadMode, ScdEffective, TableConfig};
 use crate::error::{Error, Result};
 use crate::manifest::{self, RunManifest};
 use crate::naming::{self, RunId, StorageLayout, TableId};
@@ -270,7 +270,7 @@ pub fn plan(
 /// row read later precedes, so a key that comes back opens a version after its deleted one);
 /// `None` otherwise.
 fn version_time(table_config: &TableConfig, manifest: &RunManifest) -> Option<String> {
-    if table_config.scd_type != Some(ScdType::Type2) {
+    if !table_config.keeps_history() {
         return None;
     }
     let run_time = || {
@@ -333,7 +333,12 @@ fn plan_with_runs(
             run.table
         )));
     }
-    let scd = scd_plan(target.table_config, &table_schema, &key_columns, &run.table)?;
+    let scd = scd_plan(
+        target.table_config,
+        &table_schema,
+        &run.key_columns,
+        &run.table,
+    )?;
     Ok(LoadPlan {
         pipeline: run.pipeline.clone(),
         source_table: run.table.to_string(),
@@ -354,15 +359,16 @@ fn plan_with_runs(
 }
 
 /// The history of a type-2 dimension: its columns' target names (folded), and the tracked
-/// columns (default: every column outside the key, target names), each a column of the run's
-/// files; `begin` checks it against the source's schema before a run reads anything.
+/// columns (target names; default: every column outside the key, `key_columns` as the source
+/// names them), each a column of the run's files; `begin` and `config check --source` check it
+/// against the source's schema before a run reads anything.
 pub fn scd_plan(
     table_config: &TableConfig,
     table_schema: &TableSchema,
     key_columns: &[String],
     table: &TableId,
 ) -> Result<Option<ScdPlan>> {
-    if table_config.scd_type != Some(ScdType::Type2) {
+    if !table_config.keeps_history() {
         return Ok(None);
     }
     let names = &table_config.scd;
@@ -384,7 +390,7 @@ pub fn scd_plan(
         None => table_schema
             .columns
             .iter()
-            .filter(|c| !key_columns.contains(&c.target_name))
+            .filter(|c| !key_columns.contains(&c.name))
             .map(|c| c.target_name.clone())
             .collect(),
     };

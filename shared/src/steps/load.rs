@@ -219,7 +219,7 @@ pub async fn submit_within(
         Connection::Redshift(redshift) => (redshift.schema.as_str(), redshift.iam_role.as_str()),
         Connection::Mysql(_) => return Err(not_a_warehouse(&pipeline.target)),
     };
-    let type_2 = table_config.scd_type == Some(crate::config::ScdType::Type2);
+    let type_2 = table_config.keeps_history();
     let max_runs = match route.is_wire() {
         false => (
             sql::max_runs_per_batch(false, type_2),

@@ -371,29 +371,41 @@ async fn read_outcome(
     request: &SummarizeRequest,
     table: &str,
 ) -> Result<TableOutcome> {
-    let key = layout.execution_outcome_key(
-        &request.pipeline,
-        &request.execution,
-        &TableId::parse(table)?,
-    );
-    Ok(match bucket.get(&key).await? {
-        Some(object) => crate::manifest::parse_json(&object.body, &bucket.uri(&key))?,
-        None => TableOutcome {
-            table: table.to_owned(),
-            status: "failed".to_owned(),
-            run_id: None,
-            rows_extracted: 0,
-            files: 0,
-            bytes: 0,
-            loaded: Vec::new(),
-            error: Some(serde_json::json!({
-                "Error": "NoOutcome",
-                "Cause": "the table's child execution ended without recording an outcome (see the execution's Map Run); its lease is released when the execution ends, or by `tidemark unlock`",
-            })),
-            verify: None,
-            verify_error: None,
-        },
-    })
+    let recorded =
+        recorded_outcome(bucket, layout, &request.pipeline, &request.execution, table).await?;
+    Ok(recorded.unwrap_or_else(|| TableOutcome {
+        table: table.to_owned(),
+        status: "failed".to_owned(),
+        run_id: None,
+        rows_extracted: 0,
+        files: 0,
+        bytes: 0,
+        loaded: Vec::new(),
+        error: Some(serde_json::json!({
+            "Error": "NoOutcome",
+            "Cause": "the table's child execution ended without recording an outcome (see the execution's Map Run); its lease is released when the execution ends, or by `tidemark unlock`",
+        })),
+        verify: None,
+        verify_error: None,
+    }))
+}
+
+/// The outcome `table` recorded in `execution` (`record_outcome`), if it recorded one.
+async fn recorded_outcome(
+    bucket: &Bucket,
+    layout: &StorageLayout,
+    pipeline: &str,
+    execution: &str,
+    table: &str,
+) -> Result<Option<TableOutcome>> {
+    let key = layout.execution_outcome_key(pipeline, execution, &TableId::parse(table)?);
+    match bucket.get(&key).await? {
+        Some(object) => Ok(Some(crate::manifest::parse_json(
+            &object.body,
+            &bucket.uri(&key),
+        )?)),
+        None => Ok(None),
+    }
 }
 
 /// Whether every table in `after` succeeded in `execution` (each recorded its outcome before
@@ -417,19 +429,15 @@ pub async fn check_dependencies(
     let layout = StorageLayout::new(&pipeline.s3.prefix);
     let bucket = services.bucket(pipeline);
     for dependency in after {
-        let key =
-            layout.execution_outcome_key(pipeline_name, execution, &TableId::parse(dependency)?);
-        let what = match bucket.get(&key).await? {
+        let recorded =
+            recorded_outcome(&bucket, &layout, pipeline_name, execution, dependency).await?;
+        let what = match recorded {
             None => "recorded no outcome".to_owned(),
-            Some(object) => {
-                let outcome: TableOutcome =
-                    crate::manifest::parse_json(&object.body, &bucket.uri(&key))?;
-                match outcome.status.as_str() {
-                    "succeeded" => continue,
-                    "failed" => "failed".to_owned(),
-                    other => format!("was {other}"),
-                }
-            }
+            Some(outcome) => match outcome.status.as_str() {
+                "succeeded" => continue,
+                "failed" => "failed".to_owned(),
+                other => format!("was {other}"),
+            },
         };
         return Err(Error::DependencyNotSynced {
             dependency: dependency.clone(),

@@ -593,11 +593,7 @@ pub(super) async fn inspect_source(
         }
     }
     refuse_deletes_that_cannot_be(table, table_config, &schema, &key_columns)?;
-    let key_targets: Vec<String> = key_columns
-        .iter()
-        .filter_map(|key| schema.column(key).map(|c| c.target_name.clone()))
-        .collect();
-    crate::load::scd_plan(table_config, &schema, &key_targets, table)?;
+    crate::load::scd_plan(table_config, &schema, &key_columns, table)?;
     if key_columns.is_empty() && table_config.load_mode() == LoadMode::Merge {
         return Err(Error::InvalidRequest(format!(
             "`{table}` has no primary key, so `load: merge` cannot match rows; set `key_columns`, or use `load: append`"

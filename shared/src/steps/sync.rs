@@ -414,6 +414,7 @@ async fn recorded_outcome(
 pub async fn check_dependencies(
     services: &Services,
     pipeline_name: &str,
+    pipeline: &crate::config::Pipeline,
     execution: Option<&str>,
     after: &[String],
 ) -> Result<()> {
@@ -425,7 +426,6 @@ pub async fn check_dependencies(
             "`after` names tables of this sync, so `execution` (the sync's `$$.Execution.Id`) is needed to read their outcomes".to_owned(),
         )
     })?;
-    let pipeline = services.config.pipeline(pipeline_name)?;
     let layout = StorageLayout::new(&pipeline.s3.prefix);
     let bucket = services.bucket(pipeline);
     for dependency in after {

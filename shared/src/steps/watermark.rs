@@ -232,6 +232,7 @@ pub async fn begin(services: &Services, request: &BeginRequest) -> Result<RunCon
     super::sync::check_dependencies(
         services,
         &pipeline_name,
+        pipeline,
         request.execution.as_deref(),
         &request.after,
     )

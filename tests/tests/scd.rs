@@ -4,7 +4,7 @@
 //! arriving late, a delete and the key coming back — the target's history equals one built here,
 //! independently, from the source's own timestamps; `valid_to` of each version is the next
 //! version's `valid_from`; the ledger's inserted minus deleted versions equals the current rows;
-//! the surrogate key is the MD5 of the key and `valid_from`.
+//! the surrogate key is the MD5 of the key and `valid_from`. Also from a server in local time.
 
 use std::collections::BTreeMap;
 
@@ -13,8 +13,9 @@ use chrono::NaiveDateTime;
 use mysql_async::prelude::Queryable;
 use serde_json::json;
 use tidemark::steps::local_sync::{self, EXTRACTS_AT_ONCE};
-use tidemark_tests::stack::{fast_runner, with_stack, Stack, Target};
+use tidemark_tests::stack::{fast_runner, with_stack, with_stack_on, Stack, Target};
 use tidemark_tests::tables::Table;
+use tidemark_tests::MysqlServer;
 
 /// One version as the test expects it.
 #[derive(Debug, Clone, PartialEq)]
@@ -346,4 +347,17 @@ async fn type_2_history_into_postgres() {
 #[tokio::test]
 async fn type_2_history_into_the_redshift_data_api() {
     with_stack(Target::Redshift, history_is_kept).await;
+}
+
+/// The same history from a source server in a zone with daylight saving time (`SYSTEM` on
+/// America/New_York): versions begin at the source's own timestamps, and a deleted key's end is
+/// in the same terms.
+#[tokio::test]
+async fn type_2_history_from_a_server_in_local_time() {
+    with_stack_on(
+        MysqlServer::SystemZoneWithDst,
+        Target::Postgres,
+        history_is_kept,
+    )
+    .await;
 }

@@ -36,6 +36,7 @@
 //! | `ALTER TABLE … ALTER COLUMN … TYPE` only to VARCHAR, never inside a transaction block, never on a column of a PRIMARY KEY, UNIQUE or FOREIGN KEY constraint or with a default; one `ADD COLUMN` per `ALTER TABLE` (https://docs.aws.amazon.com/redshift/latest/dg/r_ALTER_TABLE.html) | anything else refused ([`refuse_what_redshift_refuses`], [`refuse_an_alter_type_redshift_refuses`]) |
 //! | Names are 1 to 127 bytes ("Names and identifiers", https://docs.aws.amazon.com/redshift/latest/dg/r_names.html) | a longer quoted name refused (PostgreSQL would cut it at 63 bytes: names of 64 to 127 bytes are beyond this stand-in) |
 //! | COPY: "The maximum size of a single input row from any source is 4 MB" (https://docs.aws.amazon.com/redshift/latest/dg/r_COPY_usage_notes.html) | a row whose values add up to more is refused |
+//! | An aggregate window function (`SUM`, `COUNT`, `AVG`, `MIN`, `MAX`, …) whose window has an ORDER BY needs a frame clause ("Window function syntax summary", https://docs.aws.amazon.com/redshift/latest/dg/r_Window_function_synopsis.html) | refused without `ROWS …` ([`aggregate_window_without_frame`]); PostgreSQL would default the frame |
 //! | `TRUNCATE` commits the transaction it runs in (https://docs.aws.amazon.com/redshift/latest/dg/r_TRUNCATE.html) | refused: the loader must never send it |
 //! | Data API: 1 to 40 statements a request, each under 100 KB (https://docs.aws.amazon.com/redshift/latest/mgmt/data-api.html) | `ValidationException` |
 //! | `svv_columns`: every column, Redshift type names | `information_schema.columns`, `jsonb` named `super` and `bytea` `binary varying` |
@@ -214,6 +215,11 @@ fn refuse_what_redshift_refuses(sql: &str) -> Result<(), String> {
             long.len() - 2
         ));
     }
+    if let Some(function) = aggregate_window_without_frame(&words) {
+        return Err(format!(
+            "ERROR: Aggregate window functions with an ORDER BY clause require a frame clause ({function} … OVER (… ORDER BY …) without ROWS)"
+        ));
+    }
     if let Some(alter) = ALTER_TYPE.captures(sql) {
         if !alter["type"].eq_ignore_ascii_case("varchar") {
             return Err(format!(
@@ -223,6 +229,62 @@ fn refuse_what_redshift_refuses(sql: &str) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// r_Window_function_synopsis ("Window function syntax summary",
+/// https://docs.aws.amazon.com/redshift/latest/dg/r_Window_function_synopsis.html): an aggregate
+/// window function whose window has an ORDER BY needs a frame clause (`ROWS …`), which
+/// PostgreSQL would default. The first such function's name in `words` (upper-cased outside
+/// quotes), if any.
+fn aggregate_window_without_frame(words: &str) -> Option<&str> {
+    const AGGREGATES: [&str; 7] = ["SUM", "COUNT", "AVG", "MIN", "MAX", "STDDEV", "VARIANCE"];
+    let bytes = words.as_bytes();
+    let mut from = 0;
+    while let Some(found) = words[from..].find("OVER") {
+        let over = from + found;
+        from = over + 4;
+        let open = over + 4 + words[over + 4..].len() - words[over + 4..].trim_start().len();
+        if bytes.get(open) != Some(&b'(') {
+            continue;
+        }
+        // The window: up to the parenthesis that closes it.
+        let mut depth = 0;
+        let close = (open..bytes.len()).find(|&i| {
+            match bytes[i] {
+                b'(' => depth += 1,
+                b')' => depth -= 1,
+                _ => {}
+            }
+            depth == 0
+        })?;
+        let window = &words[open..close];
+        if !window.contains("ORDER BY") || window.contains("ROWS ") || window.contains("RANGE ") {
+            continue;
+        }
+        // The function: the name before the call's parentheses, which end just before OVER.
+        let call_end = words[..over].trim_end().len();
+        if bytes.get(call_end.wrapping_sub(1)) != Some(&b')') {
+            continue;
+        }
+        let mut depth = 0;
+        let call_open = (0..call_end).rev().find(|&i| {
+            match bytes[i] {
+                b')' => depth += 1,
+                b'(' => depth -= 1,
+                _ => {}
+            }
+            depth == 0
+        })?;
+        let name = words[..call_open]
+            .trim_end()
+            .rsplit(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .next()
+            .unwrap_or_default();
+        if AGGREGATES.contains(&name) {
+            return Some(name);
+        }
+    }
+    None
 }
 
 /// Redshift's longest name, in bytes (r_names).
@@ -1310,6 +1372,8 @@ mod tests {
             "ALTER TABLE t ADD COLUMN a INT, ADD COLUMN b INT",
             "truncate t",
             too_long.as_str(),
+            "SELECT SUM(\"c\") OVER (PARTITION BY \"k\" ORDER BY \"t\") FROM x",
+            "select count(*) over (order by t) from x",
         ] {
             assert!(refuse_what_redshift_refuses(refused).is_err(), "{refused}");
         }
@@ -1317,6 +1381,9 @@ mod tests {
             "ALTER TABLE \"a\".\"t\" ALTER COLUMN \"n\" TYPE VARCHAR(40)",
             "ALTER TABLE t ADD COLUMN \"add column x\" INT",
             "DELETE FROM t WHERE note = 'truncate'",
+            "SELECT SUM(c) OVER (PARTITION BY k ORDER BY t ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) FROM x",
+            "SELECT MIN(c) OVER (PARTITION BY k), LAG(c) OVER (PARTITION BY k ORDER BY t), ROW_NUMBER() OVER (ORDER BY t) FROM x",
+            "SELECT 'SUM(a) OVER (ORDER BY b)' FROM x",
         ] {
             assert!(refuse_what_redshift_refuses(allowed).is_ok(), "{allowed}");
         }
